@@ -1,0 +1,1 @@
+"""Node: the trio I/O shell around protocol/ and wallet/."""

@@ -1,0 +1,1 @@
+"""Sans-I/O core of the Rill protocol (see SPEC.md)."""

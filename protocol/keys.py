@@ -1,0 +1,95 @@
+"""Identities: Ed25519 keys, their text form, admission and signatures (SPEC.md §2).
+
+A Rill identity is an Ed25519 public key.  On the wire it is the raw 32-byte
+key; in text (CLI, JSON, documents) it is always a ``did:key`` string:
+``did:key:z`` + base58btc(0xED 0x01 || key).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import base58
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+
+from .errors import BadKey, BadSignature, LocalError, SchemaError
+
+KEY_BYTES = 32
+SIG_BYTES = 64
+_MULTICODEC_ED25519 = b"\xed\x01"
+DID_PREFIX = "did:key:z"
+
+
+@functools.lru_cache(maxsize=65536)
+def admit_key(key: bytes) -> bytes:
+    """Return ``key`` if it is a canonical Ed25519 point of prime order.
+
+    Raises :class:`BadKey` otherwise (wrong length, non-canonical encoding,
+    not on the curve, small order, or mixed order).  Verdicts are cached:
+    the check costs about as much as a signature verification.
+    """
+    if type(key) is not bytes or len(key) != KEY_BYTES:
+        raise BadKey(f"public key must be {KEY_BYTES} bytes")
+    if not nacl.bindings.crypto_core_ed25519_is_valid_point(key):
+        raise BadKey("public key is not a canonical Ed25519 point of prime order")
+    return key
+
+
+def verify_signature(key: bytes, message: bytes, signature: bytes) -> None:
+    """Strict Ed25519 verification; raise :class:`BadKey` or :class:`BadSignature`.
+
+    Uses libsodium's ``crypto_sign_open`` (rejects non-canonical S
+    and small-order R) after :func:`admit_key`.
+    """
+    admit_key(key)
+    if type(signature) is not bytes or len(signature) != SIG_BYTES:
+        raise BadSignature(f"signature must be {SIG_BYTES} bytes")
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, key)
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        raise BadSignature("signature does not verify") from None
+
+
+def sign(signing_key: nacl.signing.SigningKey, message: bytes) -> bytes:
+    """Detached Ed25519 signature (64 bytes)."""
+    return signing_key.sign(message).signature
+
+
+def public_key(signing_key: nacl.signing.SigningKey) -> bytes:
+    return bytes(signing_key.verify_key)
+
+
+def did_from_key(key: bytes) -> str:
+    """Text form of a 32-byte key: ``did:key:z6Mk...``."""
+    if len(key) != KEY_BYTES:
+        raise LocalError(f"public key must be {KEY_BYTES} bytes", code="bad-key")
+    return DID_PREFIX + base58.b58encode(_MULTICODEC_ED25519 + key).decode("ascii")
+
+
+def key_from_did(text: str) -> bytes:
+    """Parse and admit a ``did:key`` Ed25519 identity; raise :class:`LocalError`."""
+    text = text.strip()
+    if not text.startswith(DID_PREFIX):
+        raise LocalError(f"not a Rill identity (expected did:key:z6Mk...): {text!r}", code="bad-key")
+    try:
+        raw = base58.b58decode(text[len(DID_PREFIX):].encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise LocalError(f"bad base58 in identity {text!r}", code="bad-key") from None
+    if not raw.startswith(_MULTICODEC_ED25519) or len(raw) != 2 + KEY_BYTES:
+        raise LocalError(f"identity {text!r} is not an Ed25519 did:key", code="bad-key")
+    key = raw[2:]
+    if did_from_key(key) != text:
+        raise LocalError(f"identity {text!r} is not in canonical form", code="bad-key")
+    try:
+        return admit_key(key)
+    except BadKey as exc:
+        raise LocalError(f"identity {text!r}: {exc}", code="bad-key") from None
+
+
+def check_key_field(value: object, name: str) -> bytes:
+    """Schema check for a key field received on the wire."""
+    if type(value) is not bytes:
+        raise SchemaError(f"{name}: expected a 32-byte string")
+    return admit_key(value)

@@ -1,0 +1,130 @@
+"""Verification of a batch of objects, as ``rill verify`` reports it (SPEC.md §7).
+
+Each object is decoded and fully verified on its own; then objects that refer
+to each other within the batch are checked together (a claim against its
+settlement, a sealed claim against its settlement, a receipt against its
+claim and against the creator's key document).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import armour, checks
+from .errors import ArmourError, RemoteError
+from .messages import (
+    Claim,
+    KeyDocument,
+    Receipt,
+    SealedClaim,
+    Settlement,
+    Signed,
+    decode,
+    peek_type,
+)
+
+
+@dataclass
+class Verdict:
+    """The outcome for one object (mutable only while the batch is checked)."""
+
+    source: str
+    type: str | None
+    id: str | None
+    signer: str | None
+    valid: bool
+    reason: str | None
+    obj: Signed[Any] | None = field(default=None, repr=False)
+    checks: list[str] = field(default_factory=list)
+
+    def fail(self, exc: RemoteError) -> None:
+        self.valid, self.reason = False, exc.reason
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
+                "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
+
+
+def split_objects(data: bytes) -> list[tuple[str | None, bytes]]:
+    """The objects in one file: binary CBOR (one object) or armoured text (one or more)."""
+    if armour.looks_armoured(data):
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            raise ArmourError("armoured text must be ASCII") from None
+        return [(label, raw) for label, raw in armour.dearmour(text)]
+    return [(None, data)]
+
+
+def verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> Verdict:
+    v = Verdict(source, peek_type(raw), hashlib.sha256(raw).hexdigest(), None, False, None)
+    try:
+        obj = decode(raw)
+        v.signer = obj.signer_did
+        if label is not None and label != armour.label_of(obj.type):
+            raise ArmourError(f"armour label {label} but the object is a {obj.type}")
+        if now is not None:
+            checks.check_time(obj, now)
+    except RemoteError as exc:
+        v.fail(exc)
+        return v
+    v.valid, v.obj = True, obj
+    return v
+
+
+def cross_check(verdicts: Iterable[Verdict]) -> None:
+    """Check valid objects of one batch against each other, in place."""
+    valid = [v for v in verdicts if v.valid and v.obj is not None]
+    by_id = {v.obj.id: v.obj for v in valid if v.obj is not None}
+    keydocs: dict[bytes, Signed[KeyDocument]] = {}
+    for v in valid:
+        assert v.obj is not None
+        if isinstance(v.obj.body, KeyDocument):
+            keydocs[v.obj.signer] = v.obj
+    for v in valid:
+        obj = v.obj
+        assert obj is not None
+        body = obj.body
+        try:
+            if isinstance(body, Claim | SealedClaim):
+                settlement = by_id.get(body.settlement)
+                if settlement is not None and isinstance(settlement.body, Settlement):
+                    if isinstance(body, Claim):
+                        checks.check_claim(obj, settlement)
+                    else:
+                        checks.check_sealed(obj, settlement)
+                    v.checks.append("settlement")
+            elif isinstance(body, Receipt):
+                claim = by_id.get(body.claim)
+                if claim is None:  # a sealed cover names the claim ID it carries
+                    claim = next((o.obj for o in valid if o.obj is not None
+                                  and isinstance(o.obj.body, SealedClaim)
+                                  and o.obj.body.claim == body.claim), None)
+                if claim is not None:
+                    checks.check_receipt(obj, claim)
+                    v.checks.append("claim")
+                doc = keydocs.get(obj.signer)
+                if doc is not None:
+                    checks.check_receipt(obj, key_document=doc)
+                    v.checks.append("key")
+        except RemoteError as exc:
+            v.fail(exc)
+
+
+def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Verdict]:
+    """Verify every object in ``files`` ((name, data) pairs) and cross-check them."""
+    out: list[Verdict] = []
+    for name, data in files:
+        try:
+            parts = split_objects(data)
+        except RemoteError as exc:
+            out.append(Verdict(name, None, None, None, False, exc.reason))
+            continue
+        for i, (label, raw) in enumerate(parts):
+            source = name if len(parts) == 1 else f"{name}#{i + 1}"
+            out.append(verify_one(raw, label, source, now))
+    cross_check(out)
+    return out

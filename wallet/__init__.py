@@ -1,0 +1,1 @@
+"""Wallet: the click log, budgets, settlement and obligations (pure money logic)."""
