@@ -62,3 +62,7 @@ def verify(files: Sequence[str], at: int | None, as_json: bool) -> None:
         bad = sum(not v.valid for v in verdicts)
         click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
     sys.exit(EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAIL)
+
+
+if __name__ == "__main__":
+    main()

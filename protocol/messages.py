@@ -171,11 +171,16 @@ def _sorted_unique(items: list[Any], where: str, sort_key: Callable[[Any], Any] 
         raise SchemaError(f"{where}: items must be strictly ascending (sorted, no duplicates)")
 
 
-def _strings(r: _Reader, name: str, check: Callable[[object, str], str], lo: int, hi: int
-             ) -> tuple[str, ...]:
+def _strings(r: _Reader, name: str, check: Callable[[object, str], str], lo: int, hi: int,
+             *, ordered: bool = True) -> tuple[str, ...]:
+    """An array of checked strings; sorted by UTF-8 bytes unless ``ordered`` is False,
+    and never with duplicates."""
     items = r.array(name, lo=lo, hi=hi)
     out = tuple(check(v, f"{r._where}.{name}[{i}]") for i, v in enumerate(items))
-    _sorted_unique([s.encode("utf-8") for s in out], f"{r._where}.{name}")
+    if ordered:
+        _sorted_unique([s.encode("utf-8") for s in out], f"{r._where}.{name}")
+    elif len(set(out)) != len(out):
+        raise SchemaError(f"{r._where}.{name}: duplicate items")
     return out
 
 
@@ -302,7 +307,7 @@ class KeyDocument:
         r = _Reader(m, "key")
         name = r.label("name", max_bytes=128)
         origins = _strings(r, "origins", _origin, 1, cls.MAX_ORIGINS)
-        payto = _strings(r, "payto", check_payto, 0, cls.MAX_PAYTO)
+        payto = _strings(r, "payto", check_payto, 0, cls.MAX_PAYTO, ordered=False)
         valid_from = r.uint("valid_from", hi=MAX_TIME)
         prev = r.key("prev", optional=True)
         r.done()

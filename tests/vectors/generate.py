@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Generate tests/vectors/rill_v1.json, Rill's protocol test vectors (SPEC.md §10).
+
+Deterministic: running it twice gives the same file.  Keys come from seeds
+``SHA-256("rill test vector key " + name)``.  Positive vectors are built with
+rill.protocol; negative ones are built by hand with a tiny CBOR writer below,
+so that they can hold what rill.protocol refuses to produce (floats, tags,
+indefinite lengths, duplicate keys, non-shortest integers...).
+
+Usage: python tests/vectors/generate.py [--check]
+  --check  exit 1 if the file on disk differs from what would be generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from rill.protocol import cbor, keys, messages as m
+from rill.protocol.months import month_end
+from rill.protocol.settle import settle
+
+OUT = Path(__file__).with_name("rill_v1.json")
+MONTH = "2026-10"
+#: Time at which the vectors are checked (2026-11-15T00:00:00Z).
+VERIFY_AT = month_end(MONTH) + 14 * 86400
+
+
+def seed(name: str) -> bytes:
+    return hashlib.sha256(b"rill test vector key " + name.encode()).digest()
+
+
+def key(name: str) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(seed(name))
+
+
+def pub(name: str) -> bytes:
+    return keys.public_key(key(name))
+
+
+# -- a small, permissive CBOR writer for negative vectors ------------------------------
+
+
+class Wide(int):
+    """An integer written with a fixed argument width (1, 2, 4 or 8 bytes)."""
+
+    width: int
+
+    def __new__(cls, value: int, width: int) -> Wide:
+        obj = super().__new__(cls, value)
+        obj.width = width
+        return obj
+
+
+class Tag:
+    def __init__(self, tag: int, value: Any) -> None:
+        self.tag, self.value = tag, value
+
+
+class Indef(list):  # type: ignore[type-arg]
+    """An array written with indefinite length."""
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A map written from (key, value) pairs in the given order (duplicates allowed)."""
+
+
+def _head(major: int, n: int, width: int | None = None) -> bytes:
+    if width is None:
+        width = 0 if n < 24 else 1 if n < 256 else 2 if n < 65536 else 4 if n < 2**32 else 8
+    if width == 0:
+        return bytes([major << 5 | n])
+    ai = {1: 24, 2: 25, 4: 26, 8: 27}[width]
+    return bytes([major << 5 | ai]) + n.to_bytes(width, "big")
+
+
+def write(v: Any, *, sort: bool = True) -> bytes:
+    if isinstance(v, Tag):
+        return _head(6, v.tag) + write(v.value, sort=sort)
+    if isinstance(v, float):
+        return b"\xfb" + struct.pack(">d", v)
+    if isinstance(v, bool):
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, int):
+        width = v.width if isinstance(v, Wide) else None
+        return _head(0, v, width) if v >= 0 else _head(1, -1 - v, width)
+    if isinstance(v, bytes):
+        return _head(2, len(v)) + v
+    if isinstance(v, str):
+        b = v.encode()
+        return _head(3, len(b)) + b
+    if isinstance(v, Indef):
+        return b"\x9f" + b"".join(write(x, sort=sort) for x in v) + b"\xff"
+    if isinstance(v, Pairs):
+        return _head(5, len(v)) + b"".join(write(k) + write(x, sort=sort) for k, x in v)
+    if isinstance(v, list):
+        return _head(4, len(v)) + b"".join(write(x, sort=sort) for x in v)
+    if isinstance(v, dict):
+        items = list(v.items())
+        if sort:
+            items.sort(key=lambda kv: (len(write(kv[0])), write(kv[0])))
+        return _head(5, len(items)) + b"".join(write(k) + write(x, sort=sort) for k, x in items)
+    raise TypeError(type(v))
+
+
+def envelope(type_name: str, body: Any, signer: str, *, sign_with: str | None = None,
+             sort: bool = True, extra: dict[str, Any] | None = None) -> bytes:
+    """Sign ``body`` exactly as written by :func:`write` and wrap it."""
+    body_bytes = write(body, sort=sort)
+    sk = key(sign_with or signer)
+    sig = keys.sign(sk, m.signing_input(type_name, body_bytes))
+    env: dict[str, Any] = {"v": 1, "t": type_name, "body": body, "signer": pub(signer),
+                           "sig": sig}
+    env.update(extra or {})
+    return write(env, sort=sort)
+
+
+# -- JSON rendering --------------------------------------------------------------------
+
+
+def jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def positive(name: str, obj: m.Signed[Any], signer: str, note: str,
+             cosigner: str | None = None) -> dict[str, Any]:
+    body_map = obj.body.to_map()
+    body_bytes = cbor.encode(body_map)
+    out = {
+        "name": name,
+        "type": obj.type,
+        "note": note,
+        "signer_seed": seed(signer).hex(),
+        "signer": keys.did_from_key(obj.signer),
+        "fields": jsonable(body_map),
+        "body": body_bytes.hex(),
+        "signing_input": m.signing_input(obj.type, body_bytes).hex(),
+        "signature": obj.signature.hex(),
+        "bytes": obj.raw.hex(),
+        "id": obj.id_hex,
+        "valid": True,
+    }
+    if cosigner is not None:
+        out["cosigner_seed"] = seed(cosigner).hex()
+        out["cosignature"] = obj.cosignature.hex() if obj.cosignature else None
+        out["rotation_input"] = m.rotation_input(body_bytes).hex()
+    return out
+
+
+def negative(name: str, raw: bytes, reason: str, note: str) -> dict[str, Any]:
+    return {"name": name, "note": note, "bytes": raw.hex(), "valid": False, "reason": reason}
+
+
+def build() -> dict[str, Any]:
+    alice, bob, carol, donor = pub("alice"), pub("bob"), pub("carol"), pub("donor")
+    pos: list[dict[str, Any]] = []
+    neg: list[dict[str, Any]] = []
+
+    # --- click log: four entries, one of each kind -----------------------------------
+    t0 = month_end(MONTH) - 20 * 86400
+    entries = []
+    prev = m.ZERO_HASH
+    for seq, (kind, extra) in enumerate([
+        ("budget", {"amount": 500, "currency": "EUR"}),
+        ("click", {"thing": "https://alice.example/post/1", "creator": alice}),
+        ("subscribe", {"creator": bob, "months": 3}),
+        ("click", {"thing": "https://carol.example/"}),
+        ("unsubscribe", {"thing": "https://alice.example/post/1"}),
+    ]):
+        entry = m.sign(m.ClickEntry(seq, prev, t0 + 60 * seq, kind, **extra), key("donor"))
+        entries.append(entry)
+        prev = entry.id
+        pos.append(positive(f"click-{seq}-{kind}", entry, "donor",
+                            f"click log entry seq {seq} ({kind})"))
+
+    # --- creator key documents, one with a rotation -------------------------------------
+    kd = m.sign(m.KeyDocument("Alice's blog", ("https://alice.example",),
+                              ("payto://iban/DE75512108001245126199",
+                               "payto://bitcoin/bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"),
+                              t0 - 86400), key("alice"))
+    pos.append(positive("key-document", kd, "alice", "creator key document"))
+    rot = m.sign(m.KeyDocument("Alice's blog", ("https://alice.example", "https://www.alice.example"),
+                               ("payto://iban/DE75512108001245126199",), t0, prev=alice),
+                 key("alice2"), previous_key=key("alice"))
+    pos.append(positive("key-document-rotation", rot, "alice2",
+                        "key rotation: signed by the new key, co-signed by the old one",
+                        cosigner="alice"))
+
+    # --- settlement, claims, sealed claims --------------------------------------------
+    things = {
+        "https://alice.example/post/1": alice,
+        "https://alice.example/post/2": alice,
+        "https://bob.example/": bob,
+        keys.did_from_key(bob): bob,
+        "urn:isbn:0451450523": carol,
+    }
+    res = settle(key("donor"), MONTH, 1001, "EUR", entries[-1].id, things)
+    pos.append(positive("settlement", res.settlement, "donor",
+                        "1001 cents over 5 things: 200 each, the first 1 leftover unit to the "
+                        "first thing in split order"))
+    for c, s in zip(res.claims, res.sealed, strict=True):
+        who = {alice: "alice", bob: "bob", carol: "carol"}[c.body.creator]
+        pos.append(positive(f"claim-{who}", c, "donor", f"claim of {who}"))
+        pos.append(positive(f"sealed-claim-{who}", s, "donor",
+                            f"claim of {who} sealed to {who}'s key"))
+    empty = settle(key("donor2"), MONTH, 500, "EUR", m.ZERO_HASH, {})
+    pos.append(positive("settlement-empty", empty.settlement, "donor2",
+                        "no things: nothing owed"))
+
+    claim_alice = next(c for c in res.claims if c.body.creator == alice)
+    receipt = m.sign(m.Receipt(claim_alice.id, donor, MONTH, "EUR", claim_alice.body.amount,
+                               "SEPA E2E 2026-11-03 0001", month_end(MONTH) + 3 * 86400),
+                     key("alice"))
+    pos.append(positive("receipt", receipt, "alice", "alice acknowledges the donor's payment"))
+
+    other = settle(key("donor"), MONTH, 1001, "EUR", entries[-1].id,
+                   {**things, "https://carol.example/": carol})
+    a, b = sorted([res.settlement, other.settlement], key=lambda s: s.id)
+    proof = m.sign(m.Equivocation(a.raw, b.raw), key("carol"))
+    pos.append(positive("equivocation", proof, "carol",
+                        "two different settlements by the donor for one month, "
+                        "reported by carol"))
+
+    # --- negatives --------------------------------------------------------------------
+    base = res.settlement
+    smap = base.body.to_map()
+
+    def flip(raw: bytes, at: int) -> bytes:
+        return raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:]
+
+    sig_at = base.raw.index(base.signature)
+    neg.append(negative("flipped-signature-byte", flip(base.raw, sig_at + 10), "bad-signature",
+                        "one bit of the signature flipped"))
+    cur_at = base.raw.index(b"cEUR") + 3
+    neg.append(negative("flipped-body-byte", flip(base.raw, cur_at), "bad-signature",
+                        "one bit of the body flipped (EUR -> ETR)"))
+    neg.append(negative("wrong-key", envelope("settlement", smap, "donor", sign_with="mallory"),
+                        "bad-signature", "signed by another key than 'signer'"))
+    wide = dict(smap, budget=Wide(1001, 4))
+    neg.append(negative("non-canonical-integer", envelope("settlement", wide, "donor"),
+                        "non-canonical", "budget 1001 written with a 4-byte argument"))
+    neg.append(negative("unsorted-keys", envelope("settlement", smap, "donor", sort=False),
+                        "non-canonical", "map keys in insertion order, not canonical order"))
+    dup = Pairs([("v", 1), ("t", "settlement"), ("t", "settlement"), ("sig", base.signature),
+                 ("body", smap), ("signer", donor)])
+    neg.append(negative("duplicate-key", write(dup), "duplicate-key",
+                        "envelope with key 't' twice"))
+    neg.append(negative("trailing-bytes", base.raw + b"\x00", "trailing-bytes",
+                        "a valid settlement followed by one zero byte"))
+    floaty = dict(smap, budget=1001.0)
+    neg.append(negative("float-amount", envelope("settlement", floaty, "donor"), "float",
+                        "budget written as a float (1001.0), correctly signed"))
+    indef = dict(smap, lines=Indef(smap["lines"]))
+    neg.append(negative("indefinite-length", envelope("settlement", indef, "donor"),
+                        "indefinite-length", "lines written as an indefinite-length array"))
+    rmap = receipt.body.to_map()
+    tagged = dict(rmap, time=Tag(1, rmap["time"]))
+    neg.append(negative("tag", envelope("receipt", tagged, "alice"), "tag",
+                        "receipt time wrapped in tag 1 (epoch date-time)"))
+    self_desc = Tag(55799, {"v": 1, "t": "receipt", "body": rmap, "signer": alice,
+                            "sig": receipt.signature})
+    neg.append(negative("self-describe-tag", write(self_desc), "tag",
+                        "a valid receipt wrapped in tag 55799 (self-described CBOR)"))
+    big = {"seq": 0, "prev": m.ZERO_HASH, "time": t0, "kind": "click",
+           "data": {"thing": "https://alice.example/" + "a" * 4000}}
+    neg.append(negative("oversize", envelope("click", big, "donor"), "too-large",
+                        "a click-log entry of more than 4096 bytes"))
+    small_order = bytes([1] + [0] * 31)  # the neutral element, order 1
+    so = {"v": 1, "t": "receipt", "body": rmap, "signer": small_order, "sig": bytes(64)}
+    neg.append(negative("small-order-key", write(so), "bad-key",
+                        "signer is the identity point (small order)"))
+    non_canon = (2**255 - 19 + 1).to_bytes(32, "little")  # y = p + 1, non-canonical
+    nc = {"v": 1, "t": "receipt", "body": rmap, "signer": non_canon, "sig": bytes(64)}
+    neg.append(negative("non-canonical-key", write(nc), "bad-key",
+                        "signer encodes y = p + 1 (non-canonical point encoding)"))
+    neg.append(negative("wrong-version", write({"v": 2, "t": "settlement", "body": smap,
+                                                "signer": donor, "sig": base.signature}),
+                        "unsupported-version", "envelope version 2"))
+    neg.append(negative("unknown-type", envelope("invoice", smap, "donor"), "unknown-type",
+                        "type 'invoice' does not exist"))
+    neg.append(negative("unknown-field", envelope("settlement", dict(smap, fee=100), "donor"),
+                        "schema", "settlement with an extra field 'fee'"))
+    missing = {k: v for k, v in smap.items() if k != "head"}
+    neg.append(negative("missing-field", envelope("settlement", missing, "donor"), "schema",
+                        "settlement without 'head'"))
+    lines = [dict(ln) for ln in smap["lines"]]
+    lines[0]["amount"] += 1
+    lines[1]["amount"] -= 1
+    neg.append(negative("unequal-split", envelope("settlement", dict(smap, lines=lines), "donor"),
+                        "bad-split", "amounts still sum to the budget but one line has one "
+                        "unit too many"))
+    lines = [dict(ln) for ln in smap["lines"]]
+    lines[-1]["amount"] -= 1
+    neg.append(negative("sum-below-budget", envelope("settlement", dict(smap, lines=lines),
+                                                     "donor"),
+                        "bad-split", "the last line is one unit short: sum != budget"))
+    neg.append(negative("lines-unsorted",
+                        envelope("settlement", dict(smap, lines=list(reversed(smap["lines"]))),
+                                 "donor"), "schema", "lines not in ascending creator order"))
+    cmap = claim_alice.body.to_map()
+    bad_thing = dict(cmap, things=["https://Alice.example/post/1", cmap["things"][1]])
+    neg.append(negative("non-normalised-thing", envelope("claim", bad_thing, "donor"),
+                        "bad-thing", "claim with an upper-case host"))
+    neg.append(negative("float-in-claim", envelope("claim", dict(cmap, amount=400.5), "donor"),
+                        "float", "claim amount 400.5"))
+    neg.append(negative("bool-value", envelope("claim", dict(cmap, amount=True), "donor"),
+                        "simple-value", "claim amount true"))
+    kmap = rot.body.to_map()
+    neg.append(negative("rotation-without-cosig", envelope("key", kmap, "alice2"),
+                        "bad-rotation", "key document with 'prev' but no 'cosig'"))
+    neg.append(negative("rotation-bad-cosig",
+                        envelope("key", kmap, "alice2", extra={"cosig": rot.signature}),
+                        "bad-rotation", "cosig made by the new key instead of the old one"))
+    same = {"a": a.raw, "b": a.raw}
+    neg.append(negative("equivocation-same", envelope("equivocation", same, "carol"),
+                        "bad-equivocation", "the same settlement twice is no equivocation"))
+    swapped = {"a": b.raw, "b": a.raw}
+    neg.append(negative("equivocation-order", envelope("equivocation", swapped, "carol"),
+                        "bad-equivocation", "a must have the smaller ID"))
+    neg.append(negative("self-receipt",
+                        envelope("receipt", dict(rmap, donor=alice), "alice"),
+                        "self-receipt", "a receipt whose donor is its own signer"))
+    neg.append(negative("non-text-key", write({1: 1, "t": "receipt"}), "non-text-key",
+                        "a map with an integer key"))
+    neg.append(negative("empty", b"", "empty", "zero bytes"))
+    neg.append(negative("truncated", base.raw[:-1], "malformed", "last byte missing"))
+
+    return {
+        "description": "Rill protocol v1 test vectors; see SPEC.md section 10. "
+                       "Generated by tests/vectors/generate.py.",
+        "verify_at": VERIFY_AT,
+        "positive": pos,
+        "negative": neg,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=1, sort_keys=False) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    text = render()
+    if args.check:
+        if OUT.read_text() != text:
+            print(f"{OUT} is stale: run `make vectors`", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    data = json.loads(text)
+    print(f"wrote {OUT}: {len(data['positive'])} positive, {len(data['negative'])} negative")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
