@@ -31,7 +31,8 @@ def armour(raw: bytes, type_name: str) -> str:
     text = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
     lines = [text[i:i + LINE] for i in range(0, len(text), LINE)]
     label = label_of(type_name)
-    return "\n".join([f"-----BEGIN RILL {label}-----", *lines, f"-----END RILL {label}-----"]) + "\n"
+    block = [f"-----BEGIN RILL {label}-----", *lines, f"-----END RILL {label}-----"]
+    return "\n".join(block) + "\n"
 
 
 def looks_armoured(data: bytes) -> bool:

@@ -91,6 +91,8 @@ def decode(raw: bytes) -> Any:
             raise DecodeError("indefinite length", code="indefinite-length") from None
         if "Duplicate map key" in text or "duplicate" in text.lower():
             raise DecodeError("duplicate map key", code="duplicate-key") from None
+        if "tag" in text:
+            raise DecodeError(f"tagged value ({text})", code="tag") from None
         if "depth" in text:
             raise DecodeError("nesting too deep", code="too-deep") from None
         raise DecodeError(f"not CBOR: {text}", code="malformed") from None

@@ -72,7 +72,8 @@ def key_from_did(text: str) -> bytes:
     """Parse and admit a ``did:key`` Ed25519 identity; raise :class:`LocalError`."""
     text = text.strip()
     if not text.startswith(DID_PREFIX):
-        raise LocalError(f"not a Rill identity (expected did:key:z6Mk...): {text!r}", code="bad-key")
+        raise LocalError(f"not a Rill identity (expected did:key:z6Mk...): {text!r}",
+                         code="bad-key")
     try:
         raw = base58.b58decode(text[len(DID_PREFIX):].encode("ascii"))
     except (ValueError, UnicodeEncodeError):

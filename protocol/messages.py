@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ class _Reader:
             raise self._err(name, "expected an array")
         if not lo <= len(v) <= hi:
             raise self._err(name, f"expected {lo}..{hi} items, got {len(v)}")
-        return cast(list[Any], v)
+        return v
 
     def submap(self, name: str) -> _Reader:
         return _Reader(self._get(name, False), f"{self._where}.{name}")
@@ -167,7 +168,7 @@ class _Reader:
 def _sorted_unique(items: list[Any], where: str, sort_key: Callable[[Any], Any] | None = None
                    ) -> None:
     keyed = [sort_key(i) for i in items] if sort_key else items
-    if any(a >= b for a, b in zip(keyed, keyed[1:], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(keyed)):
         raise SchemaError(f"{where}: items must be strictly ascending (sorted, no duplicates)")
 
 

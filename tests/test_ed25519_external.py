@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import TESTS
-
 from rill.protocol import keys
 from rill.protocol.errors import BadKey, BadSignature, RemoteError
 

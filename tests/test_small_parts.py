@@ -1,0 +1,93 @@
+"""Armour, did:key identities, payto URIs and months."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import load_vectors, signing_key
+from hypothesis import given
+from hypothesis import strategies as st
+from rill.protocol import armour, keys, months, payto
+from rill.protocol.errors import ArmourError, BadKey, LocalError, SchemaError
+
+DATA = load_vectors()
+
+
+@given(st.binary(min_size=1, max_size=500), st.sampled_from(["claim", "sealed-claim", "key"]))
+def test_armour_round_trip(raw: bytes, type_name: str) -> None:
+    text = armour.armour(raw, type_name)
+    assert all(len(line) <= 76 for line in text.splitlines())
+    assert armour.dearmour(text) == [(type_name.upper(), raw)]
+    assert armour.dearmour("\n\n" + text + "\n" + text) == [(type_name.upper(), raw)] * 2
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    "hello\n",
+    "-----BEGIN RILL CLAIM-----\nAAAA\n",  # no end line
+    "-----BEGIN RILL CLAIM-----\nAA==\n-----END RILL CLAIM-----\n",  # padding
+    "-----BEGIN RILL CLAIM-----\nAA+/\n-----END RILL CLAIM-----\n",  # not url-safe
+    "-----BEGIN RILL CLAIM-----\nA\n-----END RILL CLAIM-----\n",  # impossible length
+    "-----BEGIN RILL CLAIM-----\nAB\n-----END RILL CLAIM-----\n",  # stray bits
+    "-----BEGIN RILL CLAIM-----\n" + "A" * 80 + "\n-----END RILL CLAIM-----\n",
+    "-----BEGIN RILL CLAIM-----\nAA\n-----END RILL KEY-----\n",
+    "-----BEGIN RILL CLAIM-----\nAA\n-----END RILL CLAIM-----\ntrailing words\n",
+])
+def test_bad_armour(text: str) -> None:
+    with pytest.raises(ArmourError):
+        armour.dearmour(text)
+
+
+def test_did_key_round_trip_and_known_value() -> None:
+    # the did:key test vector of the W3C did:key spec (Ed25519 key)
+    did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+    key = keys.key_from_did(did)
+    assert keys.did_from_key(key) == did
+    for v in DATA["positive"]:
+        assert keys.did_from_key(keys.key_from_did(v["signer"])) == v["signer"]
+
+
+@pytest.mark.parametrize("text", [
+    "", "did:key:", "did:key:z", "did:web:example.org",
+    "z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp",
+    "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooW0",  # '0' is not base58
+    "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",  # secp256k1 key
+    "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooW",  # truncated
+])
+def test_bad_did(text: str) -> None:
+    with pytest.raises(LocalError):
+        keys.key_from_did(text)
+
+
+def test_small_order_did_is_refused() -> None:
+    bad = keys.did_from_key(bytes([1] + [0] * 31))
+    with pytest.raises(LocalError, match="prime order"):
+        keys.key_from_did(bad)
+    with pytest.raises(BadKey):
+        keys.admit_key(bytes(32))
+    keys.admit_key(keys.public_key(signing_key("x")))
+
+
+def test_payto() -> None:
+    assert payto.parse_payto(" PAYTO://IBAN/DE75512108001245126199 ") == \
+        "payto://iban/DE75512108001245126199"
+    for bad in ("iban/DE75", "payto://", "payto://iban", "payto://iban/ with space",
+                "payto://iban/DE#frag", "payto://iban/é", "payto://1ban/x" * 100):
+        with pytest.raises(LocalError):
+            payto.parse_payto(bad)
+    with pytest.raises(SchemaError):
+        payto.check_payto("payto://IBAN/DE75")  # wire form has a lowercase type
+    uri = payto.payment_uri("payto://iban/DE75512108001245126199?receiver-name=A%20B&amount=X:1",
+                            "5.00", "EUR", "ab" * 32)
+    assert uri == ("payto://iban/DE75512108001245126199?receiver-name=A%20B"
+                   "&amount=EUR:5.00&message=" + "ab" * 32)
+
+
+def test_months() -> None:
+    assert months.month_start("2026-01") == 1767225600
+    assert months.month_end("2026-12") == months.month_start("2027-01")
+    assert months.month_of(months.month_end("2026-02") - 1) == "2026-02"
+    assert months.next_month("2026-12") == "2027-01"
+    assert months.previous_month("2026-01") == "2025-12"
+    for bad in ("2026-13", "2026-00", "26-01", "2026-1", "1999-12", "2026-01-01", " "):
+        with pytest.raises(LocalError):
+            months.parse_month(bad)
