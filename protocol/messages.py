@@ -269,12 +269,25 @@ class ClickEntry:
             creator = d.key("creator", optional=True)
             if kind == "click" and thing is None:
                 raise SchemaError("click.data: a click needs 'thing'")
-            if kind in ("subscribe", "unsubscribe") and (thing is None) == (creator is None):
-                raise SchemaError(f"click.data: a {kind} names exactly one of 'thing', 'creator'")
+            if kind == "subscribe" and thing is None and creator is None:
+                raise SchemaError("click.data: a subscribe names a 'thing', a 'creator' or both")
+            if kind == "unsubscribe" and (thing is None) == (creator is None):
+                raise SchemaError("click.data: an unsubscribe names exactly one of 'thing', "
+                                  "'creator'")
             if kind == "subscribe":
                 months = d.uint("months", lo=1, hi=MAX_SUBSCRIPTION_MONTHS, optional=True)
         d.done()
         return cls(seq, prev, time, kind, thing, creator, months, amount, currency)
+
+    @property
+    def target(self) -> str | None:
+        """What a click or (un)subscription is for: the thing, or for an entry naming only
+        a creator, the creator's ``did:key`` (SPEC §6.2)."""
+        if self.thing is not None:
+            return self.thing
+        if self.creator is not None:
+            return keys.did_from_key(self.creator)
+        return None
 
     def check_rules(self, signer: bytes) -> None:
         if (self.seq == 0) != (self.prev == ZERO_HASH):

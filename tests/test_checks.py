@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from helpers import signing_key
+
 from rill.protocol import checks, keys
 from rill.protocol import messages as m
 from rill.protocol.errors import LocalError, MismatchError, RuleError, SealError
@@ -121,8 +122,8 @@ def test_chain_checks() -> None:
                                 thing=f"https://a.example/{seq}"), DONOR)
         entries.append(e)
         prev = e.id
-    head, nxt, t = checks.check_chain(entries, signer=keys.public_key(DONOR))
-    assert (head, nxt, t) == (entries[-1].id, 4, 1003)
+    head, nxt = checks.check_chain(entries, signer=keys.public_key(DONOR))
+    assert (head, nxt) == (entries[-1].id, 4)
     # resuming from the middle
     assert checks.check_chain(entries[2:], entries[1].id, 2)[0] == head
     with pytest.raises(RuleError, match="seq 2"):
@@ -133,10 +134,10 @@ def test_chain_checks() -> None:
                   DONOR)
     with pytest.raises(RuleError, match="prev"):
         checks.check_chain([entries[0], entries[1], fork])
+    # times need not increase: an offline click can be recorded later with its own time
     back = m.sign(m.ClickEntry(2, entries[1].id, 999, "click", thing="https://x.example/"),
                   DONOR)
-    with pytest.raises(RuleError, match="backwards"):
-        checks.check_chain([entries[0], entries[1], back])
+    checks.check_chain([entries[0], entries[1], back])
 
 
 def test_time_rules(res) -> None:  # type: ignore[no-untyped-def]

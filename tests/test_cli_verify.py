@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import load_vectors
+
 from rill.protocol import armour
 
 DATA = load_vectors()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rill.protocol.currency import (
     CURRENCY_RE,
     MAX_AMOUNT,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from helpers import TESTS
+
 from rill.protocol import keys
 from rill.protocol.errors import BadKey, BadSignature, RemoteError
 

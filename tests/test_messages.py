@@ -9,6 +9,7 @@ import pytest
 from helpers import load_vectors, signing_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rill.protocol import keys
 from rill.protocol import messages as m
 from rill.protocol.errors import LocalError, RemoteError, RillError

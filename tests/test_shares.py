@@ -6,6 +6,7 @@ import pytest
 from helpers import signing_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rill.protocol import checks, keys
 from rill.protocol.errors import LocalError
 from rill.protocol.settle import settle

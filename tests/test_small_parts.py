@@ -6,6 +6,7 @@ import pytest
 from helpers import load_vectors, signing_key
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rill.protocol import armour, keys, months, payto
 from rill.protocol.errors import ArmourError, BadKey, LocalError, SchemaError
 

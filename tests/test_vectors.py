@@ -9,6 +9,7 @@ from typing import Any
 import nacl.signing
 import pytest
 from helpers import VECTORS, load_vectors
+
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
 from rill.protocol.errors import RemoteError

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
+
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
 from rill.protocol.months import month_end

@@ -1,0 +1,101 @@
+"""What a donor's click log says about one month (SPEC.md §6.2).
+
+Pure: given the log's entries (already verified) and a month, compute the
+budget in force, the things that count (one flattr per thing per month) and
+the creator of each when the log names one.  Anyone holding a donor's log can
+recompute a settlement from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .messages import ZERO_HASH, ClickEntry, Signed
+from .months import month_end, month_of, month_start, next_month
+
+
+@dataclass(frozen=True)
+class MonthView:
+    month: str
+    #: Budget in force at the end of the month (minor units) and its currency;
+    #: ``None`` when the log never set a budget before the month ended.
+    budget: int | None
+    currency: str | None
+    #: Every thing that counts, mapped to its creator key, or ``None`` (pending).
+    things: dict[str, bytes | None] = field(default_factory=dict)
+    #: ID of the last entry, in log order, whose time falls before the month's end.
+    head: bytes = ZERO_HASH
+
+    @property
+    def known(self) -> dict[str, bytes]:
+        """Things whose creator is known: the ones a settlement splits the budget over."""
+        return {t: c for t, c in self.things.items() if c is not None}
+
+    @property
+    def pending(self) -> list[str]:
+        return sorted((t for t, c in self.things.items() if c is None),
+                      key=lambda t: t.encode("utf-8"))
+
+
+def _months_between(first: str, month: str) -> int:
+    """Number of months from ``first`` to ``month`` (0 when equal; negative if before)."""
+    return (int(month[:4]) - int(first[:4])) * 12 + int(month[5:7]) - int(first[5:7])
+
+
+def count_month(
+    entries: Iterable[Signed[ClickEntry]],
+    month: str,
+    resolve: Callable[[str], bytes | None] | None = None,
+) -> MonthView:
+    """Apply SPEC §6.2 to the log ``entries`` (in log order) for ``month``.
+
+    ``resolve`` may attribute a thing whose creator the log does not name
+    (e.g. from the creator's verified key document); it is asked only for
+    things that would otherwise be pending.
+    """
+    start, end = month_start(month), month_end(month)
+    head = ZERO_HASH
+    relevant: list[ClickEntry] = []
+    for e in entries:
+        if e.body.time < end:
+            head = e.id
+            relevant.append(e.body)
+    relevant.sort(key=lambda b: (b.time, b.seq))
+
+    budget: int | None = None
+    currency: str | None = None
+    clicks: dict[str, bytes | None] = {}
+    subs: dict[str, tuple[bytes | None, str, int | None]] = {}
+    for b in relevant:
+        target = b.target
+        if b.kind == "budget":
+            budget, currency = b.amount, b.currency
+        elif b.kind == "click" and target is not None and b.time >= start:
+            if clicks.get(target) is None:
+                clicks[target] = b.creator
+        elif b.kind == "subscribe" and target is not None:
+            subs[target] = (b.creator, month_of(b.time), b.months)
+        elif b.kind == "unsubscribe" and target is not None:
+            subs.pop(target, None)
+
+    things = dict(clicks)
+    for target, (creator, first, n) in subs.items():
+        offset = _months_between(first, month)
+        if offset < 0 or (n is not None and offset >= n):
+            continue
+        if things.get(target) is None:
+            things[target] = creator
+    if resolve is not None:
+        for t, c in things.items():
+            if c is None:
+                things[t] = resolve(t)
+    return MonthView(month, budget, currency, things, head)
+
+
+def subscription_months(first: str, n: int) -> list[str]:
+    """The months a subscription made in ``first`` for ``n`` months covers."""
+    out = [first]
+    while len(out) < n:
+        out.append(next_month(out[-1]))
+    return out
