@@ -197,9 +197,10 @@ def _prepare(text: str) -> str:
     s = text.strip(_STRIP)
     bad = _FORBIDDEN_RE.search(s)
     if bad is not None:
-        code_point = ord(bad.group())
-        what = "a lone surrogate" if 0xD800 <= code_point <= 0xDFFF else "whitespace/control character"
-        raise _Invalid(f"contains {what} (U+{code_point:04X}) at position {bad.start()}")
+        where = f"(U+{ord(bad.group()):04X}) at position {bad.start()}"
+        if 0xD800 <= ord(bad.group()) <= 0xDFFF:
+            raise _Invalid(f"contains a lone surrogate {where}")
+        raise _Invalid(f"contains whitespace or a control character {where}")
     return s
 
 

@@ -44,7 +44,10 @@ EXAMPLES: list[tuple[str, str]] = [
         "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
         "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
     ),
-    ("ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3e/Caf%c3%a9#Ü", "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3e/Caf%C3%A9#%C3%9C"),
+    (
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3e/Caf%c3%a9#Ü",
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3e/Caf%C3%A9#%C3%9C",
+    ),
     ("mailto:Alice@Example.org", "mailto:Alice@Example.org"),
 ]
 
@@ -160,7 +163,10 @@ def test_errors(text: str, fragment: str) -> None:
         ("https://example.org/!$&'()*+,;=:@", "https://example.org/!$&'()*+,;=:@"),
         ("https://example.org/?!$&'()*+,;=:@/?", "https://example.org/?!$&'()*+,;=:@/?"),
         ('https://example.org/"<>`|[]', "https://example.org/%22%3C%3E%60%7C%5B%5D"),
-        ("https://example.org/?\"<>`|[]{}^\\", "https://example.org/?%22%3C%3E%60%7C%5B%5D%7B%7D%5E%5C"),
+        (
+            'https://example.org/?"<>`|[]{}^\\',
+            "https://example.org/?%22%3C%3E%60%7C%5B%5D%7B%7D%5E%5C",
+        ),
         ("https://example.org/\U0001f600", "https://example.org/%F0%9F%98%80"),
         ("https://example.org/\u0085x", None),
         ("https://example.org/\u200bx", "https://example.org/%E2%80%8Bx"),  # not White_Space
