@@ -13,13 +13,15 @@ separated by whitespace; nothing else may stand outside the blocks.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 
 from .errors import ArmourError
 
 LINE = 76
 _BEGIN = re.compile(r"-----BEGIN RILL ([A-Z-]{1,32})-----")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_B64URL_LINE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % LINE)
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def label_of(type_name: str) -> str:
@@ -39,12 +41,27 @@ def looks_armoured(data: bytes) -> bool:
     return data.lstrip()[:16] == b"-----BEGIN RILL "
 
 
+def _decode_b64url(data: str, where: int) -> bytes:
+    rem = len(data) % 4
+    if rem == 1:
+        raise ArmourError(f"line {where}: base64url data has an impossible length")
+    try:
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        raise ArmourError(f"line {where}: bad base64url") from None
+    if rem:  # the unused low bits of the last character must be zero (canonical form)
+        last = _B64_ALPHABET.index(data[-1].encode("ascii"))
+        if last & (0x0F if rem == 2 else 0x03):
+            raise ArmourError(f"line {where}: non-canonical base64url (stray bits)")
+    return raw
+
+
 def dearmour(text: str) -> list[tuple[str, bytes]]:
     """All blocks of ``text`` as (label, bytes); raise :class:`ArmourError`."""
     lines = text.splitlines()
     out: list[tuple[str, bytes]] = []
-    i = 0
-    while i < len(lines):
+    i, n = 0, len(lines)
+    while i < n:
         line = lines[i].strip()
         i += 1
         if not line:
@@ -53,28 +70,19 @@ def dearmour(text: str) -> list[tuple[str, bytes]]:
         if not m:
             raise ArmourError(f"line {i}: expected '-----BEGIN RILL TYPE-----'")
         label, start = m.group(1), i
-        body: list[str] = []
         end = f"-----END RILL {label}-----"
+        body: list[str] = []
         while True:
-            if i >= len(lines):
+            if i >= n:
                 raise ArmourError(f"line {start}: block has no '{end}' line")
             line = lines[i].strip()
             i += 1
             if line == end:
                 break
-            if len(line) > LINE or not _B64URL.fullmatch(line):
+            if not _B64URL_LINE.fullmatch(line):
                 raise ArmourError(f"line {i}: not a base64url line of at most {LINE} characters")
             body.append(line)
-        data = "".join(body)
-        if len(data) % 4 == 1:
-            raise ArmourError(f"line {start}: base64url data has an impossible length")
-        try:
-            raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-        except ValueError:
-            raise ArmourError(f"line {start}: bad base64url") from None
-        if base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") != data:
-            raise ArmourError(f"line {start}: non-canonical base64url (stray bits)")
-        out.append((label, raw))
+        out.append((label, _decode_b64url("".join(body), start)))
     if not out:
         raise ArmourError("no armoured object found")
     return out

@@ -29,24 +29,31 @@ def encode(value: Any) -> bytes:
 
 
 def _check_types(value: Any, depth: int) -> None:
+    """Refuse every decoded type outside SPEC §3.1 (leaves are checked inline: hot path)."""
     if depth > MAX_DEPTH:
         raise DecodeError("nesting too deep", code="too-deep")
     t = type(value)
+    if t is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise DecodeError("map key is not a text string", code="non-text-key")
+            ti = type(item)
+            if ti is str or ti is bytes or (ti is int and -MAX_INT - 1 <= item <= MAX_INT):
+                continue
+            _check_types(item, depth + 1)
+        return
+    if t is list:
+        for item in value:
+            ti = type(item)
+            if ti is str or ti is bytes or (ti is int and -MAX_INT - 1 <= item <= MAX_INT):
+                continue
+            _check_types(item, depth + 1)
+        return
     if t is int:
         if not -MAX_INT - 1 <= value <= MAX_INT:
             raise DecodeError("integer out of range (bignum tag?)", code="tag")
         return
     if t is str or t is bytes:
-        return
-    if t is list:
-        for item in value:
-            _check_types(item, depth + 1)
-        return
-    if t is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise DecodeError("map key is not a text string", code="non-text-key")
-            _check_types(item, depth + 1)
         return
     if t is float:
         raise DecodeError("floating-point value", code="float")

@@ -61,6 +61,7 @@ def public_key(signing_key: nacl.signing.SigningKey) -> bytes:
     return bytes(signing_key.verify_key)
 
 
+@functools.lru_cache(maxsize=65536)
 def did_from_key(key: bytes) -> str:
     """Text form of a 32-byte key: ``did:key:z6Mk...``."""
     if len(key) != KEY_BYTES:

@@ -648,6 +648,18 @@ def peek_type(raw: bytes) -> str | None:
     return None
 
 
+def _body_slice(raw: bytes, type_name: str, has_cosig: bool) -> bytes:
+    """The bytes of ``body`` inside a canonical envelope, without re-encoding it.
+
+    Canonical key order is t, v, sig, body, [cosig,] signer; every other field
+    has a fixed size, so the body is what lies between them.
+    """
+    tlen = len(type_name)  # ASCII, < 24: one-byte text header
+    prefix = 1 + 2 + 1 + tlen + 2 + 1 + 4 + 2 + keys.SIG_BYTES + 5
+    suffix = (6 + 2 + keys.SIG_BYTES if has_cosig else 0) + 7 + 2 + keys.KEY_BYTES
+    return raw[prefix:len(raw) - suffix]
+
+
 def decode(raw: bytes, expect: type[_BodyOut] | None = None) -> Signed[Any]:
     """Decode and fully verify one signed object (see module doc)."""
     if type(raw) is not bytes:
@@ -675,7 +687,7 @@ def decode(raw: bytes, expect: type[_BodyOut] | None = None) -> Signed[Any]:
     r._get("body", False)
     r.done()
     body = cls.from_map(body_map)
-    body_bytes = cbor.encode(body_map)
+    body_bytes = _body_slice(raw, type_name, cosig is not None)
     try:
         keys.verify_signature(signer, signing_input(type_name, body_bytes), sig)
     except BadSignature as exc:

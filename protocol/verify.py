@@ -60,15 +60,17 @@ def split_objects(data: bytes) -> list[tuple[str | None, bytes]]:
 
 
 def verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> Verdict:
-    v = Verdict(source, peek_type(raw), hashlib.sha256(raw).hexdigest(), None, False, None)
+    v = Verdict(source, None, None, None, False, None)
     try:
         obj = decode(raw)
-        v.signer = obj.signer_did
+        v.type, v.id, v.signer = obj.type, obj.id_hex, obj.signer_did
         if label is not None and label != armour.label_of(obj.type):
             raise ArmourError(f"armour label {label} but the object is a {obj.type}")
         if now is not None:
             checks.check_time(obj, now)
     except RemoteError as exc:
+        v.type = v.type or peek_type(raw)
+        v.id = v.id or hashlib.sha256(raw).hexdigest()
         v.fail(exc)
         return v
     v.valid, v.obj = True, obj
@@ -80,10 +82,13 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
     valid = [v for v in verdicts if v.valid and v.obj is not None]
     by_id = {v.obj.id: v.obj for v in valid if v.obj is not None}
     keydocs: dict[bytes, Signed[KeyDocument]] = {}
+    covers: dict[bytes, Signed[SealedClaim]] = {}  # claim ID -> its sealed cover
     for v in valid:
         assert v.obj is not None
         if isinstance(v.obj.body, KeyDocument):
             keydocs[v.obj.signer] = v.obj
+        elif isinstance(v.obj.body, SealedClaim):
+            covers[v.obj.body.claim] = v.obj
     for v in valid:
         obj = v.obj
         assert obj is not None
@@ -98,11 +103,7 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
                         checks.check_sealed(obj, settlement)
                     v.checks.append("settlement")
             elif isinstance(body, Receipt):
-                claim = by_id.get(body.claim)
-                if claim is None:  # a sealed cover names the claim ID it carries
-                    claim = next((o.obj for o in valid if o.obj is not None
-                                  and isinstance(o.obj.body, SealedClaim)
-                                  and o.obj.body.claim == body.claim), None)
+                claim = by_id.get(body.claim) or covers.get(body.claim)
                 if claim is not None:
                     checks.check_receipt(obj, claim)
                     v.checks.append("claim")
@@ -114,9 +115,18 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
             v.fail(exc)
 
 
-def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Verdict]:
-    """Verify every object in ``files`` ((name, data) pairs) and cross-check them."""
-    out: list[Verdict] = []
+@dataclass(frozen=True)
+class Item:
+    """One object to verify: where it came from, its armour label, its bytes."""
+
+    source: str
+    label: str | None
+    raw: bytes
+
+
+def expand(files: Iterable[tuple[str, bytes]]) -> list[Item | Verdict]:
+    """Split files into objects; a file that cannot be split becomes a failed verdict."""
+    out: list[Item | Verdict] = []
     for name, data in files:
         try:
             parts = split_objects(data)
@@ -124,7 +134,18 @@ def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Ve
             out.append(Verdict(name, None, None, None, False, exc.reason))
             continue
         for i, (label, raw) in enumerate(parts):
-            source = name if len(parts) == 1 else f"{name}#{i + 1}"
-            out.append(verify_one(raw, label, source, now))
+            out.append(Item(name if len(parts) == 1 else f"{name}#{i + 1}", label, raw))
+    return out
+
+
+def verify_items(items: Iterable[Item], now: int | None) -> list[Verdict]:
+    """:func:`verify_one` over ``items`` (no cross-checks: see :func:`cross_check`)."""
+    return [verify_one(it.raw, it.label, it.source, now) for it in items]
+
+
+def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Verdict]:
+    """Verify every object in ``files`` ((name, data) pairs) and cross-check them."""
+    out = [x if isinstance(x, Verdict) else verify_one(x.raw, x.label, x.source, now)
+           for x in expand(files)]
     cross_check(out)
     return out
