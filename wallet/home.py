@@ -1,0 +1,136 @@
+"""The Rill home: identity key, configuration and database paths (no policy, little I/O)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from .errors import HomeError
+
+IDENTITY_FILE = "identity.key"
+CONFIG_FILE = "config.toml"
+DB_FILE = "rill.db"
+
+DEFAULT_CONFIG = """\
+# Rill configuration (TOML).  Amounts are in minor units (cents for EUR).
+
+# Display name used in exports and on the dashboard.
+name = {name}
+
+[payments]
+# Amounts owed to one creator below this total carry forward to the next month
+# instead of creating dust payments (0 = pay every claim at once).
+min_payout = 100
+"""
+
+
+def default_home() -> Path:
+    """``$RILL_HOME`` or the platform's user data directory."""
+    env = os.environ.get("RILL_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rill", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = ""
+    min_payout: int = 100
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, where: str = CONFIG_FILE) -> Config:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise HomeError(f"{where}: not valid TOML: {exc}") from None
+        name = data.get("name", "")
+        payments = data.get("payments", {})
+        min_payout = payments.get("min_payout", 100) if isinstance(payments, dict) else None
+        if not isinstance(name, str):
+            raise HomeError(f"{where}: 'name' must be a string")
+        if type(min_payout) is not int or min_payout < 0:
+            raise HomeError(f"{where}: payments.min_payout must be a non-negative integer")
+        return cls(name, min_payout, data)
+
+
+class Home:
+    """Paths of one home directory, and its identity."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser()
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path / IDENTITY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_FILE
+
+    def exists(self) -> bool:
+        return self.identity_path.exists()
+
+    def create(self, name: str, seed: bytes) -> None:
+        """Create the directory, the identity (mode 0600) and the config.
+
+        Refuses to overwrite an existing identity (atomic O_EXCL create).
+        """
+        if len(seed) != 32:
+            raise HomeError("an identity seed is 32 bytes")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self.identity_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise HomeError(f"{self.path} already has an identity; refusing to overwrite it",
+                            code="exists") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(seed.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not self.config_path.exists():
+            self.config_path.write_text(DEFAULT_CONFIG.format(name=_toml_string(name)))
+
+    def signing_key(self) -> nacl.signing.SigningKey:
+        try:
+            text = self.identity_path.read_text().strip()
+        except FileNotFoundError:
+            raise HomeError(f"no Rill home at {self.path}: run `rill init` first",
+                            code="no-home") from None
+        except OSError as exc:
+            raise HomeError(f"cannot read {self.identity_path}: {exc.strerror}") from None
+        mode = self.identity_path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise HomeError(f"{self.identity_path} is readable by others (mode {mode:o}); "
+                            f"run: chmod 600 {self.identity_path}", code="key-mode")
+        try:
+            seed = bytes.fromhex(text)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            raise HomeError(f"{self.identity_path} does not hold a 32-byte hex seed")
+        return nacl.signing.SigningKey(seed)
+
+    def config(self) -> Config:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            return Config()
+        return Config.parse(text, str(self.config_path))
+
+
+def _toml_string(s: str) -> str:
+    out = s.replace("\\", "\\\\").replace('"', '\\"')
+    out = "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in out)
+    return f'"{out}"'

@@ -1,0 +1,129 @@
+"""The wallet's SQLite database: schema, connection settings, transactions.
+
+One file per home, in WAL mode with ``synchronous=FULL``: a transaction that
+returned has reached the disk.  Several processes may use it at once; writers
+take the write lock up front (``BEGIN IMMEDIATE``) so that reading the chain's
+head and appending to it are one atomic step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import Corrupt
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 15000
+
+SCHEMA = """
+CREATE TABLE log (                  -- the donor's own signed click log
+    seq     INTEGER PRIMARY KEY,
+    id      BLOB NOT NULL UNIQUE,   -- object ID of the entry
+    time    INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    target  TEXT,
+    raw     BLOB NOT NULL
+);
+CREATE INDEX log_time ON log(time);
+
+CREATE TABLE objects (              -- every other verified object we hold
+    id       BLOB PRIMARY KEY,
+    type     TEXT NOT NULL,
+    signer   BLOB NOT NULL,
+    month    TEXT,
+    raw      BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX objects_type_signer ON objects(type, signer);
+
+CREATE TABLE settled (              -- our own settlements, one per month
+    month      TEXT PRIMARY KEY,
+    settlement BLOB NOT NULL UNIQUE
+);
+
+CREATE TABLE obligations (          -- claims, outgoing (we owe) or incoming (owed to us)
+    claim      BLOB PRIMARY KEY,
+    direction  TEXT NOT NULL CHECK (direction IN ('out', 'in')),
+    month      TEXT NOT NULL,
+    donor      BLOB NOT NULL,
+    creator    BLOB NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount >= 0),
+    currency   TEXT NOT NULL,
+    settlement BLOB NOT NULL,
+    sealed     BLOB,
+    state      TEXT NOT NULL CHECK (state IN ('owed', 'paid', 'receipted')),
+    reference  TEXT,
+    paid_at    INTEGER,
+    receipt    BLOB
+);
+CREATE INDEX obligations_creator ON obligations(direction, creator, state);
+
+-- receipted is final: nothing moves an obligation back
+CREATE TRIGGER receipted_is_final BEFORE UPDATE OF state ON obligations
+WHEN OLD.state = 'receipted' AND NEW.state != 'receipted'
+BEGIN SELECT RAISE(ABORT, 'a receipted obligation cannot change state'); END;
+
+CREATE TABLE equivocators (         -- donors proven to have signed two settlements
+    donor BLOB PRIMARY KEY,
+    month TEXT NOT NULL,
+    proof BLOB NOT NULL
+);
+
+CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and if new, create) the database with Rill's settings."""
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise Corrupt(f"cannot open {path}: {exc}") from None
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            with transaction(db):
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    for statement in _statements(SCHEMA):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise Corrupt(f"{path}: database schema {version} is newer than this Rill "
+                          f"({SCHEMA_VERSION}); upgrade Rill")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise Corrupt(f"{path}: {exc}") from None
+    return db
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema into statements (triggers contain ';' inside BEGIN..END)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not buf.strip():
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return [s for s in out if s]
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One transaction: committed when the block ends, rolled back on any exception."""
+    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
