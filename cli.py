@@ -101,5 +101,608 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
         click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
     sys.exit(EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAIL)
 
+
+# --------------------------------------------------------------------------------------
+# Wallet commands.  Each opens the home, calls rill.wallet, prints.
+
+
+def _fail(message: str) -> None:
+    click.echo(f"rill: error: {message}", err=True)
+    sys.exit(EXIT_FAIL)
+
+
+def home_option(fn: Any) -> Any:
+    return click.option(
+        "--home", "home", type=click.Path(file_okay=False), envvar="RILL_HOME",
+        default=None, show_envvar=True,
+        help="Home directory (default: the user data directory).")(fn)
+
+
+def _home_path(home: str | None) -> str:
+    from .wallet.home import default_home
+
+    return home if home is not None else str(default_home())
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def wallet_command(fn: Any) -> Any:
+    """Turn wallet and protocol errors into a message on stderr and exit status 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .protocol.errors import RillError
+        from .wallet.errors import WalletError
+
+        try:
+            return fn(*args, **kwargs)
+        except (WalletError, RillError) as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
+
+    return wrapper
+
+
+def _open(home: str | None) -> Any:
+    from .wallet.wallet import Wallet
+
+    return Wallet.open(_home_path(home))
+
+
+def _did_arg(text: str | None) -> bytes | None:
+    from .protocol.keys import key_from_did
+
+    return None if text is None else key_from_did(text)
+
+
+def _id_arg(text: str) -> bytes:
+    from .protocol.messages import parse_object_id
+
+    return parse_object_id(text)
+
+
+def _month_arg(text: str | None) -> str | None:
+    from .protocol.months import parse_month
+
+    return None if text is None else parse_month(text)
+
+
+def _current_month() -> str:
+    from .protocol.months import month_of
+
+    return month_of(_now())
+
+
+def _parse_time(text: str) -> int:
+    """ISO 8601 time; without a zone it is UTC."""
+    import datetime
+
+    try:
+        t = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return int(t.timestamp())
+
+
+def _money(amount: int | None, currency: str | None) -> str:
+    from .wallet.wallet import format_amount_safe
+
+    if amount is None or currency is None:
+        return "-"
+    return format_amount_safe(amount, currency)
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:  # plain Text: no markup, no :emoji: codes (did:key: would become one)
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
+    Console(emoji=False, highlight=False).print(table)
+
+
+@main.command()
+@click.option("--name", default="", help="Your display name.")
+@click.option("--seed-file", type=click.File("r"), default=None,
+              help="Restore an identity from a file holding its 32-byte seed in hex.")
+@home_option
+@json_option
+@wallet_command
+def init(name: str, seed_file: Any, home: str | None, as_json: bool) -> None:
+    """Create a home with a new identity (refuses to overwrite one)."""
+    from .wallet.wallet import Wallet
+
+    if seed_file is not None:
+        try:
+            seed = bytes.fromhex(seed_file.read().strip())
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            _fail("the seed file must hold 64 hex digits")
+    else:
+        seed = os.urandom(32)
+    path = _home_path(home)
+    with Wallet.create(path, name, seed) as w:
+        if as_json:
+            _emit_json({"id": w.did, "home": path})
+        else:
+            click.echo(f"Created {path}\nYour identity: {w.did}")
+
+
+@main.command("id")
+@home_option
+@json_option
+@wallet_command
+def id_(home: str | None, as_json: bool) -> None:
+    """Print this home's identity (did:key)."""
+    with _open(home) as w:
+        did = w.did
+    if as_json:
+        _emit_json({"id": did})
+    else:
+        click.echo(did)
+
+
+@main.group(invoke_without_command=True)
+@home_option
+@json_option
+@click.pass_context
+@wallet_command
+def budget(ctx: click.Context, home: str | None, as_json: bool) -> None:
+    """Show the monthly budget (`rill budget set AMOUNT CURRENCY` changes it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    month = _current_month()
+    with _open(home) as w:
+        b = w.budget(month)
+    if as_json:
+        _emit_json({"month": month, "amount": b[0] if b else None,
+                    "currency": b[1] if b else None})
+    elif b is None:
+        click.echo("No budget set. Set one with: rill budget set 5.00 EUR")
+    else:
+        click.echo(f"{_money(*b)} per month (in force for {month})")
+
+
+@budget.command("set")
+@click.argument("amount")
+@click.argument("currency")
+@home_option
+@json_option
+@wallet_command
+def budget_set(amount: str, currency: str, home: str | None, as_json: bool) -> None:
+    """Set the monthly budget from this month on, e.g. `rill budget set 5.00 EUR`."""
+    from .protocol.currency import known_currency, parse_amount
+
+    cur = known_currency(currency)
+    minor = parse_amount(amount, cur)
+    with _open(home) as w:
+        w.set_budget(minor, cur, _now())
+    month = _current_month()
+    if as_json:
+        _emit_json({"month": month, "amount": minor, "currency": cur})
+    else:
+        click.echo(f"Budget set to {_money(minor, cur)} per month from {month} on.")
+
+
+def _url_arg(text: str) -> str:
+    """Bare host names typed by people get https:// (example.org/x is not a URI scheme)."""
+    head = text.strip().split("/", 1)[0]
+    if "://" not in text and ":" not in head.split(".", 1)[0] and "." in head:
+        return "https://" + text.strip()
+    return text
+
+
+@main.command("click")
+@click.argument("url")
+@click.option("--creator", default=None, metavar="ID", help="The thing's creator (did:key).")
+@click.option("--at", "at", default=None, metavar="ISO-8601-TIME",
+              help="Record the click at another time (offline clicks); UTC if no zone.")
+@home_option
+@json_option
+@wallet_command
+def click_(url: str, creator: str | None, at: str | None, home: str | None,
+           as_json: bool) -> None:
+    """Flattr a thing (once per month; repeat clicks add nothing)."""
+    when = None if at is None else _parse_time(at)
+    with _open(home) as w:
+        r = w.click(_url_arg(url), _now(), creator=_did_arg(creator), at=when)
+    if as_json:
+        _emit_json({"thing": r.thing, "month": r.month, "new": r.new,
+                    "entry": r.entry.id_hex if r.entry else None,
+                    "seq": r.entry.body.seq if r.entry else None})
+    elif r.new:
+        click.echo(f"Flattred {r.thing} ({r.month}).")
+    else:
+        click.echo(f"Already flattred {r.thing} in {r.month}: one flattr per thing per month.")
+
+
+@main.command()
+@click.argument("target", metavar="ID_OR_URL")
+@click.option("--months", type=click.IntRange(1, 1200), default=None,
+              help="End by itself after N months (default: until cancelled).")
+@click.option("--creator", default=None, metavar="ID", help="The thing's creator (did:key).")
+@home_option
+@json_option
+@wallet_command
+def subscribe(target: str, months: int | None, creator: str | None, home: str | None,
+              as_json: bool) -> None:
+    """Flattr a creator (did:key) or a thing every month."""
+    with _open(home) as w:
+        e = w.subscribe(_url_arg(target), _now(), months=months, creator=_did_arg(creator))
+    if as_json:
+        _emit_json({"target": e.body.target, "months": months, "entry": e.id_hex})
+    else:
+        span = f"for {months} month(s)" if months else "until cancelled"
+        click.echo(f"Subscribed to {e.body.target} {span}.")
+
+
+@main.command()
+@click.argument("target", metavar="ID_OR_URL")
+@home_option
+@json_option
+@wallet_command
+def unsubscribe(target: str, home: str | None, as_json: bool) -> None:
+    """Cancel a subscription (from this month on)."""
+    with _open(home) as w:
+        e = w.unsubscribe(_url_arg(target), _now())
+    if as_json:
+        _emit_json({"target": e.body.target, "entry": e.id_hex})
+    else:
+        click.echo(f"Unsubscribed from {e.body.target}.")
+
+
+@main.command()
+@home_option
+@json_option
+@wallet_command
+def subscriptions(home: str | None, as_json: bool) -> None:
+    """List active subscriptions."""
+    from .protocol.keys import did_from_key
+
+    with _open(home) as w:
+        subs = w.subscriptions(_now())
+    items = [{"target": t, "creator": did_from_key(s["creator"]) if s["creator"] else None,
+              "since": s["since"], "until": s["until"]} for t, s in sorted(subs.items())]
+    if as_json:
+        _emit_json(items)
+    else:
+        _table("Subscriptions", ["target", "creator", "since", "until"],
+               [[i["target"], i["creator"], i["since"], i["until"] or "cancelled"]
+                for i in items])
+
+
+@main.command()
+@click.option("--month", default=None, metavar="YYYY-MM", help="Default: this month.")
+@home_option
+@json_option
+@wallet_command
+def status(month: str | None, home: str | None, as_json: bool) -> None:
+    """The month's things and each one's projected share."""
+    mo = _month_arg(month) or _current_month()
+    with _open(home) as w:
+        p = w.projection(mo)
+    if as_json:
+        _emit_json(p)
+        return
+    _table(f"{mo}: budget {_money(p['budget'], p['currency'])}, {p['counted']} thing(s) "
+           f"counted, {p['pending']} pending" + (" (settled)" if p["settled"] else ""),
+           ["thing", "creator", "share"],
+           [[r["thing"], r["creator"] or "pending: creator unknown",
+             _money(r["share"], p["currency"]) if not r["pending"] else "-"]
+            for r in p["things"]])
+
+
+@main.command()
+@click.option("--month", required=True, metavar="YYYY-MM")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write the settlement and every claim (armoured) into this directory.")
+@home_option
+@json_option
+@wallet_command
+def settle(month: str, out: str | None, home: str | None, as_json: bool) -> None:
+    """Settle an ended month: sign the settlement and one claim per creator."""
+    from .protocol.armour import armour
+
+    mo = _month_arg(month)
+    assert mo is not None
+    with _open(home) as w:
+        res, new = w.settle(mo, _now())
+    s = res.settlement
+    files = []
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        for obj in (s, *res.claims, *res.sealed):
+            path = os.path.join(out, f"{obj.type}-{obj.id_hex[:16]}.rill")
+            with open(path, "w") as fh:
+                fh.write(armour(obj.raw, obj.type))
+            files.append(path)
+    claims = [{"id": c.id_hex, "creator": _did(c.body.creator),
+               "amount": c.body.amount, "things": len(c.body.things)} for c in res.claims]
+    if as_json:
+        _emit_json({"settlement": s.id_hex, "month": mo, "budget": s.body.budget,
+                    "currency": s.body.currency, "new": new, "claims": claims,
+                    "files": files})
+        return
+    click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}")
+    _table(f"{_money(s.body.budget, s.body.currency)} over {s.body.things} thing(s)",
+           ["claim", "creator", "things", "amount"],
+           [[c["id"][:16], c["creator"], c["things"], _money(c["amount"], s.body.currency)]
+            for c in claims])
+    if files:
+        click.echo(f"Wrote {len(files)} file(s) to {out}")
+
+
+def _did(key: bytes) -> str:
+    from .protocol.keys import did_from_key
+
+    return did_from_key(key)
+
+
+@main.command()
+@click.option("--month", default=None, metavar="YYYY-MM")
+@click.option("--outgoing", "direction", flag_value="out", help="Only claims you owe.")
+@click.option("--incoming", "direction", flag_value="in", help="Only claims owed to you.")
+@home_option
+@json_option
+@wallet_command
+def claims(month: str | None, direction: str | None, home: str | None, as_json: bool) -> None:
+    """Claims with their state: owed, paid or receipted."""
+    with _open(home) as w:
+        rows = w.obligations(_month_arg(month), direction)
+    if as_json:
+        _emit_json([o.as_json() for o in rows])
+        return
+    _table("Claims", ["id", "month", "direction", "counterpart", "amount", "state"],
+           [[o.claim.hex()[:16], o.month, "out" if o.direction == "out" else "in",
+             _did(o.creator if o.direction == "out" else o.donor),
+             _money(o.amount, o.currency),
+             o.state + ("" if o.payable else " (carried forward)")] for o in rows])
+
+
+@main.command()
+@home_option
+@json_option
+@wallet_command
+def due(home: str | None, as_json: bool) -> None:
+    """What to pay now: owed claims summed per creator, with payto: links."""
+    with _open(home) as w:
+        pays = w.due()
+        minimum = w.config.min_payout
+    if as_json:
+        _emit_json([p.as_json() for p in pays])
+        return
+    if not pays:
+        click.echo("Nothing owed.")
+    for p in pays:
+        who = f"{p.name} ({_did(p.creator)})" if p.name else _did(p.creator)
+        click.echo(f"{_money(p.amount, p.currency)} to {who} for {len(p.claims)} claim(s)")
+        if not p.payable:
+            click.echo(f"  carried forward: below the minimum payout ({minimum} minor units)")
+        elif not p.uris:
+            click.echo("  no key document known for this creator: import it to get its "
+                       "payment addresses")
+        for uri in p.uris:
+            click.echo(f"  {uri}")
+
+
+@main.command()
+@click.argument("claim_ids", nargs=-1, required=True, metavar="CLAIM_ID...")
+@click.option("--reference", required=True, help="The payment rail's reference.")
+@home_option
+@json_option
+@wallet_command
+def pay(claim_ids: Sequence[str], reference: str, home: str | None, as_json: bool) -> None:
+    """Record that you paid claims (owed -> paid)."""
+    ids = [_id_arg(c) for c in claim_ids]
+    with _open(home) as w:
+        rows = w.pay(ids, reference, _now())
+    if as_json:
+        _emit_json([o.as_json() for o in rows])
+    else:
+        for o in rows:
+            click.echo(f"Paid {o.claim.hex()}: {_money(o.amount, o.currency)} "
+                       f"(reference {o.reference})")
+
+
+@main.command()
+@click.argument("claim_id")
+@click.option("--reference", default="", help="The payment's reference on your side.")
+@click.option("--amount", default=None, help="Amount received, if not the claim's amount.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the armoured receipt here (default: stdout).")
+@home_option
+@json_option
+@wallet_command
+def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
+            home: str | None, as_json: bool) -> None:
+    """Creator: sign a receipt for a claim owed to you."""
+    from .protocol.armour import armour
+    from .protocol.currency import parse_amount
+
+    cid = _id_arg(claim_id)
+    with _open(home) as w:
+        o = w.obligation(cid)
+        minor = None if amount is None else parse_amount(amount, o.currency)
+        r = w.sign_receipt(cid, _now(), reference, minor)
+    text = armour(r.raw, r.type)
+    if out is not None:
+        with open(out, "w") as fh:
+            fh.write(text)
+    if as_json:
+        _emit_json({"receipt": r.id_hex, "claim": cid.hex(), "amount": r.body.amount,
+                    "currency": r.body.currency, "file": out,
+                    "armour": text if out is None else None})
+    elif out is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Receipt {r.id_hex} written to {out}")
+
+
+@main.command("import-object")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@home_option
+@json_option
+@wallet_command
+def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None:
+    """Take in settlements, claims, receipts, key documents received by other means."""
+    from .protocol.errors import RemoteError
+    from .protocol.messages import peek_type
+    from .protocol.verify import split_objects
+    from .wallet.errors import WalletError
+
+    items: list[tuple[str, bytes]] = []
+    for name in files:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
+        try:
+            items += [(name, raw) for _, raw in split_objects(data)]
+        except RemoteError as exc:
+            _fail(f"{name}: {exc.reason}")
+    # settlements first: claims are checked against them
+    order = {"key": 0, "settlement": 1, "claim": 2, "sealed-claim": 2, "receipt": 3}
+    items.sort(key=lambda it: order.get(peek_type(it[1]) or "", 4))
+    results, failed = [], 0
+    now = _now()
+    with _open(home) as w:
+        for name, raw in items:
+            try:
+                r = w.import_object(raw, now)
+                results.append({"file": name, **r.as_json(), "ok": True})
+            except (RemoteError, WalletError) as exc:
+                failed += 1
+                reason = exc.reason if isinstance(exc, RemoteError) else str(exc)
+                results.append({"file": name, "type": peek_type(raw), "ok": False,
+                                "action": "refused", "detail": reason})
+    if as_json:
+        _emit_json(results)
+    else:
+        for r in results:
+            mark = "ok " if r["ok"] else "BAD"
+            click.echo(f"{mark} {r['file']}: {r.get('type')} {r['action']} {r['detail']}")
+    sys.exit(EXIT_FAIL if failed else EXIT_OK)
+
+
+@main.command()
+@click.option("--month", default=None, metavar="YYYY-MM")
+@home_option
+@json_option
+@wallet_command
+def earnings(month: str | None, home: str | None, as_json: bool) -> None:
+    """Creator: income per month, supporters, new supporters and top things."""
+    with _open(home) as w:
+        rows = w.earnings(_month_arg(month))
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("No claims received yet.")
+    for e in rows:
+        click.echo(f"{e['month']}: {_money(e['total'], e['currency'])} from "
+                   f"{e['supporters']} supporter(s), {_money(e['receipted'], e['currency'])}"
+                   f" receipted; {len(e['new_supporters'])} new")
+        for t in e["top_things"][:5]:
+            click.echo(f"    {t['supporters']:>4}  {t['thing']}")
+
+
+@main.command()
+@home_option
+@json_option
+@wallet_command
+def check(home: str | None, as_json: bool) -> None:
+    """Verify the whole click log and the stored settlements."""
+    with _open(home) as w:
+        rep = w.verify_log(_progress_bar("verifying click log"))
+    if as_json:
+        _emit_json({"ok": True, "entries": rep.entries, "head": rep.head.hex(),
+                    "settled": rep.settled})
+    else:
+        click.echo(f"Click log OK: {rep.entries} entries, head {rep.head.hex()[:16]}; "
+                   f"{len(rep.settled)} settled month(s).")
+
+
+def _progress_bar(label: str) -> Any:
+    """A callback(done, total) drawing a progress bar on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task(label, total=None)
+    bar.start()
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+
+    return update
+
+
+@main.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--with-key", is_flag=True, help="Include the private key (keep the file safe).")
+@home_option
+@json_option
+@wallet_command
+def export_(out: str, with_key: bool, home: str | None, as_json: bool) -> None:
+    """Write the whole home to one portable file (without the private key unless asked)."""
+    from .wallet.portable import export_home
+
+    with _open(home) as w:
+        data = export_home(w, with_key)
+        entries = w._log_size()
+    tmp = out + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if with_key else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    if as_json:
+        _emit_json({"file": out, "bytes": len(data), "entries": entries, "with_key": with_key})
+    else:
+        click.echo(f"Exported {entries} click-log entries to {out} ({len(data)} bytes)"
+                   + (", private key included" if with_key else ""))
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@home_option
+@json_option
+@wallet_command
+def import_(file: str, home: str | None, as_json: bool) -> None:
+    """Restore an export (every signature and the chain are verified before writing)."""
+    from .wallet.portable import import_home
+
+    try:
+        with open(file, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {file}: {exc.strerror}") from None
+    bar = _progress_bar("importing")
+    progress = (lambda what, done, total: bar(done, total)) if bar else None
+    with import_home(_home_path(home), data, _now(), progress) as w:
+        rep = w.verify_log()
+        result = {"id": w.did, "entries": rep.entries, "settled": rep.settled}
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"Imported {rep.entries} click-log entries for {result['id']}.")
+
 if __name__ == "__main__":
     main()

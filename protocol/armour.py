@@ -20,7 +20,7 @@ from .errors import ArmourError
 
 LINE = 76
 _BEGIN = re.compile(r"-----BEGIN RILL ([A-Z-]{1,32})-----")
-_B64URL_LINE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % LINE)
+_B64URL_LINE = re.compile(rf"[A-Za-z0-9_-]{{1,{LINE}}}")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 

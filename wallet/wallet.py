@@ -8,6 +8,7 @@ arrive through :meth:`Wallet.import_object`.
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -254,7 +255,7 @@ class Wallet:
     def click(self, url: str, now: int, creator: bytes | None = None,
               at: int | None = None) -> ClickResult:
         """Flattr a thing (once per month: a repeat click adds nothing)."""
-        thing = normalise_thing(url)
+        thing = _thing(url)
         time = now if at is None else at
         month = month_of(time)
         with store.transaction(self.db):
@@ -361,7 +362,7 @@ class Wallet:
         Idempotent: a settled month returns the stored objects, byte for byte.
         """
         if now < month_end(month):
-            raise Refused(f"{month} has not ended yet (it ends {month_end(month)} UTC)",
+            raise Refused(f"{month} has not ended yet (it ends {_iso(month_end(month))})",
                           code="not-ended")
         with store.transaction(self.db):
             existing = self.stored_settlement(month)
@@ -684,7 +685,19 @@ def _target(text: str, creator: bytes | None) -> tuple[str | None, bytes | None]
         if creator is not None and creator != who:
             raise LocalError("--creator differs from the creator subscribed to")
         return None, who
-    return normalise_thing(text), creator
+    return _thing(text), creator
+
+
+def _thing(text: str) -> str:
+    try:
+        return normalise_thing(text)
+    except LocalError as exc:
+        raise LocalError(f"{text!r} is not a valid URL or URI: {exc}", code=exc.code) from None
+
+
+def _iso(t: int) -> str:
+    """A Unix time as ISO 8601 UTC text (a conversion, not a clock read)."""
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_amount_safe(amount: int, currency: str) -> str:
