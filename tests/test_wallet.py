@@ -188,7 +188,7 @@ def test_obligation_lifecycle(donor: Wallet, alice: Wallet, bob: Wallet) -> None
 
 def test_receipt_signed_by_the_wrong_key_is_refused(donor: Wallet, alice: Wallet,
                                                     bob: Wallet) -> None:
-    claim, res = _settled_pair(donor, alice)
+    claim, _ = _settled_pair(donor, alice)
     forged = m.sign(m.Receipt(claim.id, donor.identity, "2026-10", "EUR", 1000, "x",
                               AFTER + 5), bob.key)
     with pytest.raises(Refused, match="not signed by the claim's creator"):
