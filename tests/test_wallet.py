@@ -202,11 +202,16 @@ def test_receipt_signed_by_the_wrong_key_is_refused(donor: Wallet, alice: Wallet
         donor.import_object(forged.raw[:-1], AFTER + 10)
 
 
-def test_claim_needs_its_settlement(donor: Wallet, alice: Wallet) -> None:
-    _, res = _settled_pair(donor, alice)
-    with pytest.raises(Refused, match="settlement first"):
-        alice.import_object(res.sealed[0].raw, AFTER)
+def test_a_claim_waits_for_its_settlement(donor: Wallet, alice: Wallet) -> None:
+    claim, res = _settled_pair(donor, alice)
+    assert alice.import_object(res.sealed[0].raw, AFTER).action == "pending"
     assert alice.obligations() == []
+    r = alice.import_object(res.settlement.raw, AFTER)
+    assert "1 waiting claim(s) taken in" in r.detail
+    assert alice.obligation(claim.id).state == "owed"
+    # the opened claim is private: never among what peers may fetch
+    assert alice.db.execute("SELECT private FROM objects WHERE id = ?",
+                            (claim.id,)).fetchone()[0] == 1
 
 
 def test_equivocation_is_detected_and_marked(tmp_path: Path, alice: Wallet, bob: Wallet

@@ -30,14 +30,25 @@ CREATE TABLE log (                  -- the donor's own signed click log
 CREATE INDEX log_time ON log(time);
 
 CREATE TABLE objects (              -- every other verified object we hold
-    id       BLOB PRIMARY KEY,
+    n        INTEGER PRIMARY KEY AUTOINCREMENT,  -- receive order: the sync cursor
+    id       BLOB NOT NULL UNIQUE,
     type     TEXT NOT NULL,
     signer   BLOB NOT NULL,
     month    TEXT,
     raw      BLOB NOT NULL,
-    received INTEGER NOT NULL
+    received INTEGER NOT NULL,
+    private  INTEGER NOT NULL DEFAULT 0  -- 1: never served to peers (opened claims)
 );
 CREATE INDEX objects_type_signer ON objects(type, signer);
+CREATE INDEX objects_month ON objects(month);
+
+CREATE TABLE subjects (             -- whom an object concerns (for sync and pruning)
+    object  BLOB NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+    subject BLOB NOT NULL,
+    n       INTEGER NOT NULL,       -- the object's receive order
+    PRIMARY KEY (subject, n, object)
+) WITHOUT ROWID;
+CREATE INDEX subjects_object ON subjects(object);
 
 CREATE TABLE settled (              -- our own settlements, one per month
     month      TEXT PRIMARY KEY,

@@ -386,7 +386,7 @@ class Wallet:
             self.db.execute("INSERT INTO settled (month, settlement) VALUES (?, ?)",
                             (month, result.settlement.id))
             for claim, sealed in zip(result.claims, result.sealed, strict=True):
-                self._store(claim, now)
+                self._store(claim, now, private=True)
                 self._store(sealed, now)
                 self._add_obligation(claim, "out", sealed.id)
         return result, True
@@ -413,12 +413,23 @@ class Wallet:
 
     # -- objects ------------------------------------------------------------------------
 
-    def _store(self, obj: m.Signed[Any], now: int) -> bool:
+    def _store(self, obj: m.Signed[Any], now: int, private: bool = False) -> bool:
+        """Store a verified object once; record whom it concerns.  True if new.
+
+        ``private`` objects (claims in clear that were sealed on the wire, our own
+        claims) are never served to peers.
+        """
         month = getattr(obj.body, "month", None)
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO objects (id, type, signer, month, raw, received) "
-            "VALUES (?,?,?,?,?,?)", (obj.id, obj.type, obj.signer, month, obj.raw, now))
-        return cur.rowcount == 1
+            "INSERT OR IGNORE INTO objects (id, type, signer, month, raw, received, private) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (obj.id, obj.type, obj.signer, month, obj.raw, now, int(private)))
+        if cur.rowcount != 1:
+            return False
+        n = cur.lastrowid
+        self.db.executemany("INSERT OR IGNORE INTO subjects (object, subject, n) VALUES (?,?,?)",
+                            [(obj.id, s, n) for s in subjects_of(obj)])
+        return True
 
     def _object(self, oid: bytes, expect: Any = None) -> m.Signed[Any]:
         row = self.db.execute("SELECT raw FROM objects WHERE id = ?", (oid,)).fetchone()
@@ -569,11 +580,14 @@ class Wallet:
             return self._take_receipt(obj, now)
         if isinstance(body, m.Settlement) and not known:
             proof = self._check_equivocation(obj, now)
+            self._store(obj, now)
+            taken = self._take_pending(obj, now)
             if proof is not None:
-                self._store(obj, now)
                 return ImportResult(obj.id, obj.type, "equivocation",
                                     f"{obj.signer_did} signed two settlements for "
                                     f"{body.month}; proof {proof.id_hex}")
+            return ImportResult(obj.id, obj.type, "stored",
+                                f"{taken} waiting claim(s) taken in" if taken else "")
         if isinstance(body, m.Equivocation):
             self._mark(body.donor, body.month, obj)
         stored = self._store(obj, now)
@@ -584,8 +598,11 @@ class Wallet:
         row = self.db.execute("SELECT raw FROM objects WHERE id = ?",
                               (claim.body.settlement,)).fetchone()
         if row is None:
-            raise Refused("import the claim's settlement first (it must be checked against "
-                          "it)", code="no-settlement")
+            # keep it; it is checked and taken in when its settlement arrives
+            if sealed is None:
+                self._store(claim, now)
+            return ImportResult(claim.id, "claim", "pending",
+                                "waiting for its settlement to arrive")
         checks.check_claim(claim, m.decode(row[0], m.Settlement))
         if self.db.execute("SELECT 1 FROM obligations WHERE claim = ?",
                            (claim.id,)).fetchone():
@@ -593,12 +610,34 @@ class Wallet:
                 self.db.execute("UPDATE obligations SET sealed = coalesce(sealed, ?) "
                                 "WHERE claim = ?", (sealed, claim.id))
             return ImportResult(claim.id, "claim", "duplicate")
-        self._store(claim, now)
+        self._store(claim, now, private=sealed is not None)
         self._add_obligation(claim, "in", sealed)
         c = claim.body
         return ImportResult(claim.id, "claim", "claim-received",
                             f"{format_amount_safe(c.amount, c.currency)} for {len(c.things)} "
                             f"thing(s) from {claim.signer_did}")
+
+    def _take_pending(self, settlement: m.Signed[m.Settlement], now: int) -> int:
+        """Claims to us that arrived before their settlement: check and take them in now."""
+        if all(line.creator != self.identity for line in settlement.body.lines):
+            return 0
+        taken = 0
+        for (raw,) in self.db.execute(
+                "SELECT o.raw FROM objects o JOIN subjects s ON s.object = o.id "
+                "WHERE s.subject = ? AND o.type IN ('claim', 'sealed-claim') AND o.month = ? "
+                "AND o.signer = ?", (self.identity, settlement.body.month, settlement.signer)
+        ).fetchall():
+            obj = m.decode(raw)
+            if obj.body.settlement != settlement.id or obj.body.creator != self.identity:
+                continue
+            claim = open_claim(obj, self.key) if isinstance(obj.body, m.SealedClaim) else obj
+            sealed = obj.id if isinstance(obj.body, m.SealedClaim) else None
+            try:
+                if self._take_claim(claim, now, sealed).action == "claim-received":
+                    taken += 1
+            except RemoteError:
+                continue  # a claim that does not match its settlement stays out
+        return taken
 
     def _take_receipt(self, receipt: m.Signed[m.Receipt], now: int) -> ImportResult:
         r = receipt.body
@@ -675,6 +714,21 @@ class Wallet:
                         "top_things": [{"thing": t, "supporters": n}
                                        for t, n in things[k].most_common(10)]})
         return out
+
+
+def subjects_of(obj: m.Signed[Any]) -> set[bytes]:
+    """The keys an object concerns: whoever may ask for it by sync."""
+    b = obj.body
+    out = {obj.signer}
+    if isinstance(b, m.Settlement):
+        out.update(line.creator for line in b.lines)
+    elif isinstance(b, m.Claim | m.SealedClaim):
+        out.add(b.creator)
+    elif isinstance(b, m.Receipt):
+        out.add(b.donor)
+    elif isinstance(b, m.Equivocation):
+        out.add(b.donor)
+    return out
 
 
 def _target(text: str, creator: bytes | None) -> tuple[str | None, bytes | None]:
