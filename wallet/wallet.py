@@ -681,6 +681,81 @@ class Wallet:
     def equivocators(self) -> dict[bytes, str]:
         return {d: mo for d, mo in self.db.execute("SELECT donor, month FROM equivocators")}
 
+    # -- what a node serves, publishes and forgets ---------------------------------------
+
+    def objects_for(self, subject: bytes, after: int, limit: int, max_bytes: int
+                    ) -> tuple[list[bytes], int, bool]:
+        """Public objects concerning ``subject`` received after cursor ``after``.
+
+        Returns (raw objects, next cursor, more to come).  At most ``limit`` objects and
+        about ``max_bytes`` bytes (always at least one object when any is left).
+        """
+        out: list[bytes] = []
+        size, cursor, more = 0, after, False
+        for n, raw in self.db.execute(
+                "SELECT o.n, o.raw FROM subjects s JOIN objects o ON o.id = s.object "
+                "WHERE s.subject = ? AND s.n > ? AND o.private = 0 ORDER BY s.n LIMIT ?",
+                (subject, after, limit + 1)):
+            if len(out) == limit or (out and size + len(raw) > max_bytes):
+                more = True
+                break
+            out.append(raw)
+            size += len(raw)
+            cursor = n
+        return out, cursor, more
+
+    def has_object(self, oid: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
+
+    def unreceipted(self) -> list[tuple[str, bytes, list[bytes]]]:
+        """Our settlements with claims not yet receipted: (month, settlement, sealed claims)."""
+        out = []
+        for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"
+                                          ).fetchall():
+            sealed = [raw for (raw,) in self.db.execute(
+                "SELECT o.raw FROM obligations b JOIN objects o ON o.id = b.sealed "
+                "WHERE b.settlement = ? AND b.direction = 'out' AND b.state != 'receipted'",
+                (sid,))]
+            if sealed:
+                out.append((month, self._object(sid).raw, sealed))
+        return out
+
+    def receipts_signed(self) -> list[bytes]:
+        """Receipts we signed as a creator (the node publishes them)."""
+        return [raw for (raw,) in self.db.execute(
+            "SELECT raw FROM objects WHERE type = 'receipt' AND signer = ?", (self.identity,))]
+
+    def prune(self, oldest_month: str, max_bytes: int) -> int:
+        """Forget objects that do not concern us: older than ``oldest_month``, then the
+        oldest received first until the public store fits in ``max_bytes``.  Returns how
+        many were deleted."""
+        mine = ("SELECT object FROM subjects WHERE subject = ?")
+        ref = ("SELECT claim FROM obligations UNION SELECT settlement FROM obligations "
+               "UNION SELECT sealed FROM obligations WHERE sealed IS NOT NULL "
+               "UNION SELECT receipt FROM obligations WHERE receipt IS NOT NULL "
+               "UNION SELECT settlement FROM settled UNION SELECT proof FROM equivocators")
+        keep = f"id IN ({mine}) OR id IN ({ref})"
+        with store.transaction(self.db):
+            gone = self.db.execute(
+                f"DELETE FROM objects WHERE month IS NOT NULL AND month < ? AND NOT ({keep})",
+                (oldest_month, self.identity)).rowcount
+            total = self.db.execute(
+                f"SELECT coalesce(sum(length(raw)), 0) FROM objects WHERE NOT ({keep})",
+                (self.identity,)).fetchone()[0]
+            for oid, size in self.db.execute(
+                    f"SELECT id, length(raw) FROM objects WHERE NOT ({keep}) ORDER BY n",
+                    (self.identity,)).fetchall():
+                if total <= max_bytes:
+                    break
+                self.db.execute("DELETE FROM objects WHERE id = ?", (oid,))
+                total -= size
+                gone += 1
+        return gone
+
+    def stored_bytes(self) -> int:
+        return int(self.db.execute("SELECT coalesce(sum(length(raw)), 0) FROM objects"
+                                   ).fetchone()[0])
+
     # -- creator side -------------------------------------------------------------------
 
     def earnings(self, month: str | None = None) -> list[dict[str, Any]]:

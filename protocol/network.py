@@ -1,0 +1,154 @@
+"""Wire formats of the network layer (SPEC.md §11): gossip topics and the sync protocol.
+
+Pure: the node (rill.node) does the I/O.  Gossip messages are bare object
+envelopes (SPEC §4).  Sync requests and responses are canonical CBOR maps inside
+length-prefixed frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import cbor, keys
+from . import messages as m
+from .checks import check_time
+from .errors import DecodeError, RemoteError, RuleError, SchemaError, TooLarge
+from .months import month_of, month_start
+
+#: Gossip topics and the object types each carries.
+TOPICS: dict[str, frozenset[str]] = {
+    "rill/1/settlements": frozenset({"settlement", "claim", "sealed-claim"}),
+    "rill/1/receipts": frozenset({"receipt"}),
+    "rill/1/keys": frozenset({"key"}),
+    "rill/1/equivocations": frozenset({"equivocation"}),
+}
+TOPIC_OF: dict[str, str] = {t: topic for topic, types in TOPICS.items() for t in types}
+#: Largest gossip message per topic (the largest cap of its types).
+TOPIC_MAX: dict[str, int] = {
+    topic: max(m.BODY_TYPES[t].MAX_SIZE for t in types) for topic, types in TOPICS.items()
+}
+
+SYNC_PROTOCOL = "/rill/sync/1.0.0"
+FRAME_HEADER = 4
+MAX_REQUEST = 1024
+MAX_RESPONSE = 4 * 1024 * 1024
+MAX_SYNC_OBJECTS = 1000
+#: How many months back (besides the current one) objects are accepted and kept.
+DEFAULT_WINDOW_MONTHS = 3
+
+
+def months_back(month: str, n: int) -> str:
+    y, mo = int(month[:4]), int(month[5:7]) - n
+    while mo < 1:
+        y, mo = y - 1, mo + 12
+    return f"{y:04d}-{mo:02d}"
+
+
+def check_gossip(topic: str, raw: bytes, now: int,
+                 window_months: int = DEFAULT_WINDOW_MONTHS) -> m.Signed[Any]:
+    """Everything a gossip validator checks; raise :class:`RemoteError` to reject.
+
+    The verdict depends on the bytes and the time only, never on who forwarded them.
+    """
+    types = TOPICS.get(topic)
+    if types is None:
+        raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
+    if len(raw) > TOPIC_MAX[topic]:
+        raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({TOPIC_MAX[topic]})")
+    obj = m.decode(raw)
+    if obj.type not in types:
+        raise SchemaError(f"a {obj.type} does not belong on {topic}", code="wrong-topic")
+    check_time(obj, now)
+    month = getattr(obj.body, "month", None)
+    if isinstance(obj.body, m.Equivocation):
+        month = obj.body.month
+    oldest = months_back(month_of(now), window_months)
+    if month is not None and month < oldest:
+        raise RuleError(f"{obj.type} for {month} is older than the window (from {oldest})",
+                        code="outside-window")
+    return obj
+
+
+def window_start(now: int, window_months: int = DEFAULT_WINDOW_MONTHS) -> int:
+    return month_start(months_back(month_of(now), window_months))
+
+
+# -- sync ------------------------------------------------------------------------------
+
+
+def frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(FRAME_HEADER, "big") + payload
+
+
+def frame_length(header: bytes, limit: int) -> int:
+    if len(header) != FRAME_HEADER:
+        raise DecodeError("truncated frame header", code="malformed")
+    n = int.from_bytes(header, "big")
+    if n > limit:
+        raise TooLarge(f"frame of {n} bytes exceeds {limit}")
+    return n
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """``{"v": 1, "subject": key, "after": cursor, "limit": n}``."""
+
+    subject: bytes
+    after: int
+    limit: int
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": 1, "subject": self.subject, "after": self.after,
+                            "limit": self.limit})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SyncRequest:
+        if len(raw) > MAX_REQUEST:
+            raise TooLarge("sync request too large")
+        v = cbor.decode(raw)
+        if not isinstance(v, dict) or set(v) != {"v", "subject", "after", "limit"}:
+            raise SchemaError("sync request: expected exactly v, subject, after, limit")
+        if v["v"] != 1:
+            raise SchemaError("sync request: unsupported version", code="unsupported-version")
+        subject = v["subject"]
+        if type(subject) is not bytes:
+            raise SchemaError("sync request: subject must be a 32-byte key")
+        keys.admit_key(subject)
+        after, limit = v["after"], v["limit"]
+        if type(after) is not int or not 0 <= after < 2**63:
+            raise SchemaError("sync request: bad cursor")
+        if type(limit) is not int or not 1 <= limit <= MAX_SYNC_OBJECTS:
+            raise SchemaError(f"sync request: limit must be 1..{MAX_SYNC_OBJECTS}")
+        return cls(subject, after, limit)
+
+
+@dataclass(frozen=True)
+class SyncResponse:
+    """``{"v": 1, "objects": [bytes...], "next": cursor, "more": 0|1}``."""
+
+    objects: tuple[bytes, ...]
+    next: int
+    more: bool
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": 1, "objects": list(self.objects), "next": self.next,
+                            "more": int(self.more)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SyncResponse:
+        if len(raw) > MAX_RESPONSE + 1024 * 1024:
+            raise TooLarge("sync response too large")
+        v = cbor.decode(raw)
+        if not isinstance(v, dict) or set(v) != {"v", "objects", "next", "more"}:
+            raise SchemaError("sync response: expected exactly v, objects, next, more")
+        objs, nxt, more = v["objects"], v["next"], v["more"]
+        if v["v"] != 1 or type(objs) is not list or type(nxt) is not int or more not in (0, 1):
+            raise SchemaError("sync response: malformed")
+        if len(objs) > MAX_SYNC_OBJECTS or any(type(o) is not bytes for o in objs):
+            raise SchemaError("sync response: objects must be at most 1000 byte strings")
+        return cls(tuple(objs), nxt, bool(more))
+
+
+__all__ = ["TOPICS", "TOPIC_OF", "RemoteError", "SyncRequest", "SyncResponse", "check_gossip",
+           "frame", "frame_length"]
