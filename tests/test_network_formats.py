@@ -1,0 +1,133 @@
+"""protocol.network: gossip checks and the sync codec; node clocks and control socket."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from helpers import load_vectors, signing_key
+
+from rill.node import control
+from rill.node.clock import FastClock, ManualClock, parse_clock
+from rill.protocol import keys
+from rill.protocol import messages as m
+from rill.protocol.errors import RemoteError
+from rill.protocol.months import month_end, month_start
+from rill.protocol.network import (
+    TOPIC_OF,
+    TOPICS,
+    SyncRequest,
+    SyncResponse,
+    check_gossip,
+    frame,
+    frame_length,
+)
+
+DATA = load_vectors()
+NOW = DATA["verify_at"]
+
+
+def test_every_positive_vector_passes_its_topic_and_no_other() -> None:
+    for v in DATA["positive"]:
+        if v["type"] == "click":
+            assert v["type"] not in TOPIC_OF  # click-log entries never travel by gossip
+            continue
+        raw = bytes.fromhex(v["bytes"])
+        assert check_gossip(TOPIC_OF[v["type"]], raw, NOW).id_hex == v["id"]
+        for topic in TOPICS:
+            if topic != TOPIC_OF[v["type"]]:
+                with pytest.raises(RemoteError) as info:
+                    check_gossip(topic, raw, NOW)
+                assert info.value.code == "wrong-topic"
+
+
+def test_negative_vectors_fail_gossip_checks() -> None:
+    for v in DATA["negative"]:
+        with pytest.raises(RemoteError):
+            check_gossip("rill/1/settlements", bytes.fromhex(v["bytes"]), NOW)
+
+
+def test_time_window() -> None:
+    s = next(v for v in DATA["positive"] if v["type"] == "settlement")
+    raw = bytes.fromhex(s["bytes"])
+    with pytest.raises(RemoteError) as info:  # before the month ended
+        check_gossip("rill/1/settlements", raw, month_start("2026-10"))
+    assert info.value.code == "future"
+    check_gossip("rill/1/settlements", raw, month_start("2027-01"))  # 3 months back: kept
+    with pytest.raises(RemoteError) as info:
+        check_gossip("rill/1/settlements", raw, month_start("2027-02"))
+    assert info.value.code == "outside-window"
+
+
+def test_sync_codec() -> None:
+    key = keys.public_key(signing_key("a"))
+    req = SyncRequest(key, 5, 100)
+    assert SyncRequest.decode(req.encode()) == req
+    resp = SyncResponse((b"x", b"yz"), 9, True)
+    assert SyncResponse.decode(resp.encode()) == resp
+    for bad in (b"", b"\xa0", m.cbor.encode({"v": 1, "subject": key, "after": 0, "limit": 0}),
+                m.cbor.encode({"v": 1, "subject": bytes(32), "after": 0, "limit": 1}),
+                m.cbor.encode({"v": 2, "subject": key, "after": 0, "limit": 1})):
+        with pytest.raises(RemoteError):
+            SyncRequest.decode(bad)
+    assert frame(b"abc") == b"\x00\x00\x00\x03abc"
+    assert frame_length(b"\x00\x00\x00\x03", 10) == 3
+    with pytest.raises(RemoteError):
+        frame_length(b"\x01\x00\x00\x00", 10)
+
+
+async def test_manual_clock_wakes_sleepers() -> None:
+    clock = ManualClock(1000)
+    woke: list[int] = []
+
+    async def sleeper(t: int) -> None:
+        await clock.sleep_until(t)
+        woke.append(clock.now())
+
+    async with trio.open_nursery() as n:
+        n.start_soon(sleeper, 1500)
+        n.start_soon(sleeper, month_end("2026-10"))
+        await trio.testing.wait_all_tasks_blocked()
+        clock.advance(600)
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke == [1600]
+        clock.set(month_end("2026-10"))
+    assert woke == [1600, month_end("2026-10")]
+    with pytest.raises(ValueError):
+        clock.set(5)
+
+
+async def test_fast_clock_runs_fast() -> None:
+    clock = FastClock(1000, 3600.0)  # an hour per second
+    t0 = trio.current_time()
+    await clock.sleep_until(1000 + 360)
+    assert trio.current_time() - t0 < 1.0
+    assert clock.now() >= 1360
+    assert isinstance(parse_clock("manual:5"), ManualClock)
+    for bad in ("fast:1:nan", "manual", "sun", "fast:x:2"):
+        with pytest.raises(ValueError):
+            parse_clock(bad)
+
+
+async def test_control_socket_is_private_and_answers(tmp_path: Path) -> None:
+    path = tmp_path / "node.sock"
+
+    async def handler(req: dict[str, object]) -> object:
+        if req["cmd"] == "boom":
+            raise ValueError("no such thing")
+        return {"echo": req["cmd"]}
+
+    async with trio.open_nursery() as n:
+        await n.start(control.serve, path, handler)
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert await trio.to_thread.run_sync(control.call, path, "status") == {"echo": "status"}
+        with pytest.raises(ConnectionError, match="no such thing"):
+            await trio.to_thread.run_sync(control.call, path, "boom")
+        with pytest.raises(RuntimeError, match="already running"):
+            await control.serve(path, handler)
+        n.cancel_scope.cancel()
+    assert not path.exists()
+    with pytest.raises(ConnectionError, match="no node is running"):
+        control.call(path, "status")
