@@ -710,5 +710,142 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
     else:
         click.echo(f"Imported {rep.entries} click-log entries for {result['id']}.")
 
+
+# --------------------------------------------------------------------------------------
+# The node daemon
+
+
+@main.group()
+def node() -> None:
+    """Run and query the node daemon."""
+
+
+@node.command("run")
+@click.option("--listen", "listen", multiple=True, metavar="MULTIADDR",
+              help="Listen address (default /ip4/0.0.0.0/tcp/4741; repeatable).")
+@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
+              help="Peer to connect to at start, /ip4/../tcp/../p2p/.. (repeatable).")
+@click.option("--mdns/--no-mdns", default=None, help="Find peers on the LAN (default off).")
+@click.option("--clock", "clock_spec", default="wall", show_default=True,
+              help="wall, manual:START or fast:START:RATE (tests and demos).")
+@click.option("--grace", type=click.IntRange(0), default=None,
+              help="Seconds after a month's end before settling it (default 3600).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+@home_option
+@json_option
+@wallet_command
+def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
+             clock_spec: str, grace: int | None, log_level: str, home: str | None,
+             as_json: bool) -> None:
+    """Run the daemon until SIGINT/SIGTERM (creates the home if it has none)."""
+    import logging
+    import signal
+    from pathlib import Path
+
+    import trio
+
+    from .node.clock import parse_clock
+    from .node.daemon import Daemon, NodeConfig
+    from .node.host import route_libp2p_logs
+    from .wallet.wallet import Wallet
+
+    path = _home_path(home)
+    from .wallet.home import Home
+
+    if not Home(path).exists():
+        Wallet.create(path, "", os.urandom(32)).close()
+        click.echo(f"Created a new home at {path}", err=True)
+    try:
+        clock = parse_clock(clock_spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--clock") from None
+    try:
+        cfg = NodeConfig.from_toml(Home(path).config().raw)
+    except ValueError as exc:
+        _fail(f"config.toml: {exc}")
+    if listen:
+        cfg.listen = list(listen)
+    if bootstrap:
+        cfg.bootstrap = list(bootstrap)
+    if mdns is not None:
+        cfg.mdns = mdns
+    if grace is not None:
+        cfg.grace = grace
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = getattr(logging, log_level.upper())
+    rill_log = logging.getLogger("rill")
+    rill_log.handlers[:] = [handler]
+    rill_log.setLevel(level)
+    rill_log.propagate = False
+    route_libp2p_logs(handler, level)
+
+    async def main_task() -> None:
+        daemon = Daemon(Path(path), cfg, clock)
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(daemon.run)
+                status = await daemon.status()
+                if as_json:
+                    click.echo(json.dumps({"event": "started", **status}), nl=True)
+                else:
+                    click.echo(f"Rill node {status['id']}\n  peer {status['peer_id']}")
+                    for a in status["addrs"]:
+                        click.echo(f"  listening on {a}")
+                sys.stdout.flush()
+                async for signum in signals:
+                    logging.getLogger("rill.node").info("signal %d: shutting down", signum)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main_task)
+    if as_json:
+        click.echo(json.dumps({"event": "stopped"}))
+
+
+def _control(home: str | None, cmd: str, **args: Any) -> Any:
+    from pathlib import Path
+
+    from .node import control
+
+    try:
+        return control.call(Path(_home_path(home)) / control.SOCKET_NAME, cmd, **args)
+    except ConnectionError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot reach the node: {exc}")
+
+
+@node.command("status")
+@home_option
+@json_option
+def node_status(home: str | None, as_json: bool) -> None:
+    """The running daemon's identity, addresses, peers, mesh and counters."""
+    s = _control(home, "status")
+    if as_json:
+        _emit_json(s)
+        return
+    click.echo(f"node {s['id']}\n  peer id  {s['peer_id']}\n  clock    {s['clock']}")
+    for a in s["addrs"]:
+        click.echo(f"  address  {a}")
+    click.echo(f"  peers    {s['peers']}   mesh {s['mesh']}")
+    click.echo(f"  settled  {', '.join(s['settled']) or '-'}")
+    click.echo(f"  stored   {s['stored_bytes']} bytes   counters {s['counters']}")
+
+
+@main.command()
+@home_option
+@json_option
+def peers(home: str | None, as_json: bool) -> None:
+    """The running daemon's peers: addresses, scores, topics, last sync."""
+    rows = _control(home, "peers")
+    if as_json:
+        _emit_json(rows)
+        return
+    _table("Peers", ["peer", "score", "topics", "last sync", "addresses"],
+           [[p["peer_id"], f"{p['score']:.1f}" + (" (blacklisted)" if p["blacklisted"] else ""),
+             len(p["topics"]), p["last_sync"] or "-", " ".join(p["addrs"])] for p in rows])
+
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 async def serve(path: Path, handler: Handler, *,
-                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve the control socket at ``path`` until cancelled; removes it afterwards."""
     with contextlib.suppress(FileNotFoundError):
         if _is_live(path):

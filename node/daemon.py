@@ -1,0 +1,491 @@
+"""The Rill node daemon: the trio I/O shell around rill.protocol and rill.wallet.
+
+Tasks (one nursery):
+
+* one receive loop per gossip topic: objects that passed the validator (which only
+  calls :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
+* the publisher: paces outgoing gossip and holds it until the mesh has peers;
+* month end: after a month ends plus a grace period, settle it, publish the
+  settlement and sealed claims, then republish unreceipted ones with backoff;
+* sync: ``/rill/sync/1.0.0`` served to peers; pulled from each new peer and
+  periodically ("objects concerning me after cursor C"), verified like gossip;
+* peers: bootstrap dials, the Kademlia DHT, graylisted peers moved to the blacklist;
+* housekeeping: publish receipts signed with ``rill receipt``, prune the store;
+* the control socket for ``rill node status`` and ``rill peers``.
+
+SQLite runs in worker threads (``trio.to_thread``), one at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from ..protocol import keys
+from ..protocol import messages as m
+from ..protocol.errors import RemoteError, RillError
+from ..protocol.months import month_end, month_of, previous_month
+from ..protocol.network import (
+    DEFAULT_WINDOW_MONTHS,
+    MAX_REQUEST,
+    MAX_RESPONSE,
+    MAX_SYNC_OBJECTS,
+    SYNC_PROTOCOL,
+    TOPIC_OF,
+    TOPICS,
+    SyncRequest,
+    SyncResponse,
+    check_gossip,
+    months_back,
+)
+from ..wallet.errors import WalletError
+from ..wallet.wallet import Wallet
+from . import control
+from .clock import Clock, ManualClock
+from .host import (
+    P2P,
+    framed_handler,
+    key_from_peer_id,
+    request,
+    running,
+)
+
+log = logging.getLogger("rill.node")
+T = TypeVar("T")
+
+
+@dataclass
+class NodeConfig:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4741"])
+    bootstrap: list[str] = field(default_factory=list)
+    mdns: bool = False
+    #: Settle a month this long (clock seconds) after it ended.
+    grace: int = 3600
+    #: Republish unreceipted claims this long (clock seconds) after each attempt.
+    republish: tuple[int, ...] = (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
+    window_months: int = DEFAULT_WINDOW_MONTHS
+    disk_cap: int = 256 * 1024 * 1024
+    #: Pull from every peer this often (real seconds), besides on connect.
+    sync_interval: float = 600.0
+    #: Keep about this many connections (dial DHT/bootstrap peers below it).
+    target_peers: int = 8
+    #: Housekeeping period (real seconds): new receipts to publish, pruning.
+    housekeeping: float = 5.0
+
+    @classmethod
+    def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
+        node = data.get("node", {})
+        if not isinstance(node, dict):
+            raise ValueError("[node] must be a table")
+        cfg = cls()
+        for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
+                          ("grace", int), ("window_months", int), ("target_peers", int)):
+            if name in node:
+                if not isinstance(node[name], typ):
+                    raise ValueError(f"node.{name} must be a {typ.__name__}")
+                setattr(cfg, name, node[name])
+        if "disk_cap_mb" in node:
+            if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
+                raise ValueError("node.disk_cap_mb must be a positive integer")
+            cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
+        return cfg
+
+
+@dataclass
+class PeerState:
+    last_sync: int | None = None
+    cursor: int = 0
+    synced_objects: int = 0
+
+
+class Daemon:
+    def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
+        self.home = Path(home)
+        self.config = config
+        self.clock = clock
+        self.wallet = Wallet.open(self.home)
+        self.identity = self.wallet.identity
+        self._db_limiter = trio.CapacityLimiter(1)
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
+        self._published: set[bytes] = set()
+        self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
+        self._wake_month = trio.Event()
+        self.peers: dict[ID, PeerState] = {}
+        self.counters: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0,
+                                         "duplicates": 0, "published": 0, "synced": 0,
+                                         "settled": 0}
+        self.marked: set[bytes] = set()
+        self.p2p: P2P | None = None
+        self.started_at = clock.now()
+        self.ready = trio.Event()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking wallet call in a worker thread (one at a time)."""
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                             limiter=self._db_limiter)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.home / control.SOCKET_NAME
+
+    # -- main ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with running(bytes(self.wallet.key), self.config.listen,
+                               mdns=self.config.mdns) as p2p:
+                self.p2p = p2p
+                p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                            framed_handler(self._serve_sync, MAX_REQUEST))
+                subs = {}
+                for topic in TOPICS:
+                    p2p.pubsub.set_topic_validator(topic, self._validator(topic), False)
+                    subs[topic] = await p2p.pubsub.subscribe(topic)
+                async with trio.open_nursery() as nursery:
+                    for topic, sub in subs.items():
+                        nursery.start_soon(self._receive, topic, sub)
+                    nursery.start_soon(self._publisher)
+                    nursery.start_soon(self._watch_peers)
+                    nursery.start_soon(self._dial_bootstrap)
+                    await nursery.start(control.serve, self.socket_path, self._control)
+                    await self._publish_known()
+                    nursery.start_soon(self._month_end)
+                    nursery.start_soon(self._housekeeping)
+                    nursery.start_soon(self._periodic_sync)
+                    log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
+                    self.ready.set()
+                    task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.db(self.wallet.close)
+            self.p2p = None
+
+    # -- gossip in ----------------------------------------------------------------------
+
+    def _validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                check_gossip(topic, msg.data, self.clock.now(), self.config.window_months)
+            except RemoteError as exc:
+                self.counters["rejected"] += 1
+                log.info("rejected a message on %s from %s: %s", topic, forwarder, exc.reason)
+                return False
+            return True
+
+        return validate
+
+    async def _receive(self, topic: str, sub: Any) -> None:
+        async for msg in sub:
+            self.counters["received"] += 1
+            await self._accept(msg.data, via="gossip")
+
+    async def _accept(self, raw: bytes, via: str) -> bool:
+        """Store one verified object through the wallet; publish what that produces."""
+        try:
+            result = await self.db(self.wallet.import_object, raw, self.clock.now())
+        except (RemoteError, WalletError) as exc:
+            log.debug("%s object not taken in: %s", via, exc)
+            return False
+        if result.action == "duplicate":
+            self.counters["duplicates"] += 1
+            return False
+        self.counters["stored"] += 1
+        log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
+                 result.detail)
+        if result.action == "equivocation":
+            await self._on_equivocation(result)
+        elif result.type == "equivocation":
+            proof = m.decode(raw, m.Equivocation)
+            self.marked.add(proof.body.donor)
+        return True
+
+    async def _on_equivocation(self, result: Any) -> None:
+        proof_id = bytes.fromhex(result.detail.rsplit(" ", 1)[1])
+        proof = await self.db(self.wallet._object, proof_id, m.Equivocation)
+        self.marked.add(proof.body.donor)
+        log.warning("equivocation by %s for %s: publishing the proof",
+                    keys.did_from_key(proof.body.donor), proof.body.month)
+        await self.publish(proof.raw)
+
+    # -- gossip out ---------------------------------------------------------------------
+
+    async def publish(self, raw: bytes) -> None:
+        """Queue an object for gossip (checked first: our own invalid publishes would
+        lower our own score)."""
+        obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
+                           self.config.window_months)
+        self._published.add(obj.id)
+        await self._outbox_send.send(raw)
+
+    async def _publisher(self) -> None:
+        assert self.p2p is not None
+        ps = self.p2p.pubsub
+        async for raw in self._outbox_recv:
+            topic = TOPIC_OF[m.peek_type(raw) or ""]
+            while not any(True for _ in ps.peer_topics.get(topic, ())):
+                await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
+            await ps.publish(topic, raw)
+            self.counters["published"] += 1
+            await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
+
+    async def _publish_known(self) -> None:
+        """On start: what we signed and may not have reached anyone yet."""
+        for _month, settlement, sealed in await self.db(self.wallet.unreceipted):
+            for raw in (settlement, *sealed):
+                await self._publish_quietly(raw)
+        for raw in await self.db(self.wallet.receipts_signed):
+            await self._publish_quietly(raw)
+
+    async def _publish_quietly(self, raw: bytes) -> None:
+        try:
+            await self.publish(raw)
+        except RemoteError as exc:  # e.g. outside the window by now
+            log.debug("not publishing: %s", exc)
+
+    # -- month end ----------------------------------------------------------------------
+
+    async def _month_end(self) -> None:
+        """Settle every ended month that has a budget, then sleep until the next one."""
+        while True:
+            now = self.clock.now()
+            month = previous_month(month_of(now))
+            if now >= month_end(month) + self.config.grace:
+                await self._settle_due(month)
+            await self._republish_due()
+            due = month_end(month_of(now)) + self.config.grace
+            if self._republish:
+                due = min(due, min(t for _, t in self._republish.values()))
+            with trio.move_on_after(60):  # re-check now and then (clock may be manual)
+                await self.clock.sleep_until(due)
+
+    async def _settle_due(self, month: str) -> None:
+        settled = set(await self.db(self.wallet.settled_months))
+        oldest = months_back(month, self.config.window_months)
+        candidates = []
+        m_ = month
+        while m_ >= oldest and m_ not in settled:
+            candidates.append(m_)
+            m_ = previous_month(m_)
+        for mo in reversed(candidates):
+            if await self.db(self.wallet.budget, mo) is None:
+                continue
+            try:
+                result, new = await self.db(self.wallet.settle, mo, self.clock.now())
+            except (WalletError, RillError) as exc:
+                log.error("cannot settle %s: %s", mo, exc)
+                continue
+            if new:
+                self.counters["settled"] += 1
+                log.info("settled %s: %s, %d claim(s)", mo, result.settlement.id_hex,
+                         len(result.claims))
+            for raw in (result.settlement.raw, *(s.raw for s in result.sealed)):
+                await self._publish_quietly(raw)
+            self._republish[result.settlement.id] = (0, self.clock.now()
+                                                     + self.config.republish[0])
+
+    async def _republish_due(self) -> None:
+        now = self.clock.now()
+        pending = {sid: (month, raw, sealed) for month, raw, sealed in
+                   await self.db(self.wallet.unreceipted)
+                   for sid in [m.decode(raw, m.Settlement).id]}
+        for sid in list(self._republish):
+            if sid not in pending:
+                del self._republish[sid]  # everything receipted
+        for sid, (attempt, due) in list(self._republish.items()):
+            if now < due:
+                continue
+            _month, raw, sealed = pending[sid]
+            log.info("republishing %d unreceipted claim(s) of %s (attempt %d)", len(sealed),
+                     sid.hex()[:16], attempt + 2)
+            for r in (raw, *sealed):
+                await self._publish_quietly(r)
+            if attempt + 1 < len(self.config.republish):
+                self._republish[sid] = (attempt + 1, now + self.config.republish[attempt + 1])
+            else:
+                del self._republish[sid]
+
+    # -- sync ---------------------------------------------------------------------------
+
+    async def _serve_sync(self, peer: ID, raw: bytes) -> bytes:
+        req = SyncRequest.decode(raw)
+        objs, cursor, more = await self.db(self.wallet.objects_for, req.subject, req.after,
+                                           min(req.limit, MAX_SYNC_OBJECTS), MAX_RESPONSE)
+        return SyncResponse(tuple(objs), cursor, more).encode()
+
+    async def sync_with(self, peer: ID) -> int:
+        """Pull every object concerning us that ``peer`` holds; return how many were new."""
+        assert self.p2p is not None
+        state = self.peers.setdefault(peer, PeerState())
+        new = 0
+        while True:
+            req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS)
+            raw = await request(self.p2p.host, peer, SYNC_PROTOCOL, req.encode(),
+                                MAX_RESPONSE + 1024 * 1024)
+            resp = SyncResponse.decode(raw)
+            for obj in _sync_order(resp.objects):
+                type_ = m.peek_type(obj)
+                try:
+                    check_gossip(TOPIC_OF.get(type_ or "", ""), obj, self.clock.now(),
+                                 self.config.window_months)
+                except RemoteError as exc:
+                    log.info("sync from %s: refused an object: %s", peer, exc.reason)
+                    continue
+                if await self._accept(obj, via="sync"):
+                    new += 1
+            state.cursor = max(state.cursor, resp.next)
+            if not resp.more or not resp.objects:
+                break
+        state.last_sync = self.clock.now()
+        state.synced_objects += new
+        self.counters["synced"] += new
+        return new
+
+    async def _sync_quietly(self, peer: ID) -> None:
+        try:
+            n = await self.sync_with(peer)
+            if n:
+                log.info("sync with %s: %d new object(s)", peer, n)
+        except (Exception, trio.TooSlowError) as exc:
+            log.info("sync with %s failed: %s", peer, exc)
+
+    async def _periodic_sync(self) -> None:
+        assert self.p2p is not None
+        while True:
+            await trio.sleep(self.config.sync_interval)
+            async with trio.open_nursery() as n:
+                for peer in list(self.p2p.pubsub.peers):
+                    n.start_soon(self._sync_quietly, peer)
+
+    # -- peers --------------------------------------------------------------------------
+
+    async def _watch_peers(self) -> None:
+        """New gossip peers get a sync; graylisted ones go to the blacklist for good."""
+        assert self.p2p is not None
+        p2p = self.p2p
+        known: set[ID] = set()
+        async with trio.open_nursery() as nursery:
+            while True:
+                current = set(p2p.pubsub.peers)
+                for peer in current - known:
+                    self.peers.setdefault(peer, PeerState())
+                    nursery.start_soon(self._sync_quietly, peer)
+                known = current
+                for peer in current:
+                    if (p2p.scorer.is_graylisted(peer, list(TOPICS))
+                            and not p2p.pubsub.is_peer_blacklisted(peer)):
+                        log.warning("peer %s sent invalid messages: blacklisted", peer)
+                        p2p.pubsub.add_to_blacklist(peer)
+                await trio.sleep(0.2)
+
+    async def _dial_bootstrap(self) -> None:
+        assert self.p2p is not None
+        delay = 1.0
+        pending = list(self.config.bootstrap)
+        while pending:
+            for addr in list(pending):
+                try:
+                    with trio.fail_after(15):
+                        await self.p2p.connect(addr)
+                    pending.remove(addr)
+                    log.info("connected to bootstrap peer %s", addr)
+                except (Exception, trio.TooSlowError) as exc:
+                    log.info("bootstrap %s: %s (retrying)", addr, exc)
+            if pending:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await trio.sleep(self.config.housekeeping)
+            for raw in await self.db(self.wallet.receipts_signed):
+                if m.decode(raw).id not in self._published:
+                    await self._publish_quietly(raw)
+            oldest = months_back(month_of(self.clock.now()), self.config.window_months)
+            gone = await self.db(self.wallet.prune, oldest, self.config.disk_cap)
+            if gone:
+                log.info("pruned %d object(s) outside the window or the disk cap", gone)
+
+    # -- control ------------------------------------------------------------------------
+
+    async def _control(self, req: dict[str, Any]) -> Any:
+        cmd = req["cmd"]
+        if cmd == "status":
+            return await self.status()
+        if cmd == "peers":
+            return self.peer_table()
+        if cmd == "sync":
+            assert self.p2p is not None
+            return {str(p): await self.sync_with(p) for p in list(self.p2p.pubsub.peers)}
+        if cmd == "connect":
+            assert self.p2p is not None
+            return str(await self.p2p.connect(str(req["addr"])))
+        if cmd == "publish-new":  # the CLI signed something: look now
+            for raw in await self.db(self.wallet.receipts_signed):
+                if m.decode(raw).id not in self._published:
+                    await self._publish_quietly(raw)
+            return True
+        if cmd == "clock":
+            if not isinstance(self.clock, ManualClock):
+                raise ValueError("the node's clock is not manual")
+            self.clock.set(int(req["set"]))
+            return self.clock.now()
+        raise ValueError(f"unknown command {cmd!r}")
+
+    async def status(self) -> dict[str, Any]:
+        assert self.p2p is not None
+        p2p = self.p2p
+        settled = await self.db(self.wallet.settled_months)
+        stored = await self.db(self.wallet.stored_bytes)
+        return {
+            "id": keys.did_from_key(self.identity),
+            "peer_id": str(p2p.peer_id),
+            "addrs": p2p.addrs(),
+            "clock": self.clock.describe(),
+            "now": self.clock.now(),
+            "topics": sorted(TOPICS),
+            "peers": len(p2p.pubsub.peers),
+            "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
+            "settled": settled,
+            "stored_bytes": stored,
+            "counters": dict(self.counters),
+            "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
+        }
+
+    def peer_table(self) -> list[dict[str, Any]]:
+        assert self.p2p is not None
+        p2p = self.p2p
+        out = []
+        for peer in sorted(p2p.pubsub.peers, key=str):
+            state = self.peers.get(peer, PeerState())
+            key = key_from_peer_id(peer)
+            out.append({
+                "peer_id": str(peer),
+                "id": keys.did_from_key(key) if key else None,
+                "addrs": [str(a) for a in p2p.host.get_peerstore().addrs(peer)],
+                "score": p2p.score(peer, list(TOPICS)),
+                "topics": sorted(t for t in TOPICS if peer in p2p.pubsub.peer_topics.get(t,
+                                                                                       ())),
+                "blacklisted": p2p.pubsub.is_peer_blacklisted(peer),
+                "last_sync": state.last_sync,
+                "synced_objects": state.synced_objects,
+            })
+        return out
+
+
+def _sync_order(objects: tuple[bytes, ...]) -> list[bytes]:
+    """Settlements before the claims checked against them, receipts last."""
+    order = {"key": 0, "settlement": 1, "claim": 2, "sealed-claim": 2, "receipt": 3}
+    return sorted(objects, key=lambda raw: order.get(m.peek_type(raw) or "", 4))

@@ -1,0 +1,267 @@
+"""libp2p wiring for a Rill node (py-libp2p 0.8.1): host, GossipSub, streams, shutdown.
+
+Every setting here answers a measured trap (see docs/NETWORK.md):
+
+* identity = the wallet's Ed25519 key; Noise only (X25519 static key), Yamux only;
+* the swarm's AutoConnector is switched off (it re-dials forever in sparse networks);
+* GossipSub v1.1 with a 1 s heartbeat, D = 6 (4..12), spam protection and adaptive
+  gossip off (silent drops / 30 s heartbeats), peer scoring that cuts off peers that
+  send invalid messages, and a blacklist so the verdict survives reconnects;
+* message ID = SHA-256(from || data), so a replay under another identity cannot
+  poison the validation cache of the original;
+* stream handlers never let an exception escape; frames are length-prefixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import X25519PrivateKey
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.score import ScoreParams, TopicScoreParams
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+from nacl.signing import SigningKey
+
+from ..protocol.network import FRAME_HEADER, frame, frame_length
+
+log = logging.getLogger("rill.node.host")
+
+DEFAULT_PORT = 4741
+
+# -- gossip and scoring settings (SPEC §11, docs/NETWORK.md) -----------------------------
+HEARTBEAT_S = 1
+DEGREE, DEGREE_LOW, DEGREE_HIGH = 6, 4, 12
+#: P4 (invalid messages): py-libp2p 0.8.1 subtracts weight * min(count, cap), so both are
+#: positive; decay 0.999 per heartbeat forgives ~10 invalid messages in about 40 minutes.
+P4_WEIGHT, P4_CAP, P4_DECAY = 10.0, 1000.0, 0.999
+GOSSIP_THRESHOLD = -10.0
+PUBLISH_THRESHOLD = -50.0
+#: A peer is cut off past the publish threshold (its later messages are dropped before
+#: validation, so its score stops near -60): the graylist must be above that floor.
+GRAYLIST_THRESHOLD = -55.0
+
+
+def keypair_from_seed(seed: bytes) -> KeyPair:
+    priv = Ed25519PrivateKey(SigningKey(seed))
+    return KeyPair(priv, priv.get_public_key())
+
+
+def peer_id_from_seed(seed: bytes) -> ID:
+    return ID.from_pubkey(keypair_from_seed(seed).public_key)
+
+
+def peer_id_from_key(key: bytes) -> ID:
+    """The libp2p peer ID of a Rill identity (32-byte Ed25519 public key)."""
+    from libp2p.crypto.ed25519 import Ed25519PublicKey
+
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(key))
+
+
+def key_from_peer_id(peer: ID) -> bytes | None:
+    """The Rill identity behind a peer ID, when it is an Ed25519 key."""
+    try:
+        pub = peer.extract_public_key()
+    except Exception:
+        return None
+    if pub is None:
+        return None
+    raw = pub.to_bytes()
+    return raw if len(raw) == 32 else None
+
+
+def _noise_key(seed: bytes) -> X25519PrivateKey:
+    """X25519 Noise static key, domain-separated from the identity seed."""
+    return X25519PrivateKey.from_bytes(hashlib.sha256(b"rill/1/noise-static" + seed).digest())
+
+
+def message_id(msg: rpc_pb2.Message) -> bytes:
+    return hashlib.sha256(msg.from_id + msg.data).digest()
+
+
+def score_params() -> ScoreParams:
+    return ScoreParams(
+        p4_invalid_messages=TopicScoreParams(weight=P4_WEIGHT, cap=P4_CAP, decay=P4_DECAY),
+        gossip_threshold=GOSSIP_THRESHOLD, publish_threshold=PUBLISH_THRESHOLD,
+        graylist_threshold=GRAYLIST_THRESHOLD, accept_px_threshold=-math.inf,
+    )
+
+
+def make_host(seed: bytes, mdns: bool = False) -> IHost:
+    kp = keypair_from_seed(seed)
+    host = new_host(
+        key_pair=kp,
+        enable_mDNS=mdns,
+        sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(kp, noise_privkey=_noise_key(seed))},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # type: ignore[dict-item]
+        connection_config=ConnectionConfig(min_connections=0, low_watermark=0,
+                                           auto_connect_interval=3600,
+                                           max_connections_per_peer=1),
+    )
+    auto = host.get_network().auto_connector  # type: ignore[attr-defined]
+
+    async def _off() -> None:  # Swarm.run() starts it; a no-op start keeps it idle
+        return None
+
+    auto.start = _off  # type: ignore[method-assign]
+    return host
+
+
+def make_gossipsub() -> GossipSub:
+    return GossipSub(
+        protocols=[PROTOCOL_ID_V11], degree=DEGREE, degree_low=DEGREE_LOW,
+        degree_high=DEGREE_HIGH, heartbeat_initial_delay=0.1, heartbeat_interval=HEARTBEAT_S,
+        spam_protection_enabled=False, adaptive_gossip_enabled=False,
+        score_params=score_params(),
+    )
+
+
+@dataclass
+class P2P:
+    host: IHost
+    pubsub: Pubsub
+    gossipsub: GossipSub
+    dht: KadDHT
+
+    @property
+    def peer_id(self) -> ID:
+        return self.host.get_id()
+
+    def addrs(self) -> list[str]:
+        return [str(a) for a in self.host.get_addrs()]
+
+    @property
+    def scorer(self) -> Any:
+        assert self.gossipsub.scorer is not None  # always set: make_gossipsub passes params
+        return self.gossipsub.scorer
+
+    def score(self, peer: ID, topics: list[str]) -> float:
+        return float(self.scorer.score(peer, topics))
+
+    async def connect(self, addr: str) -> ID:
+        info: PeerInfo = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        await self.host.connect(info)
+        await self.dht.routing_table.add_peer(info.peer_id)
+        return info.peer_id
+
+
+@asynccontextmanager
+async def running(seed: bytes, listen: list[str], mdns: bool = False) -> AsyncIterator[P2P]:
+    """Host + Pubsub + GossipSub + Kademlia DHT (server mode), started; everything
+    closed on exit (no listener, task or thread left behind)."""
+    host = make_host(seed, mdns)
+    gs = make_gossipsub()
+    ps = Pubsub(host, gs, strict_signing=True, msg_id_constructor=message_id)
+    dht = KadDHT(host, DHTMode.SERVER)  # before any connection: identify advertises it
+    try:
+        async with host.run([multiaddr.Multiaddr(a) for a in listen]):
+            async with background_trio_service(ps), background_trio_service(gs), \
+                    background_trio_service(dht):
+                await ps.wait_until_ready()
+                yield P2P(host, ps, gs, dht)
+            await host.close()  # leaving run() alone leaves the listener open
+    finally:
+        with trio.CancelScope(shield=True):
+            await host.close()
+        ps.seen_messages.stop()  # joins the seen-cache sweeper thread
+
+
+# -- streams ---------------------------------------------------------------------------
+
+async def read_exactly(stream: INetStream, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.read(n - len(buf))
+        if not chunk:
+            raise EOFError(f"stream ended after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+async def read_frame(stream: INetStream, limit: int) -> bytes:
+    n = frame_length(await read_exactly(stream, FRAME_HEADER), limit)
+    return await read_exactly(stream, n)
+
+
+RequestHandler = Callable[[ID, bytes], Awaitable[bytes]]
+
+
+def framed_handler(fn: RequestHandler, request_limit: int) -> Callable[[INetStream],
+                                                                       Awaitable[None]]:
+    """One request frame in, one response frame out.  No exception ever escapes a
+    stream handler (one would block the peer's new streams, or stop the swarm)."""
+
+    async def handler(stream: INetStream) -> None:
+        try:
+            peer = stream.muxed_conn.peer_id
+            request = await read_frame(stream, request_limit)
+            await stream.write(frame(await fn(peer, request)))
+            await stream.close()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await _reset(stream)
+            raise
+        except Exception as exc:
+            log.info("stream from %s failed: %s", getattr(stream.muxed_conn, "peer_id", "?"),
+                     exc)
+            with trio.CancelScope(shield=True):
+                await _reset(stream)
+
+    return handler
+
+
+async def _reset(stream: INetStream) -> None:
+    try:
+        await stream.reset()
+    except Exception as exc:
+        log.debug("reset failed: %s", exc)
+
+
+async def request(host: IHost, peer: ID, protocol: str, payload: bytes, limit: int,
+                  timeout: float = 15.0) -> bytes:
+    with trio.fail_after(timeout):
+        stream = await host.new_stream(peer, [TProtocol(protocol)])
+        try:
+            await stream.write(frame(payload))
+            response = await read_frame(stream, limit)
+            await stream.close()
+            return response
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await _reset(stream)
+            raise
+
+
+def route_libp2p_logs(handler: logging.Handler, level: int) -> None:
+    """libp2p's logger has propagate=False and no handler: give it ours."""
+    lg = logging.getLogger("libp2p")
+    for h in list(lg.handlers):
+        lg.removeHandler(h)
+    lg.addHandler(handler)
+    lg.setLevel(max(level, logging.WARNING))
+    lg.propagate = False
+    logging.getLogger("libp2p.network.auto_connector").setLevel(max(level, logging.WARNING))
+
+
