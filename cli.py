@@ -542,6 +542,7 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
         o = w.obligation(cid)
         minor = None if amount is None else parse_amount(amount, o.currency)
         r = w.sign_receipt(cid, _now(), reference, minor)
+    _notify_daemon(home)
     text = armour(r.raw, r.type)
     if out is not None:
         with open(out, "w") as fh:
@@ -804,13 +805,14 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
         click.echo(json.dumps({"event": "stopped"}))
 
 
-def _control(home: str | None, cmd: str, **args: Any) -> Any:
+def _control(home: str | None, cmd: str, timeout: float = 10.0, **args: Any) -> Any:
     from pathlib import Path
 
     from .node import control
 
     try:
-        return control.call(Path(_home_path(home)) / control.SOCKET_NAME, cmd, **args)
+        return control.call(Path(_home_path(home)) / control.SOCKET_NAME, cmd, timeout,
+                            **args)
     except ConnectionError as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -832,6 +834,44 @@ def node_status(home: str | None, as_json: bool) -> None:
     click.echo(f"  peers    {s['peers']}   mesh {s['mesh']}")
     click.echo(f"  settled  {', '.join(s['settled']) or '-'}")
     click.echo(f"  stored   {s['stored_bytes']} bytes   counters {s['counters']}")
+
+
+@node.command("clock")
+@click.argument("unix_time", type=int)
+@home_option
+@json_option
+def node_clock(unix_time: int, home: str | None, as_json: bool) -> None:
+    """Move a daemon's manual clock (started with --clock manual:START) forward."""
+    now = _control(home, "clock", set=unix_time)
+    if as_json:
+        _emit_json({"now": now})
+    else:
+        click.echo(f"clock set to {now}")
+
+
+@node.command("sync")
+@home_option
+@json_option
+def node_sync(home: str | None, as_json: bool) -> None:
+    """Pull from every connected peer now; print how many new objects each gave."""
+    result = _control(home, "sync", timeout=120)
+    if as_json:
+        _emit_json(result)
+    else:
+        for peer, n in result.items():
+            click.echo(f"{peer}: {n} new object(s)")
+
+
+def _notify_daemon(home: str | None) -> None:
+    """Best effort: a running daemon publishes what the CLI just signed right away."""
+    from pathlib import Path
+
+    from .node import control
+
+    try:
+        control.call(Path(_home_path(home)) / control.SOCKET_NAME, "publish-new", timeout=5)
+    except (ConnectionError, OSError, ValueError):
+        pass  # no daemon: it publishes at its next start
 
 
 @main.command()

@@ -256,14 +256,24 @@ class Daemon:
     # -- month end ----------------------------------------------------------------------
 
     async def _month_end(self) -> None:
-        """Settle every ended month that has a budget, then sleep until the next one."""
+        """Settle every ended month that has a budget, then sleep until the next one.
+
+        One grace period later, pull from every peer: whatever gossip missed (a peer's
+        clock still in the old month, a restart) arrives by sync.
+        """
+        synced_after: set[str] = set()
         while True:
             now = self.clock.now()
             month = previous_month(month_of(now))
             if now >= month_end(month) + self.config.grace:
                 await self._settle_due(month)
+            if now >= month_end(month) + 2 * self.config.grace and month not in synced_after:
+                synced_after.add(month)
+                await self._sync_all()
             await self._republish_due()
             due = month_end(month_of(now)) + self.config.grace
+            if month not in synced_after:
+                due = min(due, month_end(month) + 2 * self.config.grace)
             if self._republish:
                 due = min(due, min(t for _, t in self._republish.values()))
             with trio.move_on_after(60):  # re-check now and then (clock may be manual)
@@ -360,12 +370,15 @@ class Daemon:
             log.info("sync with %s failed: %s", peer, exc)
 
     async def _periodic_sync(self) -> None:
-        assert self.p2p is not None
         while True:
             await trio.sleep(self.config.sync_interval)
-            async with trio.open_nursery() as n:
-                for peer in list(self.p2p.pubsub.peers):
-                    n.start_soon(self._sync_quietly, peer)
+            await self._sync_all()
+
+    async def _sync_all(self) -> None:
+        assert self.p2p is not None
+        async with trio.open_nursery() as n:
+            for peer in list(self.p2p.pubsub.peers):
+                n.start_soon(self._sync_quietly, peer)
 
     # -- peers --------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""A test network of `rill node run` processes on 127.0.0.1 (separate OS processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nodes import free_port
+
+RILL = str(Path(sys.executable).parent / "rill")
+
+
+class ProcNode:
+    def __init__(self, base: Path, name: str, clock_start: int) -> None:
+        self.name = name
+        self.home = base / name
+        self.port = free_port()
+        self.clock_start = clock_start
+        self.proc: subprocess.Popen[str] | None = None
+        self.addr = ""
+        self.id = ""
+        self.log = base / f"{name}.log"
+
+    def env(self, now: int | None = None) -> dict[str, str]:
+        env = {**os.environ, "RILL_HOME": str(self.home)}
+        if now is not None:
+            env["RILL_NOW"] = str(now)
+        return env
+
+    def start(self, bootstrap: list[str]) -> None:
+        args = [RILL, "node", "run", "--json", "--listen", f"/ip4/127.0.0.1/tcp/{self.port}",
+                "--clock", f"manual:{self.clock_start}", "--grace", "60",
+                "--log-level", "info"]
+        for b in bootstrap:
+            args += ["--bootstrap", b]
+        self.proc = subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE,
+                                     stderr=open(self.log, "a"), text=True)
+
+    def wait_started(self, timeout: float = 60) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while not line and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+        event = json.loads(line)
+        assert event["event"] == "started"
+        self.addr = event["addrs"][0]
+        self.id = event["id"]
+
+    def rill(self, *args: str, now: int | None = None, check: bool = True) -> Any:
+        proc = subprocess.run([RILL, *args, "--json"], env=self.env(now), capture_output=True,
+                              text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{self.name}: rill {' '.join(args)}: {proc.stderr}")
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
