@@ -635,10 +635,10 @@ def check(home: str | None, as_json: bool) -> None:
     with _open(home) as w:
         rep = w.verify_log(_progress_bar("verifying click log"))
     if as_json:
-        _emit_json({"ok": True, "entries": rep.entries, "head": rep.head.hex(),
+        _emit_json({"ok": True, "entries": rep.size, "head": rep.head.hex(),
                     "settled": rep.settled})
     else:
-        click.echo(f"Click log OK: {rep.entries} entries, head {rep.head.hex()[:16]}; "
+        click.echo(f"Click log OK: {rep.size} entries, head {rep.head.hex()[:16]}; "
                    f"{len(rep.settled)} settled month(s).")
 
 
@@ -705,11 +705,11 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
     progress = (lambda what, done, total: bar(done, total)) if bar else None
     with import_home(_home_path(home), data, _now(), progress) as w:
         rep = w.verify_log()
-        result = {"id": w.did, "entries": rep.entries, "settled": rep.settled}
+        result = {"id": w.did, "entries": rep.size, "settled": rep.settled}
     if as_json:
         _emit_json(result)
     else:
-        click.echo(f"Imported {rep.entries} click-log entries for {result['id']}.")
+        click.echo(f"Imported {rep.size} click-log entries for {result['id']}.")
 
 
 # --------------------------------------------------------------------------------------

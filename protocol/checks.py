@@ -7,12 +7,12 @@ Each check returns nothing and raises a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cbor2
 
-from .errors import MismatchError, RuleError
+from .errors import MismatchError, RemoteError, RuleError
 from .messages import (
     ZERO_HASH,
     Claim,
@@ -131,19 +131,19 @@ def check_chain(
     return prev, seq
 
 
-def check_chain_links(
+def read_chain(
     raws: Iterable[bytes],
     signer: bytes,
     prev: bytes = ZERO_HASH,
     seq: int = 0,
-) -> tuple[bytes, int]:
-    """Check the hash links of a click log cheaply; return (head ID, next seq).
+) -> Iterator[Signed[ClickEntry]]:
+    """Read a stored click log fast, checking its hash links; yield the entries.
 
-    Only the chain structure is checked: each entry is a ``click`` envelope by
-    ``signer`` whose ``seq`` and ``prev`` continue the chain.  Signatures are
-    not: verify the head with :func:`messages.decode` -- its signature covers
-    ``prev``, the hash of the entry before, and so, link by link, every byte of
-    every earlier entry.
+    Each entry must be a ``click`` envelope by ``signer`` whose ``seq`` and ``prev``
+    continue the chain, with a valid body.  Signatures are not checked here: verify
+    the head with :func:`messages.decode` -- its signature covers ``prev``, the hash
+    of the entry before, and so, link by link, every byte of every earlier entry.
+    Raises :class:`RuleError` (``bad-chain``) naming the sequence number.
     """
     for raw in raws:
         try:
@@ -151,14 +151,16 @@ def check_chain_links(
             body = env["body"]
             ok = (env["t"] == "click" and env["signer"] == signer and body["seq"] == seq
                   and body["prev"] == prev)
-        except (cbor2.CBORError, KeyError, TypeError, ValueError):
-            raise RuleError(f"click log breaks at seq {seq}: entry is not a click envelope",
-                            code="bad-chain") from None
-        if not ok:
+            entry = ClickEntry.from_map(body) if ok else None
+        except (cbor2.CBORError, KeyError, TypeError, ValueError, RemoteError):
+            raise RuleError(f"click log breaks at seq {seq}: entry is not a valid click "
+                            "envelope", code="bad-chain") from None
+        if entry is None:
             raise RuleError(f"click log breaks at seq {seq}: wrong signer, seq or prev link",
                             code="bad-chain")
-        prev, seq = hashlib.sha256(raw).digest(), seq + 1
-    return prev, seq
+        prev = hashlib.sha256(raw).digest()
+        yield Signed.preverified(entry, signer, env["sig"], raw, prev)
+        seq += 1
 
 
 def check_time(obj: Signed[Any], now: int, skew: int = MAX_SKEW) -> None:

@@ -583,6 +583,14 @@ class Signed(Generic[BodyT]):
     def type(self) -> str:
         return self.body.TYPE
 
+    @classmethod
+    def preverified(cls, body: Any, signer: bytes, signature: bytes, raw: bytes,
+                    object_id: bytes) -> Signed[Any]:
+        """An object whose bytes were authenticated otherwise (see checks.read_chain)."""
+        obj: Signed[Any] = cls(body, signer, signature, raw)
+        obj.__dict__["id"] = object_id  # the cached_property, already computed
+        return obj
+
     @functools.cached_property
     def id(self) -> bytes:
         """SHA-256 of the encoded envelope."""

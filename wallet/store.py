@@ -28,6 +28,7 @@ CREATE TABLE log (                  -- the donor's own signed click log
     raw     BLOB NOT NULL
 );
 CREATE INDEX log_time ON log(time);
+CREATE INDEX log_target ON log(target, time);
 
 CREATE TABLE objects (              -- every other verified object we hold
     n        INTEGER PRIMARY KEY AUTOINCREMENT,  -- receive order: the sync cursor

@@ -108,9 +108,10 @@ class ImportResult:
 
 @dataclass
 class LogReport:
-    entries: int
+    size: int
     head: bytes
     settled: list[str] = field(default_factory=list)
+    entries: list[m.Signed[m.ClickEntry]] = field(default_factory=list, repr=False)
 
 
 class Wallet:
@@ -184,27 +185,27 @@ class Wallet:
         columns are compared with its signed content.  Every settlement we signed must
         name a head that is in the log (truncation below a settlement is caught).
         """
-        rows = self.db.execute("SELECT seq, id, time, kind, target, raw FROM log ORDER BY seq")
-        total = self._log_size()
-        prev, seq = m.ZERO_HASH, 0
-        ids: set[bytes] = set()
-        for row in rows:
-            rseq, rid, rtime, rkind, rtarget, raw = row
-            try:
-                prev, seq = checks.check_chain_links([raw], self.identity, prev, seq)
-                e = m.decode(raw, m.ClickEntry, verify_signature=False)
-            except RemoteError as exc:
-                raise Corrupt(f"click log is broken at seq {rseq}: {exc}") from None
-            b = e.body
-            if (rseq, rid, rtime, rkind, rtarget) != (b.seq, prev, b.time, b.kind, b.target):
-                raise Corrupt(f"click log row {rseq} was altered (its columns differ from the "
-                              "signed entry)")
-            ids.add(rid)
-            if progress and seq % 5000 == 0:
-                progress(seq, total)
-        if seq:
+        rows = self.db.execute("SELECT seq, id, time, kind, target, raw FROM log ORDER BY seq"
+                               ).fetchall()
+        total = len(rows)
+        entries: list[m.Signed[m.ClickEntry]] = []
+        reader = checks.read_chain((r[5] for r in rows), self.identity)
+        try:
+            for row, e in zip(rows, reader, strict=False):
+                b = e.body
+                if tuple(row[:5]) != (b.seq, e.id, b.time, b.kind, b.target):
+                    raise Corrupt(f"click log row {row[0]} was altered (its columns differ "
+                                  "from the signed entry)")
+                entries.append(e)
+                if progress and len(entries) % 5000 == 0:
+                    progress(len(entries), total)
+        except RemoteError as exc:
+            raise Corrupt(f"click log is broken: {exc}") from None
+        if entries:
             self.check_head()
-        report = LogReport(seq, prev)
+        ids = {e.id for e in entries}
+        report = LogReport(len(entries), entries[-1].id if entries else m.ZERO_HASH,
+                           entries=entries)
         for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"):
             s = self._object(sid, m.Settlement)
             if s.signer != self.identity or s.body.month != month:
@@ -214,7 +215,7 @@ class Wallet:
                               "entry that is no longer there")
             report.settled.append(month)
         if progress:
-            progress(seq, total)
+            progress(total, total)
         return report
 
     def _log_size(self) -> int:
@@ -372,8 +373,9 @@ class Wallet:
             if later is not None and later > month:
                 raise Refused(f"{later} is already settled; {month} can no longer be settled",
                               code="settled")
-            self.verify_log()
-            view = self.month_view(month)
+            log = self.verify_log()
+            end = month_end(month)
+            view = count_month((e for e in log.entries if e.body.time < end), month)
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
                               "`rill budget set`)", code="no-budget")

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,8 +28,11 @@ import nacl.signing
 
 from rill.protocol import keys
 from rill.protocol import messages as m
-from rill.protocol.months import month_end
+from rill.protocol.months import month_end, month_start
 from rill.protocol.verify import verify_files
+from rill.wallet import store
+from rill.wallet.portable import export_home, import_home
+from rill.wallet.wallet import Wallet
 
 Row = tuple[str, str, str, str]
 BENCHES: list[Callable[[], list[Row]]] = []
@@ -103,6 +107,156 @@ def verify_throughput() -> list[Row]:
     ]
 
 
+# -- wallet ------------------------------------------------------------------------------
+
+MONTH = "2026-10"
+T0 = month_start(MONTH) + 100
+SETTLE_AT = month_end(MONTH) + 3600
+DONOR_SEED = hashlib.sha256(b"rill bench donor").digest()
+_HOMES: dict[int, Path] = {}   # n -> a built home (kept for the run, copied before use)
+_BUILD_TIME: dict[int, float] = {}
+_WORK = Path(tempfile.mkdtemp(prefix="rill-bench-"))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def secs(seconds: float) -> str:
+    return f"{seconds:,.2f}"
+
+
+def build_home(n: int) -> Path:
+    """A home whose log is one budget entry and ``n`` clicks in MONTH.
+
+    The clicks spread over n/5 distinct things (each clicked about 5 times) made by
+    n/100 creators (20 things each), all with ``creator`` given.  Entries are signed
+    with ``messages.sign`` like ``Wallet._append`` does, and inserted with its SQL in
+    one transaction, instead of n durable clicks (n fsyncs).
+    """
+    if n in _HOMES:
+        return _HOMES[n]
+    t = time.perf_counter()
+    path = _WORK / f"home-{n}"
+    w = Wallet.create(path, "bench", DONOR_SEED)
+    n_creators, n_things = max(1, n // 100), max(1, n // 5)
+    creators = [keys.public_key(nacl.signing.SigningKey(
+        hashlib.sha256(b"rill bench creator %d" % c).digest())) for c in range(n_creators)]
+    rows = []
+    prev = m.ZERO_HASH
+    entry = m.sign(m.ClickEntry(0, prev, T0, "budget", amount=100_000, currency="EUR"), w.key)
+    rows.append((0, entry.id, T0, "budget", entry.body.target, entry.raw))
+    prev = entry.id
+    for k in range(n):
+        j = k % n_things
+        c = j % n_creators
+        seq, when = k + 1, T0 + 1 + k
+        entry = m.sign(m.ClickEntry(seq, prev, when, "click",
+                                    thing=f"https://c{c}.example.org/post/{j}",
+                                    creator=creators[c]), w.key)
+        rows.append((seq, entry.id, when, "click", entry.body.target, entry.raw))
+        prev = entry.id
+    with store.transaction(w.db):
+        w.db.executemany("INSERT INTO log (seq, id, time, kind, target, raw) "
+                         "VALUES (?,?,?,?,?,?)", rows)
+    w.close()  # the last connection closed: WAL checkpointed, rill.db holds everything
+    _HOMES[n] = path
+    _BUILD_TIME[n] = time.perf_counter() - t
+    return path
+
+
+def fresh_copy(n: int) -> Path:
+    src = build_home(n)
+    dst = Path(tempfile.mkdtemp(prefix=f"copy-{n}-", dir=_WORK)) / "home"
+    shutil.copytree(src, dst)
+    return dst
+
+
+@bench
+def click_latency() -> list[Row]:
+    def clicks(w: Wallet, first: int, n: int = 300) -> list[float]:
+        times = []
+        for i in range(first, first + n):
+            t = time.perf_counter()
+            r = w.click(f"https://example.org/latency/{i}", now=T0 + i)
+            times.append(time.perf_counter() - t)
+            assert r.new
+        return times
+
+    def p95(xs: list[float]) -> float:
+        return statistics.quantiles(xs, n=20)[-1]
+
+    with Wallet.create(_WORK / "latency-home", "bench", DONOR_SEED) as w:
+        w.set_budget(1000, "EUR", T0)
+        fresh = clicks(w, 0)
+    n_big = 10_000
+    with Wallet.open(fresh_copy(n_big)) as w:
+        big = clicks(w, n_big + 10)
+    note = "WAL, synchronous=FULL: returns after the commit reached the disk"
+    return [
+        ("Wallet.click, durable, 300 clicks on a new home: median", ms(statistics.median(fresh)),
+         "ms", note),
+        ("Wallet.click, durable, 300 clicks on a new home: p95", ms(p95(fresh)), "ms", ""),
+        (f"Wallet.click, 300 clicks into a month already holding {n_big:,} clicks: median",
+         ms(statistics.median(big)), "ms", "on a copy of the 10k-click home of settlement time"),
+        (f"Wallet.click, 300 clicks into a month already holding {n_big:,} clicks: p95",
+         ms(p95(big)), "ms", ""),
+    ]
+
+
+@bench
+def settlement_time() -> list[Row]:
+    rows: list[Row] = []
+    for n in (1_000, 10_000, 100_000):
+        build_home(n)
+        times = []
+        for _ in range(3):
+            with Wallet.open(fresh_copy(n)) as w:
+                t = time.perf_counter()
+                result, new = w.settle(MONTH, SETTLE_AT)
+                times.append(time.perf_counter() - t)
+            assert new and result.settlement.body.things == max(1, n // 5)
+        note = (f"{max(1, n // 5):,} things, {max(1, n // 100):,} creators; median of 3 on "
+                f"fresh copies (building the log took {secs(_BUILD_TIME[n])} s)")
+        t_settle = statistics.median(times)
+        if n == 100_000:
+            note += f"; target < 2 s: {'met' if t_settle < 2 else 'NOT met'}"
+        rows.append((f"Wallet.settle, {n:,} clicks in the month", secs(t_settle), "s", note))
+    with Wallet.open(build_home(100_000)) as w:
+        t_verify = median_time(w.verify_log, repeat=3)
+        t_view = median_time(lambda: w.month_view(MONTH), repeat=3)
+    rows.append(("Wallet.verify_log, 100,000 entries", secs(t_verify), "s",
+                 "median of 3; settle runs it first"))
+    rows.append(("Wallet.month_view, 100,000 clicks in the month", secs(t_view), "s",
+                 "median of 3; what a month's projection costs (`rill status`)"))
+    return rows
+
+
+@bench
+def import_100k() -> list[Row]:
+    n = 100_000
+    with Wallet.open(build_home(n)) as w:
+        t = time.perf_counter()
+        data = export_home(w, with_key=True)
+        t_export = time.perf_counter() - t
+    times = []
+    for k in range(3):
+        dst = _WORK / f"import-{k}"
+        t = time.perf_counter()
+        w = import_home(dst, data, SETTLE_AT)
+        times.append(time.perf_counter() - t)
+        entries = w._log_size()
+        w.close()
+        assert entries == n + 1
+        shutil.rmtree(dst)
+    return [
+        (f"portable.import_home of an export holding {n + 1:,} log entries, into a new home",
+         secs(statistics.median(times)), "s",
+         f"median of 3; export {len(data) / 1e6:,.1f} MB"),
+        ("portable.export_home (with_key) of the same home", secs(t_export), "s", "one run"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/BENCHMARKS.md")
@@ -113,7 +267,10 @@ def main() -> int:
         if args.only and args.only not in fn.__name__:
             continue
         print(f"running {fn.__name__} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
         rows.append((fn.__name__, fn()))
+        print(f"  {fn.__name__}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    shutil.rmtree(_WORK, ignore_errors=True)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
