@@ -144,10 +144,14 @@ def wallet_command(fn: Any) -> Any:
         from .protocol.errors import RillError
         from .wallet.errors import WalletError
 
+        import sqlite3
+
         try:
             return fn(*args, **kwargs)
         except (WalletError, RillError) as exc:
             _fail(str(exc))
+        except sqlite3.OperationalError as exc:  # e.g. locked longer than the busy timeout
+            _fail(f"the home's database is busy or unreadable ({exc}); try again")
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
 

@@ -140,9 +140,10 @@ def read_chain(
     """Read a stored click log fast, checking its hash links; yield the entries.
 
     Each entry must be a ``click`` envelope by ``signer`` whose ``seq`` and ``prev``
-    continue the chain, with a valid body.  Signatures are not checked here: verify
-    the head with :func:`messages.decode` -- its signature covers ``prev``, the hash
-    of the entry before, and so, link by link, every byte of every earlier entry.
+    continue the chain.  Neither signatures nor bodies are checked here: verify the
+    head with :func:`messages.decode` -- its signature covers ``prev``, the hash of the
+    entry before, and so, link by link, every byte of every earlier entry, all of
+    which the signer validated before signing.  For a log written by this wallet only.
     Raises :class:`RuleError` (``bad-chain``) naming the sequence number.
     """
     for raw in raws:
@@ -151,7 +152,7 @@ def read_chain(
             body = env["body"]
             ok = (env["t"] == "click" and env["signer"] == signer and body["seq"] == seq
                   and body["prev"] == prev)
-            entry = ClickEntry.from_map(body) if ok else None
+            entry = ClickEntry.from_authenticated_map(body) if ok else None
         except (cbor2.CBORError, KeyError, TypeError, ValueError, RemoteError):
             raise RuleError(f"click log breaks at seq {seq}: entry is not a valid click "
                             "envelope", code="bad-chain") from None

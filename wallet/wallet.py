@@ -222,13 +222,17 @@ class Wallet:
         return int(self.db.execute("SELECT count(*) FROM log").fetchone()[0])
 
     def entries(self, before: int | None = None) -> Iterator[m.Signed[m.ClickEntry]]:
-        """Log entries in log order (optionally only those with time < ``before``)."""
-        if before is None:
-            rows = self.db.execute("SELECT raw FROM log ORDER BY seq")
-        else:
-            rows = self.db.execute("SELECT raw FROM log WHERE time < ? ORDER BY seq", (before,))
-        for (raw,) in rows:
-            yield m.decode(raw, m.ClickEntry, verify_signature=False)
+        """Log entries in log order (optionally only those with time < ``before``).
+
+        Read fast, trusting the store (projections, listings); settlement and export
+        verify the whole chain first (:meth:`verify_log`)."""
+        rows = self.db.execute("SELECT raw FROM log ORDER BY seq").fetchall()
+        try:
+            for e in checks.read_chain((r[0] for r in rows), self.identity):
+                if before is None or e.body.time < before:
+                    yield e
+        except RemoteError as exc:
+            raise Corrupt(f"click log is broken: {exc} (run `rill check`)") from None
 
     def _last_settled_end(self) -> int:
         row = self.db.execute("SELECT max(month) FROM settled").fetchone()
