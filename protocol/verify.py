@@ -9,6 +9,7 @@ claim and against the creator's key document).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +142,54 @@ def expand(files: Iterable[tuple[str, bytes]]) -> list[Item | Verdict]:
 def verify_items(items: Iterable[Item], now: int | None) -> list[Verdict]:
     """:func:`verify_one` over ``items`` (no cross-checks: see :func:`cross_check`)."""
     return [verify_one(it.raw, it.label, it.source, now) for it in items]
+
+
+def verify_part(name: str, data: bytes, now: int | None) -> list[tuple[Verdict, bytes]]:
+    """Split and verify one file or one slice of an armoured file (whole blocks).
+
+    Returns (verdict without its object, the object's bytes) pairs: cheap to send
+    between processes; :func:`reattach` rebuilds the objects cross-checks need.
+    """
+    out: list[tuple[Verdict, bytes]] = []
+    for x in expand([(name, data)]):
+        if isinstance(x, Verdict):
+            out.append((x, b""))
+        else:
+            v = verify_one(x.raw, x.label, x.source, now)
+            v.obj = None
+            out.append((v, x.raw))
+    return out
+
+
+def split_armoured(data: bytes, parts: int) -> list[bytes]:
+    """Cut armoured text into about ``parts`` slices at block boundaries."""
+    step = max(1, len(data) // parts)
+    cuts = [0]
+    while True:
+        at = data.find(b"-----BEGIN RILL ", cuts[-1] + step)
+        if at < 0:
+            break
+        cuts.append(at)
+    cuts.append(len(data))
+    return [data[a:b] for a, b in itertools.pairwise(cuts) if data[a:b].strip()]
+
+
+def reattach(pairs: list[tuple[Verdict, bytes]]) -> None:
+    """Re-create the objects of valid verdicts where a cross-check could use them.
+
+    Only when the batch holds objects that refer to each other (claims and their
+    settlements, receipts and claims or key documents).  The bytes were verified
+    already, so they are decoded without checking signatures again.
+    """
+    types = {v.type for v, _ in pairs if v.valid}
+    needed: set[str] = set()
+    if types & {"claim", "sealed-claim"} and "settlement" in types:
+        needed |= {"claim", "sealed-claim", "settlement"}
+    if "receipt" in types and types & {"claim", "sealed-claim", "key"}:
+        needed |= {"receipt", "claim", "sealed-claim", "key"}
+    for v, raw in pairs:
+        if v.valid and v.obj is None and v.type in needed:
+            v.obj = decode(raw, verify_signature=False)
 
 
 def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Verdict]:

@@ -123,3 +123,28 @@ def test_garbage_and_empty_files_are_invalid_not_crashes(tmp_path: Path) -> None
     assert proc.returncode == 1
     reasons = [o["reason"].split(":")[0] for o in json.loads(proc.stdout)]
     assert reasons == ["empty", "malformed", "armour"]
+
+
+def test_big_batches_run_in_parallel_with_the_same_verdicts(tmp_path: Path) -> None:
+    """Over 256 KiB of input is cut at block boundaries and verified in worker processes:
+    the verdicts, their order and their numbering are those of the sequential run."""
+    blocks = [armour.armour(bytes.fromhex(v["bytes"]), v["type"]) for v in DATA["positive"]]
+    bad = DATA["negative"][0]
+    bad_block = armour.armour(bytes.fromhex(bad["bytes"]), "settlement")
+    text = "".join(blocks * 40) + bad_block + "".join(blocks * 40)
+    assert len(text) > 256 * 1024
+    p = tmp_path / "big.txt"
+    p.write_text(text)
+    runs = {}
+    for jobs in ("1", "2"):
+        proc = rill("verify", "--json", "--at", str(DATA["verify_at"]), "-j", jobs, str(p))
+        assert proc.returncode == 1
+        runs[jobs] = json.loads(proc.stdout)
+    assert runs["1"] == runs["2"]
+    out = runs["2"]
+    n = len(blocks) * 80 + 1
+    assert [o["file"] for o in out] == [f"{p}#{k}" for k in range(1, n + 1)]
+    assert [o["valid"] for o in out].count(False) == 1
+    assert out[len(blocks) * 40]["reason"].startswith("bad-signature")
+    # cross-checks still happen after the parallel run
+    assert any(o["checks"] == ["claim", "key"] for o in out)
