@@ -884,11 +884,10 @@ def node_sync(home: str | None, as_json: bool) -> None:
 
 def _notify_daemon(home: str | None) -> None:
     """Best effort: a running daemon publishes what the CLI just signed right away."""
+    import contextlib
     from pathlib import Path
 
     from .node import control
-
-    import contextlib
 
     # no daemon running: it publishes at its next start
     with contextlib.suppress(ConnectionError, OSError, ValueError):
