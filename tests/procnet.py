@@ -39,8 +39,9 @@ class ProcNode:
                 "--log-level", "info"]
         for b in bootstrap:
             args += ["--bootstrap", b]
-        self.proc = subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE,
-                                     stderr=open(self.log, "a"), text=True)
+        with open(self.log, "a") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE,
+                                         stderr=log, text=True)
 
     def wait_started(self, timeout: float = 60) -> None:
         assert self.proc is not None and self.proc.stdout is not None

@@ -805,9 +805,7 @@ def subjects_of(obj: m.Signed[Any]) -> set[bytes]:
         out.update(line.creator for line in b.lines)
     elif isinstance(b, m.Claim | m.SealedClaim):
         out.add(b.creator)
-    elif isinstance(b, m.Receipt):
-        out.add(b.donor)
-    elif isinstance(b, m.Equivocation):
+    elif isinstance(b, m.Receipt | m.Equivocation):
         out.add(b.donor)
     return out
 
