@@ -895,6 +895,34 @@ def _notify_daemon(home: str | None) -> None:
 
 
 @main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@home_option
+@json_option
+def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
+    """Gossip objects (settlements, claims, receipts, key documents) through the daemon."""
+    from .protocol.errors import RemoteError
+    from .protocol.verify import split_objects
+
+    objects: list[str] = []
+    for name in files:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
+        try:
+            objects += [raw.hex() for _, raw in split_objects(data)]
+        except RemoteError as exc:
+            _fail(f"{name}: {exc.reason}")
+    ids = _control(home, "publish", timeout=60, objects=objects)
+    if as_json:
+        _emit_json({"published": ids})
+    else:
+        for i in ids:
+            click.echo(f"published {i}")
+
+
+@main.command()
 @home_option
 @json_option
 def peers(home: str | None, as_json: bool) -> None:

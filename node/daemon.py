@@ -445,6 +445,19 @@ class Daemon:
         if cmd == "connect":
             assert self.p2p is not None
             return str(await self.p2p.connect(str(req["addr"])))
+        if cmd == "publish":  # objects given by the CLI: take them in, then gossip them
+            out = []
+            for hexraw in req["objects"]:
+                raw = bytes.fromhex(str(hexraw))
+                try:
+                    check_gossip(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw,
+                                 self.clock.now(), self.config.window_months)
+                except RemoteError as exc:
+                    raise ValueError(f"not publishable: {exc.reason}") from None
+                await self._accept(raw, via="cli")
+                await self.publish(raw)
+                out.append(m.decode(raw).id_hex)
+            return out
         if cmd == "publish-new":  # the CLI signed something: look now
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
