@@ -49,7 +49,7 @@ from ..protocol.network import (
 )
 from ..wallet.errors import WalletError
 from ..wallet.wallet import Wallet
-from . import control
+from . import control, sites
 from .clock import Clock, ManualClock
 from .host import (
     P2P,
@@ -80,6 +80,10 @@ class NodeConfig:
     target_peers: int = 8
     #: Housekeeping period (real seconds): new receipts to publish, pruning.
     housekeeping: float = 5.0
+    #: How often (real seconds) pending things' sites are checked in the background.
+    resolve_interval: float = 900.0
+    #: Accept creator sites over plain HTTP (loopback hosts always are).
+    allow_http: bool = False
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -163,6 +167,7 @@ class Daemon:
                     nursery.start_soon(self._month_end)
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
+                    nursery.start_soon(self._resolver)
                     log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
                     self.ready.set()
                     task_status.started(self)
@@ -279,8 +284,41 @@ class Daemon:
             with trio.move_on_after(60):  # re-check now and then (clock may be manual)
                 await self.clock.sleep_until(due)
 
+    async def resolve_pending(self, month: str) -> int:
+        """Fetch the key documents of the sites of the month's pending things (those not
+        checked lately), so their clicks count; return how many sites verified."""
+        origins = await self.db(self.wallet.sites_to_check, month, self.clock.now())
+        verified = 0
+        limiter = trio.CapacityLimiter(4)
+
+        async def check(origin: str) -> None:
+            nonlocal verified
+            async with limiter:
+                verdict = await sites.fetch(origin, allow_http=self.config.allow_http)
+            await self.db(self.wallet.record_site, origin, verdict.document, verdict.reason,
+                          self.clock.now())
+            if verdict.valid:
+                verified += 1
+                log.info("site %s verified: %s", origin, verdict.document.signer_did
+                         if verdict.document else "")
+            else:
+                log.info("site %s not verified: %s", origin, verdict.reason)
+
+        async with trio.open_nursery() as n:
+            for origin in origins:
+                n.start_soon(check, origin)
+        return verified
+
+    async def _resolver(self) -> None:
+        """Attribute pending clicks in the background (and right before month end)."""
+        while True:
+            await self.resolve_pending(month_of(self.clock.now()))
+            await trio.sleep(self.config.resolve_interval)
+
     async def _settle_due(self, month: str) -> None:
         settled = set(await self.db(self.wallet.settled_months))
+        if month not in settled:
+            await self.resolve_pending(month)
         oldest = months_back(month, self.config.window_months)
         candidates = []
         m_ = month

@@ -84,6 +84,15 @@ CREATE TABLE equivocators (         -- donors proven to have signed two settleme
     proof BLOB NOT NULL
 );
 
+CREATE TABLE sites (                -- creators' key documents as fetched from their sites
+    origin      TEXT PRIMARY KEY,
+    creator     BLOB,               -- NULL when the last check failed
+    document    BLOB,               -- the key document's object ID
+    checked_at  INTEGER NOT NULL,
+    expires     INTEGER NOT NULL,   -- re-check after this time
+    reason      TEXT                -- why the last check failed
+);
+
 CREATE TABLE meta (key TEXT PRIMARY KEY, value);
 """
 

@@ -27,7 +27,7 @@ from ..protocol.months import month_end, month_of, month_start, next_month
 from ..protocol.payto import payment_uri
 from ..protocol.settle import SettlementResult, open_claim, settle
 from ..protocol.shares import group_things, thing_shares
-from ..protocol.things import normalise_thing
+from ..protocol.things import normalise_thing, origin_of
 from . import store
 from .errors import Corrupt, HomeError, NotFound, Refused
 from .home import Config, Home
@@ -337,7 +337,9 @@ class Wallet:
     # -- months -------------------------------------------------------------------------
 
     def month_view(self, month: str) -> MonthView:
-        return count_month(self.entries(before=month_end(month)), month)
+        """The month's things; pending ones attributed through verified creator sites."""
+        return count_month(self.entries(before=month_end(month)), month,
+                           self.creator_of_thing)
 
     def projection(self, month: str) -> dict[str, Any]:
         """The month's things with each one's (projected, if not settled) share."""
@@ -379,7 +381,8 @@ class Wallet:
                               code="settled")
             log = self.verify_log()
             end = month_end(month)
-            view = count_month((e for e in log.entries if e.body.time < end), month)
+            view = count_month((e for e in log.entries if e.body.time < end), month,
+                               self.creator_of_thing)
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
                               "`rill budget set`)", code="no-budget")
@@ -686,6 +689,76 @@ class Wallet:
 
     def equivocators(self) -> dict[bytes, str]:
         return {d: mo for d, mo in self.db.execute("SELECT donor, month FROM equivocators")}
+
+    # -- creators' sites ---------------------------------------------------------------
+
+    #: How long a site check is trusted before it is made again.
+    SITE_TTL = 7 * 86400
+    #: A failed check is retried after this long.
+    SITE_RETRY = 3600
+
+    def record_site(self, origin: str, document: m.Signed[m.KeyDocument] | None,
+                    reason: str | None, now: int) -> None:
+        """Remember the outcome of fetching ``origin``'s well-known key document.
+
+        ``document`` is the verified document (it must list ``origin``), or None with
+        the ``reason`` the check failed.  A failed re-check of a site that verified
+        before keeps its creator until the old verification expires.
+        """
+        with store.transaction(self.db):
+            if document is not None:
+                if origin not in document.body.origins:
+                    raise Refused(f"the document does not speak for {origin}")
+                self._store(document, now)
+                self.db.execute(
+                    "INSERT INTO sites (origin, creator, document, checked_at, expires, reason)"
+                    " VALUES (?,?,?,?,?,NULL) ON CONFLICT(origin) DO UPDATE SET "
+                    "creator = excluded.creator, document = excluded.document, "
+                    "checked_at = excluded.checked_at, expires = excluded.expires, "
+                    "reason = NULL",
+                    (origin, document.signer, document.id, now, now + self.SITE_TTL))
+            else:
+                self.db.execute(
+                    "INSERT INTO sites (origin, creator, document, checked_at, expires, reason)"
+                    " VALUES (?, NULL, NULL, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET "
+                    "checked_at = excluded.checked_at, reason = excluded.reason, "
+                    "creator = CASE WHEN sites.expires > excluded.checked_at "
+                    "THEN sites.creator END, "
+                    "expires = max(sites.expires, excluded.expires)",
+                    (origin, now, now + self.SITE_RETRY, reason))
+
+    def site(self, origin: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT creator, document, checked_at, expires, reason FROM sites"
+                              " WHERE origin = ?", (origin,)).fetchone()
+        if row is None:
+            return None
+        creator, doc, checked, expires, reason = row
+        return {"origin": origin, "creator": keys.did_from_key(creator) if creator else None,
+                "document": doc.hex() if doc else None, "checked_at": checked,
+                "expires": expires, "reason": reason}
+
+    def sites_to_check(self, month: str, now: int) -> list[str]:
+        """Origins of the month's pending things whose check is missing or expired."""
+        origins = set()
+        for thing in self.month_view(month).pending:
+            origin = origin_of(thing)
+            if origin is not None:
+                origins.add(origin)
+        due = []
+        for origin in sorted(origins):
+            row = self.db.execute("SELECT expires FROM sites WHERE origin = ?",
+                                  (origin,)).fetchone()
+            if row is None or row[0] <= now:
+                due.append(origin)
+        return due
+
+    def creator_of_thing(self, thing: str) -> bytes | None:
+        """The creator whose verified site document lists the thing's origin."""
+        origin = origin_of(thing)
+        if origin is None:
+            return None
+        row = self.db.execute("SELECT creator FROM sites WHERE origin = ?", (origin,)).fetchone()
+        return None if row is None else row[0]
 
     # -- what a node serves, publishes and forgets ---------------------------------------
 

@@ -1,0 +1,80 @@
+"""The JSON a creator publishes at ``https://ORIGIN/.well-known/rill.json`` (SPEC §12.1).
+
+::
+
+    {"rill": 1, "creator": "did:key:z6Mk...", "name": "...", "origins": [...],
+     "payto": [...], "document": "<base64url, no padding, of the signed key envelope>"}
+
+The signed ``document`` is the authority; the other members repeat it for
+people and tools that read JSON, and MUST equal it.  Pure: the fetching lives
+in rill.node.sites.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from . import keys
+from . import messages as m
+from .errors import DecodeError, MismatchError, RemoteError, RuleError
+from .things import normalise_origin
+
+WELL_KNOWN_PATH = "/.well-known/rill.json"
+MAX_WELL_KNOWN = 64 * 1024
+
+
+def render(doc: m.Signed[m.KeyDocument]) -> str:
+    b = doc.body
+    return json.dumps({
+        "rill": 1,
+        "creator": doc.signer_did,
+        "name": b.name,
+        "origins": list(b.origins),
+        "payto": list(b.payto),
+        "document": base64.urlsafe_b64encode(doc.raw).decode("ascii").rstrip("="),
+    }, indent=2, ensure_ascii=False) + "\n"
+
+
+def parse(text: bytes | str, origin: str) -> m.Signed[m.KeyDocument]:
+    """Check a fetched well-known document for ``origin``; raise :class:`RemoteError`.
+
+    The signed document must verify (SPEC §4.4), the JSON members must repeat it
+    exactly, and the document must list ``origin`` among the origins it speaks for.
+    """
+    if len(text) > MAX_WELL_KNOWN:
+        raise DecodeError(f"larger than {MAX_WELL_KNOWN} bytes", code="too-large")
+    try:
+        data: Any = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise DecodeError("not JSON", code="bad-json") from None
+    if not isinstance(data, dict) or data.get("rill") != 1:
+        raise DecodeError("not a Rill well-known document (missing \"rill\": 1)",
+                          code="bad-json")
+    encoded = data.get("document")
+    if not isinstance(encoded, str):
+        raise DecodeError("missing \"document\"", code="bad-json")
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise DecodeError("\"document\" is not base64url", code="bad-json") from None
+    doc = m.decode(raw, m.KeyDocument)
+    b = doc.body
+    echo = {"creator": doc.signer_did, "name": b.name, "origins": list(b.origins),
+            "payto": list(b.payto)}
+    for k, v in echo.items():
+        if data.get(k) != v:
+            raise MismatchError(f"the JSON member {k!r} differs from the signed document")
+    if normalise_origin(origin) not in b.origins:
+        raise RuleError(f"the document does not speak for {origin} (it lists "
+                        f"{', '.join(b.origins)})", code="wrong-origin")
+    return doc
+
+
+def creator_of(doc: m.Signed[m.KeyDocument]) -> str:
+    return keys.did_from_key(doc.signer)
+
+
+__all__ = ["MAX_WELL_KNOWN", "WELL_KNOWN_PATH", "RemoteError", "creator_of", "parse", "render"]
