@@ -751,14 +751,16 @@ def node() -> None:
               help="wall, manual:START or fast:START:RATE (tests and demos).")
 @click.option("--grace", type=click.IntRange(0), default=None,
               help="Seconds after a month's end before settling it (default 3600).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=None,
+              help="Port of the local dashboard on 127.0.0.1 (default 4742; 0: off).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 @home_option
 @json_option
 @wallet_command
 def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
-             clock_spec: str, grace: int | None, log_level: str, home: str | None,
-             as_json: bool) -> None:
+             clock_spec: str, grace: int | None, dashboard_port: int | None, log_level: str,
+             home: str | None, as_json: bool) -> None:
     """Run the daemon until SIGINT/SIGTERM (creates the home if it has none)."""
     import logging
     import signal
@@ -793,6 +795,8 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
         cfg.mdns = mdns
     if grace is not None:
         cfg.grace = grace
+    if dashboard_port is not None:
+        cfg.dashboard_port = dashboard_port
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     level = getattr(logging, log_level.upper())
@@ -814,6 +818,8 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
                     click.echo(f"Rill node {status['id']}\n  peer {status['peer_id']}")
                     for a in status["addrs"]:
                         click.echo(f"  listening on {a}")
+                    if status["dashboard"]:
+                        click.echo(f"  dashboard   {status['dashboard']}")
                 sys.stdout.flush()
                 async for signum in signals:
                     logging.getLogger("rill.node").info("signal %d: shutting down", signum)

@@ -51,6 +51,7 @@ from ..wallet.errors import WalletError
 from ..wallet.wallet import Wallet
 from . import control, sites
 from .clock import Clock, ManualClock
+from .dashboard import Dashboard
 from .host import (
     P2P,
     framed_handler,
@@ -84,6 +85,8 @@ class NodeConfig:
     resolve_interval: float = 900.0
     #: Accept creator sites over plain HTTP (loopback hosts always are).
     allow_http: bool = False
+    #: The local dashboard's port on 127.0.0.1 (0: no dashboard).
+    dashboard_port: int = 4742
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -92,7 +95,8 @@ class NodeConfig:
             raise ValueError("[node] must be a table")
         cfg = cls()
         for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
-                          ("grace", int), ("window_months", int), ("target_peers", int)):
+                          ("grace", int), ("window_months", int), ("target_peers", int),
+                          ("dashboard_port", int), ("allow_http", bool)):
             if name in node:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
@@ -129,6 +133,7 @@ class Daemon:
                                          "settled": 0}
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
+        self.dashboard: Dashboard | None = None
         self.started_at = clock.now()
         self.ready = trio.Event()
 
@@ -163,6 +168,9 @@ class Daemon:
                     nursery.start_soon(self._watch_peers)
                     nursery.start_soon(self._dial_bootstrap)
                     await nursery.start(control.serve, self.socket_path, self._control)
+                    if self.config.dashboard_port:
+                        self.dashboard = Dashboard(self, self.config.dashboard_port)
+                        await nursery.start(self.dashboard.serve)
                     await self._publish_known()
                     nursery.start_soon(self._month_end)
                     nursery.start_soon(self._housekeeping)
@@ -526,6 +534,8 @@ class Daemon:
             "stored_bytes": stored,
             "counters": dict(self.counters),
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
+            "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
+                          else None),
         }
 
     def peer_table(self) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ class ProcNode:
     def start(self, bootstrap: list[str]) -> None:
         args = [RILL, "node", "run", "--json", "--listen", f"/ip4/127.0.0.1/tcp/{self.port}",
                 "--clock", f"manual:{self.clock_start}", "--grace", "60",
+                "--dashboard-port", "0",
                 "--log-level", "info"]
         for b in bootstrap:
             args += ["--bootstrap", b]

@@ -1,0 +1,348 @@
+"""The local dashboard, served by the daemon on 127.0.0.1 (default port 4742).
+
+A small Starlette app under Hypercorn's trio worker.  It is a local web surface,
+so it defends itself against the web:
+
+* Host header must name this dashboard (127.0.0.1/localhost/[::1] and its port):
+  DNS-rebinding pages are answered 421 and never see data;
+* state changes only by POST, with an Origin of this dashboard and a per-run CSRF
+  token (cookie ``SameSite=Strict`` + form field, compared in constant time);
+* no CORS headers at all, ``frame-ancestors 'none'``, a strict CSP;
+* clicks are rate-limited.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hmac
+import logging
+import secrets
+import urllib.parse
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..protocol import keys
+from ..protocol.currency import format_amount
+from ..protocol.errors import LocalError, RillError
+from ..protocol.messages import parse_object_id
+from ..protocol.months import month_of
+from ..protocol.things import normalise_thing, origin_of
+from ..wallet.errors import WalletError
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("rill.node.dashboard")
+
+DEFAULT_PORT = 4742
+HERE = Path(__file__).parent
+CLICKS_PER_MINUTE = 20
+CSRF_COOKIE = "rill_csrf"
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    if amount is None or currency is None:
+        return "–"
+    try:
+        return f"{format_amount(amount, currency)} {currency}"
+    except LocalError:
+        return f"{amount} {currency}"
+
+
+def short_id(did: str | None) -> str:
+    if not did:
+        return "unknown"
+    return did[:14] + "…" + did[-6:]
+
+
+def qr_data_uri(text: str) -> str:
+    import segno
+
+    svg = segno.make(text, error="m").svg_inline(scale=3, dark="#0d2b2b", light="#ffffff")
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+class Dashboard:
+    def __init__(self, daemon: Daemon, port: int = DEFAULT_PORT) -> None:
+        self.daemon = daemon
+        self.port = port
+        self.token = secrets.token_urlsafe(32)
+        self.recent_clicks: deque[float] = deque()
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                                     autoescape=select_autoescape(["html"]))
+        self.templates.filters["money"] = lambda a, c=None: money(a, c)
+        self.templates.filters["short"] = short_id
+        self.templates.filters["hex"] = lambda b: b.hex()
+        self.templates.filters["date"] = lambda t: datetime.datetime.fromtimestamp(
+            t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
+        self.refused = 0
+        self.bound: list[str] = []
+
+    # -- serving ------------------------------------------------------------------------
+
+    @property
+    def allowed_hosts(self) -> set[str]:
+        return {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
+
+    @property
+    def allowed_origins(self) -> set[str]:
+        return {"http://" + h for h in self.allowed_hosts}
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self.home),
+            Route("/flattr", self.flattr_page, methods=["GET"]),
+            Route("/flattr", self.flattr_post, methods=["POST"]),
+            Route("/claims", self.claims),
+            Route("/pay", self.pay, methods=["POST"]),
+            Route("/settlements", self.settlements),
+            Route("/creator", self.creator),
+            Route("/receipt", self.receipt, methods=["POST"]),
+            Route("/style.css", self.style),
+        ]
+        app = Starlette(routes=routes)
+        inner = app.build_middleware_stack()
+        dash = self
+
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await inner(scope, receive, send)
+                return
+            request = Request(scope)
+            problem = dash._refuse(request)
+            if problem is not None:
+                dash.refused += 1
+                log.warning("refused %s %s: %s", request.method, request.url.path, problem[1])
+                response: Response = PlainTextResponse(problem[1], status_code=problem[0])
+                dash._harden(response)
+                await response(scope, receive, send)
+                return
+
+            async def send_hardened(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [(k, v) for k, v in message.get("headers", [])
+                               if not k.lower().startswith(b"access-control-")]
+                    headers += [(k.encode(), v.encode()) for k, v in dash._security_headers()]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await inner(scope, receive, send_hardened)
+
+        app.build_middleware_stack = lambda: guarded  # type: ignore[method-assign]
+        return app
+
+    def _refuse(self, request: Request) -> tuple[int, str] | None:
+        host = request.headers.get("host", "")
+        if host not in self.allowed_hosts:
+            return 421, f"This is a local Rill dashboard; it does not answer for {host!r}."
+        if request.method not in ("GET", "HEAD", "POST"):
+            return 405, "Method not allowed."
+        if request.method == "POST":
+            origin = request.headers.get("origin")
+            if origin not in self.allowed_origins:
+                return 403, "Cross-site request refused (Origin)."
+            site = request.headers.get("sec-fetch-site")
+            if site is not None and site != "same-origin":
+                return 403, "Cross-site request refused (Sec-Fetch-Site)."
+        return None
+
+    def _security_headers(self) -> list[tuple[str, str]]:
+        return [("content-security-policy", CSP), ("x-frame-options", "DENY"),
+                ("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
+                ("cache-control", "no-store"),
+                ("cross-origin-resource-policy", "same-origin"),
+                ("cross-origin-opener-policy", "same-origin")]
+
+    def _harden(self, response: Response) -> None:
+        for k, v in self._security_headers():
+            response.headers[k] = v
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("rill.node.dashboard.http")
+        config.graceful_timeout = 1.0
+
+        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await serve(self.app(), config, task_status=task_status)  # type: ignore[arg-type]
+
+        async with trio.open_nursery() as n:
+            self.bound = await n.start(run)
+            task_status.started(self.bound)
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, status: int = 200, **ctx: Any
+               ) -> HTMLResponse:
+        d = self.daemon
+        page = self.templates.get_template(name).render(
+            token=self.token, me=keys.did_from_key(d.identity), path=request.url.path,
+            notice=request.query_params.get("notice"), **ctx)
+        response = HTMLResponse(page, status_code=status)
+        response.set_cookie(CSRF_COOKIE, self.token, httponly=True, samesite="strict",
+                            path="/")
+        return response
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        form = await request.form()
+        sent = str(form.get("token", ""))
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not (hmac.compare_digest(sent, self.token) and hmac.compare_digest(cookie,
+                                                                             self.token)):
+            self.refused += 1
+            return PlainTextResponse("Missing or wrong form token: reload the page.", 403)
+        return {k: str(v) for k, v in form.items()}
+
+    @staticmethod
+    def back(path: str, notice: str) -> RedirectResponse:
+        return RedirectResponse(f"{path}?notice={urllib.parse.quote(notice)}", 303)
+
+    # -- pages --------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        d = self.daemon
+        month = request.query_params.get("month") or month_of(d.clock.now())
+        try:
+            p = await d.db(d.wallet.projection, month)
+        except (RillError, WalletError) as exc:
+            return PlainTextResponse(str(exc), 400)
+        subs = await d.db(d.wallet.subscriptions, d.clock.now())
+        return self.render(request, "home.html", p=p, month=month, subs=subs,
+                           peers=len(d.p2p.pubsub.peers) if d.p2p else 0)
+
+    async def flattr_page(self, request: Request) -> Response:
+        d = self.daemon
+        url = request.query_params.get("url", "")
+        creator = request.query_params.get("creator") or None
+        error = None
+        thing = site = None
+        try:
+            thing = normalise_thing(url)
+            if creator:
+                keys.key_from_did(creator)
+            origin = origin_of(thing)
+            site = await d.db(d.wallet.site, origin) if origin else None
+        except LocalError as exc:
+            error = str(exc)
+        month = month_of(d.clock.now())
+        p = await d.db(d.wallet.projection, month)
+        already = thing is not None and any(r["thing"] == thing for r in p["things"])
+        share = None
+        if p["budget"] is not None and not already:
+            share = p["budget"] // (p["counted"] + 1)
+        return self.render(request, "flattr.html", status=400 if error else 200, url=url,
+                           thing=thing, creator=creator, site=site, error=error, p=p,
+                           month=month, already=already, share=share)
+
+    async def flattr_post(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        now = trio.current_time()
+        while self.recent_clicks and now - self.recent_clicks[0] > 60:
+            self.recent_clicks.popleft()
+        if len(self.recent_clicks) >= CLICKS_PER_MINUTE:
+            return PlainTextResponse("Too many clicks in a minute; wait a little.", 429)
+        self.recent_clicks.append(now)
+        d = self.daemon
+        try:
+            creator = keys.key_from_did(form["creator"]) if form.get("creator") else None
+            result = await d.db(d.wallet.click, form.get("url", ""), d.clock.now(), creator)
+        except (RillError, WalletError) as exc:
+            return PlainTextResponse(f"Not recorded: {exc}", 400)
+        text = (f"Flattred {result.thing}" if result.new
+                else f"Already flattred {result.thing} this month")
+        return self.back("/", text)
+
+    async def claims(self, request: Request) -> Response:
+        d = self.daemon
+        rows = await d.db(d.wallet.obligations, None, "out")
+        due = await d.db(d.wallet.due)
+        payments = [{"p": p, "qr": qr_data_uri(p.uris[0]) if p.uris else None,
+                     "creator": keys.did_from_key(p.creator)} for p in due]
+        return self.render(request, "claims.html", rows=rows, payments=payments,
+                           did=keys.did_from_key)
+
+    async def pay(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        d = self.daemon
+        try:
+            ids = [parse_object_id(c) for c in form.get("claims", "").split(",") if c]
+            await d.db(d.wallet.pay, ids, form.get("reference", ""), d.clock.now())
+        except (RillError, WalletError) as exc:
+            return self.back("/claims", f"Not recorded: {exc}")
+        return self.back("/claims", f"Marked {len(ids)} claim(s) as paid")
+
+    async def settlements(self, request: Request) -> Response:
+        d = self.daemon
+        months = await d.db(d.wallet.settled_months)
+        rows = []
+        for mo in reversed(months):
+            res = await d.db(d.wallet.stored_settlement, mo)
+            if res is not None:
+                rows.append(res)
+        return self.render(request, "settlements.html", rows=rows, did=keys.did_from_key)
+
+    async def creator(self, request: Request) -> Response:
+        d = self.daemon
+        incoming = await d.db(d.wallet.obligations, None, "in")
+        earnings = await d.db(d.wallet.earnings)
+        chart = _chart(earnings)
+        latest = earnings[-1] if earnings else None
+        return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
+                           chart=chart, latest=latest, did=keys.did_from_key)
+
+    async def receipt(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        d = self.daemon
+        try:
+            cid = parse_object_id(form.get("claim", ""))
+            await d.db(d.wallet.sign_receipt, cid, d.clock.now(), form.get("reference", ""))
+            await d._control({"cmd": "publish-new"})
+        except (RillError, WalletError) as exc:
+            return self.back("/creator", f"Not signed: {exc}")
+        return self.back("/creator", "Receipt signed and published")
+
+    async def style(self, request: Request) -> Response:
+        css = (HERE / "static" / "style.css").read_text()
+        return Response(css, media_type="text/css")
+
+
+def _chart(earnings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Bars of monthly totals (the most common currency), as plain numbers for SVG."""
+    if not earnings:
+        return None
+    currencies: dict[str, int] = {}
+    for e in earnings:
+        currencies[e["currency"]] = currencies.get(e["currency"], 0) + 1
+    cur = max(currencies, key=lambda c: currencies[c])
+    rows = [e for e in earnings if e["currency"] == cur][-12:]
+    top = max((e["total"] for e in rows), default=1) or 1
+    width = 48
+    bars = []
+    for i, e in enumerate(rows):
+        h = round(160 * e["total"] / top)
+        bars.append({"x": 20 + i * width, "y": 180 - h, "h": h, "label": e["month"][2:],
+                     "value": money(e["total"], cur), "receipted": round(
+                         160 * e["receipted"] / top)})
+    return {"bars": bars, "currency": cur, "width": 40 + len(rows) * width}
