@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test soak bench lint vectors clean
+.PHONY: run test soak bench lint vectors clean browser demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,19 @@ run: $(STAMP)
 
 ## test: create the venv, install, run the whole suite (soak tests excluded)
 test: $(STAMP)
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory browser || \
+	  echo "note: Chromium missing and not installable here: browser tests will be skipped"
 	$(BIN)/python -m pytest -q -m "not soak"
+
+## browser: install Debian's Chromium for the browser tests (needs root and apt-get)
+browser:
+	@command -v chromium >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+## demo: a small local network of nodes and creator sites, a month in a minute
+demo: $(STAMP)
+	$(BIN)/rill demo
 
 ## soak: the long-running tests only
 soak: $(STAMP)

@@ -160,7 +160,7 @@ class Dashboard:
 
     def _security_headers(self) -> list[tuple[str, str]]:
         return [("content-security-policy", CSP), ("x-frame-options", "DENY"),
-                ("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
+                ("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin"),
                 ("cache-control", "no-store"),
                 ("cross-origin-resource-policy", "same-origin"),
                 ("cross-origin-opener-policy", "same-origin")]

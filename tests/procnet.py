@@ -33,10 +33,10 @@ class ProcNode:
             env["RILL_NOW"] = str(now)
         return env
 
-    def start(self, bootstrap: list[str]) -> None:
+    def start(self, bootstrap: list[str], dashboard_port: int = 0) -> None:
         args = [RILL, "node", "run", "--json", "--listen", f"/ip4/127.0.0.1/tcp/{self.port}",
                 "--clock", f"manual:{self.clock_start}", "--grace", "60",
-                "--dashboard-port", "0",
+                "--dashboard-port", str(dashboard_port),
                 "--log-level", "info"]
         for b in bootstrap:
             args += ["--bootstrap", b]

@@ -10,6 +10,7 @@ import random
 import re
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,8 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from procnet import ProcNode  # noqa: E402
+from nodes import free_port  # noqa: E402
+from procnet import RILL, ProcNode  # noqa: E402
 
 from rill.node import control  # noqa: E402
 from rill.node.host import peer_id_from_seed  # noqa: E402
@@ -108,17 +110,35 @@ class LogTail:
 
 # -- a network of `rill node run` processes ------------------------------------------------
 
+class BenchNode(ProcNode):
+    """procnet.ProcNode, with the dashboard on (its own port) or off."""
+
+    def __init__(self, base: Path, name: str, clock_start: int, dashboard: bool) -> None:
+        super().__init__(base, name, clock_start)
+        self.dashboard_port = free_port() if dashboard else 0
+
+    def start(self, bootstrap: list[str]) -> None:
+        args = [RILL, "node", "run", "--json", "--listen", f"/ip4/127.0.0.1/tcp/{self.port}",
+                "--clock", f"manual:{self.clock_start}", "--grace", str(GRACE),
+                "--dashboard-port", str(self.dashboard_port), "--log-level", "info"]
+        for b in bootstrap:
+            args += ["--bootstrap", b]
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(args, env=self.env(), stdout=subprocess.PIPE,
+                                         stderr=log, text=True)
+
+
 class ProcNet:
     """N `rill node run` processes on 127.0.0.1, each bootstrapping to ``fanout`` random
     earlier nodes; homes made here with known seeds so peer IDs are known up front."""
 
     def __init__(self, base: Path, n: int, clock_start: int, seed: int = 1,
-                 fanout: int = 2) -> None:
+                 fanout: int = 2, dashboard: bool = False) -> None:
         self.base = base
         self.clock_start = clock_start
         self.rng = random.Random(seed)
         self.names = [f"n{i:03d}" for i in range(n)]
-        self.nodes: dict[str, ProcNode] = {}
+        self.nodes: dict[str, BenchNode] = {}
         self.addr: dict[str, str] = {}
         self.boot: dict[str, list[str]] = {}
         self.identity: dict[str, bytes] = {}
@@ -127,7 +147,7 @@ class ProcNet:
             w = Wallet.create(base / name, name, seed_of(name))
             self.identity[name] = w.identity
             w.close()
-            node = ProcNode(base, name, clock_start)
+            node = BenchNode(base, name, clock_start, dashboard)
             self.nodes[name] = node
             self.addr[name] = (f"/ip4/127.0.0.1/tcp/{node.port}/p2p/"
                                f"{peer_id_from_seed(seed_of(name))}")
