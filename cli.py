@@ -1085,5 +1085,26 @@ def creator_button(url: str, creator_id: str | None, port: int, home: str | None
     else:
         click.echo(snippet, nl=False)
 
+
+@main.command()
+@click.option("--donors", type=click.IntRange(1, 8), default=3, show_default=True)
+@click.option("--creators", type=click.IntRange(1, 5), default=3, show_default=True)
+@click.option("--dir", "path", type=click.Path(file_okay=False), default=None,
+              help="Where the homes go (default: a temporary folder, removed at the end).")
+@click.option("--keep", is_flag=True, help="Keep the temporary folder.")
+@click.option("--no-wait", is_flag=True, help="Stop at once instead of keeping dashboards open.")
+@json_option
+def demo(donors: int, creators: int, path: str | None, keep: bool, no_wait: bool,
+         as_json: bool) -> None:
+    """A local network on 127.0.0.1: donors, creators with sites, a month in a minute."""
+    from .node import demo as demo_mod
+
+    try:
+        result = demo_mod.run(donors, creators, path, keep, wait=not no_wait, quiet=as_json)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(result)
+
 if __name__ == "__main__":
     main()

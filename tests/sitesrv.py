@@ -7,6 +7,7 @@ at will.  Slow replies wait on an event, so stopping a site never hangs on them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,19 +40,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         site = self.server.site
         site.requests.append(self.path)
         reply = site.routes.get(self.path.split("?", 1)[0])
         if reply is None:
             reply = Reply(404, b"not found\n", "text/plain")
-        try:
+        # the client may give up (too large, timeout): that is the point
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self._send(reply, site.stopping)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            pass  # the client gave up (too large, timeout): that is the point
         self.close_connection = True
 
     def _send(self, r: Reply, stopping: threading.Event) -> None:

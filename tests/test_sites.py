@@ -330,7 +330,7 @@ async def test_document_for_another_origin(site: Site, site2: Site) -> None:
     assert site.origin in reason and site2.origin in reason
     assert (await check(site2.origin)).valid  # the very same file is fine on B
     # the scheme is part of the origin
-    site.document(key_doc(ALICE, "https://127.0.0.1:%d" % site.port))
+    site.document(key_doc(ALICE, f"https://127.0.0.1:{site.port}"))
     invalid(await check(site.origin), "wrong-origin")
 
 
@@ -378,7 +378,7 @@ async def test_trickling_server_times_out(site: Site, quick: tuple[float, float]
 @pytest.mark.xfail(strict=True, reason="BUG: a server silent for longer than STEP_TIMEOUT "
                    "gives 'unreachable: ReadTimeout: ', not a 'timeout' reason")
 async def test_silent_server_times_out(site: Site, quick: tuple[float, float]) -> None:
-    step, total = quick
+    _, total = quick
     site.document(key_doc(ALICE, site.origin), delay=3 * total)
     t0 = time.monotonic()
     verdict = await check(site.origin)
@@ -387,7 +387,7 @@ async def test_silent_server_times_out(site: Site, quick: tuple[float, float]) -
 
 
 async def test_slow_but_in_time_server_is_valid(site: Site, quick: tuple[float, float]) -> None:
-    step, total = quick
+    step, _ = quick
     site.document(key_doc(ALICE, site.origin), delay=step / 3)
     assert (await check(site.origin)).valid
 
@@ -432,7 +432,7 @@ async def test_too_many_redirects(site: Site) -> None:
     assert len(site.requests) == sites.MAX_REDIRECTS + 1
 
 
-# -- HTTP errors, unreachable, insecure ---------------------------------------------------------------
+# -- HTTP errors, unreachable, insecure ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [404, 410, 500, 503])
@@ -489,7 +489,12 @@ def test_cli_failed_verdicts(tmp_path: Path, site: Site, site2: Site) -> None:
         proc = subprocess.Popen([RILL, "creator", "verify", slow.origin, "--json", "--home",
                                  str(nohome)], stdout=subprocess.PIPE, text=True, env=env)
         ended: list[float] = []
-        waiter = threading.Thread(target=lambda: (proc.wait(), ended.append(time.monotonic())))
+
+        def wait() -> None:
+            proc.wait()
+            ended.append(time.monotonic())
+
+        waiter = threading.Thread(target=wait)
         waiter.start()
         try:
             v, elapsed = cli_verify("http://example.invalid", nohome, 1)
@@ -536,7 +541,7 @@ def test_cli_failed_verdicts(tmp_path: Path, site: Site, site2: Site) -> None:
     assert not nohome.exists()
 
 
-# -- key rotation -----------------------------------------------------------------------------------
+# -- key rotation ----------------------------------------------------------------------------------
 
 
 async def test_key_rotation_cosigned_by_the_old_key(site: Site) -> None:

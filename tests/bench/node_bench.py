@@ -210,7 +210,7 @@ class ProcNet:
 
 
 def proc_trials(net: ProcNet, trials: int, warmup: int = 2, timeout: float = 30.0,
-                seed: int = 7) -> tuple[list[float], list[str]]:
+                seed: int = 7, gap: float = 0.3) -> tuple[list[float], list[str]]:
     """Publish fresh settlements from random origins; per trial, the seconds until the
     last node logged it stored.  Returns (times of the measured trials, problems)."""
     rng = random.Random(seed)
@@ -242,7 +242,7 @@ def proc_trials(net: ProcNet, trials: int, warmup: int = 2, timeout: float = 30.
         if k >= warmup:
             # asctime truncates to the millisecond: add half of one
             times.append(max(0.0, last + 0.0005 - t0))
-        time.sleep(0.3)  # let duplicates and IHAVE gossip die down
+        time.sleep(gap)  # let duplicates and IHAVE gossip die down
     return times, problems
 
 
