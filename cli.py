@@ -1099,12 +1099,16 @@ def demo(donors: int, creators: int, path: str | None, keep: bool, no_wait: bool
     """A local network on 127.0.0.1: donors, creators with sites, a month in a minute."""
     from .node import demo as demo_mod
 
+    def announce(result: dict[str, Any]) -> None:
+        if as_json:
+            _emit_json(result)
+            sys.stdout.flush()
+
     try:
-        result = demo_mod.run(donors, creators, path, keep, wait=not no_wait, quiet=as_json)
+        demo_mod.run(donors, creators, path, keep, wait=not no_wait, quiet=as_json,
+                     announce=announce)
     except RuntimeError as exc:
         _fail(str(exc))
-    if as_json:
-        _emit_json(result)
 
 if __name__ == "__main__":
     main()

@@ -107,10 +107,10 @@ class Demo:
             w.close()
             (site / ".well-known" / "rill.json").write_text(sitekeys.render(doc))
             button = subprocess.run(
-                [RILL, "creator", "button", f"{origin}/posts/1", "--json", "--home",
+                [RILL, "creator", "button", f"{origin}/posts/1.html", "--json", "--home",
                  str(c.home)], capture_output=True, text=True, check=True)
             (site / "posts").mkdir()
-            (site / "posts" / "1").write_text(
+            (site / "posts" / "1.html").write_text(
                 f"<!doctype html><meta charset=utf-8><title>{names[i % len(names)]}</title>"
                 f"<h1>{names[i % len(names)]}</h1><p>A post worth a flattr.</p>"
                 f"{json.loads(button.stdout)['html']}")
@@ -160,7 +160,7 @@ class Demo:
                 t = START + 86400 * (1 + 3 * j + i)
                 # the first post names its creator (the button does); the second is a
                 # plain URL, resolved from the creator's site before month end
-                w.click(f"{site}/posts/1", t, creator=Wallet_key(c.did))
+                w.click(f"{site}/posts/1.html", t, creator=Wallet_key(c.did))
                 w.click(f"{site}/posts/{2 + i}", t + 60)
                 n += 2
                 progress(n)
@@ -228,7 +228,7 @@ class Demo:
                 e = w.earnings(MONTH)
                 creators.append({
                     "name": c.name, "did": c.did, "dashboard": f"http://127.0.0.1:{c.dashboard}/",
-                    "site": f"http://127.0.0.1:{c.site_port}/posts/1",
+                    "site": f"http://127.0.0.1:{c.site_port}/posts/1.html",
                     "income": e[0]["total"] if e else 0, "supporters": e[0]["supporters"] if e
                     else 0, "receipted": e[0]["receipted"] if e else 0})
         return {"month": MONTH, "donors": donors, "creators": creators}
@@ -273,7 +273,8 @@ def demo_dir(path: str | None, keep: bool) -> Iterator[Path]:
 
 
 def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
-        quiet: bool) -> dict[str, Any]:
+        quiet: bool, announce: Callable[[dict[str, Any]], None] | None = None
+        ) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -325,6 +326,8 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
             result = demo.summary()
             result["verified"] = {"valid": valid, "total": total}
             _print_summary(console, result)
+            if announce is not None:
+                announce(result)
             if wait:
                 console.print("\nDashboards stay open; press Ctrl-C to stop the demo.")
                 while True:

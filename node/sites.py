@@ -85,6 +85,9 @@ async def fetch(origin: str, *, allow_http: bool = False,
                                           f"{TOTAL_TIMEOUT:g} s")
     except _Refused as exc:
         return SiteVerdict(origin, False, str(exc))
+    except httpx.TimeoutException as exc:
+        return SiteVerdict(origin, False, f"timeout: {type(exc).__name__} after "
+                                          f"{STEP_TIMEOUT:g} s of silence")
     except httpx.HTTPError as exc:
         return SiteVerdict(origin, False, f"unreachable: {type(exc).__name__}: {exc}")
     try:

@@ -21,6 +21,7 @@ from .errors import ArmourError
 LINE = 76
 _BEGIN = re.compile(r"-----BEGIN RILL ([A-Z-]{1,32})-----")
 _B64URL_LINE = re.compile(rf"[A-Za-z0-9_-]{{1,{LINE}}}")
+_B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -41,7 +42,10 @@ def looks_armoured(data: bytes) -> bool:
     return data.lstrip()[:16] == b"-----BEGIN RILL "
 
 
-def _decode_b64url(data: str, where: int) -> bytes:
+def decode_b64url(data: str, where: int = 1) -> bytes:
+    """Strict base64url (RFC 4648 §5): no padding, no other alphabet, no stray bits."""
+    if not _B64URL_TEXT.fullmatch(data):
+        raise ArmourError(f"line {where}: not base64url (A-Z a-z 0-9 - _, no padding)")
     rem = len(data) % 4
     if rem == 1:
         raise ArmourError(f"line {where}: base64url data has an impossible length")
@@ -82,7 +86,7 @@ def dearmour(text: str) -> list[tuple[str, bytes]]:
             if not _B64URL_LINE.fullmatch(line):
                 raise ArmourError(f"line {i}: not a base64url line of at most {LINE} characters")
             body.append(line)
-        out.append((label, _decode_b64url("".join(body), start)))
+        out.append((label, decode_b64url("".join(body), start)))
     if not out:
         raise ArmourError("no armoured object found")
     return out

@@ -13,13 +13,13 @@ in rill.node.sites.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from typing import Any
 
 from . import keys
 from . import messages as m
-from .errors import DecodeError, MismatchError, RemoteError, RuleError
+from .armour import decode_b64url
+from .errors import ArmourError, DecodeError, MismatchError, RemoteError, RuleError
 from .things import normalise_origin
 
 WELL_KNOWN_PATH = "/.well-known/rill.json"
@@ -50,16 +50,17 @@ def parse(text: bytes | str, origin: str) -> m.Signed[m.KeyDocument]:
         data: Any = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise DecodeError("not JSON", code="bad-json") from None
-    if not isinstance(data, dict) or data.get("rill") != 1:
+    if not isinstance(data, dict) or type(data.get("rill")) is not int or data["rill"] != 1:
         raise DecodeError("not a Rill well-known document (missing \"rill\": 1)",
                           code="bad-json")
     encoded = data.get("document")
     if not isinstance(encoded, str):
         raise DecodeError("missing \"document\"", code="bad-json")
     try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-    except (binascii.Error, ValueError):
-        raise DecodeError("\"document\" is not base64url", code="bad-json") from None
+        raw = decode_b64url(encoded)
+    except ArmourError:
+        raise DecodeError("\"document\" is not canonical base64url (no padding)",
+                          code="bad-json") from None
     doc = m.decode(raw, m.KeyDocument)
     b = doc.body
     echo = {"creator": doc.signer_did, "name": b.name, "origins": list(b.origins),

@@ -257,7 +257,7 @@ TAMPERED = {
     "payto-changed": "mismatch",
     "creator-changed": "mismatch",
     "origins-changed": "mismatch",
-    "document-truncated": "malformed",
+    "document-truncated": "bad-json",  # the cut leaves stray bits: non-canonical base64url
     "document-not-base64": "bad-json",
     "document-missing": "bad-json",
     "rill-2": "bad-json",
@@ -295,8 +295,6 @@ def test_every_single_byte_change_of_the_signed_document_is_refused() -> None:
 
 
 @pytest.mark.parametrize("variant", ["non-zero-unused-bits", "padding", "standard-alphabet"])
-@pytest.mark.xfail(strict=True, reason="BUG: sitekeys.parse accepts non-canonical base64 "
-                   "for \"document\" (docstring: base64url, no padding)")
 def test_non_canonical_base64_document_is_refused(variant: str) -> None:
     origin = "http://127.0.0.1:4000"
     # pick a document whose last base64 character has unused bits and that uses - or _
@@ -375,8 +373,6 @@ async def test_trickling_server_times_out(site: Site, quick: tuple[float, float]
     assert f"{total:g} s" in reason
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a server silent for longer than STEP_TIMEOUT "
-                   "gives 'unreachable: ReadTimeout: ', not a 'timeout' reason")
 async def test_silent_server_times_out(site: Site, quick: tuple[float, float]) -> None:
     _, total = quick
     site.document(key_doc(ALICE, site.origin), delay=3 * total)
@@ -674,9 +670,6 @@ def test_wallet_sites_to_check_and_failed_rechecks(tmp_path: Path) -> None:
         w.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG?: a verified site is never re-checked: "
-                   "creator_of_thing ignores `expires`, so its things never become pending "
-                   "and sites_to_check never lists the origin again after SITE_TTL")
 def test_an_expired_verification_is_checked_again(tmp_path: Path) -> None:
     a = "http://127.0.0.1:4001"
     w = Wallet.create(tmp_path / "w", "w", b"\x08" * 32)

@@ -738,9 +738,11 @@ class Wallet:
                 "expires": expires, "reason": reason}
 
     def sites_to_check(self, month: str, now: int) -> list[str]:
-        """Origins of the month's pending things whose check is missing or expired."""
+        """Origins of the month's things that name no creator in the log (pending, or
+        attributed through a site check) whose check is missing or expired."""
         origins = set()
-        for thing in self.month_view(month).pending:
+        unnamed = count_month(self.entries(before=month_end(month)), month).pending
+        for thing in unnamed:
             origin = origin_of(thing)
             if origin is not None:
                 origins.add(origin)
