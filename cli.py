@@ -1022,7 +1022,7 @@ def creator_verify(target: str, allow_http: bool, home: str | None, as_json: boo
         origin = origin_of_input(target)
     except LocalError as exc:
         raise click.BadParameter(str(exc), param_hint="URL_OR_ORIGIN") from None
-    verdict = fetch_blocking(origin, allow_http)
+    verdict = fetch_blocking(origin, allow_http, _now())
     path = _home_path(home)
     if Home(path).exists():  # remember the verdict: clicks on this site resolve to it
         with _open(home) as w:

@@ -302,7 +302,8 @@ class Daemon:
         async def check(origin: str) -> None:
             nonlocal verified
             async with limiter:
-                verdict = await sites.fetch(origin, allow_http=self.config.allow_http)
+                verdict = await sites.fetch(origin, allow_http=self.config.allow_http,
+                                            now=self.clock.now())
             await self.db(self.wallet.record_site, origin, verdict.document, verdict.reason,
                           self.clock.now())
             if verdict.valid:

@@ -19,6 +19,7 @@ import trio
 
 from ..protocol import messages as m
 from ..protocol import sitekeys
+from ..protocol.checks import check_time
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.things import normalise_origin
 
@@ -61,9 +62,10 @@ def origin_of_input(text: str) -> str:
     return normalise_origin(f"{parts.scheme}://{netloc}")
 
 
-async def fetch(origin: str, *, allow_http: bool = False,
+async def fetch(origin: str, *, allow_http: bool = False, now: int | None = None,
                 transport: httpx.AsyncBaseTransport | None = None) -> SiteVerdict:
-    """Fetch ``origin``'s well-known document and verify it for that origin."""
+    """Fetch ``origin``'s well-known document and verify it for that origin (and, given
+    ``now``, that it is already valid)."""
     try:
         origin = normalise_origin(origin)
     except LocalError as exc:
@@ -92,6 +94,8 @@ async def fetch(origin: str, *, allow_http: bool = False,
         return SiteVerdict(origin, False, f"unreachable: {type(exc).__name__}: {exc}")
     try:
         doc = sitekeys.parse(body, origin)
+        if now is not None:
+            check_time(doc, now)
     except RemoteError as exc:
         return SiteVerdict(origin, False, exc.reason)
     return SiteVerdict(origin, True, None, doc)
@@ -130,6 +134,7 @@ async def _get(client: httpx.AsyncClient, url: str, origin: str) -> bytes:
     raise _Refused(f"redirect: more than {MAX_REDIRECTS} redirects")
 
 
-def fetch_blocking(origin: str, allow_http: bool = False) -> SiteVerdict:
+def fetch_blocking(origin: str, allow_http: bool = False, now: int | None = None
+                   ) -> SiteVerdict:
     """For the CLI: run :func:`fetch` in its own trio loop."""
-    return trio.run(functools.partial(fetch, origin, allow_http=allow_http))
+    return trio.run(functools.partial(fetch, origin, allow_http=allow_http, now=now))
