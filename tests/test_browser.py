@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from nodes import free_port
-from procnet import ProcNode, wait_for
+from procnet import ProcNode
 from webenv import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_browser, static_site
 
 from rill.protocol.months import month_start
@@ -149,3 +149,44 @@ def test_a_hostile_page_records_nothing_and_reads_nothing(tmp_path: Path, browse
     node_status = reader.rill("node", "status")
     assert node_status["id"]
     json.dumps(messages)
+
+
+def test_payments_page_shows_payto_qr_and_records_a_payment(tmp_path: Path, browser: Any
+                                                            ) -> None:
+    from helpers import signing_key
+
+    from rill.protocol import messages as m
+    from rill.protocol.months import month_end
+    from rill.wallet.wallet import Wallet
+
+    oct_ = month_start("2026-10")
+    node = ProcNode(tmp_path, "payer", NOW)
+    w = Wallet.create(node.home, "Payer", bytes(signing_key("payer")))
+    w.set_budget(1000, "EUR", oct_)
+    ada = signing_key("ada")
+    doc = m.sign(m.KeyDocument("Ada", ("https://ada.example",),
+                               ("payto://iban/DE75512108001245126199",), oct_), ada)
+    w.import_object(doc.raw, oct_ + 10)
+    w.click("https://ada.example/a", oct_ + 20, creator=doc.signer)
+    w.settle("2026-10", month_end("2026-10") + 3600)
+    w.close()
+    port = free_port()
+    node.start([], dashboard_port=port)
+    node.wait_started()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/claims")
+        link = page.get_attribute("a[href^='payto:']", "href")
+        assert link is not None and link.startswith(
+            "payto://iban/DE75512108001245126199?amount=EUR:10.00&message=")
+        assert page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
+        page.fill("input[name=reference]", "SEPA-E2E-42")
+        page.click("text=Mark paid")
+        page.wait_for_url(lambda u: "notice=" in u)
+        assert "paid" in page.inner_text(".pill")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-payments-paid.png"), full_page=True)
+        claims = node.rill("claims", "--outgoing", now=NOW)
+        assert [(c["state"], c["reference"]) for c in claims] == [("paid", "SEPA-E2E-42")]
+    finally:
+        assert node.stop() == 0
