@@ -18,6 +18,32 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
+def _read_files(files: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each file; an unreadable one is a usage error (exit 2)."""
+    out = []
+    for name in files:
+        try:
+            with open(name, "rb") as fh:
+                out.append((name, fh.read()))
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
+    return out
+
+
+def _objects_in(files: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(file name, object bytes) of every object in the files (binary or armoured)."""
+    from .protocol.errors import RemoteError
+    from .protocol.verify import split_objects
+
+    out: list[tuple[str, bytes]] = []
+    for name, data in _read_files(files):
+        try:
+            out += [(name, raw) for _, raw in split_objects(data)]
+        except RemoteError as exc:
+            _fail(f"{name}: {exc.reason}")
+    return out
+
+
 def _emit_json(value: Any) -> None:
     """JSON on stdout; a list is written one element per line (fast and readable)."""
     if isinstance(value, list):
@@ -93,13 +119,7 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
     """
     from .protocol.verify import cross_check
 
-    inputs = []
-    for name in files:
-        try:
-            with open(name, "rb") as fh:
-                inputs.append((name, fh.read()))
-        except OSError as exc:
-            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
+    inputs = _read_files(files)
     now = _now() if at is None else at
     verdicts = _verify_inputs(inputs, now, jobs or os.cpu_count() or 1)
     cross_check(verdicts)
@@ -586,20 +606,9 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
     """Take in settlements, claims, receipts, key documents received by other means."""
     from .protocol.errors import RemoteError
     from .protocol.messages import peek_type
-    from .protocol.verify import split_objects
     from .wallet.errors import WalletError
 
-    items: list[tuple[str, bytes]] = []
-    for name in files:
-        try:
-            with open(name, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
-        try:
-            items += [(name, raw) for _, raw in split_objects(data)]
-        except RemoteError as exc:
-            _fail(f"{name}: {exc.reason}")
+    items = _objects_in(files)
     # settlements first: claims are checked against them
     order = {"key": 0, "settlement": 1, "claim": 2, "sealed-claim": 2, "receipt": 3}
     items.sort(key=lambda it: order.get(peek_type(it[1]) or "", 4))
@@ -906,20 +915,8 @@ def _notify_daemon(home: str | None) -> None:
 @json_option
 def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
     """Gossip objects (settlements, claims, receipts, key documents) through the daemon."""
-    from .protocol.errors import RemoteError
-    from .protocol.verify import split_objects
 
-    objects: list[str] = []
-    for name in files:
-        try:
-            with open(name, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
-        try:
-            objects += [raw.hex() for _, raw in split_objects(data)]
-        except RemoteError as exc:
-            _fail(f"{name}: {exc.reason}")
+    objects = [raw.hex() for _, raw in _objects_in(files)]
     ids = _control(home, "publish", timeout=60, objects=objects)
     if as_json:
         _emit_json({"published": ids})
