@@ -835,9 +835,26 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
                     nursery.cancel_scope.cancel()
                     break
 
-    trio.run(main_task)
+    from .node.daemon import StartupError
+
+    try:
+        trio.run(main_task)
+    except (StartupError, RuntimeError, OSError) as exc:  # port in use, a second daemon
+        _fail(f"the node could not start: {_leaf(exc)}")
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, StartupError | RuntimeError | OSError):
+            _fail(f"the node could not start: {leaf}")
+        raise
     if as_json:
         click.echo(json.dumps({"event": "stopped"}))
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _control(home: str | None, cmd: str, timeout: float = 10.0, **args: Any) -> Any:

@@ -108,6 +108,10 @@ class NodeConfig:
         return cfg
 
 
+class StartupError(Exception):
+    """The daemon could not start (a port in use, a second daemon on one home...)."""
+
+
 @dataclass
 class PeerState:
     last_sync: int | None = None
@@ -154,6 +158,9 @@ class Daemon:
         try:
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns) as p2p:
+                if not p2p.addrs():
+                    raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
+                                       "(address in use or not available: see the log)")
                 self.p2p = p2p
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
@@ -170,7 +177,12 @@ class Daemon:
                     await nursery.start(control.serve, self.socket_path, self._control)
                     if self.config.dashboard_port:
                         self.dashboard = Dashboard(self, self.config.dashboard_port)
-                        await nursery.start(self.dashboard.serve)
+                        try:
+                            await nursery.start(self.dashboard.serve)
+                        except OSError as exc:
+                            raise StartupError(f"could not serve the dashboard on 127.0.0.1:"
+                                               f"{self.config.dashboard_port}: {exc.strerror}"
+                                               " (use --dashboard-port)") from None
                     await self._publish_known()
                     nursery.start_soon(self._month_end)
                     nursery.start_soon(self._housekeeping)

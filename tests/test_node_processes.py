@@ -100,3 +100,23 @@ def test_a_month_across_twelve_processes(tmp_path: Path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert f"{len(files)} valid, 0 invalid" in proc.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        for args in (["--listen", f"/ip4/127.0.0.1/tcp/{port}", "--dashboard-port", "0"],
+                     ["--listen", "/ip4/127.0.0.1/tcp/0", "--dashboard-port", str(port)]):
+            proc = subprocess.run([RILL, "node", "run", "--home", str(tmp_path / "h"), *args],
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 1
+            assert "rill: error: the node could not start" in proc.stderr
+            assert "Traceback" not in proc.stderr
+    finally:
+        busy.close()
