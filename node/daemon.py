@@ -128,13 +128,14 @@ class Daemon:
         self.identity = self.wallet.identity
         self._db_limiter = trio.CapacityLimiter(1)
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self._wake_month = trio.Event()
         self.peers: dict[ID, PeerState] = {}
         self.counters: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0,
                                          "duplicates": 0, "published": 0, "synced": 0,
-                                         "settled": 0}
+                                         "settled": 0, "dropped": 0}
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
@@ -172,6 +173,7 @@ class Daemon:
                     for topic, sub in subs.items():
                         nursery.start_soon(self._receive, topic, sub)
                     nursery.start_soon(self._publisher)
+                    nursery.start_soon(self._store_loop)
                     nursery.start_soon(self._watch_peers)
                     nursery.start_soon(self._dial_bootstrap)
                     await nursery.start(control.serve, self.socket_path, self._control)
@@ -211,16 +213,54 @@ class Daemon:
         return validate
 
     async def _receive(self, topic: str, sub: Any) -> None:
+        """Drain a subscription at once (py-libp2p's channel holds 32 and drops the
+        rest): our own publishes are skipped, the others queued for the store loop."""
+        own = self.p2p.peer_id.to_bytes() if self.p2p else b""
         async for msg in sub:
+            if msg.from_id == own:
+                continue
             self.counters["received"] += 1
-            await self._accept(msg.data, via="gossip")
+            try:
+                self._inbox_send.send_nowait(msg.data)
+            except trio.WouldBlock:
+                self.counters["dropped"] += 1
+                log.warning("inbox full: dropped a message on %s (sync will fetch it if it "
+                            "concerns us)", topic)
+
+    async def _store_loop(self) -> None:
+        """Take queued gossip into the wallet, in batches (one worker-thread hop each)."""
+        async for raw in self._inbox_recv:
+            batch = [raw]
+            while len(batch) < 64:
+                try:
+                    batch.append(self._inbox_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            results = await self.db(self._import_batch, batch, self.clock.now())
+            for raw_, result in zip(batch, results, strict=True):
+                await self._after_import(raw_, result, via="gossip")
+
+    def _import_batch(self, raws: list[bytes], now: int) -> list[Any]:
+        """In a worker thread: import each object; a refusal is an answer, not an error."""
+        out: list[Any] = []
+        for raw in raws:
+            try:
+                out.append(self.wallet.import_object(raw, now))
+            except (RemoteError, WalletError) as exc:
+                out.append(exc)
+        return out
 
     async def _accept(self, raw: bytes, via: str) -> bool:
         """Store one verified object through the wallet; publish what that produces."""
         try:
             result = await self.db(self.wallet.import_object, raw, self.clock.now())
         except (RemoteError, WalletError) as exc:
-            log.debug("%s object not taken in: %s", via, exc)
+            result = exc
+        return await self._after_import(raw, result, via)
+
+    async def _after_import(self, raw: bytes, result: Any, via: str) -> bool:
+        if isinstance(result, RemoteError | WalletError):
+            log.debug("%s object not taken in: %s", via, result)
             return False
         if result.action == "duplicate":
             self.counters["duplicates"] += 1
