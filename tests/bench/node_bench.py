@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 import random
 import re
@@ -61,18 +62,47 @@ def fresh_settlement(rng: random.Random, creators: int = 3) -> SettlementResult:
 
 # -- /proc ---------------------------------------------------------------------------------
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+class Machine:
+    """Busy CPU ticks of the whole machine (/proc/stat) against those of the processes we
+    know, so a note can say how much other processes loaded the machine meanwhile."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = [os.getpid(), *pids]
+        self.t0 = self._busy()
+        self.own0 = sum(cpu_ticks(p) for p in self.pids)
+        self.w0 = time.monotonic()
+
+    @staticmethod
+    def _busy() -> int:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+        return sum(f[:3]) + sum(f[5:8])  # user nice system (idle iowait) irq softirq steal
+
+    def other_load(self) -> float:
+        """Percent of the machine's cores used by other processes since construction."""
+        busy = self._busy() - self.t0
+        own = sum(cpu_ticks(p) for p in self.pids) - self.own0
+        wall = time.monotonic() - self.w0
+        cores = os.cpu_count() or 1
+        return max(0.0, 100.0 * (busy - own) / CLK_TCK / wall / cores)
+
+
+def wait_quiet(pids: list[int], max_wait: float = 30.0, below: float = 10.0) -> float:
+    """Wait (at most max_wait s) for a 1 s window in which other processes use less than
+    ``below`` percent of the machine; return that last window's figure."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        mach = Machine(pids)
+        time.sleep(1.0)
+        load = mach.other_load()
+        if load < below or time.monotonic() > deadline:
+            return load
 
 
 # -- log parsing ---------------------------------------------------------------------------
@@ -210,16 +240,19 @@ class ProcNet:
 
 
 def proc_trials(net: ProcNet, trials: int, warmup: int = 2, timeout: float = 30.0,
-                seed: int = 7, gap: float = 0.3) -> tuple[list[float], list[str]]:
+                seed: int = 7, gap: float = 0.3
+                ) -> tuple[list[float], list[str], list[bytes]]:
     """Publish fresh settlements from random origins; per trial, the seconds until the
     last node logged it stored.  Returns (times of the measured trials, problems)."""
     rng = random.Random(seed)
     tails = {name: LogTail(net.nodes[name].log) for name in net.names}
     times: list[float] = []
     problems: list[str] = []
+    ids: list[bytes] = []
     for k in range(warmup + trials):
         res = fresh_settlement(rng)
         raw = res.settlement.raw
+        ids.append(res.settlement.id)
         id16 = res.settlement.id_hex[:16]
         origin = rng.choice(net.names)
         t0 = time.time()
@@ -243,7 +276,7 @@ def proc_trials(net: ProcNet, trials: int, warmup: int = 2, timeout: float = 30.
             # asctime truncates to the millisecond: add half of one
             times.append(max(0.0, last + 0.0005 - t0))
         time.sleep(gap)  # let duplicates and IHAVE gossip die down
-    return times, problems
+    return times, problems, ids
 
 
 def db_has(home: Path, oid: bytes) -> bool:
@@ -254,10 +287,533 @@ def db_has(home: Path, oid: bytes) -> bool:
         db.close()
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(every)
-    raise RuntimeError(f"timed out waiting for {what}")
+# -- in-process networks (tests/nodes.py) ----------------------------------------------------
+
+def bench_config(port: int, **kw: Any) -> Any:
+    """tests/nodes.config, with the daemon's default housekeeping period (5 s)."""
+    from nodes import config
+    return config(port, housekeeping=5.0, **kw)
+
+
+async def start_inproc(net: Any, n: int, seed: int = 1, fanout: int = 2) -> dict[str, list[str]]:
+    """Start n Daemons; each dials ``fanout`` random earlier ones (net.connect waits until
+    both see each other as gossip peers)."""
+    from nodes import free_port
+    rng = random.Random(seed)
+    names = [f"d{i:03d}" for i in range(n)]
+    boot: dict[str, list[str]] = {}
+    for i, name in enumerate(names):
+        home = net.base / name
+        if not home.exists():
+            Wallet.create(home, name, seed_of(name)).close()
+        port = net.ports.setdefault(name, free_port())
+        cfg = bench_config(port)
+        await _start_daemon(net, name, cfg)
+        boot[name] = rng.sample(names[:i], min(fanout, i))
+        for b in boot[name]:
+            await net.connect(name, b)
+    return boot
+
+
+async def _start_daemon(net: Any, name: str, cfg: Any) -> Any:
+    import trio
+
+    from rill.node.daemon import Daemon
+    daemon = Daemon(net.base / name, cfg, net.clock)
+    scope = trio.CancelScope()
+
+    async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await daemon.run(task_status=task_status)
+
+    await net.nursery.start(run)
+    net.nodes[name], net.scopes[name] = daemon, scope
+    return daemon
+
+
+async def wait_mesh_inproc(net: Any, timeout: float = 60.0) -> float:
+    import trio
+    t = time.perf_counter()
+    with trio.fail_after(timeout):
+        while not all(d.p2p is not None and len(d.p2p.gossipsub.mesh.get(SETTLEMENTS, ())) >= 1
+                      for d in net.nodes.values()):
+            await trio.sleep(0.05)
+    return time.perf_counter() - t
+
+
+class Arrivals:
+    """Wraps each Daemon's _accept (instance attribute, no polling): the perf_counter time
+    at which each node stored the object being watched."""
+
+    def __init__(self, daemons: dict[str, Any]) -> None:
+        import trio
+        self.target: bytes | None = None
+        self.times: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}
+        self.vias: dict[str, str] = {}
+        self.done = trio.Event()
+        self.n = len(daemons)
+        for name, d in daemons.items():
+            d._accept = self._wrap(name, d._accept)
+
+    def _wrap(self, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+        async def accept(raw: bytes, via: str) -> bool:
+            ok = await orig(raw, via)
+            if ok and raw == self.target:
+                self.times[name] = time.perf_counter()
+                self.vias[name] = via
+                if len(self.times) == self.n:
+                    self.done.set()
+            return bool(ok)
+        return accept
+
+    def watch(self, raw: bytes) -> None:
+        import trio
+        self.target = raw
+        self.times = {}
+        self.vias = {}
+        self.done = trio.Event()
+
+
+async def inproc_trials(net: Any, trials: int, warmup: int = 2, timeout: float = 30.0,
+                        seed: int = 7, gap: float = 0.3) -> tuple[list[float], list[str]]:
+    """Like proc_trials, in one process: publish through the origin's control handler
+    (what `rill publish` asks of the daemon) and time until every Daemon stored it."""
+    import trio
+    rng = random.Random(seed)
+    arrivals = Arrivals(net.nodes)
+    names = sorted(net.nodes)
+    times: list[float] = []
+    problems: list[str] = []
+    for k in range(warmup + trials):
+        res = fresh_settlement(rng)
+        raw = res.settlement.raw
+        origin = rng.choice(names)
+        arrivals.watch(raw)
+        t0 = time.perf_counter()
+        await net.nodes[origin]._control({"cmd": "publish", "objects": [raw.hex()]})
+        with trio.move_on_after(timeout):
+            await arrivals.done.wait()
+        if not arrivals.done.is_set():
+            problems.append(f"trial {k}: {len(names) - len(arrivals.times)} node(s) never "
+                            "stored it")
+            continue
+        if set(v for n, v in arrivals.vias.items() if n != origin) - {"gossip"}:
+            problems.append(f"trial {k}: arrived by {sorted(set(arrivals.vias.values()))}")
+        if k >= warmup:
+            times.append(max(arrivals.times.values()) - t0)
+        await trio.sleep(gap)
+    return times, problems
+
+
+async def stop_all(net: Any, timeout: float = 120.0) -> float:
+    """Cancel every Daemon at once (Net.stop goes one by one) and wait until all closed."""
+    import trio
+    t = time.perf_counter()
+    for name in list(net.scopes):
+        net.scopes.pop(name).cancel()
+    with trio.fail_after(timeout):
+        while any(d.p2p is not None for d in net.nodes.values()):
+            await trio.sleep(0.05)
+    net.nodes.clear()
+    return time.perf_counter() - t
+
+
+class LibP2PWarnings(logging.Handler):
+    """Counts libp2p's warnings (its logger has no handler of its own: without one they
+    go raw to stderr) and keeps one example of each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = re.sub(r"12D3KooW\w+", "<peer>", record.getMessage())
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def install(self) -> LibP2PWarnings:
+        from rill.node.host import route_libp2p_logs
+        route_libp2p_logs(self, logging.WARNING)
+        return self
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no libp2p warnings"
+        return "; ".join(f"{n}× “{k[:70]}”" for k, n in
+                         sorted(self.counts.items(), key=lambda kv: -kv[1])[:3])
+
+
+async def inproc_propagation(base: Path, n: int, trials: int, warmup: int = 2
+                             ) -> dict[str, Any]:
+    import trio
+    from nodes import network
+    warnings = LibP2PWarnings().install()
+    out: dict[str, Any] = {}
+    async with network(base, AFTER) as net:
+        t = time.perf_counter()
+        boot = await start_inproc(net, n)
+        out["start"] = time.perf_counter() - t
+        out["mesh"] = await wait_mesh_inproc(net)
+        await trio.sleep(1.0)
+        degrees = [len(d.p2p.pubsub.peers) for d in net.nodes.values()]
+        out["degree"] = statistics.mean(degrees)
+        mach = Machine([])
+        c0 = os.times()
+        times, problems = await inproc_trials(net, trials, warmup)
+        c1 = os.times()
+        out["other"] = mach.other_load()
+        out["cpu_per_trial"] = (c1.user + c1.system - c0.user - c0.system) / (trials + warmup)
+        out["times"], out["problems"] = times, problems
+        out["during"] = warnings.summary()
+        out["stop"] = await stop_all(net)
+        out["boot"] = boot
+    out["warnings"] = warnings.summary()
+    return out
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+def vm_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def object_counts(home: Path) -> tuple[int, int, int]:
+    """(settlements, sealed claims, incoming obligations) in a home, read-only."""
+    db = sqlite3.connect(f"file:{home / 'rill.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        types = dict(db.execute("SELECT type, count(*) FROM objects GROUP BY type").fetchall())
+        incoming = db.execute("SELECT count(*) FROM obligations WHERE direction = 'in'"
+                              ).fetchone()[0]
+    finally:
+        db.close()
+    return types.get("settlement", 0), types.get("sealed-claim", 0), incoming
+
+
+def resources(base: Path, n: int = 10, idle_s: float = 20.0, clicks_per_creator: int = 10
+              ) -> dict[str, Any]:
+    """A network of n processes (dashboards on, as by default), every node a donor with a
+    budget and clicks on things of every other node.  Idle first, then the month end."""
+    net = ProcNet(base, n, OCT + 3600, dashboard=True)
+    for i, name in enumerate(net.names):
+        with Wallet.open(base / name) as w:
+            w.set_budget(1000 + 100 * i, "EUR", OCT + 60)
+            t = OCT + 120
+            for other in net.names:
+                if other == name:
+                    continue
+                for k in range(clicks_per_creator):
+                    t += 1
+                    w.click(f"https://{other}.example.org/post/{k}", t,
+                            creator=net.identity[other])
+    out: dict[str, Any] = {"n": n, "clicks": (n - 1) * clicks_per_creator}
+    try:
+        out["start"] = net.start()
+        out["mesh"] = net.wait_mesh()
+        time.sleep(2.0)
+        pids = {name: net.pid(name) for name in net.names}
+        degrees = [net.call(x, "status")["peers"] for x in net.names]
+        out["degree"] = statistics.mean(degrees)
+        wait_quiet(list(pids.values()))
+        mach = Machine(list(pids.values()))
+        c0 = {x: cpu_ticks(p) for x, p in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(idle_s)
+        wall = time.monotonic() - t0
+        c1 = {x: cpu_ticks(p) for x, p in pids.items()}
+        out["idle_other"] = mach.other_load()
+        out["idle_s"] = wall
+        out["idle_cpu"] = [100.0 * (c1[x] - c0[x]) / CLK_TCK / wall for x in net.names]
+        out["idle_rss"] = [vm_kb(p, "VmRSS") / 1024 for p in pids.values()]
+        # month end: every clock past the end first, then past the grace period
+        mach = Machine(list(pids.values()))
+        c0 = {x: cpu_ticks(p) for x, p in pids.items()}
+        t0 = time.monotonic()
+        net.set_clock(END + 1)
+        net.set_clock(END + GRACE + 1)
+        want = (n, n * (n - 1), n - 1)
+        prev: dict[str, tuple[int, int, int]] = {}
+        last_change = t0
+        while time.monotonic() - t0 < 60:
+            counts = {x: object_counts(base / x) for x in net.names}
+            now = time.monotonic()
+            if counts != prev:
+                prev, last_change = counts, now
+            if all(c == want for c in counts.values()) or now - last_change > 3.0:
+                break
+            time.sleep(0.05)
+        c1 = {x: cpu_ticks(p) for x, p in pids.items()}
+        out["me_other"] = mach.other_load()
+        out["me_s"] = wall = last_change - t0
+        out["me_done"] = sum(c == want for c in prev.values())
+        out["me_counts"] = {x: c for x, c in prev.items() if c != want}
+        out["me_cpu"] = [100.0 * (c1[x] - c0[x]) / CLK_TCK / wall for x in net.names]
+        out["me_cpu_s"] = [(c1[x] - c0[x]) / CLK_TCK for x in net.names]
+        out["drops"] = sum(net.nodes[x].log.read_text().count("fail to deliver message")
+                           for x in net.names)
+        out["want"] = want
+        # whatever gossip lost: each daemon pulls from its peers one more grace later
+        out["sync_s"] = None
+        if out["me_counts"]:
+            t1 = time.monotonic()
+            net.set_clock(END + 2 * GRACE + 1)
+            while time.monotonic() - t1 < 30:
+                if all(object_counts(base / x)[2] == n - 1 for x in net.names):
+                    out["sync_s"] = time.monotonic() - t1
+                    break
+                time.sleep(0.05)
+            out["after_sync"] = {x: c for x in net.names
+                                 if (c := object_counts(base / x)) != want}
+        out["me_rss"] = [vm_kb(p, "VmRSS") / 1024 for p in pids.values()]
+        out["peak_rss"] = [vm_kb(p, "VmHWM") / 1024 for p in pids.values()]
+    finally:
+        out["exit"] = net.stop()
+    return out
+
+
+# -- gossip validation rate ----------------------------------------------------------------
+
+def receipts(n: int, seed: int = 5) -> list[bytes]:
+    """n distinct valid receipts for MONTH (about 330 bytes each): 20 creators, 50 donors."""
+    from rill.protocol import messages as m
+    rng = random.Random(seed)
+    creators = [nacl.signing.SigningKey(rng.randbytes(32)) for _ in range(20)]
+    donors = [keys.public_key(nacl.signing.SigningKey(rng.randbytes(32))) for _ in range(50)]
+    t = END + 600
+    return [m.sign(m.Receipt(rng.randbytes(32), donors[i % 50], MONTH, "EUR", 100 + i,
+                             f"ref {i}", t), creators[i % 20]).raw
+            for i in range(n)]
+
+
+def _rate(ts: list[float]) -> float:
+    return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else 0.0
+
+
+async def gossip_rate_inproc(base: Path, raws: list[bytes], stall: float = 5.0
+                             ) -> dict[str, Any]:
+    """Two Daemons in one trio run; A publishes every object with Daemon.publish, B's
+    validator acceptances and stores are timed."""
+    import trio
+    from nodes import network
+
+    from rill.protocol.network import TOPIC_OF
+    warnings = LibP2PWarnings().install()
+    topic = TOPIC_OF["receipt"]
+    out: dict[str, Any] = {"n": len(raws)}
+    async with network(base, AFTER) as net:
+        for name in ("a", "b"):
+            Wallet.create(base / name, name, seed_of(name)).close()
+            net.ports[name] = free_port()
+            await _start_daemon(net, name, bench_config(net.ports[name]))
+        await net.connect("a", "b")
+        await wait_mesh_inproc(net)
+        await trio.sleep(1.0)
+        a, b = net.nodes["a"], net.nodes["b"]
+        validated: list[float] = []
+        stored: list[float] = []
+        inner = b._validator(topic)
+
+        def validator(forwarder: Any, msg: Any) -> bool:
+            ok = bool(inner(forwarder, msg))
+            if ok:
+                validated.append(time.perf_counter())
+            return ok
+
+        assert b.p2p is not None
+        b.p2p.pubsub.set_topic_validator(topic, validator, False)
+        accept = b._accept
+
+        async def timed_accept(raw: bytes, via: str) -> bool:
+            ok = bool(await accept(raw, via))
+            if ok:
+                stored.append(time.perf_counter())
+            return ok
+
+        b._accept = timed_accept  # type: ignore[method-assign]
+        c0 = os.times()
+        t0 = time.perf_counter()
+        for raw in raws:
+            await a.publish(raw)
+        last, seen = time.perf_counter(), 0
+        while len(stored) < len(raws) and time.perf_counter() - last < stall:
+            await trio.sleep(0.05)
+            if len(stored) + len(validated) != seen:
+                seen, last = len(stored) + len(validated), time.perf_counter()
+        c1 = os.times()
+        out["validated"], out["stored"] = len(validated), len(stored)
+        out["validated_rate"], out["stored_rate"] = _rate(validated), _rate(stored)
+        out["end_to_end"] = len(stored) / ((stored[-1] if stored else t0) - t0 or 1)
+        out["published"] = a.counters["published"]
+        out["cpu"] = c1.user + c1.system - c0.user - c0.system
+        out["wall"] = (stored[-1] if stored else time.perf_counter()) - t0
+        out["b_counters"] = dict(b.counters)
+        out["a_received"] = a.counters["received"]
+        await stop_all(net)
+    out["drops"] = sum(v for k, v in warnings.counts.items() if "fail to deliver" in k)
+    out["warnings"] = warnings.summary()
+    return out
+
+
+async def gossip_rate_proc(base: Path, raws: list[bytes], stall: float = 5.0
+                           ) -> dict[str, Any]:
+    """B is a `rill node run` process (its own core); A, in this process, publishes every
+    object with Daemon.publish.  B's stores are timed from its log lines."""
+    import trio
+    from nodes import network
+    warnings = LibP2PWarnings().install()
+    out: dict[str, Any] = {"n": len(raws)}
+    b = BenchNode(base, "b", AFTER, dashboard=False)
+    Wallet.create(base / "b", "b", seed_of("b")).close()
+    b.start([])
+    b.wait_started()
+    tail = LogTail(b.log)
+    try:
+        async with network(base, AFTER) as net:
+            Wallet.create(base / "a", "a", seed_of("a")).close()
+            net.ports["a"] = free_port()
+            a = await _start_daemon(net, "a", bench_config(net.ports["a"]))
+            assert a.p2p is not None
+            peer = await a.p2p.connect(b.addr)
+            await a.p2p.pubsub.wait_for_peer(peer, timeout=10)
+            with trio.fail_after(30):
+                while not a.p2p.gossipsub.mesh.get("rill/1/receipts"):
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)
+            assert b.proc is not None
+            mach = Machine([b.proc.pid])
+            c0 = cpu_ticks(b.proc.pid)
+            t0 = time.time()
+            for raw in raws:
+                await a.publish(raw)
+            last, seen = time.monotonic(), 0
+            while len(tail.stored) < len(raws) and time.monotonic() - last < stall:
+                await trio.sleep(0.1)
+                tail.poll()
+                if len(tail.stored) != seen:
+                    seen, last = len(tail.stored), time.monotonic()
+            c1 = cpu_ticks(b.proc.pid)
+            out["other"] = mach.other_load()
+            status = control.call(base / "b" / control.SOCKET_NAME, "status")
+            await stop_all(net)
+    finally:
+        b.stop()
+    ts = sorted(t for t, _via in tail.stored.values())
+    out["stored"] = len(ts)
+    out["stored_rate"] = _rate(ts)
+    out["end_to_end"] = len(ts) / ((ts[-1] if ts else t0) - t0 or 1)
+    out["b_cpu"] = (c1 - c0) / CLK_TCK
+    out["b_counters"] = status["counters"]
+    out["drops"] = b.log.read_text().count("fail to deliver message")
+    out["warnings"] = warnings.summary()
+    return out
+
+
+def check_gossip_rate(raws: list[bytes]) -> float:
+    from rill.protocol.network import TOPIC_OF, check_gossip
+    topic = TOPIC_OF["receipt"]
+    now = AFTER
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for raw in raws:
+            check_gossip(topic, raw, now)
+        best = min(best, time.perf_counter() - t)
+    return len(raws) / best
+
+
+# -- catch-up ---------------------------------------------------------------------------------
+
+def build_catch_up(base: Path, n: int) -> tuple[Path, Path, float]:
+    """A relay home holding n donors' settlements and their sealed claims to one creator
+    (imported with Wallet.import_object while no daemon runs), and the creator's empty
+    home.  Returns (relay home, creator home, seconds it took)."""
+    t = time.perf_counter()
+    rng = random.Random(11)
+    relay, creator = base / "relay", base / "creator"
+    Wallet.create(relay, "relay", seed_of("relay")).close()
+    with Wallet.create(creator, "creator", seed_of("creator")) as w:
+        ckey = w.identity
+    with Wallet.open(relay) as w:
+        for i in range(n):
+            donor = nacl.signing.SigningKey(rng.randbytes(32))
+            res = settle(donor, MONTH, 500 + i, "EUR", bytes(32),
+                         {f"https://creator.example.org/post/{i % 50}": ckey})
+            w.import_object(res.settlement.raw, AFTER)
+            for sealed in res.sealed:
+                w.import_object(sealed.raw, AFTER)
+    return relay, creator, time.perf_counter() - t
+
+
+def incoming(home: Path) -> int:
+    db = sqlite3.connect(f"file:{home / 'rill.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM obligations WHERE direction = 'in'"
+                              ).fetchone()[0])
+    finally:
+        db.close()
+
+
+async def catch_up_once(base: Path, relay_src: Path, creator_src: Path, n: int,
+                        timeout: float = 120.0) -> dict[str, Any]:
+    """Fresh copies of both homes; start the relay (its gossip caches empty), start the
+    creator, connect it to the relay only; time until the creator holds n incoming
+    obligations (polled read-only every 50 ms in a worker thread)."""
+    import shutil
+
+    import trio
+    from nodes import network
+    base.mkdir(parents=True)
+    shutil.copytree(relay_src, base / "relay")
+    shutil.copytree(creator_src, base / "creator")
+    out: dict[str, Any] = {}
+    async with network(base, AFTER) as net:
+        for name in ("relay", "creator"):
+            net.ports[name] = free_port()
+            await _start_daemon(net, name, bench_config(net.ports[name]))
+        creator = net.nodes["creator"]
+        mach = Machine([])
+        c0 = os.times()
+        t0 = time.perf_counter()
+        await net.connect("creator", "relay")
+        out["connect"] = time.perf_counter() - t0
+        got = 0
+        with trio.move_on_after(timeout):
+            while got < n:
+                await trio.sleep(0.05)
+                got = await trio.to_thread.run_sync(incoming, base / "creator")
+        out["time"] = time.perf_counter() - t0
+        c1 = os.times()
+        out["cpu"] = c1.user + c1.system - c0.user - c0.system
+        out["got"] = got
+        out["other"] = mach.other_load()
+        out["synced"] = creator.counters["synced"]
+        await stop_all(net)
+    return out
+
+
+def proc_propagation(base: Path, n: int, trials: int, warmup: int = 2) -> dict[str, Any]:
+    net = ProcNet(base, n, AFTER)
+    out: dict[str, Any] = {}
+    try:
+        out["start"] = net.start()
+        out["mesh"] = net.wait_mesh()
+        time.sleep(1.0)
+        out["degree"] = statistics.mean(net.call(x, "status")["peers"] for x in net.names)
+        pids = [net.pid(x) for x in net.names]
+        wait_quiet(pids)
+        mach = Machine(pids)
+        c0 = sum(cpu_ticks(p) for p in pids)
+        times, problems, ids = proc_trials(net, trials, warmup)
+        out["cpu_per_trial"] = (sum(cpu_ticks(p) for p in pids) - c0) / CLK_TCK / len(ids)
+        out["other"] = mach.other_load()
+        out["times"], out["problems"] = times, problems
+        # every node really holds every settlement (read-only SQLite, after the trials)
+        out["missing_in_db"] = sum(not db_has(base / x, oid) for x in net.names for oid in ids)
+        out["drops"] = sum(net.nodes[x].log.read_text().count("fail to deliver message")
+                           for x in net.names)
+    finally:
+        out["exit"] = net.stop()
+    return out
