@@ -82,19 +82,25 @@ def verify_throughput() -> list[Row]:
     def verify_batch() -> None:
         verify_files([(str(i), raw) for i, raw in enumerate(raws)], None)
 
-    t_raw = median_time(raw_nacl)
-    t_dec = median_time(decode_all)
-    t_ver = median_time(verify_batch)
+    # Rounds interleave the four measurements, so that a change in the machine's load
+    # hits them alike; each ratio is taken within one round, then the median of rounds.
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "all.txt"
         from rill.protocol.armour import armour
         bundle.write_text("".join(armour(r, "receipt") for r in raws))
         rill = str(Path(sys.executable).parent / "rill")
-        t_cli = median_time(lambda: subprocess.run([rill, "verify", "--json", str(bundle)],
-                                                   check=True, capture_output=True), repeat=3)
-    rate = {k: n / t for k, t in
-            {"raw": t_raw, "decode": t_dec, "batch": t_ver, "cli": t_cli}.items()}
-    pct = {k: 100 * rate[k] / rate["raw"] for k in rate}
+
+        def cli() -> None:
+            subprocess.run([rill, "verify", "--json", str(bundle)], check=True,
+                           capture_output=True)
+
+        for _ in range(5):
+            rounds.append({k: n / median_time(fn, repeat=1) for k, fn in
+                           (("raw", raw_nacl), ("decode", decode_all),
+                            ("batch", verify_batch), ("cli", cli))})
+    rate = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    pct = {k: 100 * statistics.median(r[k] / r["raw"] for r in rounds) for k in rounds[0]}
     return [
         ("raw PyNaCl Ed25519 verify (crypto_sign_open), 10k receipts", f"{rate['raw']:,.0f}",
          "objects/s", "the baseline"),
@@ -102,8 +108,10 @@ def verify_throughput() -> list[Row]:
          f"{rate['decode']:,.0f}", "objects/s", f"{pct['decode']:.0f}% of raw"),
         ("verify_files: decode + time rules + cross-checks (what `rill verify` runs)",
          f"{rate['batch']:,.0f}", "objects/s", f"{pct['batch']:.0f}% of raw"),
-        ("`rill verify --json` on one armoured file of 10k objects (process start included)",
-         f"{rate['cli']:,.0f}", "objects/s", f"{pct['cli']:.0f}% of raw (target ≥ 70%)"),
+        ("`rill verify --json` on one armoured file of 10k objects (process start included;"
+         " worker processes on both cores)", f"{rate['cli']:,.0f}", "objects/s",
+         f"{pct['cli']:.0f}% of raw (target ≥ 70%); median of 5 interleaved rounds, ratios "
+         "within each round"),
     ]
 
 
