@@ -342,8 +342,9 @@ async def wait_mesh_inproc(net: Any, timeout: float = 60.0) -> float:
 
 
 class Arrivals:
-    """Wraps each Daemon's _accept (instance attribute, no polling): the perf_counter time
-    at which each node stored the object being watched."""
+    """Wraps each Daemon's _after_import (instance attribute, no polling; every object a
+    daemon takes in, by gossip, sync or the CLI, passes through it): the perf_counter
+    time at which each node stored the object being watched."""
 
     def __init__(self, daemons: dict[str, Any]) -> None:
         import trio
@@ -354,11 +355,11 @@ class Arrivals:
         self.done = trio.Event()
         self.n = len(daemons)
         for name, d in daemons.items():
-            d._accept = self._wrap(name, d._accept)
+            d._after_import = self._wrap(name, d._after_import)
 
     def _wrap(self, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
-        async def accept(raw: bytes, via: str) -> bool:
-            ok = await orig(raw, via)
+        async def accept(raw: bytes, result: Any, via: str) -> bool:
+            ok = await orig(raw, result, via)
             if ok and raw == self.target:
                 self.times[name] = time.perf_counter()
                 self.vias[name] = via
@@ -624,15 +625,15 @@ async def gossip_rate_inproc(base: Path, raws: list[bytes], stall: float = 5.0
 
         assert b.p2p is not None
         b.p2p.pubsub.set_topic_validator(topic, validator, False)
-        accept = b._accept
+        after = b._after_import
 
-        async def timed_accept(raw: bytes, via: str) -> bool:
-            ok = bool(await accept(raw, via))
+        async def timed_after(raw: bytes, result: Any, via: str) -> bool:
+            ok = bool(await after(raw, result, via))
             if ok:
                 stored.append(time.perf_counter())
             return ok
 
-        b._accept = timed_accept  # type: ignore[method-assign]
+        b._after_import = timed_after  # type: ignore[method-assign]
         c0 = os.times()
         t0 = time.perf_counter()
         for raw in raws:
