@@ -562,14 +562,17 @@ class Wallet:
 
     # -- objects from elsewhere ---------------------------------------------------------
 
-    def import_object(self, raw: bytes, now: int) -> ImportResult:
+    def import_object(self, raw: bytes, now: int, *, signature_checked: bool = False
+                      ) -> ImportResult:
         """Verify and take in one object received by other means (USB stick, mail...).
 
         Raises :class:`RemoteError` for an invalid object and :class:`Refused` for a
         valid one that contradicts what we hold (a receipt by the wrong key...);
-        either way nothing is written.
+        either way nothing is written.  ``signature_checked``: the caller verified these
+        exact bytes already (the node's gossip validator), so the signature is not
+        checked twice.
         """
-        obj = m.decode(raw)
+        obj = m.decode(raw, verify_signature=not signature_checked)
         checks.check_time(obj, now)
         with store.transaction(self.db):
             return self._route(obj, now)
