@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 import idna
@@ -125,20 +126,7 @@ def check_thing(s: str) -> str:
     The error code is ``bad-thing``; the message says what is wrong (typically the
     expected normalised form).
     """
-    if not isinstance(s, str):
-        raise SchemaError("thing must be a text string", code=_THING)
-    if len(s) > MAX_THING_BYTES:
-        raise SchemaError(
-            f"thing is too long: {len(s)} characters, at most {MAX_THING_BYTES} bytes allowed",
-            code=_THING,
-        )
-    try:
-        expected = normalise_thing(s)
-    except LocalError as exc:
-        raise SchemaError(f"invalid thing: {exc}", code=_THING) from None
-    if expected != s:
-        raise SchemaError(f"thing is not normalised: expected {expected!r}", code=_THING)
-    return s
+    return _check_normal(s, "thing", normalise_thing, _THING)
 
 
 def origin_of(thing: str) -> str | None:
@@ -173,23 +161,28 @@ def check_origin(s: str) -> str:
 
     The error code is ``bad-origin``.
     """
-    if not isinstance(s, str):
-        raise SchemaError("origin must be a text string", code=_ORIGIN)
-    if len(s) > MAX_THING_BYTES:
-        raise SchemaError(
-            f"origin is too long: {len(s)} characters, at most {MAX_THING_BYTES} bytes allowed",
-            code=_ORIGIN,
-        )
-    try:
-        expected = normalise_origin(s)
-    except LocalError as exc:
-        raise SchemaError(f"invalid origin: {exc}", code=_ORIGIN) from None
-    if expected != s:
-        raise SchemaError(f"origin is not normalised: expected {expected!r}", code=_ORIGIN)
-    return s
+    return _check_normal(s, "origin", normalise_origin, _ORIGIN)
 
 
 # -- the algorithm --------------------------------------------------------------------------
+
+
+def _check_normal(s: object, what: str, normalise: Callable[[str], str], code: str) -> str:
+    """Wire rule shared by things and origins: a string already in normal form."""
+    if not isinstance(s, str):
+        raise SchemaError(f"{what} must be a text string", code=code)
+    if len(s) > MAX_THING_BYTES:
+        raise SchemaError(
+            f"{what} is too long: {len(s)} characters, at most {MAX_THING_BYTES} bytes allowed",
+            code=code,
+        )
+    try:
+        expected = normalise(s)
+    except LocalError as exc:
+        raise SchemaError(f"invalid {what}: {exc}", code=code) from None
+    if expected != s:
+        raise SchemaError(f"{what} is not normalised: expected {expected!r}", code=code)
+    return s
 
 
 def _prepare(text: str) -> str:
