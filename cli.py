@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL = 0, 1  # usage errors exit 2 (click)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 

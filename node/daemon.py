@@ -77,8 +77,6 @@ class NodeConfig:
     disk_cap: int = 256 * 1024 * 1024
     #: Pull from every peer this often (real seconds), besides on connect.
     sync_interval: float = 600.0
-    #: Keep about this many connections (dial DHT/bootstrap peers below it).
-    target_peers: int = 8
     #: Housekeeping period (real seconds): new receipts to publish, pruning.
     housekeeping: float = 5.0
     #: How often (real seconds) pending things' sites are checked in the background.
@@ -95,7 +93,7 @@ class NodeConfig:
             raise ValueError("[node] must be a table")
         cfg = cls()
         for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
-                          ("grace", int), ("window_months", int), ("target_peers", int),
+                          ("grace", int), ("window_months", int),
                           ("dashboard_port", int), ("allow_http", bool)):
             if name in node:
                 if not isinstance(node[name], typ):
@@ -131,7 +129,6 @@ class Daemon:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
-        self._wake_month = trio.Event()
         self.peers: dict[ID, PeerState] = {}
         self.counters: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0,
                                          "duplicates": 0, "published": 0, "synced": 0,
@@ -139,7 +136,6 @@ class Daemon:
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
-        self.started_at = clock.now()
         self.ready = trio.Event()
 
     # -- helpers ------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ..protocol import keys
 from ..protocol.currency import format_amount
 from ..protocol.errors import LocalError, RillError
 from ..protocol.messages import parse_object_id
-from ..protocol.months import month_of
+from ..protocol.months import month_of, parse_month
 from ..protocol.things import normalise_thing, origin_of
 from ..wallet.errors import WalletError
 
@@ -87,7 +87,6 @@ class Dashboard:
         self.templates.filters["hex"] = lambda b: b.hex()
         self.templates.filters["date"] = lambda t: datetime.datetime.fromtimestamp(
             t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
-        self.refused = 0
         self.bound: list[str] = []
 
     # -- serving ------------------------------------------------------------------------
@@ -123,7 +122,6 @@ class Dashboard:
             request = Request(scope)
             problem = dash._refuse(request)
             if problem is not None:
-                dash.refused += 1
                 log.warning("refused %s %s: %s", request.method, request.url.path, problem[1])
                 response: Response = PlainTextResponse(problem[1], status_code=problem[0])
                 dash._harden(response)
@@ -205,7 +203,6 @@ class Dashboard:
         cookie = request.cookies.get(CSRF_COOKIE, "")
         if not (hmac.compare_digest(sent, self.token) and hmac.compare_digest(cookie,
                                                                              self.token)):
-            self.refused += 1
             return PlainTextResponse("Missing or wrong form token: reload the page.", 403)
         return {k: str(v) for k, v in form.items()}
 
@@ -217,8 +214,8 @@ class Dashboard:
 
     async def home(self, request: Request) -> Response:
         d = self.daemon
-        month = request.query_params.get("month") or month_of(d.clock.now())
         try:
+            month = parse_month(request.query_params.get("month") or month_of(d.clock.now()))
             p = await d.db(d.wallet.projection, month)
         except (RillError, WalletError) as exc:
             return PlainTextResponse(str(exc), 400)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import sitekeys
+from ..protocol.keys import key_from_did
 from ..protocol.months import month_end, month_start
 from ..protocol.verify import verify_files
 from ..wallet.wallet import Wallet
@@ -53,7 +54,6 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @dataclass
 class Member:
     name: str
-    role: str
     home: Path
     port: int = field(default_factory=free_port)
     dashboard: int = field(default_factory=free_port)
@@ -75,9 +75,9 @@ class Demo:
                  say: Callable[[str], None]) -> None:
         self.base = base
         self.say = say
-        self.creators = [Member(f"creator{i}", "creator", base / f"creator{i}")
+        self.creators = [Member(f"creator{i}", base / f"creator{i}")
                          for i in range(creators)]
-        self.donors = [Member(f"donor{i}", "donor", base / f"donor{i}") for i in range(donors)]
+        self.donors = [Member(f"donor{i}", base / f"donor{i}") for i in range(donors)]
         self.servers: list[http.server.ThreadingHTTPServer] = []
 
     @property
@@ -160,7 +160,7 @@ class Demo:
                 t = START + 86400 * (1 + 3 * j + i)
                 # the first post names its creator (the button does); the second is a
                 # plain URL, resolved from the creator's site before month end
-                w.click(f"{site}/posts/1.html", t, creator=Wallet_key(c.did))
+                w.click(f"{site}/posts/1.html", t, creator=key_from_did(c.did))
                 w.click(f"{site}/posts/{2 + i}", t + 60)
                 n += 2
                 progress(n)
@@ -249,12 +249,6 @@ class Demo:
         for server in self.servers:
             server.shutdown()
             server.server_close()
-
-
-def Wallet_key(did: str) -> bytes:
-    from ..protocol.keys import key_from_did
-
-    return key_from_did(did)
 
 
 @contextlib.contextmanager

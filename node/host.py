@@ -73,12 +73,6 @@ def peer_id_from_seed(seed: bytes) -> ID:
     return ID.from_pubkey(keypair_from_seed(seed).public_key)
 
 
-def peer_id_from_key(key: bytes) -> ID:
-    """The libp2p peer ID of a Rill identity (32-byte Ed25519 public key)."""
-    from libp2p.crypto.ed25519 import Ed25519PublicKey
-
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(key))
-
 
 def key_from_peer_id(peer: ID) -> bytes | None:
     """The Rill identity behind a peer ID, when it is an Ed25519 key."""

@@ -14,7 +14,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from .errors import BadKey, BadSignature, LocalError, SchemaError
+from .errors import BadKey, BadSignature, LocalError
 
 KEY_BYTES = 32
 SIG_BYTES = 64
@@ -90,8 +90,3 @@ def key_from_did(text: str) -> bytes:
         raise LocalError(f"identity {text!r}: {exc}", code="bad-key") from None
 
 
-def check_key_field(value: object, name: str) -> bytes:
-    """Schema check for a key field received on the wire."""
-    if type(value) is not bytes:
-        raise SchemaError(f"{name}: expected a 32-byte string")
-    return admit_key(value)

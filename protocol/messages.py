@@ -56,9 +56,6 @@ def signing_input(type_name: str, body_bytes: bytes) -> bytes:
     return b"rill/%d/" % VERSION + type_name.encode("ascii") + b"\n" + body_bytes
 
 
-def object_id_hex(object_id: bytes) -> str:
-    return object_id.hex()
-
 
 def parse_object_id(text: str) -> bytes:
     """Text form of an object ID: 64 lowercase hex digits."""

@@ -14,7 +14,7 @@ from . import cbor, keys
 from . import messages as m
 from .checks import check_time
 from .errors import DecodeError, RemoteError, RuleError, SchemaError, TooLarge
-from .months import month_of, month_start
+from .months import month_of
 
 #: Gossip topics and the object types each carries.
 TOPICS: dict[str, frozenset[str]] = {
@@ -68,10 +68,6 @@ def check_gossip(topic: str, raw: bytes, now: int,
         raise RuleError(f"{obj.type} for {month} is older than the window (from {oldest})",
                         code="outside-window")
     return obj
-
-
-def window_start(now: int, window_months: int = DEFAULT_WINDOW_MONTHS) -> int:
-    return month_start(months_back(month_of(now), window_months))
 
 
 # -- sync ------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ import nacl.signing
 
 from .errors import LocalError, SealError
 
-OVERHEAD = 32 + 16
-
 
 def seal(message: bytes, recipient: bytes, ephemeral_secret: bytes) -> bytes:
     """Encrypt ``message`` to the Ed25519 key ``recipient``."""

@@ -139,10 +139,6 @@ def expand(files: Iterable[tuple[str, bytes]]) -> list[Item | Verdict]:
     return out
 
 
-def verify_items(items: Iterable[Item], now: int | None) -> list[Verdict]:
-    """:func:`verify_one` over ``items`` (no cross-checks: see :func:`cross_check`)."""
-    return [verify_one(it.raw, it.label, it.source, now) for it in items]
-
 
 def verify_part(name: str, data: bytes, now: int | None) -> list[tuple[Verdict, bytes]]:
     """Split and verify one file or one slice of an armoured file (whole blocks).

@@ -24,7 +24,7 @@ from ..protocol import cbor, checks, keys
 from ..protocol import messages as m
 from ..protocol.errors import RemoteError
 from . import store
-from .errors import HomeError, Refused
+from .errors import Refused
 from .home import Home
 from .wallet import Wallet
 
@@ -208,6 +208,3 @@ def _check_obligations(items: list[Any], by_id: dict[bytes, m.Signed[Any]], iden
     return out
 
 
-def ensure_no_home(path: Path | str) -> None:
-    if Home(path).exists():
-        raise HomeError(f"{path} already has an identity", code="exists")

@@ -20,10 +20,10 @@ import nacl.signing
 
 from ..protocol import checks, keys
 from ..protocol import messages as m
-from ..protocol.counting import MonthView, count_month
+from ..protocol.counting import MonthView, count_month, subscription_months
 from ..protocol.currency import format_amount, known_currency
 from ..protocol.errors import LocalError, RemoteError
-from ..protocol.months import month_end, month_of, month_start, next_month
+from ..protocol.months import month_end, month_of, month_start
 from ..protocol.payto import payment_uri
 from ..protocol.settle import SettlementResult, open_claim, settle
 from ..protocol.shares import group_things, thing_shares
@@ -325,11 +325,7 @@ class Wallet:
                 subs.pop(target, None)
                 continue
             first = month_of(b.time)
-            until = None
-            if b.months is not None:
-                until = first
-                for _ in range(b.months - 1):
-                    until = next_month(until)
+            until = None if b.months is None else subscription_months(first, b.months)[-1]
             subs[target] = {"creator": b.creator, "since": first, "months": b.months,
                             "until": until}
         return {t: s for t, s in subs.items() if s["until"] is None or s["until"] >= current}
