@@ -46,6 +46,10 @@ def decode_b64url(data: str, where: int = 1) -> bytes:
     """Strict base64url (RFC 4648 §5): no padding, no other alphabet, no stray bits."""
     if not _B64URL_TEXT.fullmatch(data):
         raise ArmourError(f"line {where}: not base64url (A-Z a-z 0-9 - _, no padding)")
+    return _decode_b64url_alphabet_checked(data, where)
+
+
+def _decode_b64url_alphabet_checked(data: str, where: int) -> bytes:
     rem = len(data) % 4
     if rem == 1:
         raise ArmourError(f"line {where}: base64url data has an impossible length")
@@ -60,8 +64,35 @@ def decode_b64url(data: str, where: int = 1) -> bytes:
     return raw
 
 
+#: One block exactly as :func:`armour` writes it (the fast path of :func:`dearmour`).
+_BLOCK = re.compile(rf"-----BEGIN RILL ([A-Z-]{{1,32}})-----\n((?:[A-Za-z0-9_-]{{1,{LINE}}}\n)*)"
+                    r"-----END RILL \1-----(?:\n|\Z)")
+_GAP = re.compile(r"[ \t\r\n]*")
+
+
 def dearmour(text: str) -> list[tuple[str, bytes]]:
     """All blocks of ``text`` as (label, bytes); raise :class:`ArmourError`."""
+    # Fast path for blocks laid out as armour() writes them; any other layout, and any
+    # error, goes through the line-by-line reader, which names the line at fault.
+    out: list[tuple[str, bytes]] = []
+    pos, n = _GAP.match(text).end(), len(text)  # type: ignore[union-attr]
+    try:
+        while pos < n:
+            m = _BLOCK.match(text, pos)
+            if m is None:
+                return _dearmour_lines(text)
+            # the regex admitted only the base64url alphabet
+            out.append((m.group(1),
+                        _decode_b64url_alphabet_checked(m.group(2).replace("\n", ""), 1)))
+            pos = _GAP.match(text, m.end()).end()  # type: ignore[union-attr]
+    except ArmourError:
+        return _dearmour_lines(text)
+    if not out:
+        return _dearmour_lines(text)
+    return out
+
+
+def _dearmour_lines(text: str) -> list[tuple[str, bytes]]:
     lines = text.splitlines()
     out: list[tuple[str, bytes]] = []
     i, n = 0, len(lines)

@@ -288,20 +288,6 @@ class ClickEntry:
         d.done()
         return cls(seq, prev, time, kind, thing, creator, months, amount, currency)
 
-    @classmethod
-    def from_authenticated_map(cls, m: dict[str, Any]) -> ClickEntry:
-        """Build from a body whose bytes are already authenticated as ones this
-        implementation validated and signed (a stored log whose hash links lead to a
-        verified head: :func:`checks.read_chain`).  No schema checks: do not use on
-        anything received."""
-        d = m["data"]
-        entry = cls.__new__(cls)  # the frozen dataclass __init__ costs 7 us per entry
-        entry.__dict__.update(seq=m["seq"], prev=m["prev"], time=m["time"], kind=m["kind"],
-                              thing=d.get("thing"), creator=d.get("creator"),
-                              months=d.get("months"), amount=d.get("amount"),
-                              currency=d.get("currency"))
-        return entry
-
     @property
     def target(self) -> str | None:
         """What a click or (un)subscription is for: the thing, or for an entry naming only
@@ -605,15 +591,6 @@ class Signed(Generic[BodyT]):
     @property
     def type(self) -> str:
         return self.body.TYPE
-
-    @classmethod
-    def preverified(cls, body: Any, signer: bytes, signature: bytes, raw: bytes,
-                    object_id: bytes) -> Signed[Any]:
-        """An object whose bytes were authenticated otherwise (see checks.read_chain)."""
-        obj: Signed[Any] = cls.__new__(cls)  # skip the slow frozen __init__ (hot path)
-        obj.__dict__.update(body=body, signer=signer, signature=signature, raw=raw,
-                            cosignature=None, id=object_id)  # id: the cached_property
-        return obj
 
     @functools.cached_property
     def id(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 
@@ -48,6 +49,7 @@ def previous_month(month: str) -> str:
     return f"{y:04d}-{m:02d}"
 
 
+@functools.lru_cache(maxsize=1024)
 def month_end(month: str) -> int:
     """Unix time of the first second after ``month`` (exclusive end)."""
     return month_start(next_month(month))

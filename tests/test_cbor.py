@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import random
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -89,3 +91,50 @@ def test_any_single_byte_change_is_rejected_or_decodes_to_a_different_value(
     except RillError:
         return
     assert decoded != value  # canonical form: one value, one encoding
+
+
+def _shuffled(value: object, rnd: random.Random) -> object:
+    """The same value with every map's keys in a random insertion order."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        rnd.shuffle(items)
+        return {k: _shuffled(v, rnd) for k, v in items}
+    if isinstance(value, list):
+        return [_shuffled(v, rnd) for v in value]
+    return value
+
+
+@given(values, st.randoms(use_true_random=False))
+def test_an_encoding_in_any_key_order_is_accepted_only_if_canonical(
+        value: object, rnd: random.Random) -> None:
+    # The decoder's fast path trusts a plain re-encoding once every map's keys are in
+    # canonical order; cross-check it against cbor2's own canonical encoder.
+    raw = cbor2.dumps(_shuffled(value, rnd))
+    canonical = cbor2.dumps(value, canonical=True)
+    if raw == canonical:
+        assert cbor.decode(raw) == value
+    else:
+        with pytest.raises(DecodeError) as info:
+            cbor.decode(raw)
+        assert info.value.code == "non-canonical"
+
+
+def test_key_order_verdicts_are_cached_per_key_tuple_and_bounded() -> None:
+    cbor.decode(cbor.encode({"zz": 1, "a": 2}))
+    assert cbor._KEY_ORDER[("a", "zz")] is True
+    with pytest.raises(DecodeError, match="canonical"):
+        cbor.decode(bytes.fromhex("a2626262016161" + "02"))  # keys "bb", "a"
+    assert cbor._KEY_ORDER[("bb", "a")] is False
+    saved = dict(cbor._KEY_ORDER)
+    try:
+        for i in range(cbor._KEY_ORDER_MAX + 10):
+            cbor.decode(cbor.encode({f"k{i}": 0}))
+        assert len(cbor._KEY_ORDER) == cbor._KEY_ORDER_MAX
+        # beyond the cap, verdicts are still computed (uncached)
+        with pytest.raises(DecodeError, match="canonical"):
+            cbor.decode(bytes.fromhex("a2626363016162" + "02"))  # keys "cc", "b"
+        assert ("cc", "b") not in cbor._KEY_ORDER
+        assert cbor.decode(cbor.encode({"cc": 1, "b": 2})) == {"b": 2, "cc": 1}
+    finally:
+        cbor._KEY_ORDER.clear()
+        cbor._KEY_ORDER.update(saved)

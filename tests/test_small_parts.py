@@ -21,6 +21,34 @@ def test_armour_round_trip(raw: bytes, type_name: str) -> None:
     assert armour.dearmour("\n\n" + text + "\n" + text) == [(type_name.upper(), raw)] * 2
 
 
+def _verdict(read: object, text: str) -> object:
+    try:
+        return read(text)  # type: ignore[operator]
+    except ArmourError as exc:
+        return ("error", str(exc))
+
+
+_layout = st.sampled_from(["\n", "\r\n", " \n", "\n\n", "\t\n", "\u2028"])
+
+
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=200),
+                          st.sampled_from(["claim", "receipt", "key"])), min_size=1, max_size=3),
+       st.data())
+def test_armour_fast_path_agrees_with_the_line_reader(blocks: list[tuple[bytes, str]],
+                                                       data: st.DataObject) -> None:
+    # dearmour's one-regex fast path must give exactly what the line-by-line reader
+    # gives (objects or the same error) whatever the layout and whatever the damage.
+    text = "".join(armour.armour(raw, t) for raw, t in blocks)
+    if data.draw(st.booleans()):  # change some line breaks
+        parts = text.split("\n")
+        text = "".join(p + (data.draw(_layout) if i < len(parts) - 1 else "")
+                       for i, p in enumerate(parts))
+    if data.draw(st.booleans()):  # damage one character
+        at = data.draw(st.integers(0, len(text) - 1))
+        text = text[:at] + data.draw(st.sampled_from("A_-=+ \nZ!")) + text[at + 1:]
+    assert _verdict(armour.dearmour, text) == _verdict(armour._dearmour_lines, text)
+
+
 @pytest.mark.parametrize("text", [
     "",
     "hello\n",

@@ -20,7 +20,7 @@ import nacl.signing
 
 from ..protocol import checks, keys
 from ..protocol import messages as m
-from ..protocol.counting import MonthView, count_month, subscription_months
+from ..protocol.counting import LogEntry, MonthView, count_month, subscription_months
 from ..protocol.currency import format_amount, known_currency
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, month_of, month_start
@@ -111,7 +111,7 @@ class LogReport:
     size: int
     head: bytes
     settled: list[str] = field(default_factory=list)
-    entries: list[m.Signed[m.ClickEntry]] = field(default_factory=list, repr=False)
+    entries: list[LogEntry] = field(default_factory=list, repr=False)
 
 
 class Wallet:
@@ -188,12 +188,11 @@ class Wallet:
         rows = self.db.execute("SELECT seq, id, time, kind, target, raw FROM log ORDER BY seq"
                                ).fetchall()
         total = len(rows)
-        entries: list[m.Signed[m.ClickEntry]] = []
-        reader = checks.read_chain((r[5] for r in rows), self.identity)
+        entries: list[LogEntry] = []
         try:
-            for row, e in zip(rows, reader, strict=False):
-                b = e.body
-                if tuple(row[:5]) != (b.seq, e.id, b.time, b.kind, b.target):
+            for row, e in zip(rows, checks.read_chain((r[5] for r in rows), self.identity),
+                              strict=False):
+                if row[:5] != (e.seq, e.id, e.time, e.kind, e.target):
                     raise Corrupt(f"click log row {row[0]} was altered (its columns differ "
                                   "from the signed entry)")
                 entries.append(e)
@@ -203,14 +202,14 @@ class Wallet:
             raise Corrupt(f"click log is broken: {exc}") from None
         if entries:
             self.check_head()
-        ids = {e.id for e in entries}
         report = LogReport(len(entries), entries[-1].id if entries else m.ZERO_HASH,
                            entries=entries)
         for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"):
             s = self._object(sid, m.Settlement)
             if s.signer != self.identity or s.body.month != month:
                 raise Corrupt(f"stored settlement for {month} is not ours or not for {month}")
-            if s.body.head != m.ZERO_HASH and s.body.head not in ids:
+            if s.body.head != m.ZERO_HASH and self.db.execute(
+                    "SELECT 1 FROM log WHERE id = ?", (s.body.head,)).fetchone() is None:
                 raise Corrupt(f"the click log lost entries: the {month} settlement covers an "
                               "entry that is no longer there")
             report.settled.append(month)
@@ -221,7 +220,7 @@ class Wallet:
     def _log_size(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM log").fetchone()[0])
 
-    def entries(self, before: int | None = None) -> Iterator[m.Signed[m.ClickEntry]]:
+    def entries(self, before: int | None = None) -> Iterator[LogEntry]:
         """Log entries in log order (optionally only those with time < ``before``).
 
         Read fast, trusting the store (projections, listings); settlement and export
@@ -229,7 +228,7 @@ class Wallet:
         rows = self.db.execute("SELECT raw FROM log ORDER BY seq").fetchall()
         try:
             for e in checks.read_chain((r[0] for r in rows), self.identity):
-                if before is None or e.body.time < before:
+                if before is None or e.time < before:
                     yield e
         except RemoteError as exc:
             raise Corrupt(f"click log is broken: {exc} (run `rill check`)") from None
@@ -377,7 +376,7 @@ class Wallet:
                               code="settled")
             log = self.verify_log()
             end = month_end(month)
-            view = count_month((e for e in log.entries if e.body.time < end), month,
+            view = count_month((e for e in log.entries if e.time < end), month,
                                self.creator_of_thing)
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
