@@ -1,0 +1,117 @@
+"""The small py-libp2p 0.8.1 patches in rill.node.host (docs/NETWORK.md): each keeps the
+library's behaviour and only removes repeated work.  Real hosts on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux.yamux import YamuxStream
+from nodes import free_port
+
+from rill.node import host as h
+
+TOPIC = "rill/test/patches"
+
+
+async def gossip(a: h.P2P, b: h.P2P, n: int) -> None:
+    """b publishes n messages on TOPIC; wait until a received all of them."""
+    await b.pubsub.subscribe(TOPIC)
+    sub = await a.pubsub.subscribe(TOPIC)
+    with trio.fail_after(10):
+        while not b.gossipsub.mesh.get(TOPIC):
+            await trio.sleep(0.05)
+    got = 0
+
+    async def drain() -> None:  # the subscription channel holds 32: drain it at once
+        nonlocal got
+        while got < n:
+            await sub.get()
+            got += 1
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            for i in range(n):
+                await b.pubsub.publish(TOPIC, b"message %d " % i + bytes(200))
+                await trio.sleep(0.002)
+
+
+@asynccontextmanager
+async def two_hosts() -> AsyncIterator[tuple[h.P2P, h.P2P]]:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            h.running(hashlib.sha256(b"patch a").digest(), [f"/ip4/127.0.0.1/tcp/{free_port()}"]))
+        b = await stack.enter_async_context(
+            h.running(hashlib.sha256(b"patch b").digest(), [f"/ip4/127.0.0.1/tcp/{free_port()}"]))
+        await a.connect(b.addrs()[0])
+        await a.pubsub.wait_for_peer(b.peer_id, timeout=10)
+        await b.pubsub.wait_for_peer(a.peer_id, timeout=10)
+        yield a, b
+
+
+def test_patches_are_installed() -> None:
+    import libp2p.pubsub.gossipsub as gs
+    import libp2p.pubsub.pubsub as ps
+    assert YamuxStream._auto_tune_and_send_window_update is h._yamux_window_update
+    assert ps.maybe_consume_signed_record is h._consume_signed_record_once
+    assert gs.maybe_consume_signed_record is h._consume_signed_record_once
+
+
+async def test_yamux_credits_in_batches_and_large_transfers_complete(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    updates: list[int] = []
+    original = YamuxStream.send_window_update
+
+    async def counting(self: YamuxStream, increment: int, skip_lock: bool = False) -> None:
+        updates.append(increment)
+        await original(self, increment, skip_lock)
+
+    monkeypatch.setattr(YamuxStream, "send_window_update", counting)
+    big = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB: many windows' worth
+
+    async def serve(peer, request: bytes) -> bytes:  # type: ignore[no-untyped-def]
+        return big if request == b"big" else request
+
+    async with two_hosts() as (a, b):
+        b.host.set_stream_handler(TProtocol("/rill/test/echo"), h.framed_handler(serve, 1024))
+        updates.clear()
+        await gossip(a, b, 100)  # 100 small gossip messages: no window update goes back
+        assert updates == []
+        # a response far larger than the 256 KiB window still arrives whole
+        got = await h.request(a.host, b.peer_id, "/rill/test/echo", b"big", len(big) + 10)
+        assert got == big
+        assert updates and max(updates) >= 128 * 1024  # credit went back in large steps
+
+
+async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls: list[object] = []
+    original = h._consume_signed_record
+
+    def counting(msg, host, peer_id):  # type: ignore[no-untyped-def]
+        calls.append(peer_id)
+        return original(msg, host, peer_id)
+
+    monkeypatch.setattr(h, "_consume_signed_record", counting)
+    async with two_hosts() as (a, b):
+        calls.clear()
+        await gossip(a, b, 30)
+        assert len(calls) <= 2, calls  # 30 RPCs, the record checked at most once or twice
+        # the record b keeps sending, under b's ID: accepted from the cache
+        record = rpc_pb2.RPC()
+        record.senderRecord = a.host.get_peerstore().get_peer_record(b.peer_id).marshal_envelope()
+        assert h._consume_signed_record_once(record, a.host, b.peer_id)
+        # the same bytes claimed by another peer: verified afresh, and refused
+        assert not h._consume_signed_record_once(record, a.host, a.peer_id)
+        # other bytes from b (tampered): verified afresh, refused, and nothing cached
+        bad = rpc_pb2.RPC()
+        bad.senderRecord = record.senderRecord[:-1] + bytes([record.senderRecord[-1] ^ 1])
+        n = len(calls)
+        assert not h._consume_signed_record_once(bad, a.host, b.peer_id)
+        assert len(calls) == n + 1
+        assert h._consume_signed_record_once(record, a.host, b.peer_id)  # checked again
+        assert len(calls) == n + 2
