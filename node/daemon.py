@@ -63,6 +63,11 @@ from .host import (
 log = logging.getLogger("rill.node")
 T = TypeVar("T")
 
+#: New peers and graylisted ones are looked for this often: the GossipSub heartbeat's
+#: period (scores decay per heartbeat).  Every 0.2 s, computing each peer's score was
+#: the largest part of an idle daemon's CPU, which competes with gossip on small machines.
+WATCH_PEERS_S = 1.0
+
 
 @dataclass
 class NodeConfig:
@@ -504,7 +509,7 @@ class Daemon:
                             and not p2p.pubsub.is_peer_blacklisted(peer)):
                         log.warning("peer %s sent invalid messages: blacklisted", peer)
                         p2p.pubsub.add_to_blacklist(peer)
-                await trio.sleep(0.2)
+                await trio.sleep(WATCH_PEERS_S)
 
     async def _dial_bootstrap(self) -> None:
         assert self.p2p is not None
