@@ -68,7 +68,7 @@ PUBLISH_THRESHOLD = -50.0
 GRAYLIST_THRESHOLD = -55.0
 
 
-# -- py-libp2p 0.8.1 patches (docs/NETWORK.md, tests/test_node.py) ------------------------
+# -- py-libp2p 0.8.1 patches (docs/NETWORK.md, tests/test_node_libp2p_patches.py) ------
 
 async def _yamux_window_update(self: YamuxStream, *, bytes_read: int = 0) -> None:
     """go-yamux's receive-window rule: credit the peer only once at least half the
