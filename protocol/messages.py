@@ -69,6 +69,9 @@ def parse_object_id(text: str) -> bytes:
 # Schema reading
 
 
+_MISSING = object()
+
+
 class _Reader:
     """Reads fields out of a decoded map, refusing unknown or ill-typed ones."""
 
@@ -80,20 +83,28 @@ class _Reader:
         self._where = where
 
     def _get(self, name: str, optional: bool) -> Any:
-        self._seen.add(name)
-        if name not in self._m:
+        # (inlined in uint, text and raw: the hot path of every decode)
+        v = self._m.get(name, _MISSING)
+        if v is _MISSING:
             if optional:
                 return None
-            raise SchemaError(f"{self._where}: missing field {name!r}")
-        return self._m[name]
+            raise self._missing(name)
+        self._seen.add(name)
+        return v
+
+    def _missing(self, name: str) -> SchemaError:
+        return SchemaError(f"{self._where}: missing field {name!r}")
 
     def _err(self, name: str, what: str) -> SchemaError:
         return SchemaError(f"{self._where}.{name}: {what}")
 
     def uint(self, name: str, *, lo: int = 0, hi: int = MAX_AMOUNT, optional: bool = False) -> Any:
-        v = self._get(name, optional)
-        if v is None and optional:
-            return None
+        v = self._m.get(name, _MISSING)
+        if v is _MISSING:
+            if optional:
+                return None
+            raise self._missing(name)
+        self._seen.add(name)
         if type(v) is not int:
             raise self._err(name, "expected an unsigned integer")
         if not lo <= v <= hi:
@@ -101,9 +112,12 @@ class _Reader:
         return v
 
     def text(self, name: str, *, max_bytes: int = MAX_TEXT_BYTES, optional: bool = False) -> Any:
-        v = self._get(name, optional)
-        if v is None and optional:
-            return None
+        v = self._m.get(name, _MISSING)
+        if v is _MISSING:
+            if optional:
+                return None
+            raise self._missing(name)
+        self._seen.add(name)
         if type(v) is not str:
             raise self._err(name, "expected text")
         if len(v.encode("utf-8")) > max_bytes:
@@ -119,9 +133,12 @@ class _Reader:
 
     def raw(self, name: str, *, length: int | None = None, max_bytes: int | None = None,
             optional: bool = False) -> Any:
-        v = self._get(name, optional)
-        if v is None and optional:
-            return None
+        v = self._m.get(name, _MISSING)
+        if v is _MISSING:
+            if optional:
+                return None
+            raise self._missing(name)
+        self._seen.add(name)
         if type(v) is not bytes:
             raise self._err(name, "expected a byte string")
         if length is not None and len(v) != length:
@@ -157,6 +174,8 @@ class _Reader:
         return _Reader(self._get(name, False), f"{self._where}.{name}")
 
     def done(self) -> None:
+        if len(self._seen) == len(self._m):  # every field read (and only those exist)
+            return
         extra = set(self._m) - self._seen
         if extra:
             raise SchemaError(f"{self._where}: unknown field(s) {sorted(extra)}")
@@ -671,6 +690,15 @@ def _body_slice(raw: bytes, type_name: str, has_cosig: bool) -> bytes:
     return raw[prefix:len(raw) - suffix]
 
 
+def _signed(body: Any, signer: bytes, sig: bytes, raw: bytes, cosig: bytes | None
+            ) -> Signed[Any]:
+    """``Signed(...)`` without the frozen dataclass's per-field ``__setattr__`` calls
+    (decode's hot path; the fields are the same)."""
+    obj: Signed[Any] = Signed.__new__(Signed)
+    obj.__dict__.update(body=body, signer=signer, signature=sig, raw=raw, cosignature=cosig)
+    return obj
+
+
 def decode(raw: bytes, expect: type[_BodyOut] | None = None, *,
            verify_signature: bool = True) -> Signed[Any]:
     """Decode and fully verify one signed object (see module doc).
@@ -706,7 +734,7 @@ def decode(raw: bytes, expect: type[_BodyOut] | None = None, *,
     body = cls.from_map(body_map)
     if not verify_signature:
         body.check_rules(signer)
-        return Signed(body, signer, sig, raw, cosig)
+        return _signed(body, signer, sig, raw, cosig)
     body_bytes = _body_slice(raw, type_name, cosig is not None)
     try:
         keys.verify_signature(signer, signing_input(type_name, body_bytes), sig)
@@ -723,7 +751,7 @@ def decode(raw: bytes, expect: type[_BodyOut] | None = None, *,
             raise BadSignature("key: the previous key's rotation signature does not verify",
                                code="bad-rotation") from None
     body.check_rules(signer)
-    return Signed(body, signer, sig, raw, cosig)
+    return _signed(body, signer, sig, raw, cosig)
 
 
 __all__ = [

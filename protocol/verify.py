@@ -12,7 +12,7 @@ import hashlib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import armour, checks
 from .errors import ArmourError, RemoteError
@@ -61,21 +61,19 @@ def split_objects(data: bytes) -> list[tuple[str | None, bytes]]:
 
 
 def verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> Verdict:
-    v = Verdict(source, None, None, None, False, None)
+    obj = None
     try:
         obj = decode(raw)
-        v.type, v.id, v.signer = obj.type, obj.id_hex, obj.signer_did
         if label is not None and label != armour.label_of(obj.type):
             raise ArmourError(f"armour label {label} but the object is a {obj.type}")
         if now is not None:
             checks.check_time(obj, now)
     except RemoteError as exc:
-        v.type = v.type or peek_type(raw)
-        v.id = v.id or hashlib.sha256(raw).hexdigest()
-        v.fail(exc)
-        return v
-    v.valid, v.obj = True, obj
-    return v
+        if obj is not None:
+            return Verdict(source, obj.type, obj.id_hex, obj.signer_did, False, exc.reason)
+        return Verdict(source, peek_type(raw), hashlib.sha256(raw).hexdigest(), None, False,
+                       exc.reason)
+    return Verdict(source, obj.type, obj.id_hex, obj.signer_did, True, None, obj)
 
 
 def cross_check(verdicts: Iterable[Verdict]) -> None:
@@ -116,8 +114,7 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
             v.fail(exc)
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One object to verify: where it came from, its armour label, its bytes."""
 
     source: str
