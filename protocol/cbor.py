@@ -60,17 +60,9 @@ def _check_types(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         raise DecodeError("nesting too deep", code="too-deep")
     t = type(value)
-    if t is dict:
-        ordered = _keys_in_order(value)
-        for item in value.values():
-            ti = type(item)
-            if ti is str or ti is bytes or (ti is int and -MAX_INT - 1 <= item <= MAX_INT):
-                continue
-            ordered = _check_types(item, depth + 1) and ordered
-        return ordered
-    if t is list:
-        ordered = True
-        for item in value:
+    if t is dict or t is list:
+        ordered = _keys_in_order(value) if t is dict else True
+        for item in value.values() if t is dict else value:
             ti = type(item)
             if ti is str or ti is bytes or (ti is int and -MAX_INT - 1 <= item <= MAX_INT):
                 continue

@@ -83,28 +83,21 @@ class _Reader:
         self._where = where
 
     def _get(self, name: str, optional: bool) -> Any:
-        # (inlined in uint, text and raw: the hot path of every decode)
         v = self._m.get(name, _MISSING)
         if v is _MISSING:
             if optional:
                 return None
-            raise self._missing(name)
+            raise SchemaError(f"{self._where}: missing field {name!r}")
         self._seen.add(name)
         return v
-
-    def _missing(self, name: str) -> SchemaError:
-        return SchemaError(f"{self._where}: missing field {name!r}")
 
     def _err(self, name: str, what: str) -> SchemaError:
         return SchemaError(f"{self._where}.{name}: {what}")
 
     def uint(self, name: str, *, lo: int = 0, hi: int = MAX_AMOUNT, optional: bool = False) -> Any:
-        v = self._m.get(name, _MISSING)
-        if v is _MISSING:
-            if optional:
-                return None
-            raise self._missing(name)
-        self._seen.add(name)
+        v = self._get(name, optional)
+        if v is None:  # a missing optional field (decoded CBOR never holds null)
+            return None
         if type(v) is not int:
             raise self._err(name, "expected an unsigned integer")
         if not lo <= v <= hi:
@@ -112,12 +105,9 @@ class _Reader:
         return v
 
     def text(self, name: str, *, max_bytes: int = MAX_TEXT_BYTES, optional: bool = False) -> Any:
-        v = self._m.get(name, _MISSING)
-        if v is _MISSING:
-            if optional:
-                return None
-            raise self._missing(name)
-        self._seen.add(name)
+        v = self._get(name, optional)
+        if v is None:  # a missing optional field (decoded CBOR never holds null)
+            return None
         if type(v) is not str:
             raise self._err(name, "expected text")
         if len(v.encode("utf-8")) > max_bytes:
@@ -133,12 +123,9 @@ class _Reader:
 
     def raw(self, name: str, *, length: int | None = None, max_bytes: int | None = None,
             optional: bool = False) -> Any:
-        v = self._m.get(name, _MISSING)
-        if v is _MISSING:
-            if optional:
-                return None
-            raise self._missing(name)
-        self._seen.add(name)
+        v = self._get(name, optional)
+        if v is None:  # a missing optional field (decoded CBOR never holds null)
+            return None
         if type(v) is not bytes:
             raise self._err(name, "expected a byte string")
         if length is not None and len(v) != length:
