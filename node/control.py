@@ -54,29 +54,50 @@ async def serve(path: Path, handler: Handler, *,
 
 
 async def _client(stream: trio.SocketStream, handler: Handler) -> None:
+    """One request, one reply.  This is the control socket's trust boundary: whatever a
+    command raises becomes an error reply (logged), never an exception in the daemon."""
     async with stream:
-        buf = b""
         try:
-            with trio.fail_after(30):
-                while b"\n" not in buf:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    if len(buf) > MAX_REQUEST:
-                        raise ValueError("request too large")
-            request = json.loads(buf.split(b"\n", 1)[0])
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ValueError("expected a JSON object with 'cmd'")
-            reply = {"ok": True, "result": await handler(request)}
-        except (ValueError, KeyError, TypeError, LookupError) as exc:
-            reply = {"ok": False, "error": str(exc)}
-        except trio.TooSlowError:
+            request = await _read_request(stream)
+        except (trio.TooSlowError, trio.BrokenResourceError, ConnectionError):
             return
-        except trio.BrokenResourceError:
-            return
+        except ValueError as exc:
+            reply: dict[str, Any] = {"ok": False, "error": str(exc)}
+        else:
+            if request is None:
+                return
+            try:
+                reply = {"ok": True, "result": await handler(request)}
+            except (ValueError, KeyError, TypeError, LookupError) as exc:
+                reply = {"ok": False, "error": str(exc)}
+            except trio.TooSlowError:
+                reply = {"ok": False, "error": "timed out"}
+            except Exception as exc:  # the boundary: a command's failure is an answer
+                log.warning("control command %r failed: %s: %s", request.get("cmd"),
+                            type(exc).__name__, exc)
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.send_all(json.dumps(reply).encode() + b"\n")
+            await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
+
+
+async def _read_request(stream: trio.SocketStream) -> dict[str, Any] | None:
+    """One JSON line (None if the client left); ValueError for anything else."""
+    buf = b""
+    with trio.fail_after(30):
+        while b"\n" not in buf:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return None
+            buf += chunk
+            if len(buf) > MAX_REQUEST:
+                raise ValueError("request too large")
+    try:
+        request = json.loads(buf.split(b"\n", 1)[0])
+    except (ValueError, RecursionError):
+        raise ValueError("not a JSON line") from None
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise ValueError("expected a JSON object with 'cmd'")
+    return request
 
 
 def _is_live(path: Path) -> bool:

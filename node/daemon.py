@@ -10,7 +10,8 @@ Tasks (one nursery):
 * sync: ``/rill/sync/1.0.0`` served to peers; pulled from each new peer and
   periodically ("objects concerning me after cursor C"), verified like gossip;
 * peers: bootstrap dials, the Kademlia DHT, graylisted peers moved to the blacklist;
-* housekeeping: publish receipts signed with ``rill receipt``, prune the store;
+* housekeeping: publish receipts signed with ``rill receipt``, prune the relay store to
+  its window and cap (rill.node.relay);
 * the control socket for ``rill node status`` and ``rill peers``.
 
 SQLite runs in worker threads (``trio.to_thread``), one at a time.
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.host.exceptions import StreamFailure
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
@@ -47,9 +49,10 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..wallet import store
 from ..wallet.errors import WalletError
 from ..wallet.wallet import Wallet
-from . import control, sites
+from . import control, relay, sites
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .host import (
@@ -62,6 +65,14 @@ from .host import (
 
 log = logging.getLogger("rill.node")
 T = TypeVar("T")
+
+#: A sync session with one peer asks for at most this many pages (1,000 objects each) and
+#: lasts at most SYNC_SESSION_S: a peer that always answers "more" cannot keep us busy.
+MAX_SYNC_PAGES = 20
+SYNC_SESSION_S = 120.0
+#: A peer connected this long (real seconds, this run) becomes a standing relation: its
+#: own objects are kept before strangers' (rill.wallet.inbox, class 1).
+LONG_CONNECTED_S = 3600.0
 
 #: New peers and graylisted ones are looked for this often: the GossipSub heartbeat's
 #: period (scores decay per heartbeat).  Every 0.2 s, computing each peer's score was
@@ -120,6 +131,10 @@ class PeerState:
     last_sync: int | None = None
     cursor: int = 0
     synced_objects: int = 0
+    #: trio.current_time() when the peer was first seen connected in this run
+    since: float = 0.0
+    #: the peer does not serve /rill/sync/1.0.0 (said once, then not asked again)
+    no_sync: bool = False
 
 
 class Daemon:
@@ -128,16 +143,20 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.wallet = Wallet.open(self.home)
+        self.wallet.relay_quota = relay.quota(config.disk_cap)
         self.identity = self.wallet.identity
+        #: IDs of every stored object (the gate's duplicate check), kept in step with the
+        #: store: added when stored, removed when evicted or pruned
+        self.held: set[bytes] = set()
         self._db_limiter = trio.CapacityLimiter(1)
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
-        self.counters: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0,
-                                         "duplicates": 0, "published": 0, "synced": 0,
-                                         "settled": 0, "dropped": 0}
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
+             "published", "synced", "settled", "dropped"), 0)
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
@@ -164,6 +183,7 @@ class Daemon:
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
+                self.held = await self.db(relay.held_ids, self.wallet)
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 subs = {}
@@ -209,6 +229,11 @@ class Daemon:
                 self.counters["rejected"] += 1
                 log.info("rejected a message on %s from %s: %s", topic, forwarder, exc.reason)
                 return False
+            except Exception as exc:  # the boundary: never into py-libp2p's push_msg
+                self.counters["rejected"] += 1
+                log.warning("refused a message on %s from %s after an internal error: %s: %s",
+                            topic, forwarder, type(exc).__name__, exc)
+                return False
             return True
 
         return validate
@@ -242,7 +267,8 @@ class Daemon:
                 await self._after_import(raw_, result, via="gossip")
 
     def _import_batch(self, raws: list[bytes], now: int) -> list[Any]:
-        """In a worker thread: import gossip objects (already verified by the validator).
+        """In a worker thread: import verified objects (gossip that passed the gate, or
+        sync pages checked like gossip), then hold the relay store to its cap.
 
         A refusal is an answer, not an error.  These commits skip the fsync
         (``synchronous=NORMAL``; WAL stays consistent): what a crash could lose here is
@@ -257,9 +283,19 @@ class Daemon:
                     out.append(self.wallet.import_object(raw, now, signature_checked=True))
                 except (RemoteError, WalletError) as exc:
                     out.append(exc)
+            evicted = relay.enforce_cap(self.wallet, self.config.disk_cap)
         finally:
             db.execute("PRAGMA synchronous = FULL")
+        self._forget(evicted)
         return out
+
+    def _forget(self, ids: list[bytes]) -> None:
+        """Objects that left the store (evicted or pruned); called from the worker thread
+        (set updates are atomic under the GIL; the trio thread only reads ``held``)."""
+        if ids:
+            self.held.difference_update(ids)
+            self.counters["evicted"] += len(ids)
+            log.info("relay store: %d object(s) evicted or pruned", len(ids))
 
     async def _accept(self, raw: bytes, via: str) -> bool:
         """Store one verified object through the wallet; publish what that produces."""
@@ -273,6 +309,7 @@ class Daemon:
         if isinstance(result, RemoteError | WalletError):
             log.debug("%s object not taken in: %s", via, result)
             return False
+        self.held.add(result.id)
         if result.action == "duplicate":
             self.counters["duplicates"] += 1
             return False
@@ -439,36 +476,88 @@ class Daemon:
 
     async def _serve_sync(self, peer: ID, raw: bytes) -> bytes:
         req = SyncRequest.decode(raw)
-        objs, cursor, more = await self.db(self.wallet.objects_for, req.subject, req.after,
-                                           min(req.limit, MAX_SYNC_OBJECTS), MAX_RESPONSE)
+        objs, cursor, more = await self.db(relay.objects_for, self.wallet, req.subject,
+                                           req.after, min(req.limit, MAX_SYNC_OBJECTS),
+                                           MAX_RESPONSE)
         return SyncResponse(tuple(objs), cursor, more).encode()
 
+    def _serves_sync(self, peer: ID) -> bool | None:
+        """What identify told us: True/False, or None if it has not told us yet."""
+        assert self.p2p is not None
+        try:
+            protocols = self.p2p.host.get_peerstore().get_protocols(peer)
+        except Exception:  # the peerstore raises its own error for an unknown peer
+            return None
+        if not protocols:
+            return None
+        return SYNC_PROTOCOL in protocols
+
     async def sync_with(self, peer: ID) -> int:
-        """Pull every object concerning us that ``peer`` holds; return how many were new."""
+        """Pull the objects concerning us that ``peer`` holds; return how many were new.
+
+        Bounded: at most MAX_SYNC_PAGES pages and SYNC_SESSION_S seconds per session,
+        and it stops as soon as a page makes no progress (the cursor does not move).
+        A peer that does not serve the protocol is noted once and not asked again.
+        """
         assert self.p2p is not None
         state = self.peers.setdefault(peer, PeerState())
+        if state.no_sync:
+            return 0
+        if self._serves_sync(peer) is False:
+            state.no_sync = True
+            log.info("peer %s does not serve %s: not syncing with it", peer, SYNC_PROTOCOL)
+            return 0
         new = 0
-        while True:
-            req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS)
-            raw = await request(self.p2p.host, peer, SYNC_PROTOCOL, req.encode(),
-                                MAX_RESPONSE + 1024 * 1024)
-            resp = SyncResponse.decode(raw)
-            for obj in _sync_order(resp.objects):
-                type_ = m.peek_type(obj)
+        with trio.fail_after(SYNC_SESSION_S):
+            for page in range(MAX_SYNC_PAGES):
+                req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS)
                 try:
-                    check_gossip(TOPIC_OF.get(type_ or "", ""), obj, self.clock.now(),
-                                 self.config.window_months)
-                except RemoteError as exc:
-                    log.info("sync from %s: refused an object: %s", peer, exc.reason)
-                    continue
-                if await self._accept(obj, via="sync"):
-                    new += 1
-            state.cursor = max(state.cursor, resp.next)
-            if not resp.more or not resp.objects:
-                break
+                    raw = await request(self.p2p.host, peer, SYNC_PROTOCOL, req.encode(),
+                                        MAX_RESPONSE + 1024 * 1024)
+                except StreamFailure:
+                    if self._serves_sync(peer) is not True:
+                        state.no_sync = True
+                        log.info("peer %s does not serve %s: not syncing with it", peer,
+                                 SYNC_PROTOCOL)
+                        return new
+                    raise
+                resp = SyncResponse.decode(raw)
+                new += await self._take_synced(peer, resp.objects)
+                progressed = resp.next > state.cursor
+                state.cursor = max(state.cursor, resp.next)
+                if not resp.more or not resp.objects:
+                    break
+                if not progressed:
+                    log.info("sync with %s: the cursor does not move; stopping", peer)
+                    break
+                if page == MAX_SYNC_PAGES - 1:
+                    log.info("sync with %s: %d pages and it says more; the rest next time",
+                             peer, MAX_SYNC_PAGES)
         state.last_sync = self.clock.now()
         state.synced_objects += new
         self.counters["synced"] += new
+        return new
+
+    async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]) -> int:
+        """Check a sync page like gossip, then store what passed in one batch."""
+        now = self.clock.now()
+        good = []
+        for obj in _sync_order(objects):
+            try:
+                type_ = m.peek_type(obj)
+                check_gossip(TOPIC_OF.get(type_ or "", ""), obj, now,
+                             self.config.window_months)
+            except RemoteError as exc:
+                log.info("sync from %s: refused an object: %s", peer, exc.reason)
+                continue
+            good.append(obj)
+        if not good:
+            return 0
+        results = await self.db(self._import_batch, good, now)
+        new = 0
+        for raw, result in zip(good, results, strict=True):
+            if await self._after_import(raw, result, via="sync"):
+                new += 1
         return new
 
     async def _sync_quietly(self, peer: ID) -> None:
@@ -500,16 +589,34 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             while True:
                 current = set(p2p.pubsub.peers)
+                now = trio.current_time()
                 for peer in current - known:
-                    self.peers.setdefault(peer, PeerState())
+                    self.peers.setdefault(peer, PeerState()).since = now
                     nursery.start_soon(self._sync_quietly, peer)
                 known = current
+                for peer in current:
+                    state = self.peers[peer]
+                    if state.since and now - state.since >= LONG_CONNECTED_S:
+                        state.since = 0.0  # once per run
+                        await self._relate_peer(peer)
                 for peer in current:
                     if (p2p.scorer.is_graylisted(peer, list(TOPICS))
                             and not p2p.pubsub.is_peer_blacklisted(peer)):
                         log.warning("peer %s sent invalid messages: blacklisted", peer)
                         p2p.pubsub.add_to_blacklist(peer)
                 await trio.sleep(WATCH_PEERS_S)
+
+    async def _relate_peer(self, peer: ID) -> None:
+        key = key_from_peer_id(peer)
+        if key is None:
+            return
+        if await self.db(self._add_relation, key, "peer", self.clock.now()):
+            log.info("peer %s connected for an hour: its objects are kept before "
+                     "strangers'", peer)
+
+    def _add_relation(self, key: bytes, reason: str, now: int) -> bool:
+        with store.transaction(self.wallet.db):
+            return self.wallet.add_relation(key, reason, now)
 
     async def _dial_bootstrap(self) -> None:
         assert self.p2p is not None
@@ -536,10 +643,15 @@ class Daemon:
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
-            oldest = months_back(month_of(self.clock.now()), self.config.window_months)
-            gone = await self.db(self.wallet.prune, oldest, self.config.disk_cap)
-            if gone:
-                log.info("pruned %d object(s) outside the window or the disk cap", gone)
+            await self.db(self._prune)
+
+    def _prune(self) -> None:
+        """In a worker thread: forget other people's objects outside the window, then hold
+        the relay store to its cap."""
+        oldest = months_back(month_of(self.clock.now()), self.config.window_months)
+        gone = relay.prune_window(self.wallet, oldest)
+        gone += relay.enforce_cap(self.wallet, self.config.disk_cap)
+        self._forget(gone)
 
     # -- control ------------------------------------------------------------------------
 
@@ -554,7 +666,8 @@ class Daemon:
             return {str(p): await self.sync_with(p) for p in list(self.p2p.pubsub.peers)}
         if cmd == "connect":
             assert self.p2p is not None
-            return str(await self.p2p.connect(str(req["addr"])))
+            with trio.fail_after(15):
+                return str(await self.p2p.connect(str(req["addr"])))
         if cmd == "publish":  # objects given by the CLI: take them in, then gossip them
             out = []
             for hexraw in req["objects"]:
@@ -584,7 +697,7 @@ class Daemon:
         assert self.p2p is not None
         p2p = self.p2p
         settled = await self.db(self.wallet.settled_months)
-        stored = await self.db(self.wallet.stored_bytes)
+        totals = await self.db(relay.totals, self.wallet)
         return {
             "id": keys.did_from_key(self.identity),
             "peer_id": str(p2p.peer_id),
@@ -595,7 +708,9 @@ class Daemon:
             "peers": len(p2p.pubsub.peers),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
             "settled": settled,
-            "stored_bytes": stored,
+            "stored_bytes": totals.own + totals.relay,
+            "store": {"own_bytes": totals.own, "relay_bytes": totals.relay,
+                      "cap_bytes": self.config.disk_cap},
             "counters": dict(self.counters),
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard

@@ -88,6 +88,8 @@ class Dashboard:
         self.templates.filters["date"] = lambda t: datetime.datetime.fromtimestamp(
             t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
         self.bound: list[str] = []
+        #: (path, exception type) already logged: a failing page is logged once
+        self.failures: set[tuple[str, str]] = set()
 
     # -- serving ------------------------------------------------------------------------
 
@@ -136,7 +138,14 @@ class Dashboard:
                     message = {**message, "headers": headers}
                 await send(message)
 
-            await inner(scope, receive, send_hardened)
+            try:
+                await inner(scope, receive, send_hardened)
+            except Exception as exc:  # the boundary: an answered 500, logged once
+                key = (request.url.path, type(exc).__name__)
+                if key not in dash.failures:
+                    dash.failures.add(key)
+                    log.warning("the dashboard failed on %s %s: %s: %s", request.method,
+                                request.url.path, type(exc).__name__, exc)
 
         app.build_middleware_stack = lambda: guarded  # type: ignore[method-assign]
         return app

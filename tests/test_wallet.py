@@ -165,7 +165,9 @@ def test_obligation_lifecycle(donor: Wallet, alice: Wallet, bob: Wallet) -> None
     got = alice.import_object(res.sealed[0].raw, AFTER)
     assert got.action == "claim-received" and got.id == claim.id
     assert alice.obligation(claim.id).direction == "in"
-    assert alice.earnings()[0]["supporters"] == 1
+    e = alice.earnings()[0]  # an IOU is a promise: not support until it is paid
+    assert (e["promisers"], e["supporters"], e["promised"], e["paid"]) == (1, 0, 1000, 0)
+    assert e["new_promisers"] == [donor.did] and e["new_supporters"] == []
     # bob cannot open alice's sealed claim: it is just stored
     bob.import_object(res.settlement.raw, AFTER)
     assert bob.import_object(res.sealed[0].raw, AFTER).action == "stored"
@@ -176,6 +178,10 @@ def test_obligation_lifecycle(donor: Wallet, alice: Wallet, bob: Wallet) -> None
     receipt = alice.sign_receipt(claim.id, AFTER + 20, "SEPA-E2E-1")
     assert alice.sign_receipt(claim.id, AFTER + 30).raw == receipt.raw  # idempotent
     assert alice.obligation(claim.id).state == "receipted"
+    e = alice.earnings()[0]
+    assert (e["promisers"], e["supporters"], e["promised"], e["paid"]) == (0, 1, 0, 1000)
+    assert e["new_supporters"] == [donor.did] and e["top_things"][0]["supporters"] == 1
+    assert alice.relations() == {donor.identity: "paid-us"}
     assert donor.import_object(receipt.raw, AFTER + 40).action == "receipted"
     assert donor.obligation(claim.id).state == "receipted"
     assert donor.import_object(receipt.raw, AFTER + 50).action == "duplicate"

@@ -26,6 +26,11 @@ name = {name}
 # Amounts owed to one creator below this total carry forward to the next month
 # instead of creating dust payments (0 = pay every claim at once).
 min_payout = 100
+
+[creator]
+# Claims from donors who never paid you (no receipt yet) taken in per month; more are
+# refused, so a flood of strangers' IOUs cannot bury your real supporters.
+new_donors_per_month = 1000
 """
 
 
@@ -44,6 +49,7 @@ class Config:
     name: str = ""
     min_payout: int = 100
     raw: dict[str, Any] = field(default_factory=dict)
+    new_donors_per_month: int = 1000
 
     @classmethod
     def parse(cls, text: str, where: str = CONFIG_FILE) -> Config:
@@ -58,7 +64,14 @@ class Config:
             raise HomeError(f"{where}: 'name' must be a string")
         if type(min_payout) is not int or min_payout < 0:
             raise HomeError(f"{where}: payments.min_payout must be a non-negative integer")
-        return cls(name, min_payout, data)
+        creator = data.get("creator", {})
+        if not isinstance(creator, dict):
+            raise HomeError(f"{where}: [creator] must be a table")
+        new_donors = creator.get("new_donors_per_month", 1000)
+        if type(new_donors) is not int or new_donors < 0:
+            raise HomeError(f"{where}: creator.new_donors_per_month must be a non-negative "
+                            "integer")
+        return cls(name, min_payout, data, new_donors)
 
 
 class Home:

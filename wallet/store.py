@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import Corrupt
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15000
 
 SCHEMA = """
@@ -38,10 +38,12 @@ CREATE TABLE objects (              -- every other verified object we hold
     month    TEXT,
     raw      BLOB NOT NULL,
     received INTEGER NOT NULL,
-    private  INTEGER NOT NULL DEFAULT 0  -- 1: never served to peers (opened claims)
+    private  INTEGER NOT NULL DEFAULT 0, -- 1: never served to peers (opened claims)
+    keep     INTEGER NOT NULL DEFAULT 0  -- protection class: 2 ours, 1 related, 0 other
 );
 CREATE INDEX objects_type_signer ON objects(type, signer);
 CREATE INDEX objects_month ON objects(month);
+CREATE INDEX objects_keep_signer ON objects(keep, signer);
 
 CREATE TABLE subjects (             -- whom an object concerns (for sync and pruning)
     object  BLOB NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
@@ -79,9 +81,10 @@ WHEN OLD.state = 'receipted' AND NEW.state != 'receipted'
 BEGIN SELECT RAISE(ABORT, 'a receipted obligation cannot change state'); END;
 
 CREATE TABLE equivocators (         -- donors proven to have signed two settlements
-    donor BLOB PRIMARY KEY,
+    donor BLOB NOT NULL,
     month TEXT NOT NULL,
-    proof BLOB NOT NULL
+    proof BLOB NOT NULL,            -- the one proof kept for this donor and month
+    PRIMARY KEY (donor, month)
 );
 
 CREATE TABLE sites (                -- creators' key documents as fetched from their sites
@@ -94,6 +97,57 @@ CREATE TABLE sites (                -- creators' key documents as fetched from t
 );
 
 CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+""" + """
+CREATE TABLE signers (              -- when each signer's first object was stored
+    key        BLOB PRIMARY KEY,
+    first_seen INTEGER NOT NULL     -- the objects.n of its first object (receive order)
+) WITHOUT ROWID;
+CREATE INDEX signers_first_seen ON signers(first_seen);
+
+CREATE TABLE relations (            -- keys we stand in a relation with (protection class 1)
+    key    BLOB PRIMARY KEY,
+    reason TEXT NOT NULL,           -- paid-by-us, paid-us, our-creators-donor, peer
+    since  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE store_bytes (          -- bytes held per protection class (kept by triggers)
+    keep  INTEGER PRIMARY KEY,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO store_bytes (keep, bytes) VALUES (0, 0), (1, 0), (2, 0);
+
+CREATE TRIGGER store_bytes_insert AFTER INSERT ON objects BEGIN
+    UPDATE store_bytes SET bytes = bytes + length(NEW.raw) WHERE keep = NEW.keep;
+END;
+CREATE TRIGGER store_bytes_delete AFTER DELETE ON objects BEGIN
+    UPDATE store_bytes SET bytes = bytes - length(OLD.raw) WHERE keep = OLD.keep;
+END;
+CREATE TRIGGER store_bytes_keep AFTER UPDATE OF keep ON objects WHEN OLD.keep != NEW.keep
+BEGIN
+    UPDATE store_bytes SET bytes = bytes - length(OLD.raw) WHERE keep = OLD.keep;
+    UPDATE store_bytes SET bytes = bytes + length(NEW.raw) WHERE keep = NEW.keep;
+END;
+"""
+
+#: Schema 1 -> 2: protection classes, signers, relations, byte totals; one equivocation
+#: proof per donor and month.
+MIGRATE_1_2 = """
+ALTER TABLE objects ADD COLUMN keep INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX objects_keep_signer ON objects(keep, signer);
+CREATE TABLE equivocators_2 (
+    donor BLOB NOT NULL,
+    month TEXT NOT NULL,
+    proof BLOB NOT NULL,
+    PRIMARY KEY (donor, month)
+);
+INSERT INTO equivocators_2 SELECT donor, month, proof FROM equivocators;
+DROP TABLE equivocators;
+ALTER TABLE equivocators_2 RENAME TO equivocators;
+""" + SCHEMA.split("CREATE TABLE meta (key TEXT PRIMARY KEY, value);", 1)[1] + """
+INSERT OR IGNORE INTO signers (key, first_seen) SELECT signer, min(n) FROM objects GROUP BY signer;
+UPDATE store_bytes SET bytes = (SELECT coalesce(sum(length(raw)), 0) FROM objects)
+    WHERE keep = 0;
+INSERT OR REPLACE INTO meta (key, value) VALUES ('reclassify', 1);
 """
 
 
@@ -114,6 +168,12 @@ def connect(path: Path) -> sqlite3.Connection:
             with transaction(db):
                 if db.execute("PRAGMA user_version").fetchone()[0] == 0:
                     for statement in _statements(SCHEMA):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:
+            with transaction(db):
+                if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                    for statement in _statements(MIGRATE_1_2):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:

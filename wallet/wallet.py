@@ -1,5 +1,7 @@
-"""The wallet: a donor's click log, budget, subscriptions, settlements and obligations,
-and a creator's incoming claims and receipts.
+"""The wallet: a donor's click log, budget, subscriptions, settlements and obligations.
+
+The creator's side (receipts, income, sites) is in :mod:`rill.wallet.creator`, objects
+from other people in :mod:`rill.wallet.inbox`; :class:`Wallet` combines them.
 
 Pure money logic over one SQLite store.  No clock: every method that needs
 the time takes ``now`` (Unix seconds).  No network: objects from other people
@@ -10,9 +12,9 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,27 @@ import nacl.signing
 from ..protocol import checks, keys
 from ..protocol import messages as m
 from ..protocol.counting import LogEntry, MonthView, count_month, subscription_months
-from ..protocol.currency import format_amount, known_currency
+from ..protocol.currency import known_currency
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, month_of, month_start
 from ..protocol.payto import payment_uri
-from ..protocol.settle import SettlementResult, open_claim, settle
+from ..protocol.settle import SettlementResult, settle
 from ..protocol.shares import group_things, thing_shares
-from ..protocol.things import normalise_thing, origin_of
+from ..protocol.things import normalise_thing
 from . import store
-from .errors import Corrupt, HomeError, NotFound, Refused
+from .creator import CreatorSide
+from .errors import Corrupt, NotFound, Refused
 from .home import Config, Home
+from .inbox import OWN, subjects_of
+from .results import (
+    ClickResult,
+    ImportResult,
+    LogReport,
+    Obligation,
+    Payment,
+    format_amount_safe,
+    format_amount_strict,
+)
 
 #: Tolerated clock skew when a time is given explicitly (``rill click --at``).
 SKEW = 300
@@ -38,83 +51,7 @@ SKEW = 300
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class ClickResult:
-    thing: str
-    month: str
-    entry: m.Signed[m.ClickEntry] | None  # None: already flattred this month, nothing added
-
-    @property
-    def new(self) -> bool:
-        return self.entry is not None
-
-
-@dataclass(frozen=True)
-class Obligation:
-    claim: bytes
-    direction: str
-    month: str
-    donor: bytes
-    creator: bytes
-    amount: int
-    currency: str
-    state: str
-    reference: str | None
-    paid_at: int | None
-    receipt: bytes | None
-    payable: bool = True
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.claim.hex(), "month": self.month,
-            "donor": keys.did_from_key(self.donor), "creator": keys.did_from_key(self.creator),
-            "amount": self.amount, "currency": self.currency, "state": self.state,
-            "direction": "outgoing" if self.direction == "out" else "incoming",
-            "payable": self.payable, "reference": self.reference,
-            "receipt": self.receipt.hex() if self.receipt else None,
-        }
-
-
-@dataclass(frozen=True)
-class Payment:
-    """What to pay one creator now: the sum of its owed claims, with instructions."""
-
-    creator: bytes
-    currency: str
-    amount: int
-    claims: tuple[bytes, ...]
-    payable: bool
-    uris: tuple[str, ...]
-    name: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"creator": keys.did_from_key(self.creator), "name": self.name,
-                "currency": self.currency, "amount": self.amount,
-                "claims": [c.hex() for c in self.claims], "payable": self.payable,
-                "payto": list(self.uris)}
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    id: bytes
-    type: str
-    action: str
-    detail: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id.hex(), "type": self.type, "action": self.action,
-                "detail": self.detail}
-
-
-@dataclass
-class LogReport:
-    size: int
-    head: bytes
-    settled: list[str] = field(default_factory=list)
-    entries: list[LogEntry] = field(default_factory=list, repr=False)
-
-
-class Wallet:
+class Wallet(CreatorSide):
     """One open home.  Not thread-safe: use one Wallet per thread."""
 
     def __init__(self, home: Home, db: sqlite3.Connection, key: nacl.signing.SigningKey) -> None:
@@ -139,6 +76,8 @@ class Wallet:
         db = store.connect(home.db_path)
         w = cls(home, db, key)
         w.check_head()
+        if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
+            w._reclassify()  # first open after a schema upgrade
         return w
 
     def close(self) -> None:
@@ -393,6 +332,11 @@ class Wallet:
                 self._store(claim, now, private=True)
                 self._store(sealed, now)
                 self._add_obligation(claim, "out", sealed.id)
+                creator = claim.body.creator
+                self.add_relation(creator, "paid-by-us", now)
+                # the key documents of creators we owe tell us how to pay them
+                self.db.execute("UPDATE objects SET keep = ? WHERE type = 'key' AND "
+                                "signer = ?", (OWN, creator))
         return result, True
 
     def stored_settlement(self, month: str) -> SettlementResult | None:
@@ -415,53 +359,30 @@ class Wallet:
     def settled_months(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT month FROM settled ORDER BY month")]
 
-    # -- objects ------------------------------------------------------------------------
+    # -- what the node publishes for us --------------------------------------------------
 
-    def _store(self, obj: m.Signed[Any], now: int, private: bool = False) -> bool:
-        """Store a verified object once; record whom it concerns.  True if new.
+    def unreceipted(self) -> list[tuple[str, bytes, list[bytes]]]:
+        """Our settlements with claims not yet receipted: (month, settlement, sealed claims)."""
+        out = []
+        for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"
+                                          ).fetchall():
+            sealed = [raw for (raw,) in self.db.execute(
+                "SELECT o.raw FROM obligations b JOIN objects o ON o.id = b.sealed "
+                "WHERE b.settlement = ? AND b.direction = 'out' AND b.state != 'receipted'",
+                (sid,))]
+            if sealed:
+                out.append((month, self._object(sid).raw, sealed))
+        return out
 
-        ``private`` objects (claims in clear that were sealed on the wire, our own
-        claims) are never served to peers.
-        """
-        month = getattr(obj.body, "month", None)
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO objects (id, type, signer, month, raw, received, private) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (obj.id, obj.type, obj.signer, month, obj.raw, now, int(private)))
-        if cur.rowcount != 1:
-            return False
-        n = cur.lastrowid
-        self.db.executemany("INSERT OR IGNORE INTO subjects (object, subject, n) VALUES (?,?,?)",
-                            [(obj.id, s, n) for s in subjects_of(obj)])
-        return True
+    def receipts_signed(self) -> list[bytes]:
+        """Receipts this wallet signed as a creator (the node publishes them).
 
-    def _object(self, oid: bytes, expect: Any = None) -> m.Signed[Any]:
-        row = self.db.execute("SELECT raw FROM objects WHERE id = ?", (oid,)).fetchone()
-        if row is None:
-            raise NotFound(f"no object {oid.hex()}")
-        try:
-            return m.decode(row[0], expect)
-        except RemoteError as exc:
-            raise Corrupt(f"stored object {oid.hex()} does not verify: {exc.reason}") from None
-
-    def _add_obligation(self, claim: m.Signed[m.Claim], direction: str,
-                        sealed: bytes | None) -> None:
-        c = claim.body
-        self.db.execute(
-            "INSERT INTO obligations (claim, direction, month, donor, creator, amount, currency,"
-            " settlement, sealed, state) VALUES (?,?,?,?,?,?,?,?,?, 'owed')",
-            (claim.id, direction, c.month, claim.signer, c.creator, c.amount, c.currency,
-             c.settlement, sealed))
-
-    def key_document(self, creator: bytes) -> m.Signed[m.KeyDocument] | None:
-        """The newest key document we hold for ``creator``."""
-        best = None
-        for (raw,) in self.db.execute(
-                "SELECT raw FROM objects WHERE type = 'key' AND signer = ?", (creator,)):
-            doc = m.decode(raw, m.KeyDocument)
-            if best is None or doc.body.valid_from > best.body.valid_from:
-                best = doc
-        return best
+        Only those made here by :meth:`sign_receipt`: a receipt signed with our key that
+        merely arrived (from another device, or an echo of our own) is not ours to gossip
+        again."""
+        return [raw for (raw,) in self.db.execute(
+            "SELECT o.raw FROM obligations b JOIN objects o ON o.id = b.receipt "
+            "WHERE b.direction = 'in' AND o.signer = ?", (self.identity,))]
 
     # -- obligations --------------------------------------------------------------------
 
@@ -507,7 +428,7 @@ class Wallet:
             doc = self.key_document(creator)
             uris: tuple[str, ...] = ()
             if doc is not None:
-                text = _format(total, currency)
+                text = format_amount_strict(total, currency)
                 uris = tuple(payment_uri(p, text, currency, ",".join(c.hex() for c in ids))
                              for p in doc.body.payto)
             out.append(Payment(creator, currency, total, ids, total >= minimum and total > 0,
@@ -532,357 +453,6 @@ class Wallet:
                                 "paid_at = ? WHERE claim = ?", (reference, now, cid))
         return [self.obligation(c) for c in ids]
 
-    def sign_receipt(self, claim_id: bytes, now: int, reference: str = "",
-                     amount: int | None = None) -> m.Signed[m.Receipt]:
-        """Creator side: acknowledge a payment for a claim owed to us."""
-        with store.transaction(self.db):
-            o = self.obligation(claim_id)
-            if o.direction != "in":
-                raise Refused(f"claim {claim_id.hex()} is not owed to you; only its creator "
-                              "signs a receipt")
-            if o.receipt is not None:
-                return self._object(o.receipt, m.Receipt)
-            body = m.Receipt(claim_id, o.donor, o.month, o.currency,
-                             o.amount if amount is None else amount, reference.strip(), now)
-            try:
-                receipt = m.sign(body, self.key)
-                checks.check_time(receipt, now)
-            except (LocalError, RemoteError) as exc:
-                raise Refused(f"cannot sign this receipt: {exc}") from None
-            self._store(receipt, now)
-            self.db.execute("UPDATE obligations SET state = 'receipted', receipt = ?, "
-                            "reference = ? WHERE claim = ?", (receipt.id, body.reference,
-                                                               claim_id))
-        return receipt
-
-    # -- objects from elsewhere ---------------------------------------------------------
-
-    def import_object(self, raw: bytes, now: int, *, signature_checked: bool = False
-                      ) -> ImportResult:
-        """Verify and take in one object received by other means (USB stick, mail...).
-
-        Raises :class:`RemoteError` for an invalid object and :class:`Refused` for a
-        valid one that contradicts what we hold (a receipt by the wrong key...);
-        either way nothing is written.  ``signature_checked``: the caller verified these
-        exact bytes already (the node's gossip validator), so the signature is not
-        checked twice.
-        """
-        obj = m.decode(raw, verify_signature=not signature_checked)
-        checks.check_time(obj, now)
-        with store.transaction(self.db):
-            return self._route(obj, now)
-
-    def _route(self, obj: m.Signed[Any], now: int) -> ImportResult:
-        body = obj.body
-        known = self.db.execute("SELECT 1 FROM objects WHERE id = ?", (obj.id,)).fetchone()
-        if isinstance(body, m.ClickEntry):
-            raise Refused("click-log entries travel only inside an export (`rill import`)")
-        if isinstance(body, m.SealedClaim) and body.creator == self.identity:
-            claim = open_claim(obj, self.key)
-            self._store(obj, now)
-            return self._take_claim(claim, now, obj.id)
-        if isinstance(body, m.Claim) and body.creator == self.identity:
-            return self._take_claim(obj, now, None)
-        if isinstance(body, m.Receipt) and body.donor == self.identity:
-            return self._take_receipt(obj, now)
-        if isinstance(body, m.Settlement) and not known:
-            proof = self._check_equivocation(obj, now)
-            self._store(obj, now)
-            taken = self._take_pending(obj, now)
-            if proof is not None:
-                return ImportResult(obj.id, obj.type, "equivocation",
-                                    f"{obj.signer_did} signed two settlements for "
-                                    f"{body.month}; proof {proof.id_hex}")
-            return ImportResult(obj.id, obj.type, "stored",
-                                f"{taken} waiting claim(s) taken in" if taken else "")
-        if isinstance(body, m.Equivocation):
-            self._mark(body.donor, body.month, obj)
-        stored = self._store(obj, now)
-        return ImportResult(obj.id, obj.type, "stored" if stored and not known else "duplicate")
-
-    def _take_claim(self, claim: m.Signed[m.Claim], now: int, sealed: bytes | None
-                    ) -> ImportResult:
-        row = self.db.execute("SELECT raw FROM objects WHERE id = ?",
-                              (claim.body.settlement,)).fetchone()
-        if row is None:
-            # keep it; it is checked and taken in when its settlement arrives
-            if sealed is None:
-                self._store(claim, now)
-            return ImportResult(claim.id, "claim", "pending",
-                                "waiting for its settlement to arrive")
-        checks.check_claim(claim, m.decode(row[0], m.Settlement))
-        if self.db.execute("SELECT 1 FROM obligations WHERE claim = ?",
-                           (claim.id,)).fetchone():
-            if sealed is not None:
-                self.db.execute("UPDATE obligations SET sealed = coalesce(sealed, ?) "
-                                "WHERE claim = ?", (sealed, claim.id))
-            return ImportResult(claim.id, "claim", "duplicate")
-        self._store(claim, now, private=sealed is not None)
-        self._add_obligation(claim, "in", sealed)
-        c = claim.body
-        return ImportResult(claim.id, "claim", "claim-received",
-                            f"{format_amount_safe(c.amount, c.currency)} for {len(c.things)} "
-                            f"thing(s) from {claim.signer_did}")
-
-    def _take_pending(self, settlement: m.Signed[m.Settlement], now: int) -> int:
-        """Claims to us that arrived before their settlement: check and take them in now."""
-        if all(line.creator != self.identity for line in settlement.body.lines):
-            return 0
-        taken = 0
-        for (raw,) in self.db.execute(
-                "SELECT o.raw FROM objects o JOIN subjects s ON s.object = o.id "
-                "WHERE s.subject = ? AND o.type IN ('claim', 'sealed-claim') AND o.month = ? "
-                "AND o.signer = ?", (self.identity, settlement.body.month, settlement.signer)
-        ).fetchall():
-            obj = m.decode(raw)
-            if obj.body.settlement != settlement.id or obj.body.creator != self.identity:
-                continue
-            claim = open_claim(obj, self.key) if isinstance(obj.body, m.SealedClaim) else obj
-            sealed = obj.id if isinstance(obj.body, m.SealedClaim) else None
-            try:
-                if self._take_claim(claim, now, sealed).action == "claim-received":
-                    taken += 1
-            except RemoteError:
-                continue  # a claim that does not match its settlement stays out
-        return taken
-
-    def _take_receipt(self, receipt: m.Signed[m.Receipt], now: int) -> ImportResult:
-        r = receipt.body
-        row = self.db.execute("SELECT state, receipt FROM obligations WHERE claim = ? AND "
-                              "direction = 'out'", (r.claim,)).fetchone()
-        if row is None:
-            raise NotFound(f"the receipt is for claim {r.claim.hex()}, which is not one of "
-                           "yours")
-        claim = self._object(r.claim, m.Claim)
-        try:
-            checks.check_receipt(receipt, claim, self.key_document(claim.body.creator))
-        except RemoteError as exc:
-            raise Refused(f"receipt refused: {exc}", code=exc.code) from None
-        if row[1] is not None:
-            return ImportResult(receipt.id, "receipt", "duplicate")
-        self._store(receipt, now)
-        self.db.execute("UPDATE obligations SET state = 'receipted', receipt = ? "
-                        "WHERE claim = ?", (receipt.id, r.claim))
-        return ImportResult(receipt.id, "receipt", "receipted",
-                            f"{format_amount_safe(r.amount, r.currency)} acknowledged by "
-                            f"{receipt.signer_did}")
-
-    def _check_equivocation(self, s: m.Signed[m.Settlement], now: int
-                            ) -> m.Signed[m.Equivocation] | None:
-        for (raw,) in self.db.execute(
-                "SELECT raw FROM objects WHERE type = 'settlement' AND signer = ? AND month = ?",
-                (s.signer, s.body.month)):
-            other = m.decode(raw, m.Settlement)
-            if other.id != s.id:
-                a, b = sorted([s, other], key=lambda x: x.id)
-                proof = m.sign(m.Equivocation(a.raw, b.raw), self.key)
-                self._store(proof, now)
-                self._mark(s.signer, s.body.month, proof)
-                return proof
-        return None
-
-    def _mark(self, donor: bytes, month: str, proof: m.Signed[m.Equivocation]) -> None:
-        self.db.execute("INSERT OR IGNORE INTO equivocators (donor, month, proof) VALUES (?,?,?)",
-                        (donor, month, proof.id))
-
-    def equivocators(self) -> dict[bytes, str]:
-        return {d: mo for d, mo in self.db.execute("SELECT donor, month FROM equivocators")}
-
-    # -- creators' sites ---------------------------------------------------------------
-
-    #: How long a site check is trusted before it is made again.
-    SITE_TTL = 7 * 86400
-    #: A failed check is retried after this long.
-    SITE_RETRY = 3600
-
-    def record_site(self, origin: str, document: m.Signed[m.KeyDocument] | None,
-                    reason: str | None, now: int) -> None:
-        """Remember the outcome of fetching ``origin``'s well-known key document.
-
-        ``document`` is the verified document (it must list ``origin``), or None with
-        the ``reason`` the check failed.  A failed re-check of a site that verified
-        before keeps its creator until the old verification expires.
-        """
-        with store.transaction(self.db):
-            if document is not None:
-                if origin not in document.body.origins:
-                    raise Refused(f"the document does not speak for {origin}")
-                self._store(document, now)
-                self.db.execute(
-                    "INSERT INTO sites (origin, creator, document, checked_at, expires, reason)"
-                    " VALUES (?,?,?,?,?,NULL) ON CONFLICT(origin) DO UPDATE SET "
-                    "creator = excluded.creator, document = excluded.document, "
-                    "checked_at = excluded.checked_at, expires = excluded.expires, "
-                    "reason = NULL",
-                    (origin, document.signer, document.id, now, now + self.SITE_TTL))
-            else:
-                self.db.execute(
-                    "INSERT INTO sites (origin, creator, document, checked_at, expires, reason)"
-                    " VALUES (?, NULL, NULL, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET "
-                    "checked_at = excluded.checked_at, reason = excluded.reason, "
-                    "creator = CASE WHEN sites.expires > excluded.checked_at "
-                    "THEN sites.creator END, "
-                    "expires = max(sites.expires, excluded.expires)",
-                    (origin, now, now + self.SITE_RETRY, reason))
-
-    def site(self, origin: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT creator, document, checked_at, expires, reason FROM sites"
-                              " WHERE origin = ?", (origin,)).fetchone()
-        if row is None:
-            return None
-        creator, doc, checked, expires, reason = row
-        return {"origin": origin, "creator": keys.did_from_key(creator) if creator else None,
-                "document": doc.hex() if doc else None, "checked_at": checked,
-                "expires": expires, "reason": reason}
-
-    def sites_to_check(self, month: str, now: int) -> list[str]:
-        """Origins of the month's things that name no creator in the log (pending, or
-        attributed through a site check) whose check is missing or expired."""
-        origins = set()
-        unnamed = count_month(self.entries(before=month_end(month)), month).pending
-        for thing in unnamed:
-            origin = origin_of(thing)
-            if origin is not None:
-                origins.add(origin)
-        due = []
-        for origin in sorted(origins):
-            row = self.db.execute("SELECT expires FROM sites WHERE origin = ?",
-                                  (origin,)).fetchone()
-            if row is None or row[0] <= now:
-                due.append(origin)
-        return due
-
-    def creator_of_thing(self, thing: str) -> bytes | None:
-        """The creator whose verified site document lists the thing's origin."""
-        origin = origin_of(thing)
-        if origin is None:
-            return None
-        row = self.db.execute("SELECT creator FROM sites WHERE origin = ?", (origin,)).fetchone()
-        return None if row is None else row[0]
-
-    # -- what a node serves, publishes and forgets ---------------------------------------
-
-    def objects_for(self, subject: bytes, after: int, limit: int, max_bytes: int
-                    ) -> tuple[list[bytes], int, bool]:
-        """Public objects concerning ``subject`` received after cursor ``after``.
-
-        Returns (raw objects, next cursor, more to come).  At most ``limit`` objects and
-        about ``max_bytes`` bytes (always at least one object when any is left).
-        """
-        out: list[bytes] = []
-        size, cursor, more = 0, after, False
-        for n, raw in self.db.execute(
-                "SELECT o.n, o.raw FROM subjects s JOIN objects o ON o.id = s.object "
-                "WHERE s.subject = ? AND s.n > ? AND o.private = 0 ORDER BY s.n LIMIT ?",
-                (subject, after, limit + 1)):
-            if len(out) == limit or (out and size + len(raw) > max_bytes):
-                more = True
-                break
-            out.append(raw)
-            size += len(raw)
-            cursor = n
-        return out, cursor, more
-
-    def has_object(self, oid: bytes) -> bool:
-        return self.db.execute("SELECT 1 FROM objects WHERE id = ?", (oid,)).fetchone() is not None
-
-    def unreceipted(self) -> list[tuple[str, bytes, list[bytes]]]:
-        """Our settlements with claims not yet receipted: (month, settlement, sealed claims)."""
-        out = []
-        for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"
-                                          ).fetchall():
-            sealed = [raw for (raw,) in self.db.execute(
-                "SELECT o.raw FROM obligations b JOIN objects o ON o.id = b.sealed "
-                "WHERE b.settlement = ? AND b.direction = 'out' AND b.state != 'receipted'",
-                (sid,))]
-            if sealed:
-                out.append((month, self._object(sid).raw, sealed))
-        return out
-
-    def receipts_signed(self) -> list[bytes]:
-        """Receipts we signed as a creator (the node publishes them)."""
-        return [raw for (raw,) in self.db.execute(
-            "SELECT raw FROM objects WHERE type = 'receipt' AND signer = ?", (self.identity,))]
-
-    def prune(self, oldest_month: str, max_bytes: int) -> int:
-        """Forget objects that do not concern us: older than ``oldest_month``, then the
-        oldest received first until the public store fits in ``max_bytes``.  Returns how
-        many were deleted."""
-        mine = ("SELECT object FROM subjects WHERE subject = ?")
-        ref = ("SELECT claim FROM obligations UNION SELECT settlement FROM obligations "
-               "UNION SELECT sealed FROM obligations WHERE sealed IS NOT NULL "
-               "UNION SELECT receipt FROM obligations WHERE receipt IS NOT NULL "
-               "UNION SELECT settlement FROM settled UNION SELECT proof FROM equivocators")
-        keep = f"id IN ({mine}) OR id IN ({ref})"
-        with store.transaction(self.db):
-            gone = self.db.execute(
-                f"DELETE FROM objects WHERE month IS NOT NULL AND month < ? AND NOT ({keep})",
-                (oldest_month, self.identity)).rowcount
-            total = self.db.execute(
-                f"SELECT coalesce(sum(length(raw)), 0) FROM objects WHERE NOT ({keep})",
-                (self.identity,)).fetchone()[0]
-            for oid, size in self.db.execute(
-                    f"SELECT id, length(raw) FROM objects WHERE NOT ({keep}) ORDER BY n",
-                    (self.identity,)).fetchall():
-                if total <= max_bytes:
-                    break
-                self.db.execute("DELETE FROM objects WHERE id = ?", (oid,))
-                total -= size
-                gone += 1
-        return gone
-
-    def stored_bytes(self) -> int:
-        return int(self.db.execute("SELECT coalesce(sum(length(raw)), 0) FROM objects"
-                                   ).fetchone()[0])
-
-    # -- creator side -------------------------------------------------------------------
-
-    def earnings(self, month: str | None = None) -> list[dict[str, Any]]:
-        """Per month and currency: total owed to us, receipted, supporters, top things."""
-        seen: set[bytes] = set()
-        per: dict[tuple[str, str], dict[str, Any]] = {}
-        things: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        for mo, cur, donor, amount, state, cid in self.db.execute(
-                "SELECT month, currency, donor, amount, state, claim FROM obligations "
-                "WHERE direction = 'in' ORDER BY month"):
-            e = per.setdefault((mo, cur), {"month": mo, "currency": cur, "total": 0,
-                                           "receipted": 0, "claims": 0, "supporters": set(),
-                                           "new_supporters": set()})
-            e["total"] += amount
-            e["claims"] += 1
-            if state == "receipted":
-                e["receipted"] += amount
-            e["supporters"].add(donor)
-            if donor not in seen:
-                e["new_supporters"].add(donor)
-                seen.add(donor)
-            claim = self._object(cid, m.Claim)
-            things[(mo, cur)].update(claim.body.things)
-        out = []
-        for k, e in sorted(per.items()):
-            if month is not None and e["month"] != month:
-                continue
-            out.append({**e, "supporters": len(e["supporters"]),
-                        "new_supporters": sorted(keys.did_from_key(d)
-                                                 for d in e["new_supporters"]),
-                        "top_things": [{"thing": t, "supporters": n}
-                                       for t, n in things[k].most_common(10)]})
-        return out
-
-
-def subjects_of(obj: m.Signed[Any]) -> set[bytes]:
-    """The keys an object concerns: whoever may ask for it by sync."""
-    b = obj.body
-    out = {obj.signer}
-    if isinstance(b, m.Settlement):
-        out.update(line.creator for line in b.lines)
-    elif isinstance(b, m.Claim | m.SealedClaim):
-        out.add(b.creator)
-    elif isinstance(b, m.Receipt | m.Equivocation):
-        out.add(b.donor)
-    return out
-
-
 def _target(text: str, creator: bytes | None) -> tuple[str | None, bytes | None]:
     """A subscription target: a did:key (a creator) or a URL/URI (a thing)."""
     text = text.strip()
@@ -906,18 +476,5 @@ def _iso(t: int) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def format_amount_safe(amount: int, currency: str) -> str:
-    try:
-        return f"{format_amount(amount, currency)} {currency}"
-    except LocalError:
-        return f"{amount} {currency} (minor units)"
-
-
-def _format(amount: int, currency: str) -> str:
-    try:
-        return format_amount(amount, currency)
-    except LocalError:
-        raise HomeError(f"unknown currency {currency}") from None
-
-
-__all__ = ["ClickResult", "ImportResult", "Obligation", "Payment", "Wallet"]
+__all__ = ["ClickResult", "ImportResult", "Obligation", "Payment", "Wallet",
+           "format_amount_safe", "subjects_of"]
