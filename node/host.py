@@ -272,26 +272,47 @@ async def read_frame(stream: INetStream, limit: int) -> bytes:
 RequestHandler = Callable[[ID, bytes], Awaitable[bytes]]
 
 
+#: A request frame must arrive within this many seconds, and the whole exchange end
+#: within HANDLER_TIMEOUT_S (a client that sends nothing holds nothing for long).
+REQUEST_TIMEOUT_S = 10.0
+HANDLER_TIMEOUT_S = 60.0
+#: Streams of one protocol served at once; more are reset at once.
+MAX_CONCURRENT_STREAMS = 64
+
+
 def framed_handler(fn: RequestHandler, request_limit: int) -> Callable[[INetStream],
                                                                        Awaitable[None]]:
-    """One request frame in, one response frame out.  No exception ever escapes a
-    stream handler (one would block the peer's new streams, or stop the swarm)."""
+    """One request frame in, one response frame out, within time limits and a bound on
+    streams served at once.  No exception ever escapes a stream handler (one would block
+    the peer's new streams, or stop the swarm)."""
+    active = 0
 
     async def handler(stream: INetStream) -> None:
+        nonlocal active
+        if active >= MAX_CONCURRENT_STREAMS:
+            log.info("too many streams at once: resetting one from %s",
+                     getattr(stream.muxed_conn, "peer_id", "?"))
+            await _reset(stream)
+            return
+        active += 1
         try:
             peer = stream.muxed_conn.peer_id
-            request = await read_frame(stream, request_limit)
-            await stream.write(frame(await fn(peer, request)))
-            await stream.close()
+            with trio.fail_after(HANDLER_TIMEOUT_S):
+                with trio.fail_after(REQUEST_TIMEOUT_S):
+                    request = await read_frame(stream, request_limit)
+                await stream.write(frame(await fn(peer, request)))
+                await stream.close()
         except trio.Cancelled:
             with trio.CancelScope(shield=True):
                 await _reset(stream)
             raise
-        except Exception as exc:
+        except Exception as exc:  # TooSlowError included
             log.info("stream from %s failed: %s", getattr(stream.muxed_conn, "peer_id", "?"),
-                     exc)
+                     exc or type(exc).__name__)
             with trio.CancelScope(shield=True):
                 await _reset(stream)
+        finally:
+            active -= 1
 
     return handler
 
@@ -318,8 +339,24 @@ async def request(host: IHost, peer: ID, protocol: str, payload: bytes, limit: i
             raise
 
 
+class _QuietStreamFailures(logging.Filter):
+    """py-libp2p logs a 7-line ERROR whenever a peer does not speak a protocol we ask
+    for (a light client without /rill/sync/1.0.0): an expected answer, which the daemon
+    reports itself once per peer.  Those records go to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(
+                "Failed to open stream to peer"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("libp2p").isEnabledFor(logging.DEBUG)
+        return True
+
+
 def route_libp2p_logs(handler: logging.Handler, level: int) -> None:
     """libp2p's logger has propagate=False and no handler: give it ours."""
+    quiet = logging.getLogger("libp2p.host.basic_host")
+    if not any(isinstance(f, _QuietStreamFailures) for f in quiet.filters):
+        quiet.addFilter(_QuietStreamFailures())
     lg = logging.getLogger("libp2p")
     for h in list(lg.handlers):
         lg.removeHandler(h)

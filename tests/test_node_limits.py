@@ -1,0 +1,176 @@
+"""Limits at the daemon's trust boundaries, with real libp2p hosts on 127.0.0.1:
+slow sync clients, hostile sync servers, peers without the sync protocol, the control
+socket."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from libp2p.custom_types import TProtocol
+from nodes import eventually, network
+
+from rill.node import control, host
+from rill.node import daemon as daemon_mod
+from rill.protocol.months import month_end
+from rill.protocol.network import SYNC_PROTOCOL, SyncRequest, SyncResponse
+
+END = month_end("2026-10")
+
+
+async def test_slow_sync_clients_are_cut_off_and_honest_ones_served(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host, "REQUEST_TIMEOUT_S", 0.5)
+    async with network(tmp_path, END + 3600) as net:
+        server = await net.start("server")
+        client = await net.start("client")
+        await net.connect("client", "server")
+        cp, sp = client.p2p, server.p2p
+        assert cp is not None and sp is not None
+        # many streams that never send a request
+        streams = [await cp.host.new_stream(sp.peer_id, [TProtocol(SYNC_PROTOCOL)])
+                   for _ in range(20)]
+
+        async def reset_by_server(stream: Any) -> bool:
+            try:
+                return await stream.read(1) == b""
+            except Exception:  # reset: what we want
+                return True
+
+        with trio.fail_after(10):
+            for s in streams:
+                assert await reset_by_server(s)
+        # an honest request still gets its answer
+        raw = await host.request(cp.host, sp.peer_id, SYNC_PROTOCOL,
+                                 SyncRequest(client.identity, 0, 10).encode(), 1 << 20)
+        assert SyncResponse.decode(raw).objects == ()
+
+
+async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_session(
+        tmp_path: Path) -> None:
+    async with network(tmp_path, END + 3600) as net:
+        liar = await net.start("liar")
+        victim = await net.start("victim")
+        asked: list[int] = []
+
+        async def always_more(peer: Any, raw: bytes) -> bytes:
+            req = SyncRequest.decode(raw)
+            asked.append(req.after)
+            return SyncResponse((), req.after + 1, True).encode()
+
+        assert liar.p2p is not None
+        liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                         host.framed_handler(always_more, 1024))
+        await net.connect("victim", "liar")
+        await eventually(lambda: len(asked) >= 1, what="the victim's first sync")
+        # an empty page ends the session at once
+        await eventually(lambda: victim.peers[liar.p2p.peer_id].last_sync is not None)
+        assert len(asked) == 1
+
+        async def more_with_objects(peer: Any, raw: bytes) -> bytes:
+            req = SyncRequest.decode(raw)
+            asked.append(req.after)
+            return SyncResponse((b"\x00",), req.after + 1, True).encode()
+
+        liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                         host.framed_handler(more_with_objects, 1024))
+        asked.clear()
+        assert await victim.sync_with(liar.p2p.peer_id) == 0
+        assert len(asked) == daemon_mod.MAX_SYNC_PAGES
+
+        async def stuck_cursor(peer: Any, raw: bytes) -> bytes:
+            req = SyncRequest.decode(raw)
+            asked.append(req.after)
+            return SyncResponse((b"\x00",), 0, True).encode()
+
+        liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                         host.framed_handler(stuck_cursor, 1024))
+        asked.clear()
+        await victim.sync_with(liar.p2p.peer_id)
+        assert len(asked) == 1  # no progress: stop
+        assert victim.p2p is not None  # still running
+
+
+async def test_a_peer_without_the_sync_protocol_is_noted_once_without_errors(
+        tmp_path: Path) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(logging.DEBUG)
+    host.route_libp2p_logs(keep, logging.INFO)
+    rill_log = logging.getLogger("rill")
+    rill_log.addHandler(keep)
+    old_level = rill_log.level
+    rill_log.setLevel(logging.INFO)
+    try:
+        async with network(tmp_path, END + 3600) as net:
+            light = await net.start("light")
+            node = await net.start("node")
+            assert light.p2p is not None
+            light.p2p.host.remove_stream_handler(TProtocol(SYNC_PROTOCOL))
+            await net.connect("node", "light")
+            await eventually(lambda: node.peers.get(light.p2p.peer_id) is not None
+                             and node.peers[light.p2p.peer_id].no_sync,
+                             what="the node notes the peer has no sync")
+            for _ in range(3):
+                assert await node.sync_with(light.p2p.peer_id) == 0
+            # before identify has said anything, the refused stream itself tells
+            node.peers[light.p2p.peer_id].no_sync = False
+            node._serves_sync = lambda peer: None  # type: ignore[method-assign]
+            assert await node.sync_with(light.p2p.peer_id) == 0
+            assert node.peers[light.p2p.peer_id].no_sync
+    finally:
+        rill_log.removeHandler(keep)
+        rill_log.setLevel(old_level)
+        logging.getLogger("libp2p").removeHandler(keep)
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage()[:200] for r in errors]
+    notes = [r for r in records if "does not serve" in r.getMessage()]
+    assert len(notes) == 2  # once by identify, once by the refused stream
+
+
+def test_libp2p_stream_failure_errors_are_demoted() -> None:
+    host.route_libp2p_logs(logging.NullHandler(), logging.INFO)
+    lg = logging.getLogger("libp2p.host.basic_host")
+    failure = lg.makeRecord(lg.name, logging.ERROR, __file__, 1,
+                            "Failed to open stream to peer X:\n  Error: ...", (), None)
+    other = lg.makeRecord(lg.name, logging.ERROR, __file__, 1, "something else", (), None)
+    assert not lg.filter(failure) and failure.levelno == logging.DEBUG
+    assert lg.filter(other) and other.levelno == logging.ERROR
+
+
+async def test_control_socket_failures_are_answers(tmp_path: Path) -> None:
+    async with network(tmp_path, END + 3600) as net:
+        node = await net.start("node")
+        path = node.socket_path
+        with pytest.raises(ConnectionError):
+            await trio.to_thread.run_sync(
+                lambda: control.call(path, "connect", timeout=30,
+                                     addr="/ip4/127.0.0.1/tcp/1/p2p/"
+                                     "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"))
+        with pytest.raises(ConnectionError):
+            await trio.to_thread.run_sync(
+                lambda: control.call(path, "connect", timeout=30, addr="not a multiaddr"))
+        with pytest.raises(ConnectionError):
+            await trio.to_thread.run_sync(lambda: control.call(path, "no-such-command"))
+
+        def garbage() -> bytes:
+            import socket
+
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            s.connect(str(path))
+            s.sendall(b"\xff\xfe not json\n")
+            reply = s.recv(4096)
+            s.close()
+            return reply
+
+        assert b'"ok": false' in await trio.to_thread.run_sync(garbage)
+        status = await trio.to_thread.run_sync(lambda: control.call(path, "status"))
+        assert status["id"].startswith("did:key:")
