@@ -640,7 +640,8 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
 @json_option
 @wallet_command
 def earnings(month: str | None, home: str | None, as_json: bool) -> None:
-    """Creator: income per month, supporters, new supporters and top things."""
+    """Creator: income per month: paid (receipted) apart from promised (owed claims),
+    supporters who paid, new supporters and top things."""
     with _open(home) as w:
         rows = w.earnings(_month_arg(month))
     if as_json:
@@ -649,9 +650,10 @@ def earnings(month: str | None, home: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("No claims received yet.")
     for e in rows:
-        click.echo(f"{e['month']}: {_money(e['total'], e['currency'])} from "
-                   f"{e['supporters']} supporter(s), {_money(e['receipted'], e['currency'])}"
-                   f" receipted; {len(e['new_supporters'])} new")
+        cur = e["currency"]
+        click.echo(f"{e['month']}: paid {_money(e['paid'], cur)} by {e['supporters']} "
+                   f"supporter(s) ({len(e['new_supporters'])} new); promised, not paid yet: "
+                   f"{_money(e['promised'], cur)} by {e['promisers']} donor(s)")
         for t in e["top_things"][:5]:
             click.echo(f"    {t['supporters']:>4}  {t['thing']}")
 
@@ -886,7 +888,10 @@ def node_status(home: str | None, as_json: bool) -> None:
         click.echo(f"  address  {a}")
     click.echo(f"  peers    {s['peers']}   mesh {s['mesh']}")
     click.echo(f"  settled  {', '.join(s['settled']) or '-'}")
-    click.echo(f"  stored   {s['stored_bytes']} bytes   counters {s['counters']}")
+    st = s["store"]
+    click.echo(f"  store    {st['own_bytes']} bytes of yours, {st['relay_bytes']} of others "
+               f"(cap {st['cap_bytes']})")
+    click.echo(f"  counters {s['counters']}")
 
 
 @node.command("clock")
