@@ -141,6 +141,8 @@ class SyncResponse:
         objs, nxt, more = v["objects"], v["next"], v["more"]
         if v["v"] != 1 or type(objs) is not list or type(nxt) is not int or more not in (0, 1):
             raise SchemaError("sync response: malformed")
+        if not 0 <= nxt < 2**63:
+            raise SchemaError("sync response: bad cursor")
         if len(objs) > MAX_SYNC_OBJECTS or any(type(o) is not bytes for o in objs):
             raise SchemaError("sync response: objects must be at most 1000 byte strings")
         return cls(tuple(objs), nxt, bool(more))
