@@ -657,7 +657,7 @@ def sign(body: _BodyOut, signing_key: nacl.signing.SigningKey,
 def peek_type(raw: bytes) -> str | None:
     """Best-effort type name of possibly invalid bytes (for reports only)."""
     try:
-        env = cbor.decode(raw) if len(raw) <= MAX_OBJECT_SIZE else None
+        env = cbor.decode(raw, exact=False) if len(raw) <= MAX_OBJECT_SIZE else None
     except RemoteError:
         return None
     if isinstance(env, dict) and isinstance(env.get("t"), str) and env["t"] in BODY_TYPES:
@@ -687,18 +687,20 @@ def _signed(body: Any, signer: bytes, sig: bytes, raw: bytes, cosig: bytes | Non
 
 
 def decode(raw: bytes, expect: type[_BodyOut] | None = None, *,
-           verify_signature: bool = True) -> Signed[Any]:
+           verify_signature: bool = True, exact: bool = True) -> Signed[Any]:
     """Decode and fully verify one signed object (see module doc).
 
     ``verify_signature=False`` skips steps 7-8 of SPEC §4.4.  Use it only for
     bytes already authenticated another way, such as click-log entries whose
     hash links lead to a verified head (:func:`checks.check_chain_links`).
+    ``exact=False`` refuses input that is not canonical CBOR as ``malformed``
+    without looking for the §3.2 reason (see :func:`cbor.decode`).
     """
     if type(raw) is not bytes:
         raw = bytes(raw)
     if len(raw) > MAX_OBJECT_SIZE:
         raise TooLarge(f"{len(raw)} bytes is more than any Rill object ({MAX_OBJECT_SIZE})")
-    env = cbor.decode(raw)
+    env = cbor.decode(raw, exact=exact)
     r = _Reader(env, "envelope")
     version = r.uint("v", hi=2**32)
     if version != VERSION:

@@ -56,7 +56,7 @@ def check_gossip(topic: str, raw: bytes, now: int,
         raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
     if len(raw) > TOPIC_MAX[topic]:
         raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({TOPIC_MAX[topic]})")
-    obj = m.decode(raw)
+    obj = m.decode(raw, exact=False)  # any CBOR failure is a rejection: skip the reason scan
     if obj.type not in types:
         raise SchemaError(f"a {obj.type} does not belong on {topic}", code="wrong-topic")
     check_time(obj, now)
@@ -135,7 +135,7 @@ class SyncResponse:
     def decode(cls, raw: bytes) -> SyncResponse:
         if len(raw) > MAX_RESPONSE + 1024 * 1024:
             raise TooLarge("sync response too large")
-        v = cbor.decode(raw)
+        v = cbor.decode(raw, exact=False)  # up to 5 MiB: no reason scan
         if not isinstance(v, dict) or set(v) != {"v", "objects", "next", "more"}:
             raise SchemaError("sync response: expected exactly v, objects, next, more")
         objs, nxt, more = v["objects"], v["next"], v["more"]

@@ -11,7 +11,7 @@ from helpers import load_vectors, signing_key
 
 from rill.node import control
 from rill.node.clock import FastClock, ManualClock, parse_clock
-from rill.protocol import keys
+from rill.protocol import cbor, keys
 from rill.protocol import messages as m
 from rill.protocol.errors import RemoteError
 from rill.protocol.months import month_end, month_start
@@ -47,6 +47,29 @@ def test_negative_vectors_fail_gossip_checks() -> None:
     for v in DATA["negative"]:
         with pytest.raises(RemoteError):
             check_gossip("rill/1/settlements", bytes.fromhex(v["bytes"]), NOW)
+
+
+def test_gossip_and_sync_refuse_bad_cbor_without_the_reason_scan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # any CBOR failure is a rejection there: the byte scan for the SPEC §3.2 reason
+    # (tens of ms on a large adversarial message) is skipped
+    def no_scan(raw: bytes) -> None:
+        raise AssertionError("scanned")
+
+    monkeypatch.setattr(cbor, "classify", no_scan)
+    s = next(v for v in DATA["positive"] if v["type"] == "settlement")
+    bad = bytes.fromhex(s["bytes"]) + b"\x00"
+    with pytest.raises(RemoteError) as info:
+        check_gossip("rill/1/settlements", bad, NOW)
+    assert info.value.code == "malformed"
+    assert m.peek_type(bad) is None
+    with pytest.raises(RemoteError) as info:
+        SyncResponse.decode(SyncResponse((), 0, False).encode() + b"\x00")
+    assert info.value.code == "malformed"
+    monkeypatch.undo()
+    with pytest.raises(RemoteError) as info:
+        m.decode(bad)  # elsewhere (rill verify...), the exact reason
+    assert info.value.code == "trailing-bytes"
 
 
 def test_time_window() -> None:

@@ -78,9 +78,11 @@ def test_negative_vector_rejected_with_reason(vec: dict[str, Any]) -> None:
 
 def test_negative_vectors_cover_the_required_cases() -> None:
     reasons = {v["reason"] for v in DATA["negative"]}
-    for required in ("bad-signature", "non-canonical", "duplicate-key", "trailing-bytes",
-                     "float", "indefinite-length", "tag", "too-large", "bad-key"):
-        assert required in reasons
+    cbor_codes = ("empty", "malformed", "trailing-bytes", "non-canonical", "duplicate-key",
+                  "indefinite-length", "float", "simple-value", "tag", "non-text-key",
+                  "too-deep")  # every reason of SPEC §3.2
+    for required in (*cbor_codes, "bad-signature", "too-large", "bad-key"):
+        assert required in reasons, required
     types = {v["type"] for v in DATA["positive"]}
     assert types == set(m.BODY_TYPES)
 

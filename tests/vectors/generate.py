@@ -73,6 +73,10 @@ class Pairs(list):  # type: ignore[type-arg]
     """A map written from (key, value) pairs in the given order (duplicates allowed)."""
 
 
+class Raw(bytes):
+    """Bytes written as they are (any item, valid or not)."""
+
+
 def _head(major: int, n: int, width: int | None = None) -> bytes:
     if width is None:
         width = 0 if n < 24 else 1 if n < 256 else 2 if n < 65536 else 4 if n < 2**32 else 8
@@ -83,6 +87,8 @@ def _head(major: int, n: int, width: int | None = None) -> bytes:
 
 
 def write(v: Any, *, sort: bool = True) -> bytes:
+    if isinstance(v, Raw):
+        return bytes(v)
     if isinstance(v, Tag):
         return _head(6, v.tag) + write(v.value, sort=sort)
     if isinstance(v, float):
@@ -163,6 +169,122 @@ def positive(name: str, obj: m.Signed[Any], signer: str, note: str,
 
 def negative(name: str, raw: bytes, reason: str, note: str) -> dict[str, Any]:
     return {"name": name, "note": note, "bytes": raw.hex(), "valid": False, "reason": reason}
+
+
+def nested(levels: int, inner: Any = 0) -> Any:
+    """``inner`` inside ``levels`` one-element arrays."""
+    for _ in range(levels):
+        inner = [inner]
+    return inner
+
+
+def cbor_negatives(base: m.Signed[Any], receipt: m.Signed[Any], claim: m.Signed[Any]
+                   ) -> list[dict[str, Any]]:
+    """Inputs refused by the strict CBOR decoder (SPEC §3.2): one or more per reason code,
+    then inputs with two faults where the first in byte order must be the reason."""
+    donor, alice = pub("donor"), pub("alice")
+    smap, rmap, cmap = base.body.to_map(), receipt.body.to_map(), claim.body.to_map()
+    neg: list[dict[str, Any]] = []
+
+    def add(name: str, raw: bytes, reason: str, note: str) -> None:
+        neg.append(negative(name, raw, reason, note))
+
+    # -- one reason each ---------------------------------------------------------------
+    add("empty", b"", "empty", "zero bytes")
+    add("truncated", base.raw[:-1], "malformed", "last byte missing")
+    bad_text = b"SEPA \xff\xfe"
+    bad_ref = Raw(bytes([0x60 | len(bad_text)]) + bad_text)
+    add("invalid-utf8", envelope("receipt", dict(rmap, reference=bad_ref), "alice"), "malformed",
+        "receipt reference is a text string that is not valid UTF-8")
+    add("lone-break", envelope("receipt", dict(rmap, time=Raw(b"\xff")), "alice"), "malformed",
+        "receipt time is a 0xff 'break' outside any indefinite-length item")
+    add("trailing-bytes", base.raw + b"\x00", "trailing-bytes",
+        "a valid settlement followed by one zero byte")
+    add("non-canonical-integer", envelope("settlement", dict(smap, budget=Wide(1001, 4)),
+                                          "donor"),
+        "non-canonical", "budget 1001 written with a 4-byte argument")
+    add("unsorted-keys", envelope("settlement", smap, "donor", sort=False), "non-canonical",
+        "map keys in insertion order, not canonical order")
+    dup = Pairs([("t", "settlement"), ("t", "settlement"), ("v", 1), ("sig", base.signature),
+                 ("body", smap), ("signer", donor)])
+    add("duplicate-key", write(dup), "duplicate-key",
+        "envelope with key 't' twice, keys otherwise in canonical order")
+    add("indefinite-length", envelope("settlement", dict(smap, lines=Indef(smap["lines"])),
+                                      "donor"),
+        "indefinite-length", "lines written as an indefinite-length array")
+    add("float-amount", envelope("settlement", dict(smap, budget=1001.0), "donor"), "float",
+        "budget written as a float (1001.0), correctly signed")
+    add("float-in-claim", envelope("claim", dict(cmap, amount=400.5), "donor"), "float",
+        "claim amount 400.5")
+    add("bool-value", envelope("claim", dict(cmap, amount=True), "donor"), "simple-value",
+        "claim amount true")
+    add("tag", envelope("receipt", dict(rmap, time=Tag(1, rmap["time"])), "alice"), "tag",
+        "receipt time wrapped in tag 1 (epoch date-time)")
+    add("self-describe-tag", write(Tag(55799, {"v": 1, "t": "receipt", "body": rmap,
+                                               "signer": alice, "sig": receipt.signature})),
+        "tag", "a valid receipt wrapped in tag 55799 (self-described CBOR)")
+    add("bignum-tag", envelope("settlement", dict(smap, budget=Tag(2, b"\x03\xe9")), "donor"),
+        "tag", "budget 1001 written as a bignum (tag 2), a value that fits a uint")
+    add("non-text-key", write({1: 1, "t": "receipt"}), "non-text-key",
+        "a map with an integer key")
+    add("too-deep", envelope("settlement", dict(smap, fee=nested(7)), "donor"), "too-deep",
+        "an extra body field holding 7 nested arrays: envelope (depth 1) > body (2) > "
+        "arrays at depths 3..9; an array or map at depth 9 is refused")
+    add("nesting-8-levels", envelope("settlement", dict(smap, fee=nested(6)), "donor"),
+        "schema", "as too-deep with one array less (depth 8): valid CBOR, refused only "
+        "for the unknown field 'fee'")
+
+    # -- two faults: the first in byte order is the reason --------------------------------
+    add("float-before-trailing-bytes",
+        envelope("settlement", dict(smap, budget=1001.0), "donor") + b"\x00", "float",
+        "a float budget, and a trailing byte after the envelope")
+    unsorted_dup = Pairs([("v", 1), ("t", "settlement"), ("t", "settlement"),
+                          ("sig", base.signature), ("body", smap), ("signer", donor)])
+    add("unsorted-before-duplicate", write(unsorted_dup), "non-canonical",
+        "envelope keys v, t, t: the first 't' is out of order (after 'v') before the "
+        "second 't' repeats it")
+    dup_float = Pairs([("t", "settlement"), ("t", "settlement"), ("v", 1),
+                       ("sig", base.signature), ("body", dict(smap, budget=1001.0)),
+                       ("signer", donor)])
+    add("duplicate-before-float", write(dup_float), "duplicate-key",
+        "key 't' twice, then a float budget inside the body")
+    add("non-text-key-with-float-value", write(Pairs([(1, 1.5), ("t", "receipt")])),
+        "non-text-key", "the first key is the integer 1 and its value is a float")
+    add("tag-as-key", write(Pairs([(Tag(1, 0), 0), ("t", "receipt")])), "non-text-key",
+        "a map key that is a tag: refused on the key's initial byte as non-text-key")
+    add("non-canonical-before-tag",
+        envelope("receipt", dict(rmap, time=Tag(1, rmap["time"])), "alice",
+                 extra={"v": Wide(1, 1)}), "non-canonical",
+        "envelope v = 1 written with a 1-byte argument (before the body), then a tagged "
+        "receipt time in the body")
+    first_tagged = [dict(smap["lines"][0], amount=Tag(2, b"\x01")), *smap["lines"][1:]]
+    add("tag-inside-indefinite-array",
+        envelope("settlement", dict(smap, lines=Indef(first_tagged)), "donor"),
+        "indefinite-length", "lines as an indefinite-length array whose first line has a "
+        "bignum amount")
+    too_deep = envelope("settlement", dict(smap, fee=nested(7)), "donor")
+    add("too-deep-then-truncated", too_deep[:-1], "too-deep",
+        "the too-deep vector without its last byte: the depth-9 array header comes first")
+    add("non-canonical-header-at-depth-9",
+        envelope("settlement", dict(smap, fee=nested(6, Raw(b"\x98\x00"))), "donor"),
+        "non-canonical", "the depth-9 array's count 0 is written with a 1-byte argument: "
+        "the header is read completely before the depth is checked")
+    add("indefinite-at-depth-9",
+        envelope("settlement", dict(smap, fee=nested(6, Indef([0]))), "donor"),
+        "indefinite-length", "an indefinite-length array at depth 9")
+    add("count-beyond-end-float-first", bytes.fromhex("9903e801f93c00"), "float",
+        "an array claims 1000 items but 2 follow, the second a float: there is no "
+        "count-versus-bytes-left shortcut, the float is met before the end of the input")
+    add("truncated-simple-value", b"\xf8", "simple-value",
+        "0xf8 (a one-byte simple value) with its argument missing: simple-value is decided "
+        "on the initial byte alone")
+    add("truncated-float", b"\xfb\x3f\xf0", "float",
+        "a double-precision float cut short: float is decided on the initial byte alone")
+    add("truncated-tag", b"\xc2", "tag", "a bignum tag with nothing after it")
+    add("bad-utf8-key-out-of-order", bytes.fromhex("a2616200" + "61ff00"), "malformed",
+        "the second key is not valid UTF-8 (and would sort before the first): its UTF-8 is "
+        "checked before the key order")
+    return neg
 
 
 def build() -> dict[str, Any]:
@@ -250,31 +372,7 @@ def build() -> dict[str, Any]:
                         "one bit of the body flipped (EUR -> ETR)"))
     neg.append(negative("wrong-key", envelope("settlement", smap, "donor", sign_with="mallory"),
                         "bad-signature", "signed by another key than 'signer'"))
-    wide = dict(smap, budget=Wide(1001, 4))
-    neg.append(negative("non-canonical-integer", envelope("settlement", wide, "donor"),
-                        "non-canonical", "budget 1001 written with a 4-byte argument"))
-    neg.append(negative("unsorted-keys", envelope("settlement", smap, "donor", sort=False),
-                        "non-canonical", "map keys in insertion order, not canonical order"))
-    dup = Pairs([("v", 1), ("t", "settlement"), ("t", "settlement"), ("sig", base.signature),
-                 ("body", smap), ("signer", donor)])
-    neg.append(negative("duplicate-key", write(dup), "duplicate-key",
-                        "envelope with key 't' twice"))
-    neg.append(negative("trailing-bytes", base.raw + b"\x00", "trailing-bytes",
-                        "a valid settlement followed by one zero byte"))
-    floaty = dict(smap, budget=1001.0)
-    neg.append(negative("float-amount", envelope("settlement", floaty, "donor"), "float",
-                        "budget written as a float (1001.0), correctly signed"))
-    indef = dict(smap, lines=Indef(smap["lines"]))
-    neg.append(negative("indefinite-length", envelope("settlement", indef, "donor"),
-                        "indefinite-length", "lines written as an indefinite-length array"))
     rmap = receipt.body.to_map()
-    tagged = dict(rmap, time=Tag(1, rmap["time"]))
-    neg.append(negative("tag", envelope("receipt", tagged, "alice"), "tag",
-                        "receipt time wrapped in tag 1 (epoch date-time)"))
-    self_desc = Tag(55799, {"v": 1, "t": "receipt", "body": rmap, "signer": alice,
-                            "sig": receipt.signature})
-    neg.append(negative("self-describe-tag", write(self_desc), "tag",
-                        "a valid receipt wrapped in tag 55799 (self-described CBOR)"))
     big = {"seq": 0, "prev": m.ZERO_HASH, "time": t0, "kind": "click",
            "data": {"thing": "https://alice.example/" + "a" * 4000}}
     neg.append(negative("oversize", envelope("click", big, "donor"), "too-large",
@@ -315,10 +413,6 @@ def build() -> dict[str, Any]:
     bad_thing = dict(cmap, things=["https://Alice.example/post/1", cmap["things"][1]])
     neg.append(negative("non-normalised-thing", envelope("claim", bad_thing, "donor"),
                         "bad-thing", "claim with an upper-case host"))
-    neg.append(negative("float-in-claim", envelope("claim", dict(cmap, amount=400.5), "donor"),
-                        "float", "claim amount 400.5"))
-    neg.append(negative("bool-value", envelope("claim", dict(cmap, amount=True), "donor"),
-                        "simple-value", "claim amount true"))
     kmap = rot.body.to_map()
     neg.append(negative("rotation-without-cosig", envelope("key", kmap, "alice2"),
                         "bad-rotation", "key document with 'prev' but no 'cosig'"))
@@ -334,10 +428,7 @@ def build() -> dict[str, Any]:
     neg.append(negative("self-receipt",
                         envelope("receipt", dict(rmap, donor=alice), "alice"),
                         "self-receipt", "a receipt whose donor is its own signer"))
-    neg.append(negative("non-text-key", write({1: 1, "t": "receipt"}), "non-text-key",
-                        "a map with an integer key"))
-    neg.append(negative("empty", b"", "empty", "zero bytes"))
-    neg.append(negative("truncated", base.raw[:-1], "malformed", "last byte missing"))
+    neg.extend(cbor_negatives(base, receipt, claim_alice))
 
     return {
         "description": "Rill protocol v1 test vectors; see SPEC.md section 10. "
