@@ -10,6 +10,7 @@ from typing import Any
 
 import nacl.signing
 
+from ..protocol.work import MAX_WORK_BITS, NETWORK_WORK_BITS
 from .errors import HomeError
 
 IDENTITY_FILE = "identity.key"
@@ -26,6 +27,12 @@ name = {name}
 # Amounts owed to one creator below this total carry forward to the next month
 # instead of creating dust payments (0 = pay every claim at once).
 min_payout = 100
+
+[network]
+# Proof of work on settlements, in bits (SPEC §11.2): the public network asks for 20
+# (about a second of CPU once a month).  Only a private or test network whose every
+# node is configured alike may lower it.
+work_bits = 20
 """
 
 
@@ -44,6 +51,8 @@ class Config:
     name: str = ""
     min_payout: int = 100
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Bits of proof of work this home puts on its settlements ([network] work_bits).
+    work_bits: int = NETWORK_WORK_BITS
 
     @classmethod
     def parse(cls, text: str, where: str = CONFIG_FILE) -> Config:
@@ -58,7 +67,15 @@ class Config:
             raise HomeError(f"{where}: 'name' must be a string")
         if type(min_payout) is not int or min_payout < 0:
             raise HomeError(f"{where}: payments.min_payout must be a non-negative integer")
-        return cls(name, min_payout, data)
+        network = data.get("network", {})
+        if not isinstance(network, dict):
+            raise HomeError(f"{where}: [network] must be a table")
+        work_bits = network.get("work_bits", NETWORK_WORK_BITS)
+        if type(work_bits) is not int or not 0 <= work_bits <= MAX_WORK_BITS:
+            raise HomeError(f"{where}: network.work_bits must be an integer 0..{MAX_WORK_BITS} "
+                            f"(the public network asks for {NETWORK_WORK_BITS}), not "
+                            f"{work_bits!r}")
+        return cls(name, min_payout, data, work_bits)
 
 
 class Home:
