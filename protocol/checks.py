@@ -18,6 +18,7 @@ from .messages import (
     ZERO_HASH,
     Claim,
     ClickEntry,
+    Equivocation,
     KeyDocument,
     Receipt,
     SealedClaim,
@@ -171,11 +172,14 @@ def read_chain(
 
 
 def check_time(obj: Signed[Any], now: int, skew: int = MAX_SKEW) -> None:
-    """Rules that depend on the current time ``now`` (Unix seconds, UTC)."""
+    """Rules that depend on the current time ``now`` (Unix seconds, UTC), SPEC §7.4."""
     body = obj.body
-    if isinstance(body, Settlement | Claim | SealedClaim):
+    if isinstance(body, Settlement | Claim | SealedClaim | Equivocation):
+        # an equivocation proof is dated by its settlements' month
         if month_end(body.month) > now + skew:
-            raise RuleError(f"{body.TYPE} for {body.month}, which has not ended yet",
+            what = "equivocation proof of settlements" if isinstance(body, Equivocation) \
+                else body.TYPE
+            raise RuleError(f"{what} for {body.month}, which has not ended yet",
                             code="future")
     elif isinstance(body, Receipt):
         if body.time > now + skew:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from . import keys
 from .messages import ZERO_HASH, ClickEntry, Signed
-from .months import month_end, month_of, month_start, next_month
+from .months import month_end, month_of, month_start, months_between, next_month
 
 
 class LogEntry(NamedTuple):
@@ -77,11 +77,6 @@ class MonthView:
 _TIME_SEQ = itemgetter(2, 1)  # (time, seq) of a LogEntry
 
 
-def _months_between(first: str, month: str) -> int:
-    """Number of months from ``first`` to ``month`` (0 when equal; negative if before)."""
-    return (int(month[:4]) - int(first[:4])) * 12 + int(month[5:7]) - int(first[5:7])
-
-
 def count_month(
     entries: Iterable[LogEntry | Signed[ClickEntry]],
     month: str,
@@ -123,7 +118,7 @@ def count_month(
 
     things = dict(clicks)
     for target, (creator, first, n) in subs.items():
-        offset = _months_between(first, month)
+        offset = months_between(first, month)
         if offset < 0 or (n is not None and offset >= n):
             continue
         if things.get(target) is None:

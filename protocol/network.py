@@ -14,7 +14,9 @@ from . import cbor, keys
 from . import messages as m
 from .checks import check_time
 from .errors import DecodeError, RemoteError, RuleError, SchemaError, TooLarge
-from .months import month_of
+from .months import month_index, month_of, months_back
+from .work import NETWORK_WORK_BITS
+from .work import work_bits as stamp_bits
 
 #: Gossip topics and the object types each carries.
 TOPICS: dict[str, frozenset[str]] = {
@@ -38,18 +40,27 @@ MAX_SYNC_OBJECTS = 1000
 DEFAULT_WINDOW_MONTHS = 3
 
 
-def months_back(month: str, n: int) -> str:
-    y, mo = int(month[:4]), int(month[5:7]) - n
-    while mo < 1:
-        y, mo = y - 1, mo + 12
-    return f"{y:04d}-{mo:02d}"
+def settlement_work_bits(obj: m.Signed[Any]) -> int:
+    """Work bits of a settlement, or of an equivocation proof: the greater of its two
+    settlements' (the stamp is bound to the donor and the month, so one stamp proves the
+    donor's work; an equivocator cannot hide a proof by leaving ``work`` out of one of
+    its settlements).  Other objects carry no work: 0."""
+    body = obj.body
+    if isinstance(body, m.Settlement):
+        return stamp_bits(obj.signer, body.month, body.work)
+    if isinstance(body, m.Equivocation):
+        return max(stamp_bits(s.signer, s.body.month, s.body.work) for s in body.settlements)
+    return 0
 
 
 def check_gossip(topic: str, raw: bytes, now: int,
-                 window_months: int = DEFAULT_WINDOW_MONTHS) -> m.Signed[Any]:
+                 window_months: int = DEFAULT_WINDOW_MONTHS,
+                 work_bits: int = NETWORK_WORK_BITS) -> m.Signed[Any]:
     """Everything a gossip validator checks; raise :class:`RemoteError` to reject.
 
     The verdict depends on the bytes and the time only, never on who forwarded them.
+    Settlements and equivocation proofs need ``work_bits`` bits of work
+    (``insufficient-work``, SPEC §11.2).
     """
     types = TOPICS.get(topic)
     if types is None:
@@ -63,10 +74,16 @@ def check_gossip(topic: str, raw: bytes, now: int,
     month = getattr(obj.body, "month", None)
     if isinstance(obj.body, m.Equivocation):
         month = obj.body.month
-    oldest = months_back(month_of(now), window_months)
-    if month is not None and month < oldest:
+    current = month_index(month_of(now))
+    if month is not None and month_index(month) < current - window_months:
+        oldest = months_back(month_of(now), window_months)
         raise RuleError(f"{obj.type} for {month} is older than the window (from {oldest})",
                         code="outside-window")
+    if isinstance(obj.body, m.Settlement | m.Equivocation):
+        bits = settlement_work_bits(obj)
+        if bits < work_bits:
+            raise RuleError(f"{obj.type} for {month}: {bits} bits of work, the network asks "
+                            f"for {work_bits}", code="insufficient-work")
     return obj
 
 
@@ -149,4 +166,4 @@ class SyncResponse:
 
 
 __all__ = ["TOPICS", "TOPIC_OF", "RemoteError", "SyncRequest", "SyncResponse", "check_gossip",
-           "frame", "frame_length"]
+           "frame", "frame_length", "months_back", "settlement_work_bits"]

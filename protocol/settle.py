@@ -18,6 +18,7 @@ from . import keys, seal
 from .errors import LocalError, MismatchError, RemoteError
 from .messages import Claim, SealedClaim, Settlement, SettlementLine, Signed, decode, sign
 from .shares import commit_things, derive_salt, group_things, line_amounts
+from .work import NETWORK_WORK_BITS, find_work
 
 SECRET_DOMAIN = b"rill/1/settlement-secret"
 EPHEMERAL_DOMAIN = b"rill/1/seal\n"
@@ -42,11 +43,15 @@ def settle(
     currency: str,
     head: bytes,
     things: Mapping[str, bytes],
+    work_bits: int = NETWORK_WORK_BITS,
 ) -> SettlementResult:
     """Split ``budget`` equally over ``things`` (thing URI -> creator key).
 
     ``things`` holds only things whose creator is known: pending things are
-    left out by the caller (SPEC §6: no custody).
+    left out by the caller (SPEC §6: no custody).  The settlement carries the
+    smallest proof-of-work nonce reaching ``work_bits`` (SPEC §5.3; about
+    2**work_bits hashes, cached per key and month); ``work_bits=0`` leaves ``work``
+    out.
     """
     secret = settlement_secret(signing_key)
     groups = group_things(things)
@@ -56,7 +61,9 @@ def settle(
         SettlementLine(creator, amount, len(ts), commit_things(salt, ts))
         for (creator, ts), amount, salt in zip(groups, amounts, salts, strict=True)
     )
-    settlement = sign(Settlement(month, currency, budget, len(things), head, lines), signing_key)
+    work = find_work(keys.public_key(signing_key), month, work_bits) if work_bits else None
+    settlement = sign(Settlement(month, currency, budget, len(things), head, lines, work),
+                      signing_key)
     claims = tuple(
         sign(Claim(settlement.id, month, creator, currency, amount, tuple(ts), salt),
              signing_key)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import armour, checks
-from .errors import ArmourError, RemoteError
+from .errors import ArmourError, MismatchError, RemoteError
 from .messages import (
     Claim,
     KeyDocument,
@@ -77,17 +77,26 @@ def verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> V
 
 
 def cross_check(verdicts: Iterable[Verdict]) -> None:
-    """Check valid objects of one batch against each other, in place."""
+    """Check valid objects of one batch against each other, in place (SPEC §7.6).
+
+    Pairing: a claim or sealed claim goes with the settlement whose ID is its
+    ``settlement``; a receipt with the claim whose ID is its ``claim``, else with the
+    first (input order) sealed claim whose ``claim`` is that ID; and with the key
+    document of its signer in force at its ``time``: among that signer's documents,
+    the one with the greatest ``valid_from`` <= ``time`` (the first in input order
+    among equal ones).  A receipt whose signer has documents in the batch, none of
+    them in force at its time, is refused (``mismatch``).
+    """
     valid = [v for v in verdicts if v.valid and v.obj is not None]
     by_id = {v.obj.id: v.obj for v in valid if v.obj is not None}
-    keydocs: dict[bytes, Signed[KeyDocument]] = {}
-    covers: dict[bytes, Signed[SealedClaim]] = {}  # claim ID -> its sealed cover
+    keydocs: dict[bytes, list[Signed[KeyDocument]]] = {}  # signer -> documents, input order
+    covers: dict[bytes, Signed[SealedClaim]] = {}  # claim ID -> its first sealed cover
     for v in valid:
         assert v.obj is not None
         if isinstance(v.obj.body, KeyDocument):
-            keydocs[v.obj.signer] = v.obj
+            keydocs.setdefault(v.obj.signer, []).append(v.obj)
         elif isinstance(v.obj.body, SealedClaim):
-            covers[v.obj.body.claim] = v.obj
+            covers.setdefault(v.obj.body.claim, v.obj)
     for v in valid:
         obj = v.obj
         assert obj is not None
@@ -102,16 +111,31 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
                         checks.check_sealed(obj, settlement)
                     v.checks.append("settlement")
             elif isinstance(body, Receipt):
-                claim = by_id.get(body.claim) or covers.get(body.claim)
+                claim = by_id.get(body.claim)
+                if claim is None or not isinstance(claim.body, Claim):
+                    claim = covers.get(body.claim)
                 if claim is not None:
                     checks.check_receipt(obj, claim)
                     v.checks.append("claim")
-                doc = keydocs.get(obj.signer)
-                if doc is not None:
-                    checks.check_receipt(obj, key_document=doc)
+                docs = keydocs.get(obj.signer)
+                if docs:
+                    checks.check_receipt(obj, key_document=key_document_at(docs, body.time))
                     v.checks.append("key")
         except RemoteError as exc:
             v.fail(exc)
+
+
+def key_document_at(docs: Iterable[Signed[KeyDocument]], time: int) -> Signed[KeyDocument]:
+    """The document in force at ``time``: the greatest ``valid_from`` <= ``time``, the
+    first of equal ones; :class:`MismatchError` if every document is later."""
+    best: Signed[KeyDocument] | None = None
+    for d in docs:
+        if d.body.valid_from <= time and (best is None
+                                          or d.body.valid_from > best.body.valid_from):
+            best = d
+    if best is None:
+        raise MismatchError("receipt predates every key document of its signer (valid_from)")
+    return best
 
 
 class Item(NamedTuple):

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from helpers import signing_key
 
-from rill.protocol import checks, keys
+from rill.protocol import checks, keys, verify
 from rill.protocol import messages as m
 from rill.protocol.errors import LocalError, MismatchError, RuleError, SealError
 from rill.protocol.months import month_end
@@ -22,7 +22,7 @@ THINGS = {"https://alice.example/1": A, "https://alice.example/2": A, "https://b
 
 @pytest.fixture(scope="module")
 def res():  # type: ignore[no-untyped-def]
-    return settle(DONOR, MONTH, 1000, "EUR", bytes(32), THINGS)
+    return settle(DONOR, MONTH, 1000, "EUR", bytes(32), THINGS, work_bits=0)
 
 
 def claim_of(res, key):  # type: ignore[no-untyped-def]
@@ -153,3 +153,84 @@ def test_time_rules(res) -> None:  # type: ignore[no-untyped-def]
     e = m.sign(m.ClickEntry(0, m.ZERO_HASH, END, "click", thing="https://a.example/"), DONOR)
     with pytest.raises(RuleError):
         checks.check_time(e, END - 3600)
+
+
+def test_equivocation_is_dated_by_its_settlements_month() -> None:
+    """SPEC §7.4: a proof of two settlements for a month not ended is `future`."""
+    for month in ("2026-10", "9999-12"):
+        x = settle(DONOR, month, 100, "EUR", bytes(32), THINGS, work_bits=0)
+        y = settle(DONOR, month, 101, "EUR", bytes(32), THINGS, work_bits=0)
+        a, b = sorted([x.settlement, y.settlement], key=lambda s: s.id)
+        proof = m.sign(m.Equivocation(a.raw, b.raw), EVE)
+        end = month_end(month)
+        checks.check_time(proof, end - checks.MAX_SKEW)
+        with pytest.raises(RuleError) as info:
+            checks.check_time(proof, end - checks.MAX_SKEW - 1)
+        assert info.value.code == "future"
+
+
+def test_the_last_month_is_only_ever_future() -> None:
+    """9999-12 ends at 253402300800: a settlement for it is valid, and refused as `future`
+    (not a crash) at any time before."""
+    res = settle(DONOR, "9999-12", 100, "EUR", bytes(32), THINGS, work_bits=0)
+    assert month_end("9999-12") == 253402300800
+    with pytest.raises(RuleError) as info:
+        checks.check_time(res.settlement, 253402300800 - checks.MAX_SKEW - 1)
+    assert info.value.code == "future"
+    checks.check_time(res.settlement, 253402300800 - checks.MAX_SKEW)
+    r = _receipt(res.claims[0], ALICE, time=2**53 - 1)
+    checks.check_time(r, 2**53 - 1)
+    with pytest.raises(RuleError) as info:
+        checks.check_time(_receipt(res.claims[0], ALICE, time=END), 2**53 - 1)
+    assert info.value.code == "bad-time"
+
+
+def _batch(*objs: m.Signed[object], now: int = END + 30 * 86400) -> list[verify.Verdict]:
+    return verify.verify_files([(f"o{i}", o.raw) for i, o in enumerate(objs)], now)
+
+
+def test_pairing_receipt_with_key_document_in_force(res) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §7.6: the signer's document with the greatest valid_from <= receipt.time."""
+    c = claim_of(res, ALICE)
+    r = _receipt(c, ALICE)  # time END + 1 day
+    t = r.body.time
+    old = m.sign(m.KeyDocument("Alice", ("https://alice.example",), (), t - 10 * 86400), ALICE)
+    cur = m.sign(m.KeyDocument("Alice 2", ("https://alice.example",), (), t), ALICE)
+    later = m.sign(m.KeyDocument("Alice 3", ("https://alice.example",), (), t + 1), ALICE)
+    bobs = m.sign(m.KeyDocument("Bob", ("https://bob.example",), (), 0), BOB)
+    for order in ((r, later, old, cur, bobs), (bobs, cur, later, r, old), (r, old, cur, later)):
+        out = _batch(*order)
+        v = next(v for v in out if v.type == "receipt")
+        assert v.valid and v.checks == ["key"], v.reason
+    # documents of its signer exist, none in force at its time: mismatch
+    out = _batch(r, later, bobs)
+    v = out[0]
+    assert not v.valid and v.reason is not None and v.reason.startswith("mismatch:")
+    # no document of its signer: nothing to check
+    assert _batch(r, bobs)[0].checks == []
+
+
+def test_pairing_receipt_with_claim_or_first_cover(res) -> None:  # type: ignore[no-untyped-def]
+    c = claim_of(res, ALICE)
+    cover = next(s for s in res.sealed if s.body.claim == c.id)
+    r = _receipt(c, ALICE)
+    # a valid sealed claim by another donor naming the same claim ID
+    forged = m.sign(cover.body, EVE)
+    out = _batch(r, cover, forged)
+    assert out[0].valid and out[0].checks == ["claim"]
+    out = _batch(r, forged, cover)  # the first cover in input order is the one paired
+    assert not out[0].valid and out[0].reason is not None
+    assert out[0].reason.startswith("mismatch:")
+    # the claim itself wins over any cover
+    out = _batch(forged, r, c)
+    assert out[1].valid and out[1].checks == ["claim"]
+
+
+def test_pairing_ignores_objects_of_another_type_with_the_id(res) -> None:  # type: ignore[no-untyped-def]
+    s = res.settlement
+    c = claim_of(res, ALICE)
+    r = _receipt(c, ALICE, claim=s.id)  # names the settlement's ID as its claim
+    out = _batch(s, r)
+    assert out[1].valid and out[1].checks == []
+    stray = m.sign(dataclasses.replace(c.body, settlement=r.id), DONOR)  # names a receipt
+    assert _batch(r, stray)[1].checks == []

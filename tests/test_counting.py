@@ -104,3 +104,26 @@ def test_repeat_clicks_and_click_order_do_not_change_the_set(clicks: list[Any],
     other = log(*[(t, "click", {"thing": th, "creator": c}) for t, th, c in shuffled])
     a, b = count_month(ordered, "2026-10"), count_month(other, "2026-10")
     assert set(a.things) == set(b.things) == {th for _, th, _ in clicks}
+
+
+def test_the_last_month_and_times_past_it() -> None:
+    """Month arithmetic is total: 9999-12 counts like any month, and entries dated after
+    the year 9999 (times go up to 2**53 - 1) neither crash nor count."""
+    dec = month_start("9999-12")
+    entries = log(
+        (dec - 100, "budget", {"amount": 500, "currency": "EUR"}),
+        (dec + 1, "subscribe", {"creator": A, "months": 1200}),
+        (dec + 2, "click", {"thing": "https://b.example/", "creator": B}),
+        (2**53 - 1, "subscribe", {"thing": "https://late.example/"}),
+        (month_end("9999-12"), "click", {"thing": "https://c.example/", "creator": A}),
+    )
+    v = count_month(entries, "9999-12")
+    assert v.things == {keys.did_from_key(A): A, "https://b.example/": B}
+    assert v.head == entries[2].id
+    assert subscription_months("9999-11", 3) == ["9999-11", "9999-12", "10000-01"]
+    # an old subscription compared with a month far after it
+    sub = log((OCT, "budget", {"amount": 5, "currency": "EUR"}),
+              (OCT + 1, "subscribe", {"thing": "https://a.example/", "months": 1200}))
+    assert count_month(sub, "9999-12").things == {}
+    assert count_month(sub, "2126-09").things == {"https://a.example/": None}
+    assert count_month(sub, "2126-10").things == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import pytest
@@ -85,15 +86,26 @@ def test_sign_decode_round_trip(body: Any, who: int) -> None:
 @given(st.dictionaries(things, pubs, max_size=12), amounts, months, currencies)
 def test_settlement_claim_sealed_equivocation_round_trip(
         ts: dict[str, bytes], budget: int, month: str, currency: str) -> None:
-    res = settle(SIGNERS[0], month, budget, currency, b"\x07" * 32, ts)
+    res = settle(SIGNERS[0], month, budget, currency, b"\x07" * 32, ts, work_bits=0)
     for obj in (res.settlement, *res.claims, *res.sealed):
         assert m.decode(obj.raw) == obj
     other = settle(SIGNERS[0], month, budget + 1 if budget < 2**53 - 1 else 0, currency,
-                   b"\x07" * 32, ts)
+                   b"\x07" * 32, ts, work_bits=0)
     a, b = sorted([res.settlement, other.settlement], key=lambda s: s.id)
     proof = m.sign(m.Equivocation(a.raw, b.raw), SIGNERS[1])
     assert m.decode(proof.raw) == proof
     assert proof.body.donor == PUBS[0] and proof.body.month == month
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(things, pubs, max_size=4), months, st.none() | st.integers(0, 2**64 - 1))
+def test_settlement_with_any_work_round_trips(ts: dict[str, bytes], month: str,
+                                              work: int | None) -> None:
+    res = settle(SIGNERS[2], month, 1000, "EUR", bytes(32), ts, work_bits=0)
+    body = dataclasses.replace(res.settlement.body, work=work)
+    obj = m.sign(body, SIGNERS[2])
+    assert m.decode(obj.raw) == obj and obj.body.work == work
+    assert ("work" in obj.body.to_map()) == (work is not None)
 
 
 @settings(max_examples=300)
@@ -161,7 +173,8 @@ def test_key_document_rotation_requires_both_keys() -> None:
 
 def test_signature_from_another_type_does_not_transfer() -> None:
     """Domain separation: a signature over a body as one type is no good as another."""
-    res = settle(SIGNERS[0], "2026-10", 10, "EUR", bytes(32), {"https://a.example/": PUBS[1]})
+    res = settle(SIGNERS[0], "2026-10", 10, "EUR", bytes(32), {"https://a.example/": PUBS[1]},
+                 work_bits=0)
     s = res.settlement
     forged = m.cbor.encode({"v": 1, "t": "claim", "body": s.body.to_map(), "signer": s.signer,
                             "sig": s.signature})

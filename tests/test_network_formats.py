@@ -84,6 +84,25 @@ def test_time_window() -> None:
     assert info.value.code == "outside-window"
 
 
+def test_last_month_and_clocks_past_the_year_9999() -> None:
+    """The time and window rules are total: no input or clock makes them raise anything
+    but a RemoteError (a 9999-12 settlement used to crash every daemon)."""
+    late = next(v for v in DATA["negative"] if v["name"] == "settlement-9999-12")
+    raw = bytes.fromhex(late["bytes"])
+    for now, code in ((NOW, "future"), (month_end("9999-12") - 301, "future"),
+                      (month_end("9999-12"), "insufficient-work"),
+                      (2 * month_end("9999-12"), "outside-window"),
+                      (2**53 - 1, "outside-window")):
+        with pytest.raises(RemoteError) as info:
+            check_gossip("rill/1/settlements", raw, now)
+        assert info.value.code == code, now
+    check_gossip("rill/1/settlements", raw, month_end("9999-12"), work_bits=0)
+    proof = next(v for v in DATA["negative"] if v["name"] == "equivocation-9999-12")
+    with pytest.raises(RemoteError) as info:
+        check_gossip("rill/1/equivocations", bytes.fromhex(proof["bytes"]), NOW)
+    assert info.value.code == "future"
+
+
 def test_sync_codec() -> None:
     key = keys.public_key(signing_key("a"))
     req = SyncRequest(key, 5, 100)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+import time
+
 import pytest
 from helpers import load_vectors, signing_key
 from hypothesis import given
@@ -117,6 +120,69 @@ def test_months() -> None:
     assert months.month_of(months.month_end("2026-02") - 1) == "2026-02"
     assert months.next_month("2026-12") == "2027-01"
     assert months.previous_month("2026-01") == "2025-12"
-    for bad in ("2026-13", "2026-00", "26-01", "2026-1", "1999-12", "2026-01-01", " "):
+    for bad in ("2026-13", "2026-00", "26-01", "2026-1", "1999-12", "2026-01-01", " ",
+                "10000-01", "２０２６-10", "٢٠٢٦-10", "2026-１0", "+2026-10"):
         with pytest.raises(LocalError):
             months.parse_month(bad)
+    for wire in ("2026-10\n", " 2026-10", 202610, b"2026-10", None, "2026-13", "２０２６-10"):
+        with pytest.raises(SchemaError) as info:
+            months.check_month(wire)
+        assert info.value.code == "bad-month"
+    assert months.parse_month(" 2026-10\n") == "2026-10"  # user input is trimmed
+
+
+ALL_MONTHS = [f"{y:04d}-{mo:02d}" for y in range(2000, 10000) for mo in range(1, 13)]
+
+
+def test_every_month_of_the_domain() -> None:
+    """2000-01 .. 9999-12: valid, consecutive, and starting where the calendar says."""
+    assert months.month_end("9999-12") == 253402300800
+    assert months.month_start("2000-01") == 946684800
+    prev_end = months.month_start("2000-01")
+    for i, month in enumerate(ALL_MONTHS):
+        assert months.check_month(month) == month
+        start = months.month_start(month)
+        assert start == prev_end
+        assert calendar.timegm((int(month[:4]), int(month[5:]), 1, 0, 0, 0)) == start
+        prev_end = months.month_end(month)
+        assert prev_end - start in (28 * 86400, 29 * 86400, 30 * 86400, 31 * 86400)
+        assert months.month_of(start) == month and months.month_of(prev_end - 1) == month
+        if i:
+            assert months.previous_month(month) == ALL_MONTHS[i - 1]
+            assert months.next_month(ALL_MONTHS[i - 1]) == month
+            assert months.months_between(ALL_MONTHS[0], month) == i
+            assert months.months_back(month, i) == "2000-01"
+    assert prev_end == 253402300800
+    # the edges give month text outside the wire range, never an exception
+    assert months.next_month("9999-12") == "10000-01"
+    assert months.previous_month("2000-01") == "1999-12"
+    assert months.month_start(months.next_month("9999-12")) == 253402300800
+    assert not months.is_month("10000-01") and not months.is_month("1999-12")
+
+
+@given(st.integers(0, 2**53 - 1))
+def test_month_of_is_total(t: int) -> None:
+    month = months.month_of(t)
+    assert months.month_start(month) <= t < months.month_end(month)
+    assert months.is_month(month) == (946684800 <= t < 253402300800)
+    if t < 253402300800:
+        tm = time.gmtime(t)
+        assert month == f"{tm.tm_year:04d}-{tm.tm_mon:02d}"
+
+
+def test_month_of_edges() -> None:
+    assert months.month_of(0) == "1970-01"
+    assert months.month_of(253402300799) == "9999-12"
+    assert months.month_of(253402300800) == "10000-01"
+    assert months.month_of(2**53 - 1) == "285428751-11"
+    for bad in (-1, 2**53):
+        with pytest.raises(LocalError):
+            months.month_of(bad)
+
+
+@given(st.integers(0, 12 * 300_000_000))
+def test_month_index_round_trip(i: int) -> None:
+    month = months.month_from_index(i)
+    assert months.month_index(month) == i
+    assert months.month_end(month) == months.month_start(months.next_month(month))
+    assert months.previous_month(months.next_month(month)) == month

@@ -10,9 +10,10 @@ import nacl.signing
 import pytest
 from helpers import VECTORS, load_vectors
 
-from rill.protocol import cbor, keys
+from rill.protocol import cbor, checks, keys
 from rill.protocol import messages as m
 from rill.protocol.errors import RemoteError
+from rill.protocol.work import NETWORK_WORK_BITS, work_bits
 
 DATA = load_vectors()
 
@@ -69,11 +70,35 @@ def test_positive_vector_decodes(vec: dict[str, Any]) -> None:
     assert m.sign(obj.body, sk, previous_key=co).raw == obj.raw
 
 
+@pytest.mark.parametrize("vec", DATA["positive"], ids=lambda v: v["name"])
+def test_positive_vector_holds_at_verify_at(vec: dict[str, Any]) -> None:
+    checks.check_time(m.decode(bytes.fromhex(vec["bytes"])), DATA["verify_at"])
+
+
 @pytest.mark.parametrize("vec", DATA["negative"], ids=lambda v: v["name"])
 def test_negative_vector_rejected_with_reason(vec: dict[str, Any]) -> None:
+    """SPEC §10: the reason under §4.4, then §7.4 with now = verify_at."""
     with pytest.raises(RemoteError) as info:
-        m.decode(bytes.fromhex(vec["bytes"]))
+        checks.check_time(m.decode(bytes.fromhex(vec["bytes"])), DATA["verify_at"])
     assert info.value.code == vec["reason"], info.value.reason
+
+
+def test_positive_settlements_carry_network_work() -> None:
+    """Every positive settlement (and both settlements of the positive equivocation
+    proof) has a real stamp of NETWORK_WORK_BITS, the smallest such nonce."""
+    seen = 0
+    for vec in DATA["positive"]:
+        obj = m.decode(bytes.fromhex(vec["bytes"]))
+        settlements = (obj.body.settlements if isinstance(obj.body, m.Equivocation)
+                       else (obj,) if isinstance(obj.body, m.Settlement) else ())
+        for s in settlements:
+            seen += 1
+            work = s.body.work
+            assert work is not None
+            assert work_bits(s.signer, s.body.month, work) >= NETWORK_WORK_BITS
+            assert all(work_bits(s.signer, s.body.month, w) < NETWORK_WORK_BITS
+                       for w in range(max(0, work - 2000), work))
+    assert seen == 4
 
 
 def test_negative_vectors_cover_the_required_cases() -> None:
@@ -81,7 +106,9 @@ def test_negative_vectors_cover_the_required_cases() -> None:
     cbor_codes = ("empty", "malformed", "trailing-bytes", "non-canonical", "duplicate-key",
                   "indefinite-length", "float", "simple-value", "tag", "non-text-key",
                   "too-deep")  # every reason of SPEC §3.2
-    for required in (*cbor_codes, "bad-signature", "too-large", "bad-key"):
+    for required in (*cbor_codes, "bad-signature", "too-large", "bad-key", "bad-month",
+                     "bad-currency", "bad-thing", "bad-origin", "bad-payto", "bad-rotation",
+                     "bad-chain", "unsupported-version", "unknown-type", "future"):
         assert required in reasons, required
     types = {v["type"] for v in DATA["positive"]}
     assert types == set(m.BODY_TYPES)

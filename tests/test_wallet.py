@@ -11,7 +11,9 @@ from helpers import signing_key
 from rill.protocol import messages as m
 from rill.protocol.errors import LocalError, RemoteError
 from rill.protocol.months import month_end, month_start
+from rill.protocol.work import find_work, work_bits
 from rill.wallet.errors import Corrupt, HomeError, NotFound, Refused
+from rill.wallet.home import Config
 from rill.wallet.portable import export_home, import_home
 from rill.wallet.wallet import Wallet
 
@@ -348,3 +350,31 @@ def test_import_verifies_everything_before_writing(donor: Wallet, alice: Wallet,
     assert not (tmp_path / "r").exists()
     with pytest.raises(Refused, match="not a Rill export"):
         import_home(tmp_path / "r", b"garbage", AFTER)
+
+
+def test_config_work_bits() -> None:
+    assert Config.parse("").work_bits == 20
+    assert Config.parse("[network]\nwork_bits = 0\n").work_bits == 0
+    assert Config.parse("[network]\nwork_bits = 32\n").work_bits == 32
+    for bad in ("-1", "33", '"20"', "20.0", "true"):
+        with pytest.raises(HomeError, match="work_bits"):
+            Config.parse(f"[network]\nwork_bits = {bad}\n")
+    with pytest.raises(HomeError, match=r"\[network\]"):
+        Config.parse("network = 5\n")
+
+
+def test_settlements_carry_the_configured_work(donor: Wallet, alice: Wallet) -> None:
+    assert donor.config.work_bits == 20  # what `rill init` writes
+    donor.home.config_path.write_text("[network]\nwork_bits = 6\n")
+    donor.click("https://a.example/", OCT + 1, creator=alice.identity)
+    res, _ = donor.settle("2026-10", AFTER)
+    s = res.settlement.body
+    assert s.work == find_work(donor.identity, "2026-10", 6)
+    assert work_bits(donor.identity, "2026-10", s.work) >= 6
+    donor.home.config_path.write_text("[network]\nwork_bits = 0\n")
+    donor.click("https://a.example/2", NOV + 1, creator=alice.identity)
+    res, _ = donor.settle("2026-11", month_end("2026-11"))
+    assert res.settlement.body.work is None
+    donor.home.config_path.write_text("[network]\nwork_bits = 99\n")
+    with pytest.raises(HomeError):
+        Wallet.open(donor.home.path)

@@ -10,6 +10,7 @@ from typing import Any
 
 import nacl.signing
 
+from ..protocol.work import MAX_WORK_BITS, NETWORK_WORK_BITS
 from .errors import HomeError
 
 IDENTITY_FILE = "identity.key"
@@ -31,6 +32,12 @@ min_payout = 100
 # Claims from donors who never paid you (no receipt yet) taken in per month; more are
 # refused, so a flood of strangers' IOUs cannot bury your real supporters.
 new_donors_per_month = 1000
+
+[network]
+# Proof of work on settlements, in bits (SPEC §11.2): the public network asks for 20
+# (about a second of CPU once a month).  Only a private or test network whose every
+# node is configured alike may lower it.
+work_bits = 20
 """
 
 
@@ -49,6 +56,9 @@ class Config:
     name: str = ""
     min_payout: int = 100
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Bits of proof of work this home puts on its settlements ([network] work_bits).
+    work_bits: int = NETWORK_WORK_BITS
+    #: Claims from never-paying donors taken in per month ([creator]).
     new_donors_per_month: int = 1000
 
     @classmethod
@@ -71,7 +81,15 @@ class Config:
         if type(new_donors) is not int or new_donors < 0:
             raise HomeError(f"{where}: creator.new_donors_per_month must be a non-negative "
                             "integer")
-        return cls(name, min_payout, data, new_donors)
+        network = data.get("network", {})
+        if not isinstance(network, dict):
+            raise HomeError(f"{where}: [network] must be a table")
+        work_bits = network.get("work_bits", NETWORK_WORK_BITS)
+        if type(work_bits) is not int or not 0 <= work_bits <= MAX_WORK_BITS:
+            raise HomeError(f"{where}: network.work_bits must be an integer 0..{MAX_WORK_BITS} "
+                            f"(the public network asks for {NETWORK_WORK_BITS}), not "
+                            f"{work_bits!r}")
+        return cls(name, min_payout, data, work_bits, new_donors)
 
 
 class Home:

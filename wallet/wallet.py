@@ -30,6 +30,7 @@ from ..protocol.payto import payment_uri
 from ..protocol.settle import SettlementResult, settle
 from ..protocol.shares import group_things, thing_shares
 from ..protocol.things import normalise_thing
+from ..protocol.work import find_work
 from . import store
 from .creator import CreatorSide
 from .errors import Corrupt, NotFound, Refused
@@ -300,11 +301,17 @@ class Wallet(CreatorSide):
     def settle(self, month: str, now: int) -> tuple[SettlementResult, bool]:
         """Settle ``month`` (after it ended, UTC); return (result, newly made).
 
-        Idempotent: a settled month returns the stored objects, byte for byte.
+        Idempotent: a settled month returns the stored objects, byte for byte.  The
+        settlement carries the proof of work of the config's ``[network] work_bits``.
         """
         if now < month_end(month):
             raise Refused(f"{month} has not ended yet (it ends {_iso(month_end(month))})",
                           code="not-ended")
+        work_bits = self.config.work_bits
+        if work_bits and self.db.execute("SELECT 1 FROM settled WHERE month = ?",
+                                         (month,)).fetchone() is None:
+            # about a second of hashing: done before the write transaction (and cached)
+            find_work(self.identity, month, work_bits)
         with store.transaction(self.db):
             existing = self.stored_settlement(month)
             if existing is not None:
@@ -322,7 +329,7 @@ class Wallet(CreatorSide):
                               "`rill budget set`)", code="no-budget")
             try:
                 result = settle(self.key, month, view.budget, view.currency, view.head,
-                                view.known)
+                                view.known, work_bits=work_bits)
             except LocalError as exc:
                 raise Refused(f"cannot settle {month}: {exc}", code=exc.code) from None
             self._store(result.settlement, now)

@@ -27,6 +27,7 @@ from rill.protocol import cbor, keys
 from rill.protocol import messages as m
 from rill.protocol.months import month_end
 from rill.protocol.settle import settle
+from rill.protocol.work import NETWORK_WORK_BITS, work_bits
 
 OUT = Path(__file__).with_name("rill_v1.json")
 MONTH = "2026-10"
@@ -333,7 +334,9 @@ def build() -> dict[str, Any]:
     res = settle(key("donor"), MONTH, 1001, "EUR", entries[-1].id, things)
     pos.append(positive("settlement", res.settlement, "donor",
                         "1001 cents over 5 things: 200 each, the first 1 leftover unit to the "
-                        "first thing in split order"))
+                        "first thing in split order; work: the smallest nonce with "
+                        f"{work_bits(donor, MONTH, res.settlement.body.work)} >= "
+                        f"{NETWORK_WORK_BITS} leading zero bits"))
     for c, s in zip(res.claims, res.sealed, strict=True):
         who = {alice: "alice", bob: "bob", carol: "carol"}[c.body.creator]
         pos.append(positive(f"claim-{who}", c, "donor", f"claim of {who}"))
@@ -429,6 +432,7 @@ def build() -> dict[str, Any]:
                         envelope("receipt", dict(rmap, donor=alice), "alice"),
                         "self-receipt", "a receipt whose donor is its own signer"))
     neg.extend(cbor_negatives(base, receipt, claim_alice))
+    neg += field_negatives(res.settlement, claim_alice, receipt, kd, rot)
 
     return {
         "description": "Rill protocol v1 test vectors; see SPEC.md section 10. "
@@ -437,6 +441,172 @@ def build() -> dict[str, Any]:
         "positive": pos,
         "negative": neg,
     }
+
+
+def field_negatives(settlement: m.Signed[Any], claim: m.Signed[Any], receipt: m.Signed[Any],
+                    keydoc: m.Signed[Any], rotation: m.Signed[Any]) -> list[dict[str, Any]]:
+    """One vector per decision of SPEC §4.4 and §5 on field codes and check order, and the
+    time rule of §7.4 for the last month a settlement or an equivocation proof can name."""
+    neg: list[dict[str, Any]] = []
+    alice = pub("alice")
+    smap, cmap = settlement.body.to_map(), claim.body.to_map()
+    rmap, kmap = receipt.body.to_map(), keydoc.body.to_map()
+
+    def add(name: str, raw: bytes, reason: str, note: str) -> None:
+        neg.append(negative(name, raw, reason, note))
+
+    def env_with(type_name: str, body: Any, author: str, **fields: Any) -> bytes:
+        """An envelope signed correctly, then with envelope fields replaced or removed."""
+        sig = keys.sign(key(author), m.signing_input(type_name, write(body)))
+        env: dict[str, Any] = {"v": 1, "t": type_name, "body": body, "signer": pub(author),
+                               "sig": sig}
+        for k, v in fields.items():
+            if v is None:
+                env.pop(k)
+            else:
+                env[k] = v
+        return write(env)
+
+    # -- step 3: version and type ---------------------------------------------------
+    add("version-2-to-the-40", env_with("receipt", rmap, "alice", v=2**40),
+        "unsupported-version", "v = 2**40: any uint other than 1 (not schema)")
+    add("version-negative", env_with("receipt", rmap, "alice", v=-1), "schema",
+        "v = -1 is not a uint")
+    add("version-missing", env_with("receipt", rmap, "alice", v=None), "schema",
+        "no v at all")
+    add("type-40-bytes", env_with("receipt", rmap, "alice", t="receipt" * 5 + "s" * 5),
+        "unknown-type", "t is a 40-byte text: any text that is not a v1 type")
+    add("type-not-text", env_with("receipt", rmap, "alice", t=b"receipt"), "schema",
+        "t is a byte string")
+    # -- step 5: envelope fields in the order signer, sig, cosig, body, unknown keys ---
+    add("signer-31-bytes", env_with("receipt", rmap, "alice", signer=alice[:31]), "bad-key",
+        "a 31-byte signer: bad-key for any value that is not a key")
+    add("signer-text", env_with("receipt", rmap, "alice", signer=keys.did_from_key(alice)),
+        "bad-key", "the signer written as did:key text")
+    add("signer-missing", env_with("receipt", rmap, "alice", signer=None), "schema",
+        "no signer: a missing field is schema")
+    add("sig-63-bytes", env_with("receipt", rmap, "alice", sig=bytes(63)), "bad-signature",
+        "a 63-byte sig")
+    add("signer-before-sig", env_with("receipt", rmap, "alice", signer=alice[:31],
+                                      sig="x"), "bad-key",
+        "a bad signer and a bad sig: signer is checked first")
+    add("cosig-text", env_with("key", kmap, "alice", cosig="sig"), "bad-rotation",
+        "cosig is text")
+    add("unknown-envelope-key-before-body",
+        env_with("receipt", dict(rmap, currency="EURO"), "alice", note="hi"), "schema",
+        "an unknown envelope key and a bad body field: the envelope comes first")
+    add("body-not-a-map", env_with("receipt", [rmap], "alice"), "schema",
+        "body is an array")
+    # -- step 6: field kinds with their own codes, whatever the CBOR type ---------------
+    add("currency-4-letters", envelope("settlement", dict(smap, currency="EURO"), "donor"),
+        "bad-currency", "currency EURO (4 letters; not schema)")
+    add("currency-bytes", envelope("receipt", dict(rmap, currency=b"EUR"), "alice"),
+        "bad-currency", "currency as a byte string")
+    add("currency-lower-case", envelope("receipt", dict(rmap, currency="eur"), "alice"),
+        "bad-currency", "currency eur")
+    add("month-integer", envelope("settlement", dict(smap, month=202610), "donor"),
+        "bad-month", "month as the integer 202610")
+    fullwidth = "\uff12\uff10\uff12\uff16-10"  # 2026-10 in FULLWIDTH digits
+    add("month-fullwidth-digits", envelope("receipt", dict(rmap, month=fullwidth), "alice"),
+        "bad-month", "month written with FULLWIDTH digits: ASCII digits only")
+    add("month-1999-12", envelope("receipt", dict(rmap, month="1999-12"), "alice"),
+        "bad-month", "year before 2000")
+    add("month-10000-01", envelope("receipt", dict(rmap, month="10000-01"), "alice"),
+        "bad-month", "five-digit year")
+    add("thing-integer", envelope("claim", dict(cmap, things=[7, *cmap["things"][1:]]),
+                                  "donor"),
+        "bad-thing", "an integer where a thing belongs")
+    add("thing-3000-bytes", envelope("claim", dict(cmap, things=[
+        cmap["things"][0], "https://alice.example/" + "a" * 3000]), "donor"),
+        "bad-thing", "a thing longer than 2,048 bytes is bad-thing, not schema")
+    add("creator-31-bytes", envelope("claim", dict(cmap, creator=cmap["creator"][:31]),
+                                     "donor"),
+        "bad-key", "claim creator of 31 bytes")
+    lines = [dict(ln) for ln in smap["lines"]]
+    lines[1]["creator"] = keys.did_from_key(lines[1]["creator"])
+    add("line-creator-text", envelope("settlement", dict(smap, lines=lines), "donor"),
+        "bad-key", "a settlement line's creator as did:key text")
+    add("donor-missing", envelope("receipt", {k: v for k, v in rmap.items() if k != "donor"},
+                                  "alice"),
+        "schema", "a receipt without donor: missing is schema, not bad-key")
+    add("origin-integer", envelope("key", dict(kmap, origins=[443]), "alice"), "bad-origin",
+        "an integer origin")
+    add("payto-bytes", envelope("key", dict(kmap, payto=[b"payto://iban/DE75"]), "alice"),
+        "bad-payto", "a payto URI as a byte string")
+    # -- step 6: labels and text -----------------------------------------------------
+    add("name-c1-control", envelope("key", dict(kmap, name="Alice\u009bs blog"), "alice"),
+        "schema", "U+009B (a C1 control) in a name")
+    add("name-trailing-nbsp", envelope("key", dict(kmap, name="Alice\u00a0"), "alice"),
+        "schema", "a name ending with U+00A0 (White_Space)")
+    add("name-leading-ideographic-space", envelope("key", dict(kmap, name="\u3000Alice"),
+                                                   "alice"),
+        "schema", "a name beginning with U+3000 (White_Space)")
+    add("reference-bidi-override", envelope("receipt", dict(rmap, reference="INV-\u202e1234"),
+                                            "alice"),
+        "schema", "U+202E (right-to-left override) in a receipt reference")
+    add("reference-bidi-isolate", envelope("receipt", dict(rmap, reference="\u2066x\u2069"),
+                                           "alice"),
+        "schema", "U+2066..U+2069 (bidi isolates) in a receipt reference")
+    # -- step 6: limits, arrays (count, items, order), table order, unknown fields -----
+    add("lines-2001", envelope("settlement", dict(smap, lines=[0] * 2001), "donor"),
+        "schema", "2,001 lines (at most 2,000): the count is checked before the items")
+    lines = [dict(ln) for ln in smap["lines"]]
+    lines[0]["things"] += 10000
+    add("line-things-10001", envelope("settlement", dict(
+        smap, things=smap["things"] + 10000, lines=lines), "donor"),
+        "schema", "a line with k = 10,001 things (at most 10,000)")
+    add("settlement-things-20000001", envelope("settlement", dict(smap, things=20_000_001),
+                                               "donor"),
+        "schema", "n = 20,000,001 (at most 20,000,000)")
+    add("origins-17", envelope("key", dict(kmap, origins=[1] * 17), "alice"), "schema",
+        "17 origins (at most 16): count before items")
+    add("origins-item-before-order", envelope("key", dict(
+        kmap, origins=["https://z.example", "https://Alice.example"]), "alice"),
+        "bad-origin", "unsorted origins with a bad item: items before the order")
+    add("things-item-before-order", envelope("claim", dict(
+        cmap, things=[cmap["things"][1], "https://Alice.example/"]), "donor"),
+        "bad-thing", "unsorted things with a bad item: items before the order")
+    add("table-order-not-map-order", envelope("settlement", dict(smap, currency="EURO",
+                                                                 lines="none"), "donor"),
+        "bad-currency", "bad currency and bad lines: the table's order (currency before "
+                        "lines), not the map's (lines before currency)")
+    add("unknown-field-last", envelope("settlement", dict(smap, aaa=1, currency="EURO"),
+                                       "donor"),
+        "bad-currency", "an unknown field 'aaa' (first in map order) and a bad currency: "
+                        "unknown fields are checked after every known field")
+    lines = [dict(ln) for ln in smap["lines"]]
+    lines[0]["x"] = 1
+    lines[1]["creator"] = keys.did_from_key(lines[1]["creator"])
+    add("nested-map-checked-at-its-field", envelope("settlement", dict(smap, lines=lines),
+                                                    "donor"),
+        "schema", "line 0 has an unknown field, line 1 a text creator: a nested map is "
+                  "checked completely, its unknown fields included, at its own point")
+    add("work-negative", envelope("settlement", dict(smap, work=-1), "donor"), "schema",
+        "work = -1 is not a uint")
+    add("box-48-bytes", envelope("sealed-claim", {
+        "settlement": cmap["settlement"], "month": cmap["month"], "creator": cmap["creator"],
+        "claim": claim.id, "box": bytes(48)}, "donor"), "schema",
+        "a sealed box of 48 bytes (at least 49)")
+    # -- steps 7 and 9: the signature before the type's rules ---------------------------
+    click = {"seq": 1, "prev": m.ZERO_HASH, "time": VERIFY_AT - 86400, "kind": "click",
+             "data": {"thing": "https://alice.example/"}}
+    add("bad-chain", envelope("click", click, "donor"), "bad-chain",
+        "seq 1 with an all-zero prev, correctly signed")
+    add("bad-signature-before-bad-chain", envelope("click", click, "donor", sign_with="alice"),
+        "bad-signature", "seq 1 with an all-zero prev, signed by another key: the signature "
+                         "(step 7) is checked before the type's rules (step 9)")
+    # -- §7.4 at verify_at: the last month --------------------------------------------
+    late = settle(key("donor"), "9999-12", 300, "EUR", m.ZERO_HASH,
+                  {"https://alice.example/": alice}, work_bits=0)
+    add("settlement-9999-12", late.settlement.raw, "future",
+        "valid under §4.4 (month_end = 253402300800); refused by §7.4: not ended at verify_at")
+    later = settle(key("donor"), "9999-12", 301, "EUR", m.ZERO_HASH,
+                   {"https://alice.example/": alice}, work_bits=0)
+    a, b = sorted([late.settlement, later.settlement], key=lambda s: s.id)
+    proof = m.sign(m.Equivocation(a.raw, b.raw), key("carol"))
+    add("equivocation-9999-12", proof.raw, "future",
+        "a valid proof of two 9999-12 settlements: dated by its settlements' month (§7.4)")
+    return neg
 
 
 def render() -> str:
