@@ -2,8 +2,9 @@
 
 Tasks (one nursery):
 
-* one receive loop per gossip topic: objects that passed the validator (which only
-  calls :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
+* one receive loop per gossip topic: objects the gossip gate accepted (node/gate.py:
+  known objects ignored, replays penalised, then
+  :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
 * the publisher: paces outgoing gossip and holds it until the mesh has peers;
 * month end: after a month ends plus a grace period, settle it, publish the
   settlement and sealed claims, then republish unreceipted ones with backoff;
@@ -19,6 +20,7 @@ SQLite runs in worker threads (``trio.to_thread``), one at a time.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,13 +54,16 @@ from ..wallet.wallet import Wallet
 from . import control, sites
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
+from .gate import ACCEPT, IGNORE, KNOWN, Gate, Verdict
 from .host import (
     P2P,
+    PortInUse,
     framed_handler,
     key_from_peer_id,
     request,
     running,
 )
+from .pubsub import peer_key
 
 log = logging.getLogger("rill.node")
 T = TypeVar("T")
@@ -135,9 +140,17 @@ class Daemon:
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
-        self.counters: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0,
-                                         "duplicates": 0, "published": 0, "synced": 0,
-                                         "settled": 0, "dropped": 0}
+        #: gossip gate outcomes of peers' messages: accepted, ignored, rejected;
+        #: duplicates = the ignored ones that were known objects
+        self.counters: dict[str, int] = {"received": 0, "accepted": 0, "ignored": 0,
+                                         "rejected": 0, "duplicates": 0, "stored": 0,
+                                         "published": 0, "synced": 0, "settled": 0,
+                                         "dropped": 0}
+        #: IDs of the objects in the store (loaded at start, kept up to date by the
+        #: store loop and pruning): the gate ignores them
+        self.held: set[bytes] = set()
+        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
+                         check=self._check, now=self.clock.now)
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
@@ -158,8 +171,10 @@ class Daemon:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
+            self.held = set(await self.db(self._stored_ids))
             async with running(bytes(self.wallet.key), self.config.listen,
-                               mdns=self.config.mdns) as p2p:
+                               mdns=self.config.mdns, gate=self._gate,
+                               on_verdict=self._on_verdict) as p2p:
                 if not p2p.addrs():
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
@@ -168,7 +183,6 @@ class Daemon:
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 subs = {}
                 for topic in TOPICS:
-                    p2p.pubsub.set_topic_validator(topic, self._validator(topic), False)
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     for topic, sub in subs.items():
@@ -194,6 +208,8 @@ class Daemon:
                     log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
                     self.ready.set()
                     task_status.started(self)
+        except PortInUse as exc:
+            raise StartupError(str(exc)) from None
         finally:
             with trio.CancelScope(shield=True):
                 await self.db(self.wallet.close)
@@ -201,17 +217,45 @@ class Daemon:
 
     # -- gossip in ----------------------------------------------------------------------
 
-    def _validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
-        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
-            try:
-                check_gossip(topic, msg.data, self.clock.now(), self.config.window_months)
-            except RemoteError as exc:
-                self.counters["rejected"] += 1
-                log.info("rejected a message on %s from %s: %s", topic, forwarder, exc.reason)
-                return False
-            return True
+    def _precheck(self, topic: str, raw: bytes, now: int) -> None:
+        """The gate's cheap checks: everything but the signatures."""
+        check_gossip(topic, raw, now, self.config.window_months, verify_signature=False)
 
-        return validate
+    def _check(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
+        return check_gossip(topic, raw, now, self.config.window_months)
+
+    def _gate(self, forwarder: ID, msg: rpc_pb2.Message, envelope_ok: Callable[[], bool]
+              ) -> Verdict:
+        """RillPubsub's gate callback: the policy of node/gate.py on one libp2p message."""
+        assert self.p2p is not None
+        ps = self.p2p.pubsub
+        return self.gate.judge(forwarder, ps.get_message_id(msg), msg.topicIDs, msg.data,
+                               peer_key(msg.from_id), envelope_ok,
+                               own=forwarder == ps.my_id)
+
+    def _on_verdict(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict) -> None:
+        """Count the verdicts on peers' messages (our own publishes are not counted)."""
+        if self.p2p is None or forwarder == self.p2p.peer_id:
+            if verdict.outcome is not ACCEPT:
+                log.info("not publishing a message on %s: %s", list(msg.topicIDs),
+                         verdict.reason)
+            return
+        if verdict.outcome is ACCEPT:
+            self.counters["accepted"] += 1
+        elif verdict.outcome is IGNORE:
+            self.counters["ignored"] += 1
+            if verdict.reason == KNOWN:
+                self.counters["duplicates"] += 1
+            log.debug("ignored a message on %s from %s: %s", list(msg.topicIDs), forwarder,
+                      verdict.reason)
+        else:
+            self.counters["rejected"] += 1
+            log.info("rejected a message on %s from %s: %s", list(msg.topicIDs), forwarder,
+                     verdict.reason)
+
+    def _stored_ids(self) -> list[bytes]:
+        """In a worker thread: the IDs of every object in the store."""
+        return [bytes(oid) for (oid,) in self.wallet.db.execute("SELECT id FROM objects")]
 
     async def _receive(self, topic: str, sub: Any) -> None:
         """Drain a subscription at once (py-libp2p's channel holds 32 and drops the
@@ -273,8 +317,8 @@ class Daemon:
         if isinstance(result, RemoteError | WalletError):
             log.debug("%s object not taken in: %s", via, result)
             return False
+        self.held.add(hashlib.sha256(raw).digest())
         if result.action == "duplicate":
-            self.counters["duplicates"] += 1
             return False
         self.counters["stored"] += 1
         log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
@@ -539,6 +583,7 @@ class Daemon:
             oldest = months_back(month_of(self.clock.now()), self.config.window_months)
             gone = await self.db(self.wallet.prune, oldest, self.config.disk_cap)
             if gone:
+                self.held = set(await self.db(self._stored_ids))
                 log.info("pruned %d object(s) outside the window or the disk cap", gone)
 
     # -- control ------------------------------------------------------------------------

@@ -46,17 +46,20 @@ def months_back(month: str, n: int) -> str:
 
 
 def check_gossip(topic: str, raw: bytes, now: int,
-                 window_months: int = DEFAULT_WINDOW_MONTHS) -> m.Signed[Any]:
+                 window_months: int = DEFAULT_WINDOW_MONTHS, *,
+                 verify_signature: bool = True) -> m.Signed[Any]:
     """Everything a gossip validator checks; raise :class:`RemoteError` to reject.
 
     The verdict depends on the bytes and the time only, never on who forwarded them.
+    ``verify_signature=False``: every check but the signatures (steps 7-8 of SPEC §4.4),
+    the node's cheap first pass; the object returned is then not authenticated.
     """
     types = TOPICS.get(topic)
     if types is None:
         raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
     if len(raw) > TOPIC_MAX[topic]:
         raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({TOPIC_MAX[topic]})")
-    obj = m.decode(raw)
+    obj = m.decode(raw, verify_signature=verify_signature)
     if obj.type not in types:
         raise SchemaError(f"a {obj.type} does not belong on {topic}", code="wrong-topic")
     check_time(obj, now)
