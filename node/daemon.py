@@ -252,6 +252,7 @@ class Daemon:
             self.counters["rejected"] += 1
             log.info("rejected a message on %s from %s: %s", list(msg.topicIDs), forwarder,
                      verdict.reason)
+            self._blacklist_if_graylisted(forwarder)
 
     def _stored_ids(self) -> list[bytes]:
         """In a worker thread: the IDs of every object in the store."""
@@ -549,11 +550,17 @@ class Daemon:
                     nursery.start_soon(self._sync_quietly, peer)
                 known = current
                 for peer in current:
-                    if (p2p.scorer.is_graylisted(peer, list(TOPICS))
-                            and not p2p.pubsub.is_peer_blacklisted(peer)):
-                        log.warning("peer %s sent invalid messages: blacklisted", peer)
-                        p2p.pubsub.add_to_blacklist(peer)
+                    self._blacklist_if_graylisted(peer)
                 await trio.sleep(WATCH_PEERS_S)
+
+    def _blacklist_if_graylisted(self, peer: ID) -> None:
+        """Graylisted peers go to the blacklist for good (checked once a second, and at
+        once after each message the gate rejects)."""
+        p2p = self.p2p
+        if (p2p is not None and p2p.scorer.is_graylisted(peer, list(TOPICS))
+                and not p2p.pubsub.is_peer_blacklisted(peer)):
+            log.warning("peer %s sent invalid messages: blacklisted", peer)
+            p2p.pubsub.add_to_blacklist(peer)
 
     async def _dial_bootstrap(self) -> None:
         assert self.p2p is not None
