@@ -315,3 +315,21 @@ async def test_an_authors_republish_after_the_floor_reaches_a_node_two_hops_away
         await eventually(lambda: holds(net, "c", doc.id), what="the republish reaches c")
         assert checks == [doc.raw]  # checked again once, at the floor
         assert b.counters["rejected"] == 0 and c.counters["accepted"] == 1
+
+
+async def test_objects_stored_before_a_start_are_known(tmp_path: Path) -> None:
+    async with network(tmp_path, NOW) as net:
+        b = await net.start("b")
+        doc = key_document(m_key(7), "Stored")
+        w = net.wallet("b")
+        w.import_object(doc.raw, NOW)  # e.g. by `rill import`, or before a restart
+        w.close()
+        await net.stop("b")
+        b = await net.start("b")
+        assert b.p2p is not None and doc.id in b.held
+        checks = count_checks(b)
+        async with attacker_host("m") as relay:
+            await attach(relay, b)
+            await inject(relay, b.p2p.peer_id, [wrap(doc.raw, throwaway(0), 1)])
+            await eventually(lambda: b.counters["duplicates"] == 1, what="known at once")
+        assert checks == [] and b.counters["accepted"] == b.counters["rejected"] == 0
