@@ -2,8 +2,9 @@
 
 Tasks (one nursery):
 
-* one receive loop per gossip topic: objects that passed the validator (which only
-  calls :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
+* one receive loop per gossip topic: objects the gossip gate accepted (node/gate.py:
+  known objects ignored, replays penalised, then
+  :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
 * the publisher: paces outgoing gossip and holds it until the mesh has peers;
 * month end: after a month ends plus a grace period, settle it, publish the
   settlement and sealed claims, then republish unreceipted ones with backoff;
@@ -20,6 +21,7 @@ SQLite runs in worker threads (``trio.to_thread``), one at a time.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,13 +57,16 @@ from ..wallet.wallet import Wallet
 from . import control, relay, sites
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
+from .gate import ACCEPT, IGNORE, KNOWN, Gate, Verdict
 from .host import (
     P2P,
+    PortInUse,
     framed_handler,
     key_from_peer_id,
     request,
     running,
 )
+from .pubsub import peer_key
 
 log = logging.getLogger("rill.node")
 T = TypeVar("T")
@@ -101,6 +106,9 @@ class NodeConfig:
     allow_http: bool = False
     #: The local dashboard's port on 127.0.0.1 (0: no dashboard).
     dashboard_port: int = 4742
+    #: Proof of work asked of settlements (SPEC §11.2); None: the home's [network]
+    #: work_bits, which its own settlements carry too.
+    work_bits: int | None = None
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -144,6 +152,9 @@ class Daemon:
         self.clock = clock
         self.wallet = Wallet.open(self.home)
         self.wallet.relay_quota = relay.quota(config.disk_cap)
+        #: bits of work asked of settlements on gossip and sync
+        self.work_bits: int = (config.work_bits if config.work_bits is not None
+                               else self.wallet.config.work_bits)
         self.identity = self.wallet.identity
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
@@ -154,9 +165,13 @@ class Daemon:
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
+        #: gossip gate outcomes of peers' messages: accepted, ignored, rejected;
+        #: duplicates = the ignored ones that were known objects
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
              "published", "synced", "settled", "dropped"), 0)
+        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
+                         check=self._check, now=self.clock.now)
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
@@ -177,18 +192,18 @@ class Daemon:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
+            self.held = await self.db(relay.held_ids, self.wallet)
             async with running(bytes(self.wallet.key), self.config.listen,
-                               mdns=self.config.mdns) as p2p:
+                               mdns=self.config.mdns, gate=self._gate,
+                               on_verdict=self._on_verdict) as p2p:
                 if not p2p.addrs():
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
-                self.held = await self.db(relay.held_ids, self.wallet)
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 subs = {}
                 for topic in TOPICS:
-                    p2p.pubsub.set_topic_validator(topic, self._validator(topic), False)
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     for topic, sub in subs.items():
@@ -214,6 +229,8 @@ class Daemon:
                     log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
                     self.ready.set()
                     task_status.started(self)
+        except PortInUse as exc:
+            raise StartupError(str(exc)) from None
         finally:
             with trio.CancelScope(shield=True):
                 await self.db(self.wallet.close)
@@ -221,22 +238,43 @@ class Daemon:
 
     # -- gossip in ----------------------------------------------------------------------
 
-    def _validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
-        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
-            try:
-                check_gossip(topic, msg.data, self.clock.now(), self.config.window_months)
-            except RemoteError as exc:
-                self.counters["rejected"] += 1
-                log.info("rejected a message on %s from %s: %s", topic, forwarder, exc.reason)
-                return False
-            except Exception as exc:  # the boundary: never into py-libp2p's push_msg
-                self.counters["rejected"] += 1
-                log.warning("refused a message on %s from %s after an internal error: %s: %s",
-                            topic, forwarder, type(exc).__name__, exc)
-                return False
-            return True
+    def _precheck(self, topic: str, raw: bytes, now: int) -> None:
+        """The gate's cheap checks: everything but the signatures."""
+        check_gossip(topic, raw, now, self.config.window_months, self.work_bits,
+                     verify_signature=False)
 
-        return validate
+    def _check(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
+        return check_gossip(topic, raw, now, self.config.window_months, self.work_bits)
+
+    def _gate(self, forwarder: ID, msg: rpc_pb2.Message, envelope_ok: Callable[[], bool]
+              ) -> Verdict:
+        """RillPubsub's gate callback: the policy of node/gate.py on one libp2p message."""
+        assert self.p2p is not None
+        ps = self.p2p.pubsub
+        return self.gate.judge(forwarder, ps.get_message_id(msg), msg.topicIDs, msg.data,
+                               peer_key(msg.from_id), envelope_ok,
+                               own=forwarder == ps.my_id)
+
+    def _on_verdict(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict) -> None:
+        """Count the verdicts on peers' messages (our own publishes are not counted)."""
+        if self.p2p is None or forwarder == self.p2p.peer_id:
+            if verdict.outcome is not ACCEPT:
+                log.info("not publishing a message on %s: %s", list(msg.topicIDs),
+                         verdict.reason)
+            return
+        if verdict.outcome is ACCEPT:
+            self.counters["accepted"] += 1
+        elif verdict.outcome is IGNORE:
+            self.counters["ignored"] += 1
+            if verdict.reason == KNOWN:
+                self.counters["duplicates"] += 1
+            log.debug("ignored a message on %s from %s: %s", list(msg.topicIDs), forwarder,
+                      verdict.reason)
+        else:
+            self.counters["rejected"] += 1
+            log.info("rejected a message on %s from %s: %s", list(msg.topicIDs), forwarder,
+                     verdict.reason)
+            self._blacklist_if_graylisted(forwarder)
 
     async def _receive(self, topic: str, sub: Any) -> None:
         """Drain a subscription at once (py-libp2p's channel holds 32 and drops the
@@ -309,9 +347,8 @@ class Daemon:
         if isinstance(result, RemoteError | WalletError):
             log.debug("%s object not taken in: %s", via, result)
             return False
-        self.held.add(result.id)
+        self.held.add(hashlib.sha256(raw).digest())
         if result.action == "duplicate":
-            self.counters["duplicates"] += 1
             return False
         self.counters["stored"] += 1
         log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
@@ -337,7 +374,7 @@ class Daemon:
         """Queue an object for gossip (checked first: our own invalid publishes would
         lower our own score)."""
         obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
-                           self.config.window_months)
+                           self.config.window_months, self.work_bits)
         self._published.add(obj.id)
         await self._outbox_send.send(raw)
 
@@ -546,7 +583,7 @@ class Daemon:
             try:
                 type_ = m.peek_type(obj)
                 check_gossip(TOPIC_OF.get(type_ or "", ""), obj, now,
-                             self.config.window_months)
+                             self.config.window_months, self.work_bits)
             except RemoteError as exc:
                 log.info("sync from %s: refused an object: %s", peer, exc.reason)
                 continue
@@ -599,12 +636,17 @@ class Daemon:
                     if state.since and now - state.since >= LONG_CONNECTED_S:
                         state.since = 0.0  # once per run
                         await self._relate_peer(peer)
-                for peer in current:
-                    if (p2p.scorer.is_graylisted(peer, list(TOPICS))
-                            and not p2p.pubsub.is_peer_blacklisted(peer)):
-                        log.warning("peer %s sent invalid messages: blacklisted", peer)
-                        p2p.pubsub.add_to_blacklist(peer)
+                    self._blacklist_if_graylisted(peer)
                 await trio.sleep(WATCH_PEERS_S)
+
+    def _blacklist_if_graylisted(self, peer: ID) -> None:
+        """Graylisted peers go to the blacklist for good (checked once a second, and at
+        once after each message the gate rejects)."""
+        p2p = self.p2p
+        if (p2p is not None and p2p.scorer.is_graylisted(peer, list(TOPICS))
+                and not p2p.pubsub.is_peer_blacklisted(peer)):
+            log.warning("peer %s sent invalid messages: blacklisted", peer)
+            p2p.pubsub.add_to_blacklist(peer)
 
     async def _relate_peer(self, peer: ID) -> None:
         key = key_from_peer_id(peer)
@@ -674,7 +716,7 @@ class Daemon:
                 raw = bytes.fromhex(str(hexraw))
                 try:
                     check_gossip(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw,
-                                 self.clock.now(), self.config.window_months)
+                                 self.clock.now(), self.config.window_months, self.work_bits)
                 except RemoteError as exc:
                     raise ValueError(f"not publishable: {exc.reason}") from None
                 await self._accept(raw, via="cli")

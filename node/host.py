@@ -9,14 +9,20 @@ Every setting here answers a measured trap (see docs/NETWORK.md):
   send invalid messages, and a blacklist so the verdict survives reconnects;
 * message ID = SHA-256(from || data), so a replay under another identity cannot
   poison the validation cache of the original;
+* every message goes through one gate (rill.node.pubsub.RillPubsub): ACCEPT, IGNORE or
+  REJECT, bad envelope signatures scored, nothing escaping into the Pubsub service;
+* a TCP port another process listens on is refused before listening (py-libp2p's
+  listener sets SO_REUSEPORT and would share it silently);
 * stream handlers never let an exception escape; frames are length-prefixed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -40,7 +46,6 @@ from libp2p.pubsub import pubsub as libp2p_pubsub
 from libp2p.pubsub import utils as libp2p_pubsub_utils
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -50,6 +55,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from nacl.signing import SigningKey
 
 from ..protocol.network import FRAME_HEADER, frame, frame_length
+from .pubsub import GateFn, RillPubsub, VerdictFn
 
 log = logging.getLogger("rill.node.host")
 
@@ -205,7 +211,7 @@ def make_gossipsub() -> GossipSub:
 @dataclass
 class P2P:
     host: IHost
-    pubsub: Pubsub
+    pubsub: RillPubsub
     gossipsub: GossipSub
     dht: KadDHT
 
@@ -231,13 +237,52 @@ class P2P:
         return info.peer_id
 
 
+class PortInUse(Exception):
+    """A TCP port we were asked to listen on is taken by another process."""
+
+
+def check_ports(listen: list[str]) -> None:
+    """Refuse a /ip4|ip6/.../tcp/PORT address (PORT != 0) that something already listens
+    on: bind and listen on a plain socket (SO_REUSEADDR, no SO_REUSEPORT) first.
+
+    py-libp2p's TCP listener sets SO_REUSEPORT, so a second daemon on the same port binds
+    without an error and the kernel splits the incoming connections between the two.
+    Other bind errors are left to libp2p (the daemon reports an address it could not use).
+    """
+    for addr in listen:
+        ma = multiaddr.Multiaddr(addr)
+        names = [p.name for p in ma.protocols()]
+        if len(names) < 2 or names[0] not in ("ip4", "ip6") or names[1] != "tcp":
+            continue
+        host, port = ma.value_for_protocol(names[0]), int(ma.value_for_protocol("tcp"))
+        if port == 0:
+            continue
+        family = socket.AF_INET if names[0] == "ip4" else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+                sock.listen(1)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(f"TCP port {port} ({addr}) is already in use, perhaps by "
+                                    "another node: choose another port with --listen") from None
+                log.debug("port check of %s: %s (left to libp2p)", addr, exc)
+
+
 @asynccontextmanager
-async def running(seed: bytes, listen: list[str], mdns: bool = False) -> AsyncIterator[P2P]:
-    """Host + Pubsub + GossipSub + Kademlia DHT (server mode), started; everything
-    closed on exit (no listener, task or thread left behind)."""
+async def running(seed: bytes, listen: list[str], mdns: bool = False,
+                  gate: GateFn | None = None, on_verdict: VerdictFn | None = None
+                  ) -> AsyncIterator[P2P]:
+    """Host + RillPubsub + GossipSub + Kademlia DHT (server mode), started; everything
+    closed on exit (no listener, task or thread left behind).  ``gate``: see
+    :class:`rill.node.pubsub.RillPubsub` (default: the envelope check only).
+    Raises :class:`PortInUse` before anything starts."""
+    check_ports(listen)
     host = make_host(seed, mdns)
     gs = make_gossipsub()
-    ps = Pubsub(host, gs, strict_signing=True, msg_id_constructor=message_id)
+    ps = RillPubsub(host, gs, strict_signing=True, msg_id_constructor=message_id, gate=gate,
+                    on_verdict=on_verdict)
     dht = KadDHT(host, DHTMode.SERVER)  # before any connection: identify advertises it
     try:
         async with host.run([multiaddr.Multiaddr(a) for a in listen]):

@@ -55,19 +55,23 @@ def settlement_work_bits(obj: m.Signed[Any]) -> int:
 
 def check_gossip(topic: str, raw: bytes, now: int,
                  window_months: int = DEFAULT_WINDOW_MONTHS,
-                 work_bits: int = NETWORK_WORK_BITS) -> m.Signed[Any]:
+                 work_bits: int = NETWORK_WORK_BITS, *,
+                 verify_signature: bool = True) -> m.Signed[Any]:
     """Everything a gossip validator checks; raise :class:`RemoteError` to reject.
 
     The verdict depends on the bytes and the time only, never on who forwarded them.
     Settlements and equivocation proofs need ``work_bits`` bits of work
     (``insufficient-work``, SPEC §11.2).
+    ``verify_signature=False``: every check but the signatures (steps 7-8 of SPEC §4.4),
+    the node's cheap first pass; the object returned is then not authenticated.
     """
     types = TOPICS.get(topic)
     if types is None:
         raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
     if len(raw) > TOPIC_MAX[topic]:
         raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({TOPIC_MAX[topic]})")
-    obj = m.decode(raw, exact=False)  # any CBOR failure is a rejection: skip the reason scan
+    # any CBOR failure is a rejection: skip the reason scan
+    obj = m.decode(raw, verify_signature=verify_signature, exact=False)
     if obj.type not in types:
         raise SchemaError(f"a {obj.type} does not belong on {topic}", code="wrong-topic")
     check_time(obj, now)

@@ -9,6 +9,7 @@ import trio
 from helpers import signing_key
 from nodes import eventually, listening, network
 
+from rill.node.pubsub import envelope_only
 from rill.protocol import messages as m
 from rill.protocol.months import month_end, month_start
 
@@ -83,8 +84,8 @@ async def test_tampered_copy_is_refused_and_not_forwarded(tmp_path: Path) -> Non
         raw = res.settlement.raw
         tampered = raw[:-70] + bytes([raw[-70] ^ 1]) + raw[-69:]
         # publish straight through pubsub (the daemon's own publish would refuse it);
-        # a's own validator runs too, so disable it for a moment as a malicious node would
-        pa.pubsub.remove_topic_validator("rill/1/settlements")
+        # a's own gate judges its publishes too, so replace it as a malicious node would
+        pa.pubsub.set_gate(envelope_only)
         await pa.pubsub.publish("rill/1/settlements", tampered)
         await trio.sleep(0.5)
         assert b.counters["rejected"] >= 1
@@ -164,8 +165,7 @@ async def test_forged_replayed_and_oversized_messages_never_delivered(tmp_path: 
         evil = net.nodes["evil"].p2p
         hp = honest.p2p
         assert evil is not None and hp is not None
-        for topic in ("rill/1/settlements", "rill/1/receipts", "rill/1/keys"):
-            evil.pubsub.remove_topic_validator(topic)  # a malicious node skips its checks
+        evil.pubsub.set_gate(envelope_only)  # a malicious node skips its checks
         good = res.settlement.raw
         other = m.decode(good).body
         forged_copy = m.cbor.encode({"v": 1, "t": "settlement", "body": other.to_map(),

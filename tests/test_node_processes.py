@@ -120,3 +120,25 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             assert "Traceback" not in proc.stderr
     finally:
         busy.close()
+
+
+def test_a_second_node_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """py-libp2p's listener sets SO_REUSEPORT: without the daemon's own check a second
+    node would bind the port silently and the kernel would split connections."""
+    import subprocess
+
+    first = ProcNode(tmp_path, "first", OCT)
+    try:
+        first.start([])
+        first.wait_started()
+        proc = subprocess.run([RILL, "node", "run", "--home", str(tmp_path / "second"),
+                               "--listen", f"/ip4/127.0.0.1/tcp/{first.port}",
+                               "--dashboard-port", "0"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert "rill: error: the node could not start" in proc.stderr
+        assert f"TCP port {first.port}" in proc.stderr and "--listen" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert first.proc is not None and first.proc.poll() is None  # the first runs on
+    finally:
+        assert first.stop() == 0

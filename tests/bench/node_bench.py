@@ -615,16 +615,16 @@ async def gossip_rate_inproc(base: Path, raws: list[bytes], stall: float = 5.0
         a, b = net.nodes["a"], net.nodes["b"]
         validated: list[float] = []
         stored: list[float] = []
-        inner = b._validator(topic)
-
-        def validator(forwarder: Any, msg: Any) -> bool:
-            ok = bool(inner(forwarder, msg))
-            if ok:
-                validated.append(time.perf_counter())
-            return ok
-
         assert b.p2p is not None
-        b.p2p.pubsub.set_topic_validator(topic, validator, False)
+        inner = b.p2p.pubsub.on_verdict
+
+        def on_verdict(forwarder: Any, msg: Any, verdict: Any) -> None:
+            if inner is not None:
+                inner(forwarder, msg, verdict)
+            if verdict.outcome.value == "accept" and topic in msg.topicIDs:
+                validated.append(time.perf_counter())
+
+        b.p2p.pubsub.on_verdict = on_verdict  # told every gate verdict
         after = b._after_import
 
         async def timed_after(raw: bytes, result: Any, via: str) -> bool:

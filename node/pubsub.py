@@ -1,0 +1,214 @@
+"""Rill's GossipSub message gate on py-libp2p 0.8.1: ``RillPubsub.push_msg``.
+
+py-libp2p answers every message with a topic validator that says valid or invalid
+only, drops a bad envelope signature before any scoring, and lets any exception of a
+validator kill the Pubsub service (docs/NETWORK.md, traps 19-21).  ``RillPubsub`` keeps
+the library's blacklist checks, seen-cache check and publish-score gate, then asks
+ONE gate callback for an :class:`~rill.node.gate.Outcome` and acts on it:
+
+* ACCEPT: mark the message ID seen, first-delivery scoring, the self-``from`` check,
+  deliver to subscriptions, forward (what py-libp2p does after a successful
+  validation);
+* IGNORE: mark the message ID seen (see :func:`_may_mark_seen`), nothing else;
+* REJECT: penalise the forwarder (``on_invalid_message`` per subscribed topic, as for a
+  failed validator); not delivered, not forwarded, not marked seen (a forged envelope
+  must not poison the seen cache for the real author's message ID).
+
+The envelope signature check is handed to the gate as ``envelope_ok()``, so a bad
+envelope signature is a REJECT and is scored.  Any exception raised while judging
+becomes a REJECT with reason "internal error: ...", logged at WARNING once per object
+ID; nothing escapes into the Pubsub service.  Topic validators are not used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.validators import signature_validator
+
+from .gate import ACCEPT, BAD_ENVELOPE, IGNORE, REJECT, Outcome, Verdict, object_id, signer_of
+
+log = logging.getLogger("rill.node.pubsub")
+
+#: ``gate(forwarder, msg, envelope_ok) -> Verdict``
+GateFn = Callable[[ID, rpc_pb2.Message, Callable[[], bool]], Verdict]
+#: ``on_verdict(forwarder, msg, verdict)``: told every final verdict after the scoring
+#: (for counters, logs, blacklisting).
+VerdictFn = Callable[[ID, rpc_pb2.Message, Verdict], None]
+
+#: Object IDs whose internal error was logged; cleared when full.
+LOGGED_MAX = 4096
+#: The identity-multihash prefix of an Ed25519 peer ID (protobuf PublicKey, type 1).
+_ED25519_PEER_ID = b"\x00\x24\x08\x01\x12\x20"
+
+
+def peer_key(peer_id: bytes) -> bytes | None:
+    """The 32-byte Ed25519 key inside a peer ID (no protobuf parse), or None."""
+    if len(peer_id) == 38 and peer_id.startswith(_ED25519_PEER_ID):
+        return peer_id[6:]
+    return None
+
+
+def envelope_only(forwarder: ID, msg: rpc_pb2.Message,
+                  envelope_ok: Callable[[], bool]) -> Verdict:
+    """The gate until one is set: py-libp2p's behaviour (envelope check), now scored."""
+    return Verdict(ACCEPT, "") if envelope_ok() else Verdict(REJECT, BAD_ENVELOPE)
+
+
+class RillPubsub(Pubsub):
+    def __init__(self, *args: Any, gate: GateFn | None = None,
+                 on_verdict: VerdictFn | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: GateFn = gate or envelope_only
+        self.on_verdict = on_verdict
+        self._logged: set[bytes] = set()
+
+    def set_gate(self, gate: GateFn, on_verdict: VerdictFn | None = None) -> None:
+        self.gate = gate
+        self.on_verdict = on_verdict
+
+    def set_topic_validator(self, topic: str, validator: Any, is_async_validator: bool
+                            ) -> None:
+        raise NotImplementedError("RillPubsub judges messages with its gate: use set_gate")
+
+    # -- blacklist: really cut off ---------------------------------------------------------
+    # py-libp2p 0.8.1 resets only our outbound pubsub stream to a blacklisted peer and
+    # keeps reading its inbound one: each further message still costs its transport, an
+    # RPC parse and a task (~0.5 ms of CPU).  Close the connection and refuse the peer's
+    # new pubsub streams.
+
+    def add_to_blacklist(self, peer_id: ID) -> None:
+        super().add_to_blacklist(peer_id)
+        self.manager.run_task(self._disconnect, peer_id)
+
+    async def _disconnect(self, peer_id: ID) -> None:
+        try:
+            await self.host.disconnect(peer_id)
+        except Exception as exc:  # a connection already gone
+            log.debug("disconnecting blacklisted %s: %r", peer_id, exc)
+
+    async def stream_handler(self, stream: Any) -> None:
+        if self.is_peer_blacklisted(stream.muxed_conn.peer_id):
+            try:
+                await stream.reset()
+            except Exception as exc:
+                log.debug("resetting a blacklisted peer's stream: %r", exc)
+            return
+        await super().stream_handler(stream)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """Judge one message (ours or a peer's) and act on the verdict; never raises."""
+        try:
+            judged = self._judge(msg_forwarder, msg)
+        except Exception as exc:  # the trust boundary (trap 19)
+            judged = self._internal_error(msg_forwarder, msg, exc), False
+        if judged is None:
+            return
+        try:
+            await self._act(msg_forwarder, msg, *judged)
+        except Exception as exc:  # never into the Pubsub service
+            self._log_once(msg, "acting on the verdict for a message from %s failed: %r",
+                           msg_forwarder, exc)
+
+    # -- judging -------------------------------------------------------------------------
+
+    def _judge(self, forwarder: ID, msg: rpc_pb2.Message) -> tuple[Verdict, bool] | None:
+        """The verdict, and whether an IGNORE may mark the message ID seen; None: dropped
+        before the gate (blacklisted, seen, below the publish score)."""
+        if self.is_peer_blacklisted(forwarder) or self.is_peer_blacklisted(ID(msg.from_id)):
+            return None
+        if self._is_msg_seen(msg):
+            return None
+        scorer = getattr(self.router, "scorer", None)
+        if scorer is not None and not scorer.allow_publish(forwarder, list(msg.topicIDs)):
+            log.debug("dropped a message from %s: below the publish threshold", forwarder)
+            return None
+        checked: list[bool] = []
+
+        def envelope_ok() -> bool:
+            if not self.strict_signing:
+                return True
+            if not checked:
+                try:
+                    checked.append(bool(signature_validator(msg)))
+                except Exception as exc:  # a malformed key is a bad envelope
+                    log.debug("envelope check failed: %r", exc)
+                    checked.append(False)
+            return checked[0]
+
+        verdict = self.gate(forwarder, msg, envelope_ok)
+        if not isinstance(verdict, Verdict) or not isinstance(verdict.outcome, Outcome):
+            raise TypeError(f"the gate returned {verdict!r}, not a Verdict")
+        return verdict, verdict.outcome is IGNORE and _may_mark_seen(msg, checked)
+
+    def _internal_error(self, forwarder: ID, msg: rpc_pb2.Message, exc: Exception) -> Verdict:
+        self._log_once(msg, "gate failed on a message from %s (rejected): %r", forwarder, exc)
+        return Verdict(REJECT, f"internal error: {exc!r}")
+
+    def _log_once(self, msg: rpc_pb2.Message, fmt: str, *args: Any) -> None:
+        try:
+            oid = object_id(msg.data)
+        except Exception:  # msg.data is always bytes in practice
+            oid = b""
+        if oid in self._logged:
+            return
+        if len(self._logged) >= LOGGED_MAX:
+            self._logged.clear()
+        self._logged.add(oid)
+        log.warning(fmt + " [object %s]", *args, oid.hex()[:16])
+
+    # -- acting --------------------------------------------------------------------------
+
+    async def _act(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict,
+                   mark_ignored: bool) -> None:
+        outcome = verdict.outcome
+        scorer = getattr(self.router, "scorer", None)
+        own = forwarder == self.my_id
+        if outcome is REJECT:
+            log.debug("rejected a message from %s: %s", forwarder, verdict.reason)
+            if scorer is not None and not own:
+                for topic in msg.topicIDs:
+                    if topic in self.topic_ids:  # only topics we score (no attacker keys)
+                        scorer.on_invalid_message(forwarder, topic)
+        elif outcome is IGNORE:
+            if mark_ignored:
+                self._mark_msg_seen(msg)
+        else:  # ACCEPT: as py-libp2p after a successful validation
+            self._mark_msg_seen(msg)
+            if scorer is not None:
+                for topic in msg.topicIDs:
+                    scorer.on_first_delivery(forwarder, topic)
+        self._tell(forwarder, msg, verdict)  # after scoring: it may blacklist at once
+        if outcome is not ACCEPT:
+            return
+        if ID(msg.from_id) == self.my_id and not own:
+            log.debug("dropping a message claiming to be from us, forwarded by %s", forwarder)
+            return
+        self.notify_subscriptions(msg)
+        await self.router.publish(forwarder, msg)
+
+    def _tell(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict) -> None:
+        if self.on_verdict is not None:
+            try:
+                self.on_verdict(forwarder, msg, verdict)
+            except Exception as exc:  # counters must not stop gossip
+                self._log_once(msg, "on_verdict failed: %r", exc)
+
+
+def _may_mark_seen(msg: rpc_pb2.Message, checked: list[bool]) -> bool:
+    """Whether an IGNOREd message's ID may go into the seen cache.
+
+    The ID is SHA-256(from || data) and an IGNORE is decided before the envelope
+    signature is checked.  If the message claims to come from the object's signer, a
+    forged copy marked seen would make the author's real (re)publish look seen, and
+    py-libp2p's seen cache is refreshed on every lookup, so the forger could keep it so.
+    Such messages are marked only when their envelope signature verified.
+    """
+    if checked:
+        return checked[0]
+    return peer_key(msg.from_id) != signer_of(msg.data)
