@@ -32,6 +32,9 @@ from ..protocol import messages as m
 from ..wallet.inbox import subjects_of
 
 ACCEPT, IGNORE, REJECT = "accept", "ignore", "reject"
+#: The reason of an IGNORE for a claim whose settlement is not held (the node keeps it
+#: aside until the settlement comes).
+ORPHAN = "its settlement is not held here (kept until it comes)"
 
 #: Claims waiting for their settlement: at most this many in all, and per settlement at
 #: most the largest number of lines a settlement may have (two objects per line).
@@ -58,7 +61,8 @@ class Admission:
     # -- the gate's relation check ------------------------------------------------------
 
     def relate(self, obj: m.Signed[Any]) -> tuple[str, str]:
-        """(ACCEPT | IGNORE | REJECT, reason) for a valid object."""
+        """(ACCEPT | IGNORE | REJECT, reason) for a decoded object.  Its signatures may
+        not be checked yet: decide only on what it says, and trust none of it."""
         if self.identity in subjects_of(obj):
             return ACCEPT, "concerns us"
         body = obj.body
@@ -104,7 +108,7 @@ class Admission:
         body = obj.body
         row = self._one("SELECT raw FROM objects WHERE id = ?", (body.settlement,))
         if row is None:
-            return IGNORE, "its settlement is not held here (kept until it comes)"
+            return IGNORE, ORPHAN
         settlement = m.decode(row[0], m.Settlement, verify_signature=False)
         if settlement.signer != obj.signer or settlement.body.month != body.month or all(
                 line.creator != body.creator for line in settlement.body.lines):

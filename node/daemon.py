@@ -55,9 +55,10 @@ from ..wallet import store
 from ..wallet.errors import WalletError
 from ..wallet.wallet import Wallet
 from . import control, relay, sites
+from .admission import ORPHAN, Admission
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
-from .gate import ACCEPT, IGNORE, KNOWN, Gate, Verdict
+from .gate import ACCEPT, IGNORE, KNOWN, REJECT, Gate, Outcome, Verdict
 from .host import (
     P2P,
     PortInUse,
@@ -171,7 +172,8 @@ class Daemon:
             ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
              "published", "synced", "settled", "dropped"), 0)
         self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
-                         check=self._check, now=self.clock.now)
+                         check=self._check, now=self.clock.now, relate=self._relate)
+        self.admission: Admission | None = None
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
@@ -193,6 +195,7 @@ class Daemon:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
             self.held = await self.db(relay.held_ids, self.wallet)
+            self.admission = Admission(self.wallet.home.db_path, self.identity)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns, gate=self._gate,
                                on_verdict=self._on_verdict) as p2p:
@@ -234,14 +237,24 @@ class Daemon:
         finally:
             with trio.CancelScope(shield=True):
                 await self.db(self.wallet.close)
+            if self.admission is not None:
+                self.admission.close()
+                self.admission = None
             self.p2p = None
 
     # -- gossip in ----------------------------------------------------------------------
 
-    def _precheck(self, topic: str, raw: bytes, now: int) -> None:
+    def _precheck(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
         """The gate's cheap checks: everything but the signatures."""
-        check_gossip(topic, raw, now, self.config.window_months, self.work_bits,
-                     verify_signature=False)
+        return check_gossip(topic, raw, now, self.config.window_months, self.work_bits,
+                            verify_signature=False)
+
+    def _relate(self, obj: m.Signed[Any]) -> tuple[Outcome, str]:
+        """The gate's relation checks (rill.node.admission), before any signature."""
+        if self.admission is None:
+            return ACCEPT, ""
+        outcome, reason = self.admission.relate(obj)
+        return _OUTCOMES[outcome], reason
 
     def _check(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
         return check_gossip(topic, raw, now, self.config.window_months, self.work_bits)
@@ -268,6 +281,8 @@ class Daemon:
             self.counters["ignored"] += 1
             if verdict.reason == KNOWN:
                 self.counters["duplicates"] += 1
+            elif verdict.reason == ORPHAN and self.admission is not None:
+                self.admission.hold_orphan(verdict.obj.body.settlement, bytes(msg.data))
             log.debug("ignored a message on %s from %s: %s", list(msg.topicIDs), forwarder,
                       verdict.reason)
         else:
@@ -353,12 +368,31 @@ class Daemon:
         self.counters["stored"] += 1
         log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
                  result.detail)
+        if result.type == "settlement" and self.admission is not None:
+            await self._adopt_orphans(result.id)
         if result.action == "equivocation":
             await self._on_equivocation(result)
         elif result.type == "equivocation":
             proof = m.decode(raw, m.Equivocation)
             self.marked.add(proof.body.donor)
         return True
+
+    async def _adopt_orphans(self, settlement: bytes) -> None:
+        """Claims that came before their settlement (ignored then, kept aside): now that
+        it is here, check them fully, take them in and forward them ourselves."""
+        assert self.admission is not None
+        for raw in self.admission.adopt(settlement):
+            try:
+                obj = self._check(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw,
+                                  self.clock.now())
+                outcome, reason = self._relate(obj)
+                if outcome is not ACCEPT:
+                    raise RemoteError(reason)
+            except RemoteError as exc:
+                log.info("a claim that waited for its settlement is refused: %s", exc)
+                continue
+            if await self._accept(raw, via="adopted"):
+                await self._publish_quietly(raw)
 
     async def _on_equivocation(self, result: Any) -> None:
         proof_id = bytes.fromhex(result.detail.rsplit(" ", 1)[1])
@@ -778,6 +812,9 @@ class Daemon:
                 "synced_objects": state.synced_objects,
             })
         return out
+
+
+_OUTCOMES = {"accept": ACCEPT, "ignore": IGNORE, "reject": REJECT}
 
 
 def _sync_order(objects: tuple[bytes, ...]) -> list[bytes]:

@@ -22,12 +22,21 @@ Order (each step only when the previous ones passed; own publishes skip 0 and 1)
 1. known (held in the store, or accepted lately) -> IGNORE, except an author's
    republish: the libp2p ``from`` key is the object's signer and the last accepted
    republish of the object is at least ``REPUBLISH_FLOOR_S`` old (or unknown to us).
-2. cheap checks, no cryptography (``precheck``): codes ``future`` and
-   ``outside-window`` -> IGNORE, any other -> REJECT.
-3. the libp2p envelope signature (``envelope_ok``) -> REJECT when it fails.
-4. the full check with the Rill signature (``check``) -> REJECT on failure.
-5. relations with what the node holds (``relate``; ACCEPT by default).
+2. cheap checks, no cryptography (``precheck``, which returns the decoded but not yet
+   authenticated object): codes ``future`` and ``outside-window`` -> IGNORE, any
+   other -> REJECT.
+3. relations with what the node holds (``relate`` on that object, still no
+   cryptography; ACCEPT by default): an object that hangs off nothing held here is
+   IGNOREd before it costs a signature check.
+4. the libp2p envelope signature (``envelope_ok``) -> REJECT when it fails.
+5. the full check with the Rill signature (``check``) -> REJECT on failure.
 6. ACCEPT; the object ID is remembered as accepted now.
+
+IGNOREs cost a forwarder nothing in score, so each forwarder has a budget of them (a
+token bucket: ``IGNORE_BURST`` at once, refilled at ``IGNORE_RATE`` per second); past it,
+what would be IGNOREd is REJECTed ("too many useless messages").  Honest peers forward
+only what they accepted themselves, so they rarely send anything we ignore; a peer
+flooding objects that hang off nothing (which cost us no signature check) is cut off.
 
 Memory is bounded: at most ``recent_max`` accepted object IDs and ``sent_max``
 (forwarder, object) pairs, oldest first out (about 200 bytes each: 50,000 of each is
@@ -58,6 +67,11 @@ KNOWN = "known object"
 REPLAYED = "replayed a known object"
 BAD_ENVELOPE = "bad libp2p envelope signature"
 ONE_TOPIC = "a gossip message carries exactly one topic"
+USELESS = "too many useless messages"
+#: The IGNORE budget of one forwarder (see the module doc).
+IGNORE_BURST = 200
+IGNORE_RATE = 2.0
+BUDGETS_MAX = 10_000
 
 
 class Outcome(enum.Enum):
@@ -93,10 +107,12 @@ class Gate:
     """The policy, with everything it depends on injected:
 
     * ``held(oid) -> bool``: the object is in the store;
-    * ``precheck(topic, raw, now)``: cheap checks, raise :class:`RemoteError`;
+    * ``precheck(topic, raw, now) -> obj``: cheap checks, raise :class:`RemoteError`;
+      returns the decoded object (signatures not checked), or None;
     * ``check(topic, raw, now) -> obj``: full check (signatures), raise RemoteError;
     * ``now() -> int``: the node's clock (seconds);
-    * ``relate(obj) -> (Outcome, reason)``: relations with what the node holds.
+    * ``relate(obj) -> (Outcome, reason)``: relations with what the node holds, asked
+      of the unauthenticated object (it must decide on what it reads, not trust it).
     """
 
     def __init__(self, *, held: Callable[[bytes], bool],
@@ -118,6 +134,8 @@ class Gate:
         self._recent: OrderedDict[bytes, int] = OrderedDict()
         #: (forwarder, object ID) -> (message ID, when first sent), oldest first
         self._sent: OrderedDict[tuple[Hashable, bytes], tuple[bytes, int]] = OrderedDict()
+        #: forwarder -> (IGNORE tokens left, when counted)
+        self._budget: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
 
     def judge(self, forwarder: Hashable, msg_id: bytes, topics: Sequence[str], data: bytes,
               from_key: bytes | None, envelope_ok: Callable[[], bool], *,
@@ -140,22 +158,23 @@ class Gate:
             return Verdict(REJECT, ONE_TOPIC)
         topic = topics[0]
         try:
-            self.precheck(topic, data, now)
+            pre = self.precheck(topic, data, now)
         except RemoteError as exc:
             if exc.code in IGNORE_CODES:
                 return self._noted(key, msg_id, now, Verdict(IGNORE, exc.reason), own)
             return Verdict(REJECT, exc.reason)
+        if pre is not None:
+            outcome, reason = self.relate(pre)
+            if outcome is REJECT:
+                return Verdict(REJECT, reason, pre)
+            if outcome is IGNORE:
+                return self._noted(key, msg_id, now, Verdict(IGNORE, reason, pre), own)
         if not envelope_ok():
             return Verdict(REJECT, BAD_ENVELOPE)
         try:
             obj = self.check(topic, data, now)
         except RemoteError as exc:
             return Verdict(REJECT, exc.reason)
-        outcome, reason = self.relate(obj)
-        if outcome is REJECT:
-            return Verdict(REJECT, reason, obj)
-        if outcome is IGNORE:
-            return self._noted(key, msg_id, now, Verdict(IGNORE, reason, obj), own)
         self._remember(oid, now)
         return self._noted(key, msg_id, now, Verdict(ACCEPT, "", obj), own)
 
@@ -168,10 +187,25 @@ class Gate:
         while len(recent) > self.recent_max:
             recent.popitem(last=False)
 
+    def _spend(self, forwarder: Hashable, now: int) -> bool:
+        """Take one IGNORE token of ``forwarder``; False when it has none left."""
+        budget = self._budget
+        tokens, then = budget.get(forwarder, (float(IGNORE_BURST), now))
+        tokens = min(float(IGNORE_BURST), tokens + (now - then) * IGNORE_RATE)
+        ok = tokens >= 1.0
+        budget[forwarder] = (tokens - 1.0 if ok else tokens, now)
+        budget.move_to_end(forwarder)
+        while len(budget) > BUDGETS_MAX:
+            budget.popitem(last=False)
+        return ok
+
     def _noted(self, key: tuple[Hashable, bytes], msg_id: bytes, now: int, verdict: Verdict,
                own: bool = False) -> Verdict:
         """Note that a forwarder sent an object as ``msg_id`` (what the strike rule
-        compares with), unless a note younger than ``floor`` exists."""
+        compares with), unless a note younger than ``floor`` exists.  An IGNORE spends
+        one of the forwarder's tokens; without one it becomes a REJECT."""
+        if not own and verdict.outcome is IGNORE and not self._spend(key[0], now):
+            return Verdict(REJECT, USELESS, verdict.obj)
         if not own:
             sent = self._sent
             prior = sent.get(key)
@@ -189,5 +223,6 @@ class Gate:
         return {"recent": len(self._recent), "sent": len(self._sent)}
 
 
-__all__ = ["ACCEPT", "IGNORE", "KNOWN", "REJECT", "REPLAYED", "REPUBLISH_FLOOR_S", "Gate",
+__all__ = ["ACCEPT", "IGNORE", "KNOWN", "REJECT", "REPLAYED", "REPUBLISH_FLOOR_S", "USELESS",
+           "Gate",
            "Outcome", "Verdict", "object_id", "signer_of"]

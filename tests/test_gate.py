@@ -35,7 +35,7 @@ class Checks:
         self.prechecks: list[bytes] = []
         self.checks: list[bytes] = []
 
-    def precheck(self, topic: str, raw: bytes, now: int) -> None:
+    def precheck(self, topic: str, raw: bytes, now: int) -> Any:
         self.prechecks.append(raw)
         if raw.startswith(b"future"):
             raise RuleError("not yet", code="future")
@@ -43,6 +43,7 @@ class Checks:
             raise RuleError("too old", code="outside-window")
         if raw.startswith(b"bad"):
             raise SchemaError("nonsense")
+        return ("obj", raw)  # decoded, not authenticated
 
     def check(self, topic: str, raw: bytes, now: int) -> Any:
         self.checks.append(raw)
@@ -195,7 +196,7 @@ def test_relations_hook() -> None:
     assert judge(gate, obj(b"orphan"), "G").outcome is IGNORE  # not remembered: judged again
     assert judge(gate, obj(b"liar")).outcome is REJECT
     assert judge(gate, obj(b"fine")).outcome is ACCEPT
-    assert len(checks.checks) == 4
+    assert checks.checks == [obj(b"fine")]  # relations come before any signature check
 
 
 def test_memory_is_bounded() -> None:
@@ -246,3 +247,19 @@ def test_with_the_protocol_checks() -> None:
     with pytest.raises(RemoteError):  # the precheck alone does not see the tampering
         check_gossip(TOPIC, tampered, now)
     check_gossip(TOPIC, tampered, now, verify_signature=False)
+
+
+def test_a_flood_of_ignorable_messages_spends_the_budget_then_is_rejected() -> None:
+    def relate(o: Any) -> tuple[g.Outcome, str]:
+        return IGNORE, "hangs off nothing held here"
+
+    gate, clock, checks = make(relate=relate)
+    outcomes = [judge(gate, obj(b"junk%d" % i), "F").outcome for i in range(g.IGNORE_BURST + 5)]
+    assert outcomes[:g.IGNORE_BURST] == [IGNORE] * g.IGNORE_BURST
+    assert outcomes[g.IGNORE_BURST:] == [REJECT] * 5
+    assert judge(gate, obj(b"other"), "G").outcome is IGNORE  # budgets are per forwarder
+    assert checks.checks == []  # none of it cost a signature check
+    clock.t += 10  # tokens come back at IGNORE_RATE per second
+    n = int(10 * g.IGNORE_RATE)
+    assert [judge(gate, obj(b"later%d" % i), "F").outcome for i in range(n + 1)] == \
+        [IGNORE] * n + [REJECT]

@@ -129,6 +129,22 @@ def count_checks(daemon: Daemon) -> list[bytes]:
     return calls
 
 
+def befriend(net: Net, name: str, *signers: Any) -> None:
+    """Give node ``name`` a standing relation with the signers of the key documents these
+    tests gossip: a key document of a creator nobody pays is otherwise ignored
+    (rill.node.admission)."""
+    from rill.wallet import store
+
+    w = net.wallet(name)
+    try:
+        with store.transaction(w.db):
+            for signer in signers:
+                key = signer.identity if isinstance(signer, Daemon) else bytes(signer.verify_key)
+                w.add_relation(key, "peer", NOW)
+    finally:
+        w.close()
+
+
 def forget_seen(*daemons: Daemon) -> None:
     """py-libp2p's seen cache lives in real time (120 s) while the test moves a manual
     clock: expire it by hand as the 20 minutes would have."""
@@ -147,6 +163,7 @@ async def test_a_gate_that_raises_rejects_penalises_and_logs_once(
     async with network(tmp_path, NOW) as net:
         a = await net.start("a")
         b = await net.start("b")
+        befriend(net, "b", a)
         await net.connect("a", "b")
         await meshed(a, b)
         boom = key_document(a, "Boom")
@@ -186,6 +203,7 @@ async def test_bad_envelope_signatures_are_scored_and_the_sender_cut_off(
     async with network(tmp_path, NOW) as net:
         b = await net.start("b")
         assert b.p2p is not None
+        befriend(net, "b", *(m_key(i) for i in range(50)))  # all else would be fine
         docs = [key_document(m_key(i), f"Junk{i}") for i in range(50)]
         async with attacker_host("m") as mallory:
             await attach(mallory, b)
@@ -214,6 +232,8 @@ async def test_ignored_messages_are_neither_penalised_nor_forwarded(tmp_path: Pa
         a = await net.start("a")
         b = await net.start("b")
         c = await net.start("c")
+        befriend(net, "b", a)
+        befriend(net, "c", a)
         await net.connect("a", "b")
         await net.connect("b", "c")
         await meshed(a, b)
@@ -246,6 +266,8 @@ async def test_replays_under_throwaway_keys_are_checked_once_and_cut_off(
         a = await net.start("a")
         b = await net.start("b")
         c = await net.start("c")
+        befriend(net, "b", a)
+        befriend(net, "c", a)
         await net.connect("a", "b")
         await net.connect("b", "c")
         await meshed(a, b)
@@ -286,6 +308,8 @@ async def test_an_authors_republish_after_the_floor_reaches_a_node_two_hops_away
         a = await net.start("a")
         b = await net.start("b")
         c = await net.start("c")
+        befriend(net, "b", a)
+        befriend(net, "c", a)
         await net.connect("a", "b")
         await meshed(a, b)
         assert b.p2p is not None and c.p2p is not None
