@@ -15,6 +15,12 @@ from typing import Protocol
 
 import trio
 
+from ..protocol.months import month_end
+
+#: The last second a node can live in: the end of the last month the protocol knows
+#: (SPEC §5, months up to 9999-12).
+LATEST = month_end("9999-12") - 1
+
 
 class Clock(Protocol):
     def now(self) -> int: ...
@@ -48,6 +54,9 @@ class ManualClock:
         return self._now
 
     def set(self, t: int) -> None:
+        if type(t) is not int or not 0 <= t <= LATEST:
+            raise ValueError(f"a manual clock runs from 0 to {LATEST} (the last month Rill "
+                             "can settle), not " + repr(t))
         if t < self._now:
             raise ValueError("a manual clock does not go back")
         self._now = t
@@ -90,9 +99,10 @@ def parse_clock(spec: str) -> Clock:
     try:
         if parts == ["wall"]:
             return WallClock()
-        if parts[0] == "manual" and len(parts) == 2:
+        if parts[0] == "manual" and len(parts) == 2 and 0 <= int(parts[1]) <= LATEST:
             return ManualClock(int(parts[1]))
-        if parts[0] == "fast" and len(parts) == 3 and math.isfinite(float(parts[2])):
+        if (parts[0] == "fast" and len(parts) == 3 and math.isfinite(float(parts[2]))
+                and 0 <= int(parts[1]) <= LATEST and float(parts[2]) > 0):
             return FastClock(int(parts[1]), float(parts[2]))
     except ValueError:
         raise bad from None

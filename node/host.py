@@ -321,8 +321,10 @@ RequestHandler = Callable[[ID, bytes], Awaitable[bytes]]
 #: within HANDLER_TIMEOUT_S (a client that sends nothing holds nothing for long).
 REQUEST_TIMEOUT_S = 10.0
 HANDLER_TIMEOUT_S = 60.0
-#: Streams of one protocol served at once; more are reset at once.
-MAX_CONCURRENT_STREAMS = 64
+#: Streams of one protocol served at once, per peer and in all; more are reset at once
+#: (one peer holding slow streams cannot starve the others).
+MAX_STREAMS_PER_PEER = 8
+MAX_CONCURRENT_STREAMS = 256
 
 
 def framed_handler(fn: RequestHandler, request_limit: int) -> Callable[[INetStream],
@@ -330,18 +332,17 @@ def framed_handler(fn: RequestHandler, request_limit: int) -> Callable[[INetStre
     """One request frame in, one response frame out, within time limits and a bound on
     streams served at once.  No exception ever escapes a stream handler (one would block
     the peer's new streams, or stop the swarm)."""
-    active = 0
+    active: dict[Any, int] = {}
 
     async def handler(stream: INetStream) -> None:
-        nonlocal active
-        if active >= MAX_CONCURRENT_STREAMS:
-            log.info("too many streams at once: resetting one from %s",
-                     getattr(stream.muxed_conn, "peer_id", "?"))
+        peer = getattr(stream.muxed_conn, "peer_id", None)
+        if (active.get(peer, 0) >= MAX_STREAMS_PER_PEER
+                or sum(active.values()) >= MAX_CONCURRENT_STREAMS):
+            log.debug("too many streams at once: resetting one from %s", peer)
             await _reset(stream)
             return
-        active += 1
+        active[peer] = active.get(peer, 0) + 1
         try:
-            peer = stream.muxed_conn.peer_id
             with trio.fail_after(HANDLER_TIMEOUT_S):
                 with trio.fail_after(REQUEST_TIMEOUT_S):
                     request = await read_frame(stream, request_limit)
@@ -357,7 +358,9 @@ def framed_handler(fn: RequestHandler, request_limit: int) -> Callable[[INetStre
             with trio.CancelScope(shield=True):
                 await _reset(stream)
         finally:
-            active -= 1
+            active[peer] -= 1
+            if not active[peer]:
+                del active[peer]
 
     return handler
 

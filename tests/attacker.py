@@ -361,10 +361,18 @@ class Attacker:
     # -- streams ------------------------------------------------------------------------
 
     async def slowloris(self, target: ID, n: int) -> list[INetStream]:
-        """Open ``n`` sync streams to ``target`` and send nothing on them."""
+        """Try to open ``n`` sync streams to ``target`` and send nothing on them; return
+        those that opened (a defender may refuse or reset the rest)."""
         assert self.host is not None
-        return [await self.host.new_stream(target, [TProtocol(SYNC_PROTOCOL)])
-                for _ in range(n)]
+        streams = []
+        for _ in range(n):
+            try:
+                with trio.fail_after(5):
+                    streams.append(await self.host.new_stream(target,
+                                                              [TProtocol(SYNC_PROTOCOL)]))
+            except (Exception, trio.TooSlowError):
+                continue
+        return streams
 
     @staticmethod
     async def wait_closed(streams: Sequence[INetStream], timeout: float

@@ -59,9 +59,13 @@ class AttackNet:
         self.nodes = {name: ProcNode(base, name, clock_start) for name in self.names}
         for name, node in self.nodes.items():
             Home(node.home).create(name, seed_of(name))
-            with open(node.home / "config.toml", "a") as fh:
-                fh.write(f"\n[node]\ndisk_cap_mb = {disk_cap_mb}\n"
-                         f"\n[network]\nwork_bits = {work_bits}\n")
+            config = node.home / "config.toml"
+            text = config.read_text()
+            if "work_bits = " in text:  # the default config has a [network] table
+                text = text.replace("work_bits = 20", f"work_bits = {work_bits}")
+            else:
+                text += f"\n[network]\nwork_bits = {work_bits}\n"
+            config.write_text(text + f"\n[node]\ndisk_cap_mb = {disk_cap_mb}\n")
             node.addr = (f"/ip4/127.0.0.1/tcp/{node.port}/p2p/"
                          f"{peer_id_of_seed(seed_of(name))}")
 

@@ -208,7 +208,8 @@ async def test_replay_under_throwaway_keys(live: AttackNet) -> None:
         before = await blocking(net.wait_stable, net.names, keys_, 1.0, 10)
         target = await evil.connect(net.nodes["n2"].addr)  # n2's neighbours: n1, n3
         stats = await evil.publish_as(target, obj, throwaway_signers(1000), per_rpc=20)
-        assert stats.sent == 1000, stats
+        # what did not go out failed because n2 closed the connection (the cut-off)
+        assert stats.sent >= 20 and stats.sent + stats.write_errors == 1000, stats
         after = await blocking(net.wait_stable, net.names, keys_, 2.0, 40)
         await alive(net, expect)
         for name in net.names:
@@ -271,7 +272,10 @@ async def test_bad_envelope_signatures_cut_off(live: AttackNet) -> None:
               f"{ {n: round(v, 3) for n, v in cpu.items()} } ms CPU/msg; slowest status "
               f"{ {n: round(v, 2) for n, v in slowest.items()} } s")
         await alive(net, expect)
-        expect(stats.sent >= 9_000, f"the flood did not go out: {stats}")
+        # the rest of the 10,000 could not even be written: the targets closed the
+        # connection when they cut the attacker off
+        expect(stats.sent >= 20 and stats.sent + stats.write_errors == 10_000,
+               f"the flood did not go out: {stats}")
         rejected = deltas(after, {n: before[n] for n in victims}, "rejected")
         for name in victims:
             expect((rejected[name] or 0) <= 20,
@@ -390,6 +394,8 @@ async def test_slowloris_sync_streams_time_out(live: AttackNet) -> None:
     async with Attacker.running() as evil, Attacker.running() as honest:
         target = await evil.connect(net.nodes["n1"].addr)
         streams = await evil.slowloris(target, 200)
+        # the daemon serves a bounded number of sync streams at once and resets the rest
+        expect(len(streams) >= 20, f"only {len(streams)} slow streams could be opened")
         t0 = time.monotonic()
         ht = await honest.connect(net.nodes["n1"].addr)
         try:
@@ -400,7 +406,8 @@ async def test_slowloris_sync_streams_time_out(live: AttackNet) -> None:
                           f"open: {exc!r}")
         closed = await Attacker.wait_closed(streams, max(1.0, SLOW_S - (time.monotonic() - t0)))
         still = sum(1 for c in closed if c is None)
-        expect(still == 0, f"n1 left {still} of 200 silent sync streams open after {SLOW_S} s")
+        expect(still == 0, f"n1 left {still} of {len(streams)} silent sync streams open "
+                           f"after {SLOW_S} s")
         try:
             await honest.sync_request(ht, net.identity("n3"), timeout=10)
         except (Exception, trio.TooSlowError) as exc:

@@ -30,9 +30,23 @@ async def test_slow_sync_clients_are_cut_off_and_honest_ones_served(
         await net.connect("client", "server")
         cp, sp = client.p2p, server.p2p
         assert cp is not None and sp is not None
-        # many streams that never send a request
-        streams = [await cp.host.new_stream(sp.peer_id, [TProtocol(SYNC_PROTOCOL)])
-                   for _ in range(20)]
+        # many streams that never send a request: a few are served (and time out),
+        # the rest are refused at once
+        streams, refused = [], 0
+        for _ in range(20):
+            try:
+                streams.append(await cp.host.new_stream(sp.peer_id,
+                                                        [TProtocol(SYNC_PROTOCOL)]))
+            except Exception:
+                refused += 1
+        assert len(streams) >= host.MAX_STREAMS_PER_PEER and refused >= 1
+        # meanwhile another peer is served at once
+        honest = await net.start("honest")
+        await net.connect("honest", "server")
+        assert honest.p2p is not None
+        with trio.fail_after(5):
+            await host.request(honest.p2p.host, sp.peer_id, SYNC_PROTOCOL,
+                               SyncRequest(honest.identity, 0, 10).encode(), 1 << 20)
 
         async def reset_by_server(stream: Any) -> bool:
             try:
