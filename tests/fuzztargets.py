@@ -9,6 +9,7 @@ going and collects every distinct failure.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import urllib.parse
@@ -82,10 +83,28 @@ def gossip(s: Sample, *, thorough: bool = True, rnd: random.Random | None = None
 # -- (b) rill.protocol.verify and `rill verify` -----------------------------------------------
 
 
-def verify(files: list[tuple[str, bytes]], now: int | None, what: str) -> list[Crash]:
+def verify(files: list[tuple[str, bytes]], now: int | None, what: str,
+           batch: list[Sample] | None = None) -> list[Crash]:
     out: list[Crash] = []
     verdicts = _guard(out, "verify_files", f"now={now} {what}", b"",
                       lambda: verify_files(files, now), REMOTE)
+    if out:  # name the one file that is enough to crash it, and keep its bytes
+        for name, data in files:
+            alone: list[Crash] = []
+            _guard(alone, "verify_files", f"now={now} file {name}", data,
+                   lambda n=name, d=data: verify_files([(n, d)], now), REMOTE)
+            if alone and alone[0].key == out[0].key:
+                desc = f"{data[:80]!r}"
+                for s in [s for s in batch or [] if _holds(data, s.raw)]:
+                    one: list[Crash] = []
+                    _guard(one, "verify_files", "", s.raw,
+                           lambda s=s: verify_files([("x.bin", s.raw)], now), REMOTE)
+                    if one and one[0].key == out[0].key:
+                        desc, data = s.describe(), s.raw
+                        break
+                out[0] = Crash(out[0].target, out[0].exc_type, out[0].message, out[0].where,
+                               f"now={now} file {name}: {desc}", data, out[0].exc)
+                break
     if verdicts is not None:
         seen = {v.source.split("#")[0] for v in verdicts}
         missing = [name for name, _ in files if name not in seen]
@@ -93,6 +112,12 @@ def verify(files: list[tuple[str, bytes]], now: int | None, what: str) -> list[C
             out.append(Crash("verify_files", "NoVerdict", f"files without a verdict: {missing}",
                              "verify.py", what))
     return out
+
+
+def _holds(data: bytes, raw: bytes) -> bool:
+    """Whether a file (binary or armoured) holds the object ``raw``."""
+    b64 = base64.urlsafe_b64encode(raw).rstrip(b"=")
+    return raw == data or b64[:64] in data.replace(b"\n", b"").replace(b"\r", b"")
 
 
 def cli_verify(directory: Path, files: list[tuple[str, bytes]], at: int | None,

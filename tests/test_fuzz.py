@@ -149,7 +149,7 @@ def test_gossip_check_raises_only_project_errors(s: Sample) -> None:
 def test_verify_files_gives_every_object_a_verdict(batch: list[Sample], seed: int,
                                                     now: int | None) -> None:
     files = files_of(random.Random(seed), batch)
-    fail_on(verify(files, now, "; ".join(s.describe(150) for s in batch)))
+    fail_on(verify(files, now, "; ".join(s.describe(150) for s in batch), batch))
 
 
 def test_rill_verify_gives_every_other_file_its_verdict(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def run_chunk(args: tuple[int, int, int, str]) -> tuple[int, int, Counter[str], 
                 batch = g.batch()
                 files = files_of(rnd, batch)
                 note(verify(files, rnd.choice([None, *NOWS]),
-                            "; ".join(s.describe(120) for s in batch)))
+                            "; ".join(s.describe(120) for s in batch), batch))
                 k = len(batch)
             elif target == "sync":
                 raw, what = sync_request(rnd, subjects)
