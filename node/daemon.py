@@ -409,6 +409,9 @@ class Daemon:
         lower our own score)."""
         obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
                            self.config.window_months, self.work_bits)
+        if obj.id not in self._published and self.gate.forwarded_lately(obj.id):
+            log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)
+            return
         self._published.add(obj.id)
         await self._outbox_send.send(raw)
 

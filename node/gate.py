@@ -219,6 +219,12 @@ class Gate:
     def accepted_recently(self, oid: bytes) -> bool:
         return oid in self._recent
 
+    def forwarded_lately(self, oid: bytes) -> bool:
+        """We accepted (and so forwarded) the object less than ``floor`` ago: publishing
+        it again now under our own ID would look like a replay to our peers."""
+        last = self._recent.get(oid)
+        return last is not None and self.now() - last < self.floor
+
     def sizes(self) -> dict[str, int]:
         return {"recent": len(self._recent), "sent": len(self._sent)}
 

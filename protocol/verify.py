@@ -60,7 +60,28 @@ def split_objects(data: bytes) -> list[tuple[str | None, bytes]]:
     return [(None, data)]
 
 
+#: The reason code of a verdict the verifier could not reach because it hit a bug on
+#: this input (never a verdict on the object: report it).  Every other object of the
+#: batch still gets its own verdict.
+INTERNAL_ERROR = "internal-error"
+
+
+def _internal(exc: Exception) -> str:
+    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc} (a bug in the verifier; the " \
+           "object may be valid or not)"
+
+
 def verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> Verdict:
+    """One object's verdict.  Never raises: a bug on one input becomes that input's
+    ``internal-error`` verdict (``rill verify`` is a trust boundary)."""
+    try:
+        return _verify_one(raw, label, source, now)
+    except Exception as exc:
+        return Verdict(source, None, hashlib.sha256(raw).hexdigest(), None, False,
+                       _internal(exc))
+
+
+def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> Verdict:
     obj = None
     try:
         obj = decode(raw)
@@ -123,6 +144,8 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
                     v.checks.append("key")
         except RemoteError as exc:
             v.fail(exc)
+        except Exception as exc:  # a bug on one pair: that object's verdict, not the run's
+            v.valid, v.reason = False, _internal(exc)
 
 
 def key_document_at(docs: Iterable[Signed[KeyDocument]], time: int) -> Signed[KeyDocument]:
@@ -154,6 +177,9 @@ def expand(files: Iterable[tuple[str, bytes]]) -> list[Item | Verdict]:
             parts = split_objects(data)
         except RemoteError as exc:
             out.append(Verdict(name, None, None, None, False, exc.reason))
+            continue
+        except Exception as exc:
+            out.append(Verdict(name, None, None, None, False, _internal(exc)))
             continue
         for i, (label, raw) in enumerate(parts):
             out.append(Item(name if len(parts) == 1 else f"{name}#{i + 1}", label, raw))
@@ -206,7 +232,10 @@ def reattach(pairs: list[tuple[Verdict, bytes]]) -> None:
         needed |= {"receipt", "claim", "sealed-claim", "key"}
     for v, raw in pairs:
         if v.valid and v.obj is None and v.type in needed:
-            v.obj = decode(raw, verify_signature=False)
+            try:
+                v.obj = decode(raw, verify_signature=False)
+            except Exception as exc:
+                v.valid, v.reason = False, _internal(exc)
 
 
 def verify_files(files: Iterable[tuple[str, bytes]], now: int | None) -> list[Verdict]:

@@ -148,3 +148,32 @@ def test_big_batches_run_in_parallel_with_the_same_verdicts(tmp_path: Path) -> N
     assert out[len(blocks) * 40]["reason"].startswith("bad-signature")
     # cross-checks still happen after the parallel run
     assert any(o["checks"] == ["claim", "key"] for o in out)
+
+
+def test_a_bug_on_one_input_leaves_every_other_verdict(tmp_path: Path,
+                                                        monkeypatch: Any) -> None:
+    """`rill verify` is a trust boundary: if checking one object hits a bug (simulated
+    here: the decoder raising something no input should make it raise), that object's
+    verdict says so and every other object still gets its own."""
+    from click.testing import CliRunner
+
+    from rill import cli
+    from rill.protocol import verify
+
+    paths = _write_all(tmp_path, DATA["positive"][:4], armoured=False)
+    poison = Path(paths[1]).read_bytes()
+    real = verify.decode
+
+    def buggy(raw: bytes, *a: Any, **kw: Any) -> Any:
+        if raw == poison:
+            raise ValueError("year 10000 is out of range")
+        return real(raw, *a, **kw)
+
+    monkeypatch.setattr(verify, "decode", buggy)
+    result = CliRunner().invoke(cli.main, ["verify", "--json", "-j", "1", "--at",
+                                           str(DATA["verify_at"]), *paths])
+    assert result.exit_code == 1, result.output
+    verdicts = json.loads(result.stdout)
+    assert [v["valid"] for v in verdicts] == [True, False, True, True]
+    assert verdicts[1]["reason"].startswith("internal-error: ValueError: year 10000")
+    assert "Traceback" not in result.output
