@@ -21,7 +21,8 @@ C = bytes(signing_key("creator").verify_key)
 
 def _settle(name: str, creators: list[bytes], tag: str = "") -> Any:
     things = {f"https://{name}{tag}.example/{i}": c for i, c in enumerate(creators)}
-    return settle(signing_key(name), "2026-10", 1000, "EUR", bytes(32), things)
+    return settle(signing_key(name), "2026-10", 1000, "EUR", bytes(32), things,
+                  work_bits=4)
 
 
 @pytest.fixture

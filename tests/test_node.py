@@ -202,3 +202,34 @@ async def test_forged_replayed_and_oversized_messages_never_delivered(tmp_path: 
         types = sorted(t for (t,) in hw.db.execute("SELECT type FROM objects"))
         hw.close()
         assert types == ["claim", "sealed-claim", "settlement"]
+
+
+async def test_a_claim_before_its_settlement_waits_then_is_forwarded(tmp_path: Path) -> None:
+    """Gossip may deliver a sealed claim before its settlement.  A relay that does not
+    hold the settlement ignores the claim (a stranger could sign such claims for free)
+    but keeps it aside; when the settlement arrives, the relay checks the claim, takes it
+    in and forwards it itself, so the creator behind it still gets its claim."""
+    async with network(tmp_path, END + 3600) as net:
+        donor = await net.start("donor", grace=10**9)  # settles only when told
+        relay = await net.start("relay")
+        creator = await net.start("creator")
+        await net.connect("donor", "relay")
+        await net.connect("relay", "creator")  # the creator hears the donor via the relay
+        w = net.wallet("donor")
+        w.set_budget(500, "EUR", OCT)
+        w.click("https://c.example/1", OCT + 5, creator=creator.identity)
+        res, _ = w.settle("2026-10", END + 3600)
+        w.close()
+        sealed = res.sealed[0]
+        await donor.publish(sealed.raw)  # the claim first
+        await eventually(lambda: relay.admission is not None
+                         and relay.admission.orphan_count == 1, what="kept aside")
+        assert relay.counters["ignored"] == 1 and relay.counters["rejected"] == 0
+        assert not obligations(net, "creator")
+        await donor.publish(res.settlement.raw)  # then its settlement
+        await eventually(lambda: len(obligations(net, "creator")) == 1,
+                         what="the creator gets its claim through the relay")
+        assert relay.admission is not None and relay.admission.orphan_count == 0
+        rw = net.wallet("relay")
+        assert rw.has_object(sealed.id) and rw.has_object(res.settlement.id)
+        rw.close()

@@ -22,7 +22,7 @@ AFTER = month_end("2026-10") + 3600
 
 def _settlement(name: str, creators: list[bytes], month: str = "2026-10") -> Any:
     things = {f"https://{name}.example/{i}": c for i, c in enumerate(creators)}
-    return settle(signing_key(name), month, 1000, "EUR", bytes(32), things)
+    return settle(signing_key(name), month, 1000, "EUR", bytes(32), things, work_bits=4)
 
 
 def _objects(w: Wallet) -> dict[bytes, int]:
@@ -124,8 +124,8 @@ def test_window_prune_keeps_what_concerns_us(node: Wallet) -> None:
 def test_one_equivocation_proof_per_donor_and_month(node: Wallet, tmp_path: Path) -> None:
     c = bytes(signing_key("c").verify_key)
     key = signing_key("cheater")
-    one = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://1.example/": c})
-    two = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://2.example/": c})
+    one = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://1.example/": c}, work_bits=4)
+    two = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://2.example/": c}, work_bits=4)
     node.import_object(one.settlement.raw, AFTER)
     made = node.import_object(two.settlement.raw, AFTER)
     assert made.action == "equivocation"
@@ -141,7 +141,7 @@ def test_one_equivocation_proof_per_donor_and_month(node: Wallet, tmp_path: Path
     assert node.db.execute("SELECT count(*) FROM objects WHERE type = 'equivocation'"
                            ).fetchone()[0] == 1
     # a third settlement of the same month makes no second proof
-    three = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://3.example/": c})
+    three = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://3.example/": c}, work_bits=4)
     assert node.import_object(three.settlement.raw, AFTER).action == "stored"
     assert len(node.equivocation_proofs()) == 1
 
