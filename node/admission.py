@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import messages as m
-from ..wallet.inbox import subjects_of
+from ..protocol.preview import Preview
 
 ACCEPT, IGNORE, REJECT = "accept", "ignore", "reject"
 #: The reason of an IGNORE for a claim whose settlement is not held (the node keeps it
@@ -60,63 +60,64 @@ class Admission:
 
     # -- the gate's relation check ------------------------------------------------------
 
-    def relate(self, obj: m.Signed[Any]) -> tuple[str, str]:
-        """(ACCEPT | IGNORE | REJECT, reason) for a decoded object.  Its signatures may
-        not be checked yet: decide only on what it says, and trust none of it."""
-        if self.identity in subjects_of(obj):
+    def relate(self, p: Preview) -> tuple[str, str]:
+        """(ACCEPT | IGNORE | REJECT, reason) for a previewed message.  Nothing in it is
+        authenticated yet: decide only on what it says, and trust none of it."""
+        if self.identity in p.subjects:
             return ACCEPT, "concerns us"
-        body = obj.body
-        if isinstance(body, m.Settlement):
-            return self._settlement(obj)
-        if isinstance(body, m.Claim | m.SealedClaim):
-            return self._claim(obj)
-        if isinstance(body, m.Receipt):
+        if p.type == "settlement":
+            return self._settlement(p)
+        if p.type in ("claim", "sealed-claim"):
+            return self._claim(p)
+        if p.type == "receipt":
             if self._one("SELECT 1 FROM objects o JOIN subjects s ON s.object = o.id WHERE "
                          "o.type IN ('sealed-claim', 'claim') AND o.signer = ? AND o.month = ? "
-                         "AND s.subject = ? LIMIT 1", (body.donor, body.month, obj.signer)):
+                         "AND s.subject = ? LIMIT 1", (p.donor, p.month, p.signer)):
                 return ACCEPT, "receipt for a claim held here"
             return IGNORE, "receipt for a claim not held here"
-        if isinstance(body, m.KeyDocument):
+        if p.type == "key":
             if self._one("SELECT 1 FROM subjects s JOIN objects o ON o.id = s.object WHERE "
                          "s.subject = ? AND o.type = 'settlement' AND o.signer != ? UNION ALL "
                          "SELECT 1 FROM sites WHERE creator = ? UNION ALL "
                          "SELECT 1 FROM relations WHERE key = ? LIMIT 1",
-                         (obj.signer, obj.signer, obj.signer, obj.signer)):
+                         (p.signer, p.signer, p.signer, p.signer)):
                 return ACCEPT, "key of a known creator"
             return IGNORE, "key document of a creator nobody here pays"
-        if isinstance(body, m.Equivocation):
-            if self._proven(body.donor, body.month):
+        if p.type == "equivocation":
+            assert p.donor is not None and p.month is not None
+            if self._proven(p.donor, p.month):
                 return IGNORE, "this donor and month are proven already"
             return ACCEPT, "new equivocation"
-        return IGNORE, f"{obj.type} is not gossiped"
+        return IGNORE, f"{p.type} is not gossiped"
 
     def _proven(self, donor: bytes, month: str) -> bool:
         return self._one("SELECT 1 FROM equivocators WHERE donor = ? AND month = ?",
                          (donor, month)) is not None
 
-    def _settlement(self, obj: m.Signed[Any]) -> tuple[str, str]:
-        month = obj.body.month
-        if self._proven(obj.signer, month):
+    def _settlement(self, p: Preview) -> tuple[str, str]:
+        assert p.month is not None
+        if self._proven(p.signer, p.month):
             return IGNORE, "the donor's month is proven equivocating already"
         held = self.db.execute("SELECT count(*) FROM objects WHERE type = 'settlement' AND "
-                               "signer = ? AND month = ?", (obj.signer, month)).fetchone()[0]
+                               "signer = ? AND month = ? AND id != ?",
+                               (p.signer, p.month, p.id)).fetchone()[0]
         if held >= 2:
             return IGNORE, "two settlements of this donor's month are held already"
         return ACCEPT, "settlement"
 
-    def _claim(self, obj: m.Signed[Any]) -> tuple[str, str]:
-        body = obj.body
-        row = self._one("SELECT raw FROM objects WHERE id = ?", (body.settlement,))
+    def _claim(self, p: Preview) -> tuple[str, str]:
+        row = self._one("SELECT signer, month FROM objects WHERE id = ? AND "
+                        "type = 'settlement'", (p.settlement,))
         if row is None:
             return IGNORE, ORPHAN
-        settlement = m.decode(row[0], m.Settlement, verify_signature=False)
-        if settlement.signer != obj.signer or settlement.body.month != body.month or all(
-                line.creator != body.creator for line in settlement.body.lines):
+        if bytes(row[0]) != p.signer or row[1] != p.month or not self._one(
+                "SELECT 1 FROM subjects WHERE object = ? AND subject = ?",
+                (p.settlement, p.creator)):
             return REJECT, "does not match its settlement"
         if self._one("SELECT 1 FROM objects o JOIN subjects s ON s.object = o.id WHERE "
                      "o.type = ? AND o.signer = ? AND o.month = ? AND s.subject = ? AND "
                      "o.id != ? LIMIT 1",
-                     (obj.type, obj.signer, body.month, body.creator, obj.id)):
+                     (p.type, p.signer, p.month, p.creator, p.id)):
             return IGNORE, "another one for this settlement line is held already"
         return ACCEPT, "matches its settlement"
 

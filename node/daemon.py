@@ -51,6 +51,7 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..protocol.preview import Preview, check_preview, preview
 from ..wallet import store
 from ..wallet.errors import WalletError
 from ..wallet.wallet import Wallet
@@ -244,16 +245,18 @@ class Daemon:
 
     # -- gossip in ----------------------------------------------------------------------
 
-    def _precheck(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
-        """The gate's cheap checks: everything but the signatures."""
-        return check_gossip(topic, raw, now, self.config.window_months, self.work_bits,
-                            verify_signature=False)
+    def _precheck(self, topic: str, raw: bytes, now: int) -> Preview:
+        """The gate's cheap checks (SPEC §11.2 step 2): the message's header, its time,
+        window and work; nothing costlier than one CBOR parse."""
+        p = preview(topic, raw)
+        check_preview(p, now, self.config.window_months, self.work_bits)
+        return p
 
-    def _relate(self, obj: m.Signed[Any]) -> tuple[Outcome, str]:
+    def _relate(self, p: Preview) -> tuple[Outcome, str]:
         """The gate's relation checks (rill.node.admission), before any signature."""
         if self.admission is None:
             return ACCEPT, ""
-        outcome, reason = self.admission.relate(obj)
+        outcome, reason = self.admission.relate(p)
         return _OUTCOMES[outcome], reason
 
     def _check(self, topic: str, raw: bytes, now: int) -> m.Signed[Any]:
@@ -282,7 +285,7 @@ class Daemon:
             if verdict.reason == KNOWN:
                 self.counters["duplicates"] += 1
             elif verdict.reason == ORPHAN and self.admission is not None:
-                self.admission.hold_orphan(verdict.obj.body.settlement, bytes(msg.data))
+                self.admission.hold_orphan(verdict.obj.settlement, bytes(msg.data))
             log.debug("ignored a message on %s from %s: %s", list(msg.topicIDs), forwarder,
                       verdict.reason)
         else:
@@ -382,12 +385,12 @@ class Daemon:
         it is here, check them fully, take them in and forward them ourselves."""
         assert self.admission is not None
         for raw in self.admission.adopt(settlement):
+            topic = TOPIC_OF.get(m.peek_type(raw) or "", "")
             try:
-                obj = self._check(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw,
-                                  self.clock.now())
-                outcome, reason = self._relate(obj)
+                outcome, reason = self._relate(self._precheck(topic, raw, self.clock.now()))
                 if outcome is not ACCEPT:
                     raise RemoteError(reason)
+                self._check(topic, raw, self.clock.now())
             except RemoteError as exc:
                 log.info("a claim that waited for its settlement is refused: %s", exc)
                 continue
