@@ -383,17 +383,18 @@ def node_gossip_rate() -> list[Row]:
     import node_bench as nb
     import trio
     n = 2000
-    raws = nb.receipts(n)
+    raws = nb.settlements(n)
     raw_rate = nb.check_gossip_rate(raws)
     a = trio.run(nb.gossip_rate_inproc, _WORK / "rate-in", raws)
     b = trio.run(nb.gossip_rate_proc, _WORK / "rate-proc", raws)
     lost_a = a["validated"] - a["stored"]
     lost_b = n - b["stored"]
     return [
-        (f"raw validator: rill.protocol.network.check_gossip over {n:,} receipts",
+        (f"raw validator: rill.protocol.network.check_gossip over {n:,} settlements",
          f"{raw_rate:,.0f}", "messages/s",
          "decode, signature, topic, time and window rules; best of 3; the upper bound"),
-        (f"in-process Daemon B, burst of {n:,} receipts published by peer A (Daemon.publish): "
+        (f"in-process Daemon B, burst of {n:,} settlements (new donors, no lines) published by "
+         "peer A (Daemon.publish): "
          "accepted by B's validator", f"{a['validated_rate']:,.0f}", "messages/s",
          f"{a['validated']:,} of {n:,} validated; A and B share one trio thread (and A stores "
          "its own publishes too); A's publisher paces 2 ms per message (at most 500/s)"),
@@ -435,6 +436,18 @@ def node_catch_up() -> list[Row]:
          f"{'' if ok else '; INCOMPLETE: ' + str([r['got'] for r in runs])}; "
          f"target < 5 s: {_verdict(ok and med < 5)}"),
     ]
+
+
+@bench
+def open_network_gate() -> list[Row]:
+    import open_bench
+    return open_bench.gate_costs()
+
+
+@bench
+def open_network_attacks() -> list[Row]:
+    import open_bench
+    return open_bench.attack_costs()
 
 
 def main() -> int:
