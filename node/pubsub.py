@@ -86,6 +86,22 @@ class RillPubsub(Pubsub):
         super().add_to_blacklist(peer_id)
         self.manager.run_task(self._disconnect, peer_id)
 
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        """py-libp2p's teardown of a blacklisted peer, without its race: it awaits the
+        stream's reset, then ``del self.peers[peer_id]``; meanwhile the connection may
+        close (our ``_disconnect``, or the peer leaving) and the dead-peer handler
+        remove the peer first.  The KeyError then escaped a Pubsub service task and took
+        the daemon down (seen in the Sybil soak when a flooder was blacklisted)."""
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            try:
+                await stream.reset()
+            except Exception as exc:  # a stream already gone
+                log.debug("resetting %s's pubsub stream: %r", peer_id, exc)
+            if self.peers.get(peer_id) is stream:
+                del self.peers[peer_id]
+        self._forget_all_subscriptions(peer_id)
+
     async def _disconnect(self, peer_id: ID) -> None:
         try:
             await self.host.disconnect(peer_id)

@@ -115,3 +115,34 @@ async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
         assert len(calls) == n + 1
         assert h._consume_signed_record_once(record, a.host, b.peer_id)  # checked again
         assert len(calls) == n + 2
+
+
+async def test_blacklisting_survives_the_peer_leaving_during_the_teardown() -> None:
+    """py-libp2p's teardown of a blacklisted peer awaits the stream reset, then deletes
+    the peer; when the connection closed meanwhile (the dead-peer handler removed the
+    peer first), its KeyError killed the Pubsub service and the daemon with it.  Here
+    the peer is removed exactly during the reset: the service must run on."""
+    async with two_hosts() as (a, b):
+        stream = a.pubsub.peers[b.peer_id]
+        original = stream.reset
+
+        async def reset_while_the_peer_dies() -> None:
+            a.pubsub.peers.pop(b.peer_id, None)  # what _handle_dead_peer does
+            await trio.sleep(0)
+            await original()
+
+        stream.reset = reset_while_the_peer_dies  # type: ignore[method-assign]
+        a.pubsub.add_to_blacklist(b.peer_id)
+        with trio.fail_after(10):
+            while a.host.get_network().get_connections(b.peer_id):
+                await trio.sleep(0.05)
+        await trio.sleep(0.2)  # the teardown task has run by now
+        assert a.pubsub.manager.is_running and a.gossipsub.manager.is_running
+        assert b.peer_id not in a.pubsub.peers
+        # and a still works: a third host gossips with it
+        async with h.running(hashlib.sha256(b"patch c").digest(),
+                             [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as c:
+            await c.connect(a.addrs()[0])
+            await a.pubsub.wait_for_peer(c.peer_id, timeout=10)
+            await c.pubsub.wait_for_peer(a.peer_id, timeout=10)
+            await gossip(a, c, 5)
