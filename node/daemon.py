@@ -468,6 +468,9 @@ class Daemon:
                 await self._sync_all()
             await self._republish_due()
             due = month_end(month_of(now)) + self.config.grace
+            if now < month_end(month) + self.config.grace:
+                # the month just ended: wake for its settlement, not only for its sync
+                due = min(due, month_end(month) + self.config.grace)
             if month not in synced_after:
                 due = min(due, month_end(month) + 2 * self.config.grace)
             if self._republish:

@@ -269,3 +269,30 @@ async def test_an_adopted_claim_keeps_the_relay_store_under_its_cap(tmp_path: Pa
         assert relay.counters["evicted"] >= 1
         await eventually(lambda: len(obligations(net, "creator")) == 1,
                          what="the creator still gets its claim")
+
+
+async def test_a_daemon_that_sees_the_month_end_settles_one_grace_period_later(
+        tmp_path: Path) -> None:
+    """When the month-end loop looked at the clock after a month's end but before the
+    grace period was over, it slept until the sync two grace periods on: the
+    settlement came only at its next 60-second re-check (the Sybil soak's donors
+    settled up to 19 s late)."""
+    async with network(tmp_path, END + 1) as net:  # October over, grace (60 s) not
+        asked: list[int] = []
+        sleep_until = net.clock.sleep_until
+
+        async def noting(t: int) -> None:
+            asked.append(t)
+            await sleep_until(t)
+
+        net.clock.sleep_until = noting  # type: ignore[method-assign]
+        donor = await net.start("donor")
+        w = net.wallet("donor")
+        w.set_budget(500, "EUR", OCT)
+        w.click("https://c.example/1", OCT + 5, creator=bytes(signing_key("c").verify_key))
+        w.close()
+        await eventually(lambda: asked, what="the month-end loop asleep")
+        assert min(asked) == END + 60
+        net.clock.set(END + 61)
+        await eventually(lambda: donor.counters["settled"] == 1, timeout=10,
+                         what="settled at the end of the grace period")
