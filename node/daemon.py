@@ -355,11 +355,20 @@ class Daemon:
 
     async def _accept(self, raw: bytes, via: str) -> bool:
         """Store one verified object through the wallet; publish what that produces."""
+        result = await self.db(self._import_one, raw, self.clock.now())
+        return await self._after_import(raw, result, via)
+
+    def _import_one(self, raw: bytes, now: int) -> Any:
+        """In a worker thread: import one object (a claim adopted when its settlement
+        came, an object given by the CLI), then hold the relay store to its cap, like
+        every gossip batch (without it an adopted claim could leave the store over its
+        cap until the next housekeeping)."""
         try:
-            result = await self.db(self.wallet.import_object, raw, self.clock.now())
+            result: Any = self.wallet.import_object(raw, now)
         except (RemoteError, WalletError) as exc:
             result = exc
-        return await self._after_import(raw, result, via)
+        self._forget(relay.enforce_cap(self.wallet, self.config.disk_cap))
+        return result
 
     async def _after_import(self, raw: bytes, result: Any, via: str) -> bool:
         if isinstance(result, RemoteError | WalletError):
@@ -462,6 +471,9 @@ class Daemon:
                 await self._sync_all()
             await self._republish_due()
             due = month_end(month_of(now)) + self.config.grace
+            if now < month_end(month) + self.config.grace:
+                # the month just ended: wake for its settlement, not only for its sync
+                due = min(due, month_end(month) + self.config.grace)
             if month not in synced_after:
                 due = min(due, month_end(month) + 2 * self.config.grace)
             if self._republish:

@@ -23,9 +23,12 @@ ID; nothing escapes into the Pubsub service.  Topic validators are not used.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import trio
+from libp2p.abc import INetStream
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -67,6 +70,11 @@ class RillPubsub(Pubsub):
         self.gate: GateFn = gate or envelope_only
         self.on_verdict = on_verdict
         self._logged: set[bytes] = set()
+        #: one RPC at a time on each outbound stream (see ``write_msg``)
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
+            weakref.WeakKeyDictionary())
+        #: inbound pubsub streams reset because what came on them broke the reader
+        self.broken_streams = 0
 
     def set_gate(self, gate: GateFn, on_verdict: VerdictFn | None = None) -> None:
         self.gate = gate
@@ -86,6 +94,22 @@ class RillPubsub(Pubsub):
         super().add_to_blacklist(peer_id)
         self.manager.run_task(self._disconnect, peer_id)
 
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        """py-libp2p's teardown of a blacklisted peer, without its race: it awaits the
+        stream's reset, then ``del self.peers[peer_id]``; meanwhile the connection may
+        close (our ``_disconnect``, or the peer leaving) and the dead-peer handler
+        remove the peer first.  The KeyError then escaped a Pubsub service task and took
+        the daemon down (seen in the Sybil soak when a flooder was blacklisted)."""
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            try:
+                await stream.reset()
+            except Exception as exc:  # a stream already gone
+                log.debug("resetting %s's pubsub stream: %r", peer_id, exc)
+            if self.peers.get(peer_id) is stream:
+                del self.peers[peer_id]
+        self._forget_all_subscriptions(peer_id)
+
     async def _disconnect(self, peer_id: ID) -> None:
         try:
             await self.host.disconnect(peer_id)
@@ -93,13 +117,53 @@ class RillPubsub(Pubsub):
             log.debug("disconnecting blacklisted %s: %r", peer_id, exc)
 
     async def stream_handler(self, stream: Any) -> None:
-        if self.is_peer_blacklisted(stream.muxed_conn.peer_id):
+        peer = stream.muxed_conn.peer_id
+        if self.is_peer_blacklisted(peer):
             try:
                 await stream.reset()
             except Exception as exc:
                 log.debug("resetting a blacklisted peer's stream: %r", exc)
             return
-        await super().stream_handler(stream)
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:  # a peer's bytes: the trust boundary
+            # py-libp2p lets an RPC that does not parse (protobuf DecodeError) and any
+            # error while handling one escape into the swarm, which stops the host: one
+            # bad frame from any peer took the daemon down (the Sybil soak hit it when a
+            # neighbour's interleaved writes reached it, see write_msg).  Drop the
+            # stream as py-libp2p does for an RPC over the size limit.
+            self.broken_streams += 1
+            log.warning("the pubsub stream of %s broke (%r): reset", peer, exc)
+            try:
+                await stream.reset()
+            except Exception as exc2:
+                log.debug("resetting %s's broken stream: %r", peer, exc2)
+            self._handle_dead_peer(peer)
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        """One RPC at a time per stream, and a stream reset when a write fails midway.
+
+        py-libp2p 0.8.1 writes to a peer's stream from its sending loop and, at the same
+        time, from GossipSub's flush of pending messages and its replay of recent ones
+        to a new peer.  Yamux sends a write in frames of at most 64 KiB, and of what the
+        peer's window allows, taking its lock per frame: two concurrent writes
+        interleave their frames and the peer reads garbage.  A write that times out
+        waiting for the window (5 s) leaves half an RPC on the stream, and py-libp2p
+        writes the next one after it.  Both happen under load (a flooded neighbour
+        reads slowly)."""
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            try:
+                return bool(await super().write_msg(stream, rpc_msg))
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await stream.reset()
+                    except Exception as exc:
+                        log.debug("resetting a stream after a failed write: %r", exc)
+                raise
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         """Judge one message (ours or a peer's) and act on the verdict; never raises."""

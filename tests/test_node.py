@@ -233,3 +233,66 @@ async def test_a_claim_before_its_settlement_waits_then_is_forwarded(tmp_path: P
         rw = net.wallet("relay")
         assert rw.has_object(sealed.id) and rw.has_object(res.settlement.id)
         rw.close()
+
+
+async def test_an_adopted_claim_keeps_the_relay_store_under_its_cap(tmp_path: Path) -> None:
+    """A claim taken in when its settlement arrives (adopted) is stored outside the
+    gossip batches: the cap must hold after it too, not only at the next housekeeping
+    (the Sybil soak sampled a relay store 1,675 bytes over its cap)."""
+    from rill.node import relay as relay_store
+
+    async with network(tmp_path, END + 3600) as net:
+        donor = await net.start("donor", grace=10**9)
+        relay = await net.start("relay", housekeeping=3600.0)  # no pruning meanwhile
+        creator = await net.start("creator")
+        await net.connect("donor", "relay")
+        await net.connect("relay", "creator")
+        w = net.wallet("donor")
+        w.set_budget(500, "EUR", OCT)
+        w.click("https://c.example/1", OCT + 5, creator=creator.identity)
+        res, _ = w.settle("2026-10", END + 3600)
+        w.close()
+        # room for the settlement, not for the settlement and its sealed claim
+        relay.config.disk_cap = len(res.settlement.raw) + 10
+        await donor.publish(res.sealed[0].raw)
+        await eventually(lambda: relay.admission is not None
+                         and relay.admission.orphan_count == 1, what="kept aside")
+        await donor.publish(res.settlement.raw)
+        await eventually(lambda: relay.admission is not None
+                         and relay.admission.orphan_count == 0
+                         and relay.counters["stored"] == 2, what="the claim adopted")
+        rw = net.wallet("relay")
+        try:
+            assert relay_store.totals(rw).relay <= relay.config.disk_cap
+        finally:
+            rw.close()
+        assert relay.counters["evicted"] >= 1
+        await eventually(lambda: len(obligations(net, "creator")) == 1,
+                         what="the creator still gets its claim")
+
+
+async def test_a_daemon_that_sees_the_month_end_settles_one_grace_period_later(
+        tmp_path: Path) -> None:
+    """When the month-end loop looked at the clock after a month's end but before the
+    grace period was over, it slept until the sync two grace periods on: the
+    settlement came only at its next 60-second re-check (the Sybil soak's donors
+    settled up to 19 s late)."""
+    async with network(tmp_path, END + 1) as net:  # October over, grace (60 s) not
+        asked: list[int] = []
+        sleep_until = net.clock.sleep_until
+
+        async def noting(t: int) -> None:
+            asked.append(t)
+            await sleep_until(t)
+
+        net.clock.sleep_until = noting  # type: ignore[method-assign]
+        donor = await net.start("donor")
+        w = net.wallet("donor")
+        w.set_budget(500, "EUR", OCT)
+        w.click("https://c.example/1", OCT + 5, creator=bytes(signing_key("c").verify_key))
+        w.close()
+        await eventually(lambda: asked, what="the month-end loop asleep")
+        assert min(asked) == END + 60
+        net.clock.set(END + 61)
+        await eventually(lambda: donor.counters["settled"] == 1, timeout=10,
+                         what="settled at the end of the grace period")

@@ -115,3 +115,85 @@ async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
         assert len(calls) == n + 1
         assert h._consume_signed_record_once(record, a.host, b.peer_id)  # checked again
         assert len(calls) == n + 2
+
+
+async def test_blacklisting_survives_the_peer_leaving_during_the_teardown() -> None:
+    """py-libp2p's teardown of a blacklisted peer awaits the stream reset, then deletes
+    the peer; when the connection closed meanwhile (the dead-peer handler removed the
+    peer first), its KeyError killed the Pubsub service and the daemon with it.  Here
+    the peer is removed exactly during the reset: the service must run on."""
+    async with two_hosts() as (a, b):
+        stream = a.pubsub.peers[b.peer_id]
+        original = stream.reset
+
+        async def reset_while_the_peer_dies() -> None:
+            a.pubsub.peers.pop(b.peer_id, None)  # what _handle_dead_peer does
+            await trio.sleep(0)
+            await original()
+
+        stream.reset = reset_while_the_peer_dies  # type: ignore[method-assign]
+        a.pubsub.add_to_blacklist(b.peer_id)
+        with trio.fail_after(10):
+            while a.host.get_network().get_connections(b.peer_id):
+                await trio.sleep(0.05)
+        await trio.sleep(0.2)  # the teardown task has run by now
+        assert a.pubsub.manager.is_running and a.gossipsub.manager.is_running
+        assert b.peer_id not in a.pubsub.peers
+        # and a still works: a third host gossips with it
+        async with h.running(hashlib.sha256(b"patch c").digest(),
+                             [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as c:
+            await c.connect(a.addrs()[0])
+            await a.pubsub.wait_for_peer(c.peer_id, timeout=10)
+            await c.pubsub.wait_for_peer(a.peer_id, timeout=10)
+            await gossip(a, c, 5)
+
+
+async def test_a_pubsub_frame_that_does_not_parse_resets_the_stream_not_the_daemon() -> None:
+    """py-libp2p 0.8.1 let a protobuf DecodeError from a peer's RPC escape into the swarm,
+    which stopped the host: one bad frame from any peer took a daemon down."""
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+    from libp2p.utils.varint import encode_varint_prefixed
+
+    async with two_hosts() as (a, b):
+        raw = await b.host.new_stream(a.peer_id, [PROTOCOL_ID_V11])
+        await raw.write(encode_varint_prefixed(b"\xff" * 12))  # not a protobuf RPC
+        with trio.fail_after(10):
+            while a.pubsub.broken_streams == 0:
+                await trio.sleep(0.05)
+        await trio.sleep(0.2)
+        assert a.pubsub.manager.is_running and a.gossipsub.manager.is_running
+        async with h.running(hashlib.sha256(b"patch c").digest(),
+                             [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as c:
+            await c.connect(a.addrs()[0])
+            await a.pubsub.wait_for_peer(c.peer_id, timeout=10)
+            await c.pubsub.wait_for_peer(a.peer_id, timeout=10)
+            await gossip(a, c, 5)
+
+
+async def test_concurrent_rpc_writes_to_one_peer_do_not_interleave() -> None:
+    """py-libp2p writes to a peer's stream from its sending loop and, concurrently, from
+    GossipSub's flush of pending messages and replay of recent ones; yamux interleaves
+    the 64 KiB frames of concurrent writes, and the peer read garbage."""
+    async with two_hosts() as (a, b):
+        await b.pubsub.subscribe(TOPIC)
+        with trio.fail_after(10):
+            while b.peer_id not in a.pubsub.peer_topics.get(TOPIC, ()):
+                await trio.sleep(0.05)
+        arrived: list[bytes] = []
+
+        async def record(forwarder, msg) -> None:  # type: ignore[no-untyped-def]
+            arrived.append(bytes(msg.data[:1]))
+
+        b.pubsub.push_msg = record  # type: ignore[method-assign]
+        stream = a.pubsub.peers[b.peer_id]
+        rpcs = [rpc_pb2.RPC(publish=[rpc_pb2.Message(
+            data=bytes([i]) * 150_000, topicIDs=[TOPIC], from_id=a.peer_id.to_bytes(),
+            seqno=i.to_bytes(8, "big"))]) for i in range(4)]
+        async with trio.open_nursery() as nursery:
+            for rpc in rpcs:
+                nursery.start_soon(a.pubsub.write_msg, stream, rpc)
+        with trio.fail_after(10):
+            while len(arrived) < len(rpcs) and not b.pubsub.broken_streams:
+                await trio.sleep(0.05)
+        assert b.pubsub.broken_streams == 0
+        assert sorted(arrived) == [bytes([i]) for i in range(4)]
