@@ -181,11 +181,15 @@ class Attacker:
     Use ``async with Attacker.running(...) as a:``; ``sync`` picks the sync server it
     runs: ``"empty"`` (default: answers honestly that it has nothing), ``"hostile"``
     (``more = 1`` forever, objects from ``hostile_objects(page)``), ``None`` (no
-    ``/rill/sync/1.0.0`` handler at all)."""
+    ``/rill/sync/1.0.0`` handler at all).  ``silent``: a peer that joins the meshes
+    (it subscribes and grafts) but carries nothing: what it receives is only recorded
+    in ``received``, never forwarded nor announced (an eclipse-minded Sybil)."""
 
     def __init__(self, seed: bytes | None = None, *, sync: str | None = "empty",
-                 hostile_objects: Callable[[int], list[bytes]] | None = None) -> None:
+                 hostile_objects: Callable[[int], list[bytes]] | None = None,
+                 silent: bool = False) -> None:
         self.signer = Signer(keypair(seed))
+        self.silent = silent
         self.peer_id = self.signer.peer_id
         self.sync_mode = sync
         self.hostile_objects = hostile_objects or (lambda page: [])
@@ -217,6 +221,8 @@ class Attacker:
                     msg_id_constructor=lambda msg: hashlib.sha256(msg.from_id
                                                                   + msg.data).digest())
         self.host, self.pubsub, self.gossipsub = host, ps, gs
+        if self.silent:
+            ps.push_msg = self._record  # type: ignore[method-assign]
         mux = host.get_mux()
         mux.handlers = _AskedFor(mux.handlers, self.asked)  # type: ignore[assignment]
         if self.sync_mode == "empty":
@@ -244,6 +250,14 @@ class Attacker:
             with trio.CancelScope(shield=True):
                 await host.close()
             ps.seen_messages.stop()
+
+    async def _record(self, forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """A silent peer's ``push_msg``: note what arrived (no signature check) and
+        neither deliver, forward nor announce it (nothing enters the message cache)."""
+        now = time.monotonic()
+        topic = msg.topicIDs[0] if msg.topicIDs else ""
+        self.received.append(Received(now, topic, msg.from_id, msg.data))
+        self.first_seen.setdefault(object_id(msg.data), now)
 
     async def _drain(self, topic: str, sub: Any) -> None:
         while True:

@@ -273,8 +273,9 @@ async def test_bad_envelope_signatures_cut_off(live: AttackNet) -> None:
               f"{ {n: round(v, 2) for n, v in slowest.items()} } s")
         await alive(net, expect)
         # the rest of the 10,000 could not even be written: the targets closed the
-        # connection when they cut the attacker off
-        expect(stats.sent >= 20 and stats.sent + stats.write_errors == 10_000,
+        # connection when they cut the attacker off (after about 6 rejections each: at
+        # least 12 went out; how many more depends on how fast the targets are)
+        expect(stats.sent >= 12 and stats.sent + stats.write_errors == 10_000,
                f"the flood did not go out: {stats}")
         rejected = deltas(after, {n: before[n] for n in victims}, "rejected")
         for name in victims:
