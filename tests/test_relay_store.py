@@ -197,3 +197,30 @@ def test_a_schema_1_home_is_upgraded_in_place(tmp_path: Path) -> None:
                             ).fetchone()[0] == 0
     finally:
         w.close()
+
+
+def test_strangers_claims_and_settlements_to_a_creator_are_bounded_per_month(
+        node: Wallet) -> None:
+    """What names us is kept whatever the cap, so strangers who never paid us get a
+    bounded number of donors a month ([creator] new_donors_per_month)."""
+    cfg = node.home.config_path
+    cfg.write_text(cfg.read_text().replace("new_donors_per_month = 1000",
+                                           "new_donors_per_month = 2"))
+    donors = [_settlement(f"stranger{i}", [node.identity]) for i in range(4)]
+    for r in donors[:2]:
+        node.import_object(r.settlement.raw, AFTER)
+        assert node.import_object(r.sealed[0].raw, AFTER).action == "claim-received"
+    with pytest.raises(Refused, match="never paid you"):
+        node.import_object(donors[2].settlement.raw, AFTER)
+    with pytest.raises(Refused, match="never paid you"):  # its claim alone: refused too
+        node.import_object(donors[2].sealed[0].raw, AFTER)
+    assert not node.has_object(donors[2].settlement.id)
+    # a donor who paid us before is never a stranger
+    node.db.execute("BEGIN")
+    node.add_relation(donors[3].settlement.signer, "paid-us", AFTER)
+    node.db.execute("COMMIT")
+    node.import_object(donors[3].settlement.raw, AFTER)
+    assert node.import_object(donors[3].sealed[0].raw, AFTER).action == "claim-received"
+    # the first two still count as the month's newcomers; another month starts afresh
+    later = _settlement("stranger2", [node.identity], "2026-11")
+    node.import_object(later.settlement.raw, month_end("2026-11") + 10)

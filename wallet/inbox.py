@@ -204,6 +204,8 @@ class Inbox:
         if isinstance(body, m.Receipt) and body.donor == self.identity:
             return self._take_receipt(obj, now)
         if isinstance(body, m.Settlement) and not known:
+            if any(line.creator == self.identity for line in body.lines):
+                self._new_donor_room(obj.signer, body.month)
             proof = self._check_equivocation(obj, now)
             self._store(obj, now)
             taken = self._take_pending(obj, now)
@@ -243,16 +245,21 @@ class Inbox:
              c.settlement, sealed))
 
     def _new_donor_room(self, donor: bytes, month: str) -> None:
-        """Bound a month's incoming claims from donors who never paid us (fake IOUs cost
-        a stranger a proof of work each, but should not bury real supporters)."""
-        if self.db.execute("SELECT 1 FROM relations WHERE key = ? AND reason = 'paid-us'",
-                           (donor,)).fetchone():
+        """Bound a month's claims, and settlements naming us, from donors who never paid
+        us: they are kept whatever the relay cap (they concern us), and fake IOUs cost a
+        stranger only a proof of work each; they should not bury real supporters."""
+        if donor == self.identity or self.db.execute(
+                "SELECT 1 FROM relations WHERE key = ? AND reason = 'paid-us'",
+                (donor,)).fetchone():
             return
         rows = self.db.execute(
-            "SELECT DISTINCT donor FROM obligations WHERE direction = 'in' AND month = ? AND "
-            "donor NOT IN (SELECT key FROM relations WHERE reason = 'paid-us')",
-            (month,)).fetchall()
-        newcomers = {r[0] for r in rows}
+            "SELECT donor FROM obligations WHERE direction = 'in' AND month = ?1 UNION "
+            "SELECT o.signer FROM objects o JOIN subjects s ON s.object = o.id "
+            "WHERE s.subject = ?2 AND o.type IN ('settlement', 'claim', 'sealed-claim') "
+            "AND o.month = ?1 AND o.signer != ?2", (month, self.identity)).fetchall()
+        paid = {r[0] for r in self.db.execute(
+            "SELECT key FROM relations WHERE reason = 'paid-us'")}
+        newcomers = {bytes(r[0]) for r in rows} - paid
         limit = self.config.new_donors_per_month
         if donor not in newcomers and len(newcomers) >= limit:
             raise Refused(f"{month}: already {limit} claims from donors who never paid you "
@@ -264,6 +271,7 @@ class Inbox:
                               (claim.body.settlement,)).fetchone()
         if row is None:
             # keep it; it is checked and taken in when its settlement arrives
+            self._new_donor_room(claim.signer, claim.body.month)
             if sealed is None:
                 self._store(claim, now)
             return ImportResult(claim.id, "claim", "pending",
