@@ -14,7 +14,7 @@ from libp2p.custom_types import TProtocol
 from nodes import eventually, network
 
 from rill.node import control, host
-from rill.node import daemon as daemon_mod
+from rill.node import syncing
 from rill.protocol.months import month_end
 from rill.protocol.network import SYNC_PROTOCOL, SyncRequest, SyncResponse
 
@@ -93,7 +93,7 @@ async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_sessi
                                          host.framed_handler(more_with_objects, 1024))
         asked.clear()
         assert await victim.sync_with(liar.p2p.peer_id) == 0
-        assert len(asked) == daemon_mod.MAX_SYNC_PAGES
+        assert len(asked) == syncing.MAX_SYNC_PAGES
 
         async def stuck_cursor(peer: Any, raw: bytes) -> bytes:
             req = SyncRequest.decode(raw)

@@ -1,0 +1,128 @@
+"""The daemon at month end: settle each ended month one grace period later, publish,
+republish unreceipted claims with backoff, and attribute pending clicks through the
+creators' sites (a mixin of :class:`rill.node.daemon.Daemon`)."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ..protocol import messages as m
+from ..protocol.errors import RillError
+from ..protocol.months import month_end, month_of, previous_month
+from ..protocol.network import months_back
+from ..wallet.errors import WalletError
+from . import sites
+
+log = logging.getLogger("rill.node")
+
+
+class MonthEnd:
+    async def _month_end(self) -> None:
+        """Settle every ended month that has a budget, then sleep until the next one.
+
+        One grace period later, pull from every peer: whatever gossip missed (a peer's
+        clock still in the old month, a restart) arrives by sync.
+        """
+        synced_after: set[str] = set()
+        while True:
+            now = self.clock.now()
+            month = previous_month(month_of(now))
+            if now >= month_end(month) + self.config.grace:
+                await self._settle_due(month)
+            if now >= month_end(month) + 2 * self.config.grace and month not in synced_after:
+                synced_after.add(month)
+                await self._sync_all()
+            await self._republish_due()
+            due = month_end(month_of(now)) + self.config.grace
+            if now < month_end(month) + self.config.grace:
+                # the month just ended: wake for its settlement, not only for its sync
+                due = min(due, month_end(month) + self.config.grace)
+            if month not in synced_after:
+                due = min(due, month_end(month) + 2 * self.config.grace)
+            if self._republish:
+                due = min(due, min(t for _, t in self._republish.values()))
+            with trio.move_on_after(60):  # re-check now and then (clock may be manual)
+                await self.clock.sleep_until(due)
+
+    async def resolve_pending(self, month: str) -> int:
+        """Fetch the key documents of the sites of the month's pending things (those not
+        checked lately), so their clicks count; return how many sites verified."""
+        origins = await self.db(self.wallet.sites_to_check, month, self.clock.now())
+        verified = 0
+        limiter = trio.CapacityLimiter(4)
+
+        async def check(origin: str) -> None:
+            nonlocal verified
+            async with limiter:
+                verdict = await sites.fetch(origin, allow_http=self.config.allow_http,
+                                            now=self.clock.now())
+            await self.db(self.wallet.record_site, origin, verdict.document, verdict.reason,
+                          self.clock.now())
+            if verdict.valid:
+                verified += 1
+                log.info("site %s verified: %s", origin, verdict.document.signer_did
+                         if verdict.document else "")
+            else:
+                log.info("site %s not verified: %s", origin, verdict.reason)
+
+        async with trio.open_nursery() as n:
+            for origin in origins:
+                n.start_soon(check, origin)
+        return verified
+
+    async def _resolver(self) -> None:
+        """Attribute pending clicks in the background (and right before month end)."""
+        while True:
+            await self.resolve_pending(month_of(self.clock.now()))
+            await trio.sleep(self.config.resolve_interval)
+
+    async def _settle_due(self, month: str) -> None:
+        settled = set(await self.db(self.wallet.settled_months))
+        if month not in settled:
+            await self.resolve_pending(month)
+        oldest = months_back(month, self.config.window_months)
+        candidates = []
+        m_ = month
+        while m_ >= oldest and m_ not in settled:
+            candidates.append(m_)
+            m_ = previous_month(m_)
+        for mo in reversed(candidates):
+            if await self.db(self.wallet.budget, mo) is None:
+                continue
+            try:
+                result, new = await self.db(self.wallet.settle, mo, self.clock.now())
+            except (WalletError, RillError) as exc:
+                log.error("cannot settle %s: %s", mo, exc)
+                continue
+            if new:
+                self.counters["settled"] += 1
+                log.info("settled %s: %s, %d claim(s)", mo, result.settlement.id_hex,
+                         len(result.claims))
+            for raw in (result.settlement.raw, *(s.raw for s in result.sealed)):
+                await self._publish_quietly(raw)
+            self._republish[result.settlement.id] = (0, self.clock.now()
+                                                     + self.config.republish[0])
+
+    async def _republish_due(self) -> None:
+        now = self.clock.now()
+        pending = {sid: (month, raw, sealed) for month, raw, sealed in
+                   await self.db(self.wallet.unreceipted)
+                   for sid in [m.decode(raw, m.Settlement).id]}
+        for sid in list(self._republish):
+            if sid not in pending:
+                del self._republish[sid]  # everything receipted
+        for sid, (attempt, due) in list(self._republish.items()):
+            if now < due:
+                continue
+            _month, raw, sealed = pending[sid]
+            log.info("republishing %d unreceipted claim(s) of %s (attempt %d)", len(sealed),
+                     sid.hex()[:16], attempt + 2)
+            for r in (raw, *sealed):
+                await self._publish_quietly(r)
+            if attempt + 1 < len(self.config.republish):
+                self._republish[sid] = (attempt + 1, now + self.config.republish[attempt + 1])
+            else:
+                del self._republish[sid]
+

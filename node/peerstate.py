@@ -1,0 +1,16 @@
+"""What a daemon knows of each peer it has met in this run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PeerState:
+    last_sync: int | None = None
+    cursor: int = 0
+    synced_objects: int = 0
+    #: trio.current_time() when the peer was first seen connected in this run
+    since: float = 0.0
+    #: the peer does not serve /rill/sync/1.0.0 (said once, then not asked again)
+    no_sync: bool = False

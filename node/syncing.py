@@ -1,0 +1,147 @@
+"""Catch-up by ``/rill/sync/1.0.0`` (SPEC §11.3): the server side, and the client side
+with its bounds (pages, time, progress) and peers that do not serve it (a mixin of
+:class:`rill.node.daemon.Daemon`)."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from libp2p.host.exceptions import StreamFailure
+from libp2p.peer.id import ID
+
+from ..protocol import messages as m
+from ..protocol.errors import RemoteError
+from ..protocol.network import (
+    MAX_RESPONSE,
+    MAX_SYNC_OBJECTS,
+    SYNC_PROTOCOL,
+    TOPIC_OF,
+    SyncRequest,
+    SyncResponse,
+    check_gossip,
+)
+from . import relay
+from .host import request
+from .peerstate import PeerState
+
+log = logging.getLogger("rill.node")
+
+#: A sync session with one peer asks for at most this many pages (1,000 objects each) and
+#: lasts at most SYNC_SESSION_S: a peer that always answers "more" cannot keep us busy.
+MAX_SYNC_PAGES = 20
+SYNC_SESSION_S = 120.0
+
+
+class Syncing:
+    async def _serve_sync(self, peer: ID, raw: bytes) -> bytes:
+        req = SyncRequest.decode(raw)
+        objs, cursor, more = await self.db(relay.objects_for, self.wallet, req.subject,
+                                           req.after, min(req.limit, MAX_SYNC_OBJECTS),
+                                           MAX_RESPONSE)
+        return SyncResponse(tuple(objs), cursor, more).encode()
+
+    def _serves_sync(self, peer: ID) -> bool | None:
+        """What identify told us: True/False, or None if it has not told us yet."""
+        assert self.p2p is not None
+        try:
+            protocols = self.p2p.host.get_peerstore().get_protocols(peer)
+        except Exception:  # the peerstore raises its own error for an unknown peer
+            return None
+        if not protocols:
+            return None
+        return SYNC_PROTOCOL in protocols
+
+    async def sync_with(self, peer: ID) -> int:
+        """Pull the objects concerning us that ``peer`` holds; return how many were new.
+
+        Bounded: at most MAX_SYNC_PAGES pages and SYNC_SESSION_S seconds per session,
+        and it stops as soon as a page makes no progress (the cursor does not move).
+        A peer that does not serve the protocol is noted once and not asked again.
+        """
+        assert self.p2p is not None
+        state = self.peers.setdefault(peer, PeerState())
+        if state.no_sync:
+            return 0
+        if self._serves_sync(peer) is False:
+            state.no_sync = True
+            log.info("peer %s does not serve %s: not syncing with it", peer, SYNC_PROTOCOL)
+            return 0
+        new = 0
+        with trio.fail_after(SYNC_SESSION_S):
+            for page in range(MAX_SYNC_PAGES):
+                req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS)
+                try:
+                    raw = await request(self.p2p.host, peer, SYNC_PROTOCOL, req.encode(),
+                                        MAX_RESPONSE + 1024 * 1024)
+                except StreamFailure:
+                    if self._serves_sync(peer) is not True:
+                        state.no_sync = True
+                        log.info("peer %s does not serve %s: not syncing with it", peer,
+                                 SYNC_PROTOCOL)
+                        return new
+                    raise
+                resp = SyncResponse.decode(raw)
+                new += await self._take_synced(peer, resp.objects)
+                progressed = resp.next > state.cursor
+                state.cursor = max(state.cursor, resp.next)
+                if not resp.more or not resp.objects:
+                    break
+                if not progressed:
+                    log.info("sync with %s: the cursor does not move; stopping", peer)
+                    break
+                if page == MAX_SYNC_PAGES - 1:
+                    log.info("sync with %s: %d pages and it says more; the rest next time",
+                             peer, MAX_SYNC_PAGES)
+        state.last_sync = self.clock.now()
+        state.synced_objects += new
+        self.counters["synced"] += new
+        return new
+
+    async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]) -> int:
+        """Check a sync page like gossip, then store what passed in one batch."""
+        now = self.clock.now()
+        good = []
+        for obj in _sync_order(objects):
+            try:
+                type_ = m.peek_type(obj)
+                check_gossip(TOPIC_OF.get(type_ or "", ""), obj, now,
+                             self.config.window_months, self.work_bits)
+            except RemoteError as exc:
+                log.info("sync from %s: refused an object: %s", peer, exc.reason)
+                continue
+            good.append(obj)
+        if not good:
+            return 0
+        results = await self.db(self._import_batch, good, now)
+        new = 0
+        for raw, result in zip(good, results, strict=True):
+            if await self._after_import(raw, result, via="sync"):
+                new += 1
+        return new
+
+    async def _sync_quietly(self, peer: ID) -> None:
+        try:
+            n = await self.sync_with(peer)
+            if n:
+                log.info("sync with %s: %d new object(s)", peer, n)
+        except (Exception, trio.TooSlowError) as exc:
+            log.info("sync with %s failed: %s", peer, exc)
+
+    async def _periodic_sync(self) -> None:
+        while True:
+            await trio.sleep(self.config.sync_interval)
+            await self._sync_all()
+
+    async def _sync_all(self) -> None:
+        assert self.p2p is not None
+        async with trio.open_nursery() as n:
+            for peer in list(self.p2p.pubsub.peers):
+                n.start_soon(self._sync_quietly, peer)
+
+
+
+def _sync_order(objects: tuple[bytes, ...]) -> list[bytes]:
+    """Settlements before the claims checked against them, receipts last."""
+    order = {"key": 0, "settlement": 1, "claim": 2, "sealed-claim": 2, "receipt": 3}
+    return sorted(objects, key=lambda raw: order.get(m.peek_type(raw) or "", 4))
