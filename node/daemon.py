@@ -3,8 +3,9 @@
 Tasks (one nursery):
 
 * one receive loop per gossip topic: objects the gossip gate accepted (node/gate.py:
-  known objects ignored, replays penalised, then
-  :func:`rill.protocol.network.check_gossip`) are stored through the wallet;
+  known objects ignored, replays penalised, a preview, relations with what is held
+  (node/admission.py), then :func:`rill.protocol.network.check_gossip`) are stored
+  through the wallet, within the relay store's cap (node/relay.py);
 * the publisher: paces outgoing gossip and holds it until the mesh has peers;
 * month end: after a month ends plus a grace period, settle it, publish the
   settlement and sealed claims, then republish unreceipted ones with backoff;
