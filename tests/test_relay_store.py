@@ -184,6 +184,13 @@ def test_a_schema_1_home_is_upgraded_in_place(tmp_path: Path) -> None:
                                            obj.raw, AFTER + i))
         for s in ({obj.signer} | {line.creator for line in obj.body.lines}):
             db.execute("INSERT INTO subjects VALUES (?,?,?)", (obj.id, s, i + 1))
+    payer, payee, stranger = (bytes(signing_key(n).verify_key) for n in ("p", "q", "s"))
+    for claim, direction, donor, creator, state in (
+            (b"1" * 32, "in", payer, me, "receipted"), (b"2" * 32, "in", stranger, me, "owed"),
+            (b"3" * 32, "out", me, payee, "owed")):
+        db.execute("INSERT INTO obligations (claim, direction, month, donor, creator, amount,"
+                   " currency, settlement, state) VALUES (?,?,?,?,?,?,?,?,?)",
+                   (claim, direction, "2026-10", donor, creator, 1, "EUR", bytes(32), state))
     db.commit()
     db.close()
     w = Wallet.open(tmp_path / "h")
@@ -195,6 +202,9 @@ def test_a_schema_1_home_is_upgraded_in_place(tmp_path: Path) -> None:
         assert w.db.execute("SELECT count(*) FROM signers").fetchone()[0] == 2
         assert w.db.execute("SELECT count(*) FROM meta WHERE key = 'reclassify'"
                             ).fetchone()[0] == 0
+        # relations and the month's newcomers are derived from the obligations held
+        assert w.relations() == {payer: "paid-us", payee: "paid-by-us"}
+        assert [bytes(d) for (d,) in w.db.execute("SELECT donor FROM newcomers")] == [stranger]
     finally:
         w.close()
 

@@ -97,6 +97,7 @@ class Home:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser()
+        self._config: tuple[tuple[int, int, int], Config] | None = None
 
     @property
     def identity_path(self) -> Path:
@@ -154,11 +155,21 @@ class Home:
         return nacl.signing.SigningKey(seed)
 
     def config(self) -> Config:
+        """The parsed config.toml, read again only when the file changed."""
+        try:
+            st = self.config_path.stat()
+        except FileNotFoundError:
+            return Config()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._config is not None and self._config[0] == stamp:
+            return self._config[1]
         try:
             text = self.config_path.read_text()
         except FileNotFoundError:
             return Config()
-        return Config.parse(text, str(self.config_path))
+        config = Config.parse(text, str(self.config_path))
+        self._config = (stamp, config)
+        return config
 
 
 def _toml_string(s: str) -> str:

@@ -153,6 +153,8 @@ class Inbox:
         self.db.execute(
             "UPDATE objects SET keep = 1 WHERE keep = 0 AND (signer = ? OR id IN "
             "(SELECT object FROM subjects WHERE subject = ?))", (key, key))
+        if reason == "paid-us":
+            self.db.execute("DELETE FROM newcomers WHERE donor = ?", (key,))
         return True
 
     def relations(self) -> dict[bytes, str]:
@@ -247,23 +249,22 @@ class Inbox:
     def _new_donor_room(self, donor: bytes, month: str) -> None:
         """Bound a month's claims, and settlements naming us, from donors who never paid
         us: they are kept whatever the relay cap (they concern us), and fake IOUs cost a
-        stranger only a proof of work each; they should not bury real supporters."""
+        stranger only a proof of work each; they should not bury real supporters.
+
+        Table ``newcomers`` lists, per month, the donors who never paid us that we took
+        something from; a donor leaves it when it pays (:meth:`add_relation`)."""
         if donor == self.identity or self.db.execute(
+                "SELECT 1 FROM newcomers WHERE month = ? AND donor = ? UNION ALL "
                 "SELECT 1 FROM relations WHERE key = ? AND reason = 'paid-us'",
-                (donor,)).fetchone():
+                (month, donor, donor)).fetchone():
             return
-        rows = self.db.execute(
-            "SELECT donor FROM obligations WHERE direction = 'in' AND month = ?1 UNION "
-            "SELECT o.signer FROM objects o JOIN subjects s ON s.object = o.id "
-            "WHERE s.subject = ?2 AND o.type IN ('settlement', 'claim', 'sealed-claim') "
-            "AND o.month = ?1 AND o.signer != ?2", (month, self.identity)).fetchall()
-        paid = {r[0] for r in self.db.execute(
-            "SELECT key FROM relations WHERE reason = 'paid-us'")}
-        newcomers = {bytes(r[0]) for r in rows} - paid
+        count = self.db.execute("SELECT count(*) FROM newcomers WHERE month = ?",
+                                (month,)).fetchone()[0]
         limit = self.config.new_donors_per_month
-        if donor not in newcomers and len(newcomers) >= limit:
+        if count >= limit:
             raise Refused(f"{month}: already {limit} claims from donors who never paid you "
                           "(config [creator] new_donors_per_month)", code="new-donor-limit")
+        self.db.execute("INSERT INTO newcomers (month, donor) VALUES (?, ?)", (month, donor))
 
     def _take_claim(self, claim: m.Signed[m.Claim], now: int, sealed: bytes | None
                     ) -> ImportResult:

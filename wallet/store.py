@@ -110,6 +110,12 @@ CREATE TABLE relations (            -- keys we stand in a relation with (protect
     since  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+CREATE TABLE newcomers (            -- donors who never paid us, by month they first named us
+    month TEXT NOT NULL,
+    donor BLOB NOT NULL,
+    PRIMARY KEY (month, donor)
+) WITHOUT ROWID;
+
 CREATE TABLE store_bytes (          -- bytes held per protection class (kept by triggers)
     keep  INTEGER PRIMARY KEY,
     bytes INTEGER NOT NULL
@@ -145,6 +151,14 @@ DROP TABLE equivocators;
 ALTER TABLE equivocators_2 RENAME TO equivocators;
 """ + SCHEMA.split("CREATE TABLE meta (key TEXT PRIMARY KEY, value);", 1)[1] + """
 INSERT OR IGNORE INTO signers (key, first_seen) SELECT signer, min(n) FROM objects GROUP BY signer;
+INSERT OR IGNORE INTO relations (key, reason, since)
+    SELECT DISTINCT creator, 'paid-by-us', 0 FROM obligations WHERE direction = 'out';
+INSERT OR IGNORE INTO relations (key, reason, since)
+    SELECT DISTINCT donor, 'paid-us', 0 FROM obligations
+    WHERE direction = 'in' AND state = 'receipted';
+INSERT OR IGNORE INTO newcomers (month, donor)
+    SELECT DISTINCT month, donor FROM obligations WHERE direction = 'in'
+    AND donor NOT IN (SELECT key FROM relations WHERE reason = 'paid-us');
 UPDATE store_bytes SET bytes = (SELECT coalesce(sum(length(raw)), 0) FROM objects)
     WHERE keep = 0;
 INSERT OR REPLACE INTO meta (key, value) VALUES ('reclassify', 1);
