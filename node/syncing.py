@@ -4,6 +4,7 @@ with its bounds (pages, time, progress) and peers that do not serve it (a mixin 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import trio
@@ -99,10 +100,14 @@ class Syncing:
         return new
 
     async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]) -> int:
-        """Check a sync page like gossip, then store what passed in one batch."""
+        """Check a sync page like gossip, then store what passed in one batch.  Objects
+        already held are skipped before any check (a page often repeats what gossip
+        brought)."""
         now = self.clock.now()
         good = []
         for obj in _sync_order(objects):
+            if hashlib.sha256(obj).digest() in self.held:
+                continue
             try:
                 type_ = m.peek_type(obj)
                 check_gossip(TOPIC_OF.get(type_ or "", ""), obj, now,
