@@ -71,7 +71,7 @@ class ManualClock:
             await self._changed.wait()
 
     def describe(self) -> str:
-        return f"manual ({self._now})"
+        return "manual"
 
 
 class FastClock:
@@ -89,7 +89,11 @@ class FastClock:
             await trio.sleep(max(0.001, left / self.rate))
 
     def describe(self) -> str:
-        return f"fast (x{self.rate:g} from {self.start})"
+        return f"fast (x{self.rate:g} from {_iso(self.start)})"
+
+
+def _iso(t: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def parse_clock(spec: str) -> Clock:

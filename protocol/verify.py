@@ -48,7 +48,7 @@ class Verdict:
         self.valid, self.reason = False, exc.reason
 
     def as_json(self) -> dict[str, Any]:
-        out = {"file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
+        out: dict[str, Any] = {"file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
                "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
         if self.key is not None:
             out["key"] = dict(self.key)

@@ -14,8 +14,8 @@ from clitools import AFTER, js, month_with_claims, rill
 
 from rill.clikit import short_key
 from rill.wallet.errors import NotFound, Refused
-from rill.wallet.lookup import resolve_claim, set_name
 from rill.wallet.home import Home
+from rill.wallet.lookup import resolve_claim, set_name
 
 
 def test_unique_prefixes_of_8_or_more_hex_digits_are_accepted(tmp_path: Path) -> None:
