@@ -330,8 +330,9 @@ def _url_arg(text: str) -> str:
 @main.command("click")
 @click.argument("url")
 @click.option("--creator", default=None, metavar="ID", help="The thing's creator (did:key).")
-@click.option("--at", "at", default=None, metavar="ISO-8601-TIME",
-              help="Record the click at another time (offline clicks); UTC if no zone.")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Record the click at another time (offline clicks): ISO 8601 (UTC if "
+                   "no zone) or Unix seconds.")
 @home_option
 @json_option
 @wallet_command

@@ -48,8 +48,9 @@ class Verdict:
         self.valid, self.reason = False, exc.reason
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
-               "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
+        out: dict[str, Any] = {
+            "file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
+            "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
         if self.key is not None:
             out["key"] = dict(self.key)
         return out
