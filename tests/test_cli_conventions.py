@@ -237,6 +237,19 @@ def test_node_status_peers_and_clock_print_tables_and_iso_times(tmp_path: Path) 
                                env=env).stdout)["now"] == OCT + 2 * 86400
         p = proc("peers", env=env)
         assert p.returncode == 0 and "last sync (UTC)" in p.stdout
+        # publish: each file reported, a bad one does not stop the others
+        keyfile, cut = tmp_path / "rill.json", tmp_path / "cut.rill"
+        fast_home(tmp_path / "alice", "Alice")
+        rill("creator", "init", "--site", "https://alice.example", "--out", str(keyfile),
+             home=tmp_path / "alice")
+        cut.write_text("-----BEGIN RILL KEY-----\nAAAA\n")
+        p = proc("publish", str(cut), str(keyfile), env=env)
+        assert p.returncode == 1, p.stderr
+        lines = p.stdout.splitlines()
+        assert lines[0].startswith(f"BAD {cut}: armour") and len(lines) == 2
+        assert lines[1].startswith(f"ok  {keyfile}: published "), lines
+        out = json.loads(proc("publish", "--json", str(keyfile), env=env).stdout)
+        assert out["files"][0]["ok"] and len(out["published"]) == 1
     finally:
         node.terminate()
         node.wait(timeout=30)
