@@ -1,63 +1,53 @@
-"""The ``rill`` command line: parse, call, print.  Every command has ``--json``."""
+"""The ``rill`` command line: parse, call, print.  Every command has ``--json``.
+
+The conventions every command follows (tables, ISO 8601 times, short IDs and names,
+``--json`` errors, global options, exit codes) live in :mod:`rill.clikit`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, clikit
+from .clikit import EXIT_FAIL, EXIT_OK, TIME, home_option, iso, json_option, short_id, who
 
-EXIT_OK, EXIT_FAIL = 0, 1  # usage errors exit 2 (click)
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-
-
-def _read_files(files: Sequence[str]) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each file; an unreadable one is a usage error (exit 2)."""
-    out = []
-    for name in files:
-        try:
-            with open(name, "rb") as fh:
-                out.append((name, fh.read()))
-        except OSError as exc:
-            raise click.UsageError(f"cannot read {name}: {exc.strerror}") from None
-    return out
+_emit_json = clikit.emit_json
+_fail = clikit.fail
+_now = clikit.now
+_parse_time = clikit.parse_time
+_read_files = clikit.read_files
+_table = clikit.table
 
 
-def _objects_in(files: Sequence[str]) -> list[tuple[str, bytes]]:
-    """(file name, object bytes) of every object in the files (binary or armoured)."""
-    from .protocol.errors import RemoteError
-    from .protocol.verify import split_objects
-
-    out: list[tuple[str, bytes]] = []
-    for name, data in _read_files(files):
-        try:
-            out += [(name, raw) for _, raw in split_objects(data)]
-        except RemoteError as exc:
-            _fail(f"{name}: {exc.reason}")
-    return out
-
-
-def _emit_json(value: Any) -> None:
-    """JSON on stdout; a list is written one element per line (fast and readable)."""
-    if isinstance(value, list):
-        encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder: 5x faster
-        body = ",\n".join("  " + encode(item) for item in value)
-        click.echo("[\n" + body + "\n]" if value else "[]")
-    else:
-        click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=clikit.RillGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rill")
-def main() -> None:
-    """Rill: peer-to-peer, zero-fee, provable micro-donations."""
+@clikit.root_options
+def main(home: str | None, as_json: bool) -> None:
+    """Rill: peer-to-peer, zero-fee, provable micro-donations.
+
+    --home and --json may come before the command (rill --home DIR status) or after it.
+    Times are shown in UTC (ISO 8601) and accepted as ISO 8601 or Unix seconds.
+    """
+    clikit.set_names_loader(_names_of_home)
+
+
+def _names_of_home() -> dict[str, str]:
+    """did -> display name from the key documents stored in the home in use."""
+    from .wallet import lookup
+    from .wallet.home import Home
+
+    ctx = click.get_current_context(silent=True)
+    path = _home_path(ctx.params.get("home") if ctx is not None else None)
+    if not Home(path).exists():
+        return {}
+    with _open(path) as w:
+        return lookup.names_by_did(w.db, w.identity, w.config.name)
 
 
 #: Below this many bytes of input, `rill verify` does not start worker processes.
@@ -106,17 +96,20 @@ def _verify_inputs(inputs: list[tuple[str, bytes]], now: int, jobs: int) -> list
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--at", "at", type=int, default=None, metavar="UNIX_TIME",
-              help="Check time rules as of this time instead of now.")
+@click.option("--at", "at", type=TIME, default=None, metavar="TIME",
+              help="Check time rules as of this time (ISO 8601 or Unix seconds).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Worker processes for large batches (default: one per core).")
 @json_option
 def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool) -> None:
-    """Verify signed Rill objects (binary CBOR or armoured text).
+    """Verify signed Rill objects (binary CBOR, armoured text, or a creator's rill.json).
 
     Objects given together are also checked against each other: claims against
     their settlement, receipts against their claim and the creator's key document.
-    Exit status: 0 all valid, 1 any invalid, 2 usage error.
+    A rill.json key file is checked on its own (signature, document, JSON members);
+    the sites it lists are reported, not fetched: `rill creator verify ORIGIN` checks
+    that a site serves it.  Each file is reported; a bad one does not stop the others.
+    Exit status: 0 all valid, 1 any invalid, 2 usage error (e.g. an unreadable file).
     """
     from .protocol.verify import cross_check
 
@@ -134,6 +127,14 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
             click.echo(f"{mark} {v.source}: {what} {v.id or ''}{extra}")
             if not v.valid:
                 click.echo(f"    {v.reason}")
+            elif v.key is not None:
+                k = v.key
+                click.echo(f"    {k['name']} ({v.signer}), valid from {iso(k['valid_from'])}")
+                for o in k["origins"]:
+                    click.echo(f"    lists the site {o} (not fetched: `rill creator verify "
+                               f"{o}` checks that it serves this document)")
+                for p in k["payto"]:
+                    click.echo(f"    pays to {p}")
         bad = sum(not v.valid for v in verdicts)
         click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
     sys.exit(EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAIL)
@@ -143,37 +144,14 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
 # Wallet commands.  Each opens the home, calls rill.wallet, prints.
 
 
-def _fail(message: str) -> None:
-    click.echo(f"rill: error: {message}", err=True)
-    sys.exit(EXIT_FAIL)
-
-
-def home_option(fn: Any) -> Any:
-    return click.option(
-        "--home", "home", type=click.Path(file_okay=False), envvar="RILL_HOME",
-        default=None, show_envvar=True,
-        help="Home directory (default: the user data directory).")(fn)
-
-
 def _home_path(home: str | None) -> str:
     from .wallet.home import default_home
 
     return home if home is not None else str(default_home())
 
 
-def _now() -> int:
-    """The current time; ``RILL_NOW`` (Unix seconds) overrides it for tests and demos."""
-    fake = os.environ.get("RILL_NOW")
-    if fake:
-        try:
-            return int(fake)
-        except ValueError:
-            raise click.UsageError(f"RILL_NOW must be Unix seconds, not {fake!r}") from None
-    return int(time.time())
-
-
 def wallet_command(fn: Any) -> Any:
-    """Turn wallet and protocol errors into a message on stderr and exit status 1."""
+    """Turn wallet and protocol errors into a refusal (exit status 1, JSON with --json)."""
     import functools
 
     @functools.wraps(fn)
@@ -186,11 +164,11 @@ def wallet_command(fn: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (WalletError, RillError) as exc:
-            _fail(str(exc))
+            _fail(str(exc), exc.code)
         except sqlite3.OperationalError as exc:  # e.g. locked longer than the busy timeout
-            _fail(f"the home's database is busy or unreadable ({exc}); try again")
+            _fail(f"the home's database is busy or unreadable ({exc}); try again", "busy")
         except OSError as exc:
-            _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
+            _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc), "os")
 
     return wrapper
 
@@ -207,10 +185,11 @@ def _did_arg(text: str | None) -> bytes | None:
     return None if text is None else key_from_did(text)
 
 
-def _id_arg(text: str) -> bytes:
-    from .protocol.messages import parse_object_id
+def _claim_arg(w: Any, text: str) -> bytes:
+    """A claim ID, or a unique prefix of it (8 hex digits or more)."""
+    from .wallet.lookup import resolve_claim
 
-    return parse_object_id(text)
+    return resolve_claim(w.db, text)
 
 
 def _month_arg(text: str | None) -> str | None:
@@ -225,38 +204,12 @@ def _current_month() -> str:
     return month_of(_now())
 
 
-def _parse_time(text: str) -> int:
-    """ISO 8601 time; without a zone it is UTC."""
-    import datetime
-
-    try:
-        t = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {text!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=datetime.UTC)
-    return int(t.timestamp())
-
-
 def _money(amount: int | None, currency: str | None) -> str:
     from .wallet.wallet import format_amount_safe
 
     if amount is None or currency is None:
         return "-"
     return format_amount_safe(amount, currency)
-
-
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(title), title_justify="left")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:  # plain Text: no markup, no :emoji: codes (did:key: would become one)
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
-    Console(emoji=False, highlight=False).print(table)
 
 
 @main.command()
@@ -288,17 +241,29 @@ def init(name: str, seed_file: Any, home: str | None, as_json: bool) -> None:
 
 
 @main.command("id")
+@click.option("--name", "new_name", default=None, metavar="NAME",
+              help="Set or change your display name (config.toml `name`).")
 @home_option
 @json_option
 @wallet_command
-def id_(home: str | None, as_json: bool) -> None:
-    """Print this home's identity (did:key)."""
+def id_(new_name: str | None, home: str | None, as_json: bool) -> None:
+    """Print this home's identity (did:key) and display name; --name NAME changes it."""
+    from .wallet.lookup import set_name
+
     with _open(home) as w:
         did = w.did
+        if new_name is not None:
+            set_name(w.home, new_name)
+        name = w.config.name
     if as_json:
-        _emit_json({"id": did})
+        _emit_json({"id": did, "name": name or None})
     else:
-        click.echo(did)
+        click.echo(f"{name} ({did})" if name else did)
+        if new_name is not None:
+            click.echo(f"Display name set to {name!r}. Key documents you published keep the "
+                       "old name until you sign a new one (rill creator init).", err=True)
+        elif not name:
+            click.echo("No display name yet: set one with  rill id --name NAME", err=True)
 
 
 @main.group(invoke_without_command=True)
@@ -318,18 +283,25 @@ def budget(ctx: click.Context, home: str | None, as_json: bool) -> None:
                     "currency": b[1] if b else None})
     elif b is None:
         click.echo("No budget set. Set one with: rill budget set 5.00 EUR")
+    elif b[0] == 0:
+        click.echo(f"Paused: the budget is {_money(*b)} (in force for {month}); months settle "
+                   "with nothing owed. Resume with: rill budget set AMOUNT CURRENCY")
     else:
         click.echo(f"{_money(*b)} per month (in force for {month})")
 
 
-@budget.command("set")
+@budget.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("amount")
 @click.argument("currency")
 @home_option
 @json_option
 @wallet_command
 def budget_set(amount: str, currency: str, home: str | None, as_json: bool) -> None:
-    """Set the monthly budget from this month on, e.g. `rill budget set 5.00 EUR`."""
+    """Set the monthly budget from this month on, e.g. `rill budget set 5.00 EUR`.
+
+    0 pauses giving: clicks are still recorded, and months settle with nothing owed.
+    At most 1,000,000 (major units) a month: more is refused as a likely typo.
+    """
     from .protocol.currency import known_currency, parse_amount
 
     cur = known_currency(currency)
@@ -338,7 +310,11 @@ def budget_set(amount: str, currency: str, home: str | None, as_json: bool) -> N
         w.set_budget(minor, cur, _now())
     month = _current_month()
     if as_json:
-        _emit_json({"month": month, "amount": minor, "currency": cur})
+        _emit_json({"month": month, "amount": minor, "currency": cur, "paused": minor == 0})
+    elif minor == 0:
+        click.echo(f"Budget set to {_money(minor, cur)}: giving is paused from {month} on "
+                   "(clicks are still recorded; months settle with nothing owed). Resume "
+                   "with: rill budget set AMOUNT CURRENCY")
     else:
         click.echo(f"Budget set to {_money(minor, cur)} per month from {month} on.")
 
@@ -354,8 +330,9 @@ def _url_arg(text: str) -> str:
 @main.command("click")
 @click.argument("url")
 @click.option("--creator", default=None, metavar="ID", help="The thing's creator (did:key).")
-@click.option("--at", "at", default=None, metavar="ISO-8601-TIME",
-              help="Record the click at another time (offline clicks); UTC if no zone.")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Record the click at another time (offline clicks): ISO 8601 (UTC if "
+                   "no zone) or Unix seconds.")
 @home_option
 @json_option
 @wallet_command
@@ -426,7 +403,7 @@ def subscriptions(home: str | None, as_json: bool) -> None:
         _emit_json(items)
     else:
         _table("Subscriptions", ["target", "creator", "since", "until"],
-               [[i["target"], i["creator"], i["since"], i["until"] or "cancelled"]
+               [[i["target"], i["creator"] or "-", i["since"], i["until"] or "until cancelled"]
                 for i in items])
 
 
@@ -512,7 +489,7 @@ def claims(month: str | None, direction: str | None, home: str | None, as_json: 
         _emit_json([o.as_json() for o in rows])
         return
     _table("Claims", ["id", "month", "direction", "counterpart", "amount", "state"],
-           [[o.claim.hex()[:16], o.month, "out" if o.direction == "out" else "in",
+           [[short_id(o.claim), o.month, "out" if o.direction == "out" else "in",
              _did(o.creator if o.direction == "out" else o.donor),
              _money(o.amount, o.currency),
              o.state + ("" if o.payable else " (carried forward)")] for o in rows])
@@ -532,39 +509,48 @@ def due(home: str | None, as_json: bool) -> None:
         return
     if not pays:
         click.echo("Nothing owed.")
+        return
+    rows = []
     for p in pays:
-        who = f"{p.name} ({_did(p.creator)})" if p.name else _did(p.creator)
-        click.echo(f"{_money(p.amount, p.currency)} to {who} for {len(p.claims)} claim(s)")
         if not p.payable:
-            click.echo(f"  carried forward: below the minimum payout ({minimum} minor units)")
+            how = f"carried forward: below the minimum payout ({minimum} minor units)"
         elif not p.uris:
-            click.echo("  no key document known for this creator: import it to get its "
-                       "payment addresses")
-        for uri in p.uris:
-            click.echo(f"  {uri}")
+            how = ("no key document known for this creator: import its rill.json "
+                   "(rill import-object FILE) or verify its site (rill creator verify ORIGIN)")
+        else:
+            how = "\n".join(p.uris)
+        rows.append([who(p.creator), _money(p.amount, p.currency),
+                     " ".join(short_id(c) for c in p.claims), how])
+    _table("Due: pay these, then record it with  rill pay CLAIM... --reference REF",
+           ["creator", "amount", "claims", "pay to"], rows)
 
 
 @main.command()
 @click.argument("claim_ids", nargs=-1, required=True, metavar="CLAIM_ID...")
 @click.option("--reference", required=True, help="The payment rail's reference.")
+@click.option("--force", is_flag=True,
+              help="Replace the reference of a claim already recorded as paid.")
 @home_option
 @json_option
 @wallet_command
-def pay(claim_ids: Sequence[str], reference: str, home: str | None, as_json: bool) -> None:
-    """Record that you paid claims (owed -> paid)."""
-    ids = [_id_arg(c) for c in claim_ids]
+def pay(claim_ids: Sequence[str], reference: str, force: bool, home: str | None,
+        as_json: bool) -> None:
+    """Record that you paid claims (owed -> paid).  A claim ID may be shortened to a
+    unique prefix of 8 or more hex digits (as `rill claims` and `rill due` show them)."""
     with _open(home) as w:
-        rows = w.pay(ids, reference, _now())
+        ids = [_claim_arg(w, c) for c in claim_ids]
+        rows = w.pay(ids, reference, _now(), force=force)
     if as_json:
         _emit_json([o.as_json() for o in rows])
     else:
-        for o in rows:
-            click.echo(f"Paid {o.claim.hex()}: {_money(o.amount, o.currency)} "
-                       f"(reference {o.reference})")
+        _table(f"Recorded as paid (reference {reference.strip()})",
+               ["claim", "creator", "amount", "state"],
+               [[short_id(o.claim), who(o.creator), _money(o.amount, o.currency), o.state]
+                for o in rows])
 
 
 @main.command()
-@click.argument("claim_id")
+@click.argument("claim_id", metavar="CLAIM_ID")
 @click.option("--reference", default="", help="The payment's reference on your side.")
 @click.option("--amount", default=None, help="Amount received, if not the claim's amount.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -574,12 +560,12 @@ def pay(claim_ids: Sequence[str], reference: str, home: str | None, as_json: boo
 @wallet_command
 def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
             home: str | None, as_json: bool) -> None:
-    """Creator: sign a receipt for a claim owed to you."""
+    """Creator: sign a receipt for a claim owed to you (CLAIM_ID: 8+ hex digits do)."""
     from .protocol.armour import armour
     from .protocol.currency import parse_amount
 
-    cid = _id_arg(claim_id)
     with _open(home) as w:
+        cid = _claim_arg(w, claim_id)
         o = w.obligation(cid)
         minor = None if amount is None else parse_amount(amount, o.currency)
         r = w.sign_receipt(cid, _now(), reference, minor)
@@ -604,16 +590,23 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
 @json_option
 @wallet_command
 def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None:
-    """Take in settlements, claims, receipts, key documents received by other means."""
+    """Take in settlements, claims, receipts, key documents received by other means.
+
+    Files may be binary, armoured, or a creator's rill.json (its key document: then
+    `rill due` knows how to pay that creator).  Each file is reported; a bad or
+    truncated one does not stop the others.  Exit status 1 if any was refused.
+    """
     from .protocol.errors import RemoteError
     from .protocol.messages import peek_type
     from .wallet.errors import WalletError
 
-    items = _objects_in(files)
+    items, unreadable = clikit.objects_in(files)
     # settlements first: claims are checked against them
     order = {"key": 0, "settlement": 1, "claim": 2, "sealed-claim": 2, "receipt": 3}
     items.sort(key=lambda it: order.get(peek_type(it[1]) or "", 4))
-    results, failed = [], 0
+    results: list[dict[str, Any]] = [
+        {"file": name, "type": None, "ok": False, "action": "refused", "detail": reason}
+        for name, reason in unreadable]
     now = _now()
     with _open(home) as w:
         for name, raw in items:
@@ -621,16 +614,19 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
                 r = w.import_object(raw, now)
                 results.append({"file": name, **r.as_json(), "ok": True})
             except (RemoteError, WalletError) as exc:
-                failed += 1
                 reason = exc.reason if isinstance(exc, RemoteError) else str(exc)
                 results.append({"file": name, "type": peek_type(raw), "ok": False,
                                 "action": "refused", "detail": reason})
+    failed = sum(not r["ok"] for r in results)
     if as_json:
         _emit_json(results)
     else:
         for r in results:
             mark = "ok " if r["ok"] else "BAD"
-            click.echo(f"{mark} {r['file']}: {r.get('type')} {r['action']} {r['detail']}")
+            what = f"{r['type']} " if r.get("type") else ""
+            detail = f": {r['detail']}" if r["detail"] else ""
+            click.echo(f"{mark} {r['file']}: {what}{r['action']}{detail}")
+        click.echo(f"{len(results) - failed} taken in, {failed} refused", err=True)
     sys.exit(EXIT_FAIL if failed else EXIT_OK)
 
 
@@ -649,13 +645,14 @@ def earnings(month: str | None, home: str | None, as_json: bool) -> None:
         return
     if not rows:
         click.echo("No claims received yet.")
-    for e in rows:
-        cur = e["currency"]
-        click.echo(f"{e['month']}: paid {_money(e['paid'], cur)} by {e['supporters']} "
-                   f"supporter(s) ({len(e['new_supporters'])} new); promised, not paid yet: "
-                   f"{_money(e['promised'], cur)} by {e['promisers']} donor(s)")
-        for t in e["top_things"][:5]:
-            click.echo(f"    {t['supporters']:>4}  {t['thing']}")
+        return
+    _table("Earnings", ["month", "paid", "supporters (new)", "promised, not paid yet",
+                        "promisers", "top things (supporters)"],
+           [[e["month"], _money(e["paid"], e["currency"]),
+             f"{e['supporters']} ({len(e['new_supporters'])})",
+             _money(e["promised"], e["currency"]), e["promisers"],
+             "\n".join(f"{t['thing']} ({t['supporters']})" for t in e["top_things"][:5])
+             or "-"] for e in rows])
 
 
 @main.command()
@@ -869,9 +866,9 @@ def _control(home: str | None, cmd: str, timeout: float = 10.0, **args: Any) -> 
         return control.call(Path(_home_path(home)) / control.SOCKET_NAME, cmd, timeout,
                             **args)
     except ConnectionError as exc:
-        _fail(str(exc))
+        _fail(str(exc), "node")
     except OSError as exc:
-        _fail(f"cannot reach the node: {exc}")
+        _fail(f"cannot reach the node: {exc}", "node")
 
 
 @node.command("status")
@@ -883,28 +880,39 @@ def node_status(home: str | None, as_json: bool) -> None:
     if as_json:
         _emit_json(s)
         return
-    click.echo(f"node {s['id']}\n  peer id  {s['peer_id']}\n  clock    {s['clock']}")
-    for a in s["addrs"]:
-        click.echo(f"  address  {a}")
-    click.echo(f"  peers    {s['peers']}   mesh {s['mesh']}")
-    click.echo(f"  settled  {', '.join(s['settled']) or '-'}")
     st = s["store"]
-    click.echo(f"  store    {st['own_bytes']} bytes of yours, {st['relay_bytes']} of others "
-               f"(cap {st['cap_bytes']})")
-    click.echo(f"  counters {s['counters']}")
+    clikit.kv_table("Rill node", [
+        ("identity", who(s["id"])),
+        ("id", s["id"]),
+        ("peer id", s["peer_id"]),
+        ("dial me at", "\n".join(s.get("dialable") or s["addrs"]) or "-"),
+        ("listening on", "\n".join(s["addrs"]) or "-"),
+        ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
+        ("peers", s["peers"]),
+        ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
+                                  for t, n in sorted(s["mesh"].items())) or "-"),
+        ("settled months", ", ".join(s["settled"]) or "-"),
+        ("store", f"{clikit.human_bytes(st['own_bytes'])} of yours, "
+                  f"{clikit.human_bytes(st['relay_bytes'])} of others "
+                  f"(cap {clikit.human_bytes(st['cap_bytes'])})"),
+        ("counters", "\n".join(f"{k}: {v}" for k, v in sorted(s["counters"].items())) or "-"),
+        ("dashboard", s.get("dashboard") or "off"),
+    ])
 
 
 @node.command("clock")
-@click.argument("unix_time", type=int)
+@click.argument("when", metavar="TIME", type=TIME)
 @home_option
 @json_option
-def node_clock(unix_time: int, home: str | None, as_json: bool) -> None:
-    """Move a daemon's manual clock (started with --clock manual:START) forward."""
-    now = _control(home, "clock", set=unix_time)
+def node_clock(when: int, home: str | None, as_json: bool) -> None:
+    """Move a daemon's manual clock (started with --clock manual:START) forward.
+
+    TIME is ISO 8601 (UTC without a zone) or Unix seconds."""
+    now = _control(home, "clock", set=when)
     if as_json:
         _emit_json({"now": now})
     else:
-        click.echo(f"clock set to {now}")
+        click.echo(f"clock set to {iso(now)}")
 
 
 @node.command("sync")
@@ -915,9 +923,10 @@ def node_sync(home: str | None, as_json: bool) -> None:
     result = _control(home, "sync", timeout=120)
     if as_json:
         _emit_json(result)
+    elif not result:
+        click.echo("No connected peers to sync with.")
     else:
-        for peer, n in result.items():
-            click.echo(f"{peer}: {n} new object(s)")
+        _table("Synced", ["peer", "new objects"], [[p, n] for p, n in result.items()])
 
 
 def _notify_daemon(home: str | None) -> None:
@@ -937,15 +946,35 @@ def _notify_daemon(home: str | None) -> None:
 @home_option
 @json_option
 def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
-    """Gossip objects (settlements, claims, receipts, key documents) through the daemon."""
+    """Gossip objects (settlements, claims, receipts, key documents) through the daemon.
 
-    objects = [raw.hex() for _, raw in _objects_in(files)]
-    ids = _control(home, "publish", timeout=60, objects=objects)
+    Each file is reported; a bad one does not stop the others (exit 1 if any failed)."""
+    from pathlib import Path
+
+    from .node import control
+
+    items, unreadable = clikit.objects_in(files)
+    sock = Path(_home_path(home)) / control.SOCKET_NAME
+    if not sock.exists():
+        _fail("no node is running on this home (start one with `rill node run`)", "node")
+    results = [{"file": name, "ok": False, "id": None, "detail": reason}
+               for name, reason in unreadable]
+    for name, raw in items:
+        try:
+            ids = control.call(sock, "publish", 60, objects=[raw.hex()])
+            results.append({"file": name, "ok": True, "id": ids[0], "detail": ""})
+        except (ConnectionError, OSError, ValueError) as exc:
+            results.append({"file": name, "ok": False, "id": None, "detail": str(exc)})
+    failed = sum(not r["ok"] for r in results)
     if as_json:
-        _emit_json({"published": ids})
+        _emit_json({"published": [r["id"] for r in results if r["ok"]], "files": results})
     else:
-        for i in ids:
-            click.echo(f"published {i}")
+        for r in results:
+            if r["ok"]:
+                click.echo(f"ok  {r['file']}: published {r['id']}")
+            else:
+                click.echo(f"BAD {r['file']}: {r['detail']}")
+    sys.exit(EXIT_FAIL if failed else EXIT_OK)
 
 
 @main.command()
@@ -957,9 +986,11 @@ def peers(home: str | None, as_json: bool) -> None:
     if as_json:
         _emit_json(rows)
         return
-    _table("Peers", ["peer", "score", "topics", "last sync", "addresses"],
-           [[p["peer_id"], f"{p['score']:.1f}" + (" (blacklisted)" if p["blacklisted"] else ""),
-             len(p["topics"]), p["last_sync"] or "-", " ".join(p["addrs"])] for p in rows])
+    _table("Peers", ["peer", "identity", "score", "topics", "last sync (UTC)", "addresses"],
+           [[p["peer_id"], p.get("id") or "-",
+             f"{p['score']:.1f}" + (" (blacklisted)" if p["blacklisted"] else ""),
+             len(p["topics"]), iso(p["last_sync"]) if p["last_sync"] else "never",
+             "\n".join(p["addrs"])] for p in rows])
 
 
 # --------------------------------------------------------------------------------------
@@ -1090,9 +1121,9 @@ def creator_button(url: str, creator_id: str | None, port: int, home: str | None
     import html
     import urllib.parse
 
-    from .protocol.things import normalise_thing
+    from .protocol.things import check_new_thing, normalise_thing
 
-    thing = normalise_thing(_url_arg(url))
+    thing = check_new_thing(normalise_thing(_url_arg(url)))
     if creator_id is None:
         with _open(home) as w:
             creator_id = w.did

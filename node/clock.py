@@ -15,7 +15,7 @@ from typing import Protocol
 
 import trio
 
-from ..protocol.months import month_end
+from ..protocol.months import month_end, parse_time
 
 #: The last second a node can live in: the end of the last month the protocol knows
 #: (SPEC §5, months up to 9999-12).
@@ -71,7 +71,7 @@ class ManualClock:
             await self._changed.wait()
 
     def describe(self) -> str:
-        return f"manual ({self._now})"
+        return "manual"
 
 
 class FastClock:
@@ -89,21 +89,31 @@ class FastClock:
             await trio.sleep(max(0.001, left / self.rate))
 
     def describe(self) -> str:
-        return f"fast (x{self.rate:g} from {self.start})"
+        return f"fast (x{self.rate:g} from {_iso(self.start)})"
+
+
+def _iso(t: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def parse_clock(spec: str) -> Clock:
-    """``wall``, ``manual:START`` or ``fast:START:RATE``."""
-    parts = spec.split(":")
-    bad = ValueError(f"bad clock {spec!r}: use wall, manual:START or fast:START:RATE")
+    """``wall``, ``manual:START`` or ``fast:START:RATE``; START is Unix seconds or ISO 8601
+    (``manual:2026-10-01T00:00:00Z``)."""
+    kind, _, rest = spec.partition(":")
+    bad = ValueError(f"bad clock {spec!r}: use wall, manual:START or fast:START:RATE "
+                     "(START: Unix seconds or ISO 8601)")
     try:
-        if parts == ["wall"]:
+        if spec == "wall":
             return WallClock()
-        if parts[0] == "manual" and len(parts) == 2 and 0 <= int(parts[1]) <= LATEST:
-            return ManualClock(int(parts[1]))
-        if (parts[0] == "fast" and len(parts) == 3 and math.isfinite(float(parts[2]))
-                and 0 <= int(parts[1]) <= LATEST and float(parts[2]) > 0):
-            return FastClock(int(parts[1]), float(parts[2]))
+        if kind == "manual" and rest:
+            start = parse_time(rest)
+            if 0 <= start <= LATEST:
+                return ManualClock(start)
+        if kind == "fast" and ":" in rest:
+            first, _, rate_text = rest.rpartition(":")
+            start, rate = parse_time(first), float(rate_text)
+            if math.isfinite(rate) and 0 <= start <= LATEST and rate > 0:
+                return FastClock(start, rate)
     except ValueError:
         raise bad from None
     raise bad

@@ -59,6 +59,7 @@ from .host import (
 )
 from .intake import GossipIn
 from .monthend import MonthEnd
+from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
 from .syncing import Syncing
@@ -320,6 +321,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             "id": keys.did_from_key(self.identity),
             "peer_id": str(p2p.peer_id),
             "addrs": p2p.addrs(),
+            "dialable": dialable(p2p.addrs(), str(p2p.peer_id)),
             "clock": self.clock.describe(),
             "now": self.clock.now(),
             "topics": sorted(TOPICS),

@@ -145,3 +145,26 @@ def month_of(unix_time: int) -> str:
         raise LocalError(f"time {unix_time} outside 0..2**53-1", code="bad-time")
     y, m, _ = civil_from_days(unix_time // _DAY)
     return f"{y:04d}-{m:02d}"
+
+
+_UNIX_RE = re.compile(r"\A[0-9]{1,20}\Z")
+
+
+def parse_time(text: str) -> int:
+    """A time typed by a person: Unix seconds (ASCII digits) or ISO 8601 (``Z`` or an offset;
+    UTC when no zone is given).  Raises :class:`LocalError` (``bad-time``) otherwise.
+
+    A conversion of text, not a clock read: the result may lie anywhere."""
+    import datetime
+
+    s = text.strip()
+    if _UNIX_RE.match(s):
+        return int(s)
+    try:
+        t = datetime.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1:] in "Zz" and s else s)
+    except ValueError:
+        raise LocalError(f"not a time: {text!r} (give ISO 8601, e.g. 2026-10-01T12:00:00Z, "
+                         "or Unix seconds)", code="bad-time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return int(t.timestamp())

@@ -30,6 +30,8 @@ from .errors import LocalError, SchemaError
 
 __all__ = [
     "MAX_THING_BYTES",
+    "NEW_THING_SCHEMES",
+    "check_new_thing",
     "check_origin",
     "check_thing",
     "normalise_origin",
@@ -39,6 +41,11 @@ __all__ = [
 
 #: Maximum UTF-8 length (in bytes) of a normalised thing (and of a normalised origin).
 MAX_THING_BYTES: Final = 2048
+
+#: The schemes a new click or subscription may name (SPEC §6.1.6).  Things received from
+#: the network are not limited to these (§6.1.3): the list can grow without splitting the
+#: network.  ``javascript:``, ``data:``, ``file:`` and every scheme not listed are refused.
+NEW_THING_SCHEMES: Final = ("http", "https", "urn", "did", "doi", "ipfs", "ipns", "at")
 
 _THING: Final = "bad-thing"
 _ORIGIN: Final = "bad-origin"
@@ -118,6 +125,17 @@ def normalise_thing(text: str) -> str:
         return _normalise_thing(_prepare(text))
     except _Invalid as exc:
         raise LocalError(str(exc), code=_THING) from None
+
+
+def check_new_thing(thing: str) -> str:
+    """Return the normalised ``thing`` if its scheme may be clicked or subscribed to
+    (:data:`NEW_THING_SCHEMES`); raise :class:`LocalError` (``bad-scheme``) otherwise."""
+    scheme = thing.partition(":")[0]
+    if scheme not in NEW_THING_SCHEMES:
+        raise LocalError(f"things with the scheme {scheme + ':'!r} cannot be flattred (Rill "
+                         f"takes {', '.join(s + ':' for s in NEW_THING_SCHEMES)})",
+                         code="bad-scheme")
+    return thing
 
 
 def check_thing(s: str) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import armour, checks
-from .errors import ArmourError, MismatchError, RemoteError
+from . import armour, checks, sitekeys
+from .errors import ArmourError, DecodeError, MismatchError, RemoteError
 from .messages import (
     Claim,
     KeyDocument,
@@ -40,17 +40,38 @@ class Verdict:
     reason: str | None
     obj: Signed[Any] | None = field(default=None, repr=False)
     checks: list[str] = field(default_factory=list)
+    #: A valid key document's name, origins and payment addresses (as it claims them:
+    #: a file alone cannot show which sites serve it).
+    key: dict[str, Any] | None = None
 
     def fail(self, exc: RemoteError) -> None:
         self.valid, self.reason = False, exc.reason
 
     def as_json(self) -> dict[str, Any]:
-        return {"file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
-                "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
+        out: dict[str, Any] = {
+            "file": self.source, "type": self.type, "id": self.id, "signer": self.signer,
+            "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
+        if self.key is not None:
+            out["key"] = dict(self.key)
+        return out
+
+
+#: The "label" of an object taken from a creator's ``rill.json`` (SPEC §12.1).
+KEY_FILE = "rill.json"
 
 
 def split_objects(data: bytes) -> list[tuple[str | None, bytes]]:
-    """The objects in one file: binary CBOR (one object) or armoured text (one or more)."""
+    """The objects in one file: binary CBOR (one object), armoured text (one or more), or
+    a creator's well-known key file ``rill.json`` (its signed key document, whose JSON
+    members must repeat it)."""
+    if sitekeys.looks_like_key_file(data):
+        members, raw = sitekeys.unwrap(data)
+        try:
+            doc = decode(raw, KeyDocument)
+        except RemoteError:
+            return [(KEY_FILE, raw)]  # the object's own verdict says what is wrong
+        sitekeys.check_echo(members, doc)
+        return [(KEY_FILE, raw)]
     if armour.looks_armoured(data):
         try:
             text = data.decode("ascii")
@@ -85,7 +106,10 @@ def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> 
     obj = None
     try:
         obj = decode(raw)
-        if label is not None and label != armour.label_of(obj.type):
+        if label == KEY_FILE:
+            if obj.type != "key":
+                raise DecodeError(f"a rill.json file holds a key document, not a {obj.type}")
+        elif label is not None and label != armour.label_of(obj.type):
             raise ArmourError(f"armour label {label} but the object is a {obj.type}")
         if now is not None:
             checks.check_time(obj, now)
@@ -94,7 +118,12 @@ def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> 
             return Verdict(source, obj.type, obj.id_hex, obj.signer_did, False, exc.reason)
         return Verdict(source, peek_type(raw), hashlib.sha256(raw).hexdigest(), None, False,
                        exc.reason)
-    return Verdict(source, obj.type, obj.id_hex, obj.signer_did, True, None, obj)
+    v = Verdict(source, obj.type, obj.id_hex, obj.signer_did, True, None, obj)
+    if isinstance(obj.body, KeyDocument):
+        b = obj.body
+        v.key = {"name": b.name, "origins": list(b.origins), "payto": list(b.payto),
+                 "valid_from": b.valid_from}
+    return v
 
 
 def cross_check(verdicts: Iterable[Verdict]) -> None:

@@ -73,6 +73,7 @@ class Obligations(RuleBasedStateMachine):
         self.creator.import_object(res.sealed[0].raw, AFTER)
         self.receipt: bytes | None = None
         self.was_receipted = False
+        self.paid_ref: str | None = None
         self.t = AFTER + 10
 
     def teardown(self) -> None:
@@ -80,12 +81,15 @@ class Obligations(RuleBasedStateMachine):
         self.creator.close()
         self.tmp.cleanup()
 
-    @rule(ref=st.text(alphabet="ABC123-", min_size=1, max_size=8))
-    def pay(self, ref: str) -> None:
+    @rule(ref=st.text(alphabet="ABC123-", min_size=1, max_size=8), force=st.booleans())
+    def pay(self, ref: str, force: bool) -> None:
         try:
-            self.donor.pay([self.claim], ref, self.t)
+            self.donor.pay([self.claim], ref, self.t, force=force)
+            assert self.donor.obligation(self.claim).reference == ref
+            self.paid_ref = ref
         except Refused:
-            assert self.was_receipted
+            # receipted is final; a recorded reference changes only with force
+            assert self.was_receipted or (not force and self.paid_ref not in (None, ref))
 
     @rule()
     def creator_signs(self) -> None:

@@ -23,13 +23,13 @@ import nacl.signing
 from ..protocol import checks, keys
 from ..protocol import messages as m
 from ..protocol.counting import LogEntry, MonthView, count_month, subscription_months
-from ..protocol.currency import known_currency
+from ..protocol.currency import MINOR_UNITS, format_money, known_currency
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, month_of, month_start
 from ..protocol.payto import payment_uri
 from ..protocol.settle import SettlementResult, settle
 from ..protocol.shares import group_things, thing_shares
-from ..protocol.things import normalise_thing
+from ..protocol.things import check_new_thing, normalise_thing
 from ..protocol.work import find_work
 from . import store
 from .creator import CreatorSide
@@ -48,6 +48,10 @@ from .results import (
 
 #: Tolerated clock skew when a time is given explicitly (``rill click --at``).
 SKEW = 300
+
+#: The largest monthly budget, in major units of its currency (README, "Budget"): far
+#: above any monthly giving, so more is a typo (extra zeros) refused before it is signed.
+MAX_BUDGET_MAJOR = 1_000_000
 
 Progress = Callable[[int, int], None]
 
@@ -199,7 +203,7 @@ class Wallet(CreatorSide):
     def click(self, url: str, now: int, creator: bytes | None = None,
               at: int | None = None) -> ClickResult:
         """Flattr a thing (once per month: a repeat click adds nothing)."""
-        thing = _thing(url)
+        thing = _thing(url, new=True)
         time = now if at is None else at
         month = month_of(time)
         with store.transaction(self.db):
@@ -217,7 +221,15 @@ class Wallet(CreatorSide):
         return ClickResult(thing, month, entry)
 
     def set_budget(self, amount: int, currency: str, now: int) -> m.Signed[m.ClickEntry]:
+        """Set the monthly budget from ``now`` on; 0 pauses giving (nothing is settled)."""
         currency = known_currency(currency)
+        if type(amount) is not int or amount < 0:
+            raise Refused("a budget cannot be negative", code="bad-amount")
+        limit = MAX_BUDGET_MAJOR * 10 ** MINOR_UNITS[currency]
+        if amount > limit:
+            raise Refused(f"{format_amount_safe(amount, currency)} a month is more than the "
+                          f"largest budget ({format_money(limit, currency)}); a typo?",
+                          code="bad-amount")
         with store.transaction(self.db):
             return self._append(now, "budget", now, amount=amount, currency=currency)
 
@@ -235,7 +247,7 @@ class Wallet(CreatorSide):
 
     def subscribe(self, target: str, now: int, months: int | None = None,
                   creator: bytes | None = None) -> m.Signed[m.ClickEntry]:
-        thing, who = _target(target, creator)
+        thing, who = _target(target, creator, new=True)
         with store.transaction(self.db):
             return self._append(now, "subscribe", now, thing=thing, creator=who, months=months)
 
@@ -442,8 +454,12 @@ class Wallet(CreatorSide):
                                uris, doc.body.name if doc else None))
         return out
 
-    def pay(self, claim_ids: Iterable[bytes], reference: str, now: int) -> list[Obligation]:
-        """Record that outgoing claims were paid (with the rail's reference)."""
+    def pay(self, claim_ids: Iterable[bytes], reference: str, now: int, force: bool = False
+            ) -> list[Obligation]:
+        """Record that outgoing claims were paid (with the rail's reference).
+
+        Recording the same reference again changes nothing; another reference for a claim
+        already recorded as paid is refused (``already-paid``) unless ``force``."""
         reference = reference.strip()
         if not reference or len(reference.encode()) > 256:
             raise Refused("a payment reference of 1 to 256 bytes is required",
@@ -456,11 +472,18 @@ class Wallet(CreatorSide):
                     raise Refused(f"claim {cid.hex()} is owed to you, not by you")
                 if o.state == "receipted":
                     raise Refused(f"claim {cid.hex()} is already receipted")
+                if o.state == "paid" and o.reference != reference and not force:
+                    raise Refused(f"claim {cid.hex()[:16]} is already recorded as paid with "
+                                  f"reference {o.reference!r}; give --force to replace it",
+                                  code="already-paid")
+                if o.state == "paid" and o.reference == reference:
+                    continue  # the same payment recorded again: keep its time
                 self.db.execute("UPDATE obligations SET state = 'paid', reference = ?, "
                                 "paid_at = ? WHERE claim = ?", (reference, now, cid))
         return [self.obligation(c) for c in ids]
 
-def _target(text: str, creator: bytes | None) -> tuple[str | None, bytes | None]:
+def _target(text: str, creator: bytes | None, new: bool = False
+            ) -> tuple[str | None, bytes | None]:
     """A subscription target: a did:key (a creator) or a URL/URI (a thing)."""
     text = text.strip()
     if text.startswith("did:key:"):
@@ -468,14 +491,17 @@ def _target(text: str, creator: bytes | None) -> tuple[str | None, bytes | None]
         if creator is not None and creator != who:
             raise LocalError("--creator differs from the creator subscribed to")
         return None, who
-    return _thing(text), creator
+    return _thing(text, new), creator
 
 
-def _thing(text: str) -> str:
+def _thing(text: str, new: bool = False) -> str:
+    """The normalised thing; ``new``: it is about to be clicked or subscribed to, so its
+    scheme must be one SPEC §6.1.6 allows (no ``javascript:``, ``data:``, ``file:``)."""
     try:
-        return normalise_thing(text)
+        thing = normalise_thing(text)
     except LocalError as exc:
         raise LocalError(f"{text!r} is not a valid URL or URI: {exc}", code=exc.code) from None
+    return check_new_thing(thing) if new else thing
 
 
 def _iso(t: int) -> str:
