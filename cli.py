@@ -466,7 +466,8 @@ def status(month: str | None, home: str | None, as_json: bool) -> None:
     _table(f"{mo}: budget {_money(p['budget'], p['currency'])}, {p['counted']} thing(s) "
            f"counted, {p['pending']} left out" + (" (settled)" if p["settled"] else ""),
            ["thing", "creator", "share"],
-           [[r["thing"], r["creator"] or "left out (below)",
+           [[r["thing"], (r["creator"] + ("" if r.get("verified") else " (unverified)"))
+             if r["creator"] else "left out (below)",
              _money(r["share"], p["currency"]) if not r["pending"] else "-"]
             for r in p["things"]])
     _print_left_out(p["left_out"], p["settled"] is not None)

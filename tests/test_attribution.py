@@ -114,6 +114,9 @@ def test_click_and_subscribe_refuse_a_foreign_creator_for_a_verified_site(
     assert {r["thing"]: r["creator"] for r in st["things"]} == {
         page: did(ALICE), alice_site.origin + "/other": did(ALICE),
         gone_site.origin + "/x": did(BOB)}
+    assert {r["thing"]: r["verified"] for r in st["things"]} == {
+        page: True, alice_site.origin + "/other": True, gone_site.origin + "/x": False}
+    assert f"{did(BOB)} (unverified)" in run(donor, "status").stdout
 
 
 def test_wallet_refusal_has_a_code_and_names_the_creator(tmp_path: Path) -> None:

@@ -284,10 +284,12 @@ class Wallet(Attribution):
                            self.site_resolver())
 
     def projection(self, month: str) -> dict[str, Any]:
-        """The month's things with each one's (projected, if not settled) share, and the
-        things left out (``left_out``: ``{thing, origin, code, reason}`` each, as in
+        """The month's things with each one's (projected, if not settled) share and
+        whether its creator comes from its verified site (``verified``), and the things
+        left out (``left_out``: ``{thing, origin, code, reason}`` each, as in
         :meth:`settle_preview`)."""
-        view = self.month_view(month)
+        resolve = self.site_resolver()
+        view = count_month(self.entries(before=month_end(month)), month, resolve)
         known = view.known
         rows = []
         if view.budget is not None and known:
@@ -297,7 +299,8 @@ class Wallet(Attribution):
                 for thing, share in zip(things, thing_shares(view.budget, n, before,
                                                              len(things)), strict=True):
                     rows.append({"thing": thing, "creator": keys.did_from_key(creator),
-                                 "share": share, "pending": False})
+                                 "share": share, "pending": False,
+                                 "verified": resolve(thing) is not None})
                 before += len(things)
         left_out = [self.left_out_reason(t) for t in view.pending]
         rows += [{"thing": t["thing"], "creator": None, "share": 0, "pending": True,
