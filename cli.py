@@ -342,14 +342,29 @@ def click_(url: str, creator: str | None, at: str | None, home: str | None,
     when = None if at is None else _parse_time(at)
     with _open(home) as w:
         r = w.click(_url_arg(url), _now(), creator=_did_arg(creator), at=when)
+        who = w.attribution(r.thing)
     if as_json:
         _emit_json({"thing": r.thing, "month": r.month, "new": r.new,
                     "entry": r.entry.id_hex if r.entry else None,
-                    "seq": r.entry.body.seq if r.entry else None})
-    elif r.new:
+                    "seq": r.entry.body.seq if r.entry else None,
+                    "verified": who["verified"], "verified_creator": who["creator"]})
+        return
+    if r.new:
         click.echo(f"Flattred {r.thing} ({r.month}).")
     else:
         click.echo(f"Already flattred {r.thing} in {r.month}: one flattr per thing per month.")
+    _echo_attribution(who, creator)
+
+
+def _echo_attribution(who: dict[str, Any], creator: str | None) -> None:
+    """One line on who gets the thing's share: its verified site's key, or not yet known."""
+    if who["verified"]:
+        click.echo(f"  by {_creator_label(who['creator'], who['name'])}, verified: "
+                   f"{who['origin']} publishes this key.")
+    elif creator is not None:
+        click.echo(f"  by {creator}, unverified"
+                   + (f": if {who['origin']} publishes a Rill key, that key is paid instead."
+                      if who["origin"] else "."))
 
 
 @main.command()
@@ -365,11 +380,16 @@ def subscribe(target: str, months: int | None, creator: str | None, home: str | 
     """Flattr a creator (did:key) or a thing every month."""
     with _open(home) as w:
         e = w.subscribe(_url_arg(target), _now(), months=months, creator=_did_arg(creator))
+        who = w.attribution(e.body.thing) if e.body.thing is not None else None
     if as_json:
-        _emit_json({"target": e.body.target, "months": months, "entry": e.id_hex})
+        _emit_json({"target": e.body.target, "months": months, "entry": e.id_hex,
+                    "verified": who["verified"] if who else None,
+                    "verified_creator": who["creator"] if who else None})
     else:
         span = f"for {months} month(s)" if months else "until cancelled"
         click.echo(f"Subscribed to {e.body.target} {span}.")
+        if who is not None:
+            _echo_attribution(who, creator)
 
 
 @main.command()
@@ -413,7 +433,7 @@ def subscriptions(home: str | None, as_json: bool) -> None:
 @json_option
 @wallet_command
 def status(month: str | None, home: str | None, as_json: bool) -> None:
-    """The month's things and each one's projected share."""
+    """The month's things and each one's projected share; what is left out and why."""
     mo = _month_arg(month) or _current_month()
     with _open(home) as w:
         p = w.projection(mo)
@@ -421,28 +441,140 @@ def status(month: str | None, home: str | None, as_json: bool) -> None:
         _emit_json(p)
         return
     _table(f"{mo}: budget {_money(p['budget'], p['currency'])}, {p['counted']} thing(s) "
-           f"counted, {p['pending']} pending" + (" (settled)" if p["settled"] else ""),
+           f"counted, {p['pending']} left out" + (" (settled)" if p["settled"] else ""),
            ["thing", "creator", "share"],
-           [[r["thing"], r["creator"] or "pending: creator unknown",
+           [[r["thing"], (r["creator"] + ("" if r.get("verified") else " (unverified)"))
+             if r["creator"] else "left out (below)",
              _money(r["share"], p["currency"]) if not r["pending"] else "-"]
             for r in p["things"]])
+    _print_left_out(p["left_out"], p["settled"] is not None)
+    if p["left_out"] and not p["settled"]:
+        click.echo(f"`rill settle --month {mo} --dry-run` checks their sites now.")
+
+
+def _print_left_out(rows: Sequence[dict[str, Any]], settled: bool) -> None:
+    if not rows:
+        return
+    click.echo(f"Left out ({len(rows)} thing(s)): "
+               + ("they got nothing this month." if settled else
+                  "they get nothing unless their creator becomes known; the others share "
+                  "the budget."))
+    _table("Left out", ["thing", "why"], [[r["thing"], r["reason"]] for r in rows])
+
+
+def _creator_label(did: str, name: str | None) -> str:
+    return f"{name} ({did})" if name else did
+
+
+def _print_preview(p: dict[str, Any]) -> None:
+    cur = p["currency"]
+    state = (" (already settled)" if p["settled"] else "" if p["ended"]
+             else f" (not ended: it ends {p['ends']})")
+    _table(f"{p['month']}{state}: {_money(p['budget'], cur)} over {p['counted']} thing(s)",
+           ["thing", "creator", "share"],
+           [[r["thing"], _creator_label(r["creator"], r["name"])
+             + ("" if r["verified"] else " (unverified: named by the click)")
+             + (f" (the click named {r['overridden']}; its verified site wins)"
+                if r["overridden"] else ""), _money(r["share"], cur)] for r in p["paid"]])
+    if p["creators"]:
+        _table("Claims per creator", ["creator", "things", "amount"],
+               [[_creator_label(c["creator"], c["name"]), c["things"], _money(c["amount"], cur)]
+                for c in p["creators"]])
+    elif not p["settled"]:
+        click.echo("Nobody is paid: no thing of the month has a known creator.")
+    _print_left_out(p["left_out"], p["settled"] is not None)
+
+
+def _site_progress(as_json: bool) -> Any:
+    """Progress of the site checks on stderr: one line per site (and a count)."""
+    if as_json:
+        return None
+
+    def show(done: int, total: int, check: dict[str, Any]) -> None:
+        if check["valid"]:
+            what = f"verified: {_creator_label(check['creator'], check['name'])}"
+        else:
+            what = f"not verified: {check['reason']}"
+        count = f"[{done}/{total}] " if total > 1 else ""
+        click.echo(f"  {count}{check['origin']} {what}", err=True)
+
+    return show
 
 
 @main.command()
 @click.option("--month", required=True, metavar="YYYY-MM")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write the settlement and every claim (armoured) into this directory.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Settle without asking (scripts; required with --json).")
+@click.option("--dry-run", is_flag=True,
+              help="Check the sites and show what would be paid and left out; sign nothing.")
+@click.option("--allow-http", is_flag=True,
+              help="Accept creator sites over plain HTTP for non-loopback hosts.")
 @home_option
 @json_option
 @wallet_command
-def settle(month: str, out: str | None, home: str | None, as_json: bool) -> None:
-    """Settle an ended month: sign the settlement and one claim per creator."""
+def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bool,
+           home: str | None, as_json: bool) -> None:
+    """Settle an ended month: sign the settlement and one claim per creator.
+
+    First the sites of the month's things are checked (as the node does), then what
+    will be paid, to whom, and what is left out and why is shown, and you are asked to
+    confirm (a settlement cannot be undone). `--yes` skips the question; `--json`
+    needs `--yes` (or `--dry-run`). A month already settled shows its settlement.
+    """
+    import functools
+
+    import trio
+
+    from .node.settling import preview_settle
     from .protocol.armour import armour
 
     mo = _month_arg(month)
     assert mo is not None
+    now = _now()
     with _open(home) as w:
-        res, new = w.settle(mo, _now())
+        res = w.stored_settlement(mo)
+        preview = None
+        if res is None or dry_run:
+            problem = w.settle_problem(mo, now)
+            if problem is not None and not dry_run:
+                _fail(problem["message"])  # nothing to check or show
+            http = allow_http or w.config.raw.get("node", {}).get("allow_http") is True
+            due = w.sites_to_check(mo, now) if res is None else []
+            if due and not as_json:
+                click.echo(f"Checking {len(due)} creator site(s) for {mo}...", err=True)
+            preview = trio.run(functools.partial(preview_settle, w, mo, now, http,
+                                                 progress=_site_progress(as_json)))
+        if dry_run:
+            assert preview is not None
+            if as_json:
+                _emit_json(preview)
+            else:
+                _print_preview(preview)
+                problem = preview["problem"]
+                click.echo("Dry run: nothing signed." + (f" It cannot be settled now: "
+                                                          f"{problem['message']}."
+                                                          if problem else ""))
+            return
+        new = False
+        if res is None:
+            assert preview is not None
+            if preview["problem"] is not None:
+                _fail(preview["problem"]["message"])
+            if not as_json:
+                _print_preview(preview)
+            if not yes:
+                if as_json:
+                    _fail("settling cannot be undone, and --json does not ask: add --yes "
+                          "(or use --dry-run to see what would be settled)")
+                try:
+                    click.confirm(f"Settle {mo} now? The settlement is signed and cannot be "
+                                  "undone", abort=True, err=True)
+                except click.Abort:
+                    _fail(f"not settled: {mo} is left as it is (`--yes` settles without "
+                          "asking)")
+            res, new = w.settle(mo, now)
     s = res.settlement
     files = []
     if out is not None:
@@ -457,7 +589,9 @@ def settle(month: str, out: str | None, home: str | None, as_json: bool) -> None
     if as_json:
         _emit_json({"settlement": s.id_hex, "month": mo, "budget": s.body.budget,
                     "currency": s.body.currency, "new": new, "claims": claims,
-                    "files": files})
+                    "files": files,
+                    "left_out": preview["left_out"] if preview is not None else None,
+                    "checked": preview["checked"] if preview is not None else []})
         return
     click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}")
     _table(f"{_money(s.body.budget, s.body.currency)} over {s.body.things} thing(s)",
@@ -734,11 +868,17 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
     progress = (lambda what, done, total: bar(done, total)) if bar else None
     with import_home(_home_path(home), data, _now(), progress) as w:
         rep = w.verify_log()
-        result = {"id": w.did, "entries": rep.size, "settled": rep.settled}
+        conflicts = w.attribution_conflicts()
+        result = {"id": w.did, "entries": rep.size, "settled": rep.settled,
+                  "overridden": conflicts}
     if as_json:
         _emit_json(result)
-    else:
-        click.echo(f"Imported {rep.size} click-log entries for {result['id']}.")
+        return
+    click.echo(f"Imported {rep.size} click-log entries for {result['id']}.")
+    for c in conflicts:  # signed history: kept, but not credited to the named key
+        click.echo(f"  {c['thing']}: the log names {c['named']}, but {c['origin']} publishes "
+                   f"the verified key of {_creator_label(c['creator'], c['name'])}: "
+                   "settlement pays the verified key.", err=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from ..protocol.currency import format_amount
 from ..protocol.errors import LocalError, RillError
 from ..protocol.messages import parse_object_id
 from ..protocol.months import month_of, parse_month
-from ..protocol.things import normalise_thing, origin_of
+from ..protocol.things import normalise_thing
 from ..wallet.errors import WalletError
 
 if TYPE_CHECKING:
@@ -233,18 +233,22 @@ class Dashboard:
                            peers=len(d.p2p.pubsub.peers) if d.p2p else 0)
 
     async def flattr_page(self, request: Request) -> Response:
+        return await self._confirmation(request, request.query_params.get("url", ""),
+                                        request.query_params.get("creator") or None)
+
+    async def _confirmation(self, request: Request, url: str, creator: str | None
+                            ) -> Response:
+        """The button's confirmation page: the thing, who made it (the name in its site's
+        verified key document, or shown unverified), and the share it would get.  A
+        button naming another creator than the verified one is refused (409, no form)."""
         d = self.daemon
-        url = request.query_params.get("url", "")
-        creator = request.query_params.get("creator") or None
         error = None
-        thing = site = None
+        thing = who = None
         try:
             thing = normalise_thing(url)
-            if creator:
-                keys.key_from_did(creator)
-            origin = origin_of(thing)
-            site = await d.db(d.wallet.site, origin) if origin else None
-        except LocalError as exc:
+            claimed = keys.key_from_did(creator) if creator else None
+            who = await d.db(d.wallet.attribution, thing, claimed)
+        except (RillError, WalletError) as exc:
             error = str(exc)
         month = month_of(d.clock.now())
         p = await d.db(d.wallet.projection, month)
@@ -252,9 +256,11 @@ class Dashboard:
         share = None
         if p["budget"] is not None and not already:
             share = p["budget"] // (p["counted"] + 1)
-        return self.render(request, "flattr.html", status=400 if error else 200, url=url,
-                           thing=thing, creator=creator, site=site, error=error, p=p,
-                           month=month, already=already, share=share)
+        refused = who is not None and who["matches"] is False
+        return self.render(request, "flattr.html",
+                           status=400 if error else 409 if refused else 200, url=url,
+                           thing=thing, creator=creator, who=who, refused=refused,
+                           error=error, p=p, month=month, already=already, share=share)
 
     async def flattr_post(self, request: Request) -> Response:
         form = await self._form(request)
@@ -271,6 +277,9 @@ class Dashboard:
             creator = keys.key_from_did(form["creator"]) if form.get("creator") else None
             result = await d.db(d.wallet.click, form.get("url", ""), d.clock.now(), creator)
         except (RillError, WalletError) as exc:
+            if isinstance(exc, WalletError) and exc.code == "creator-mismatch":
+                return await self._confirmation(request, form.get("url", ""),
+                                                form.get("creator") or None)
             return PlainTextResponse(f"Not recorded: {exc}", 400)
         text = (f"Flattred {result.thing}" if result.new
                 else f"Already flattred {result.thing} this month")

@@ -1,5 +1,5 @@
 """The daemon at month end: settle each ended month one grace period later, publish,
-republish unreceipted claims with backoff, and attribute pending clicks through the
+republish unreceipted claims with backoff, and attribute clicks through the
 creators' sites (a mixin of :class:`rill.node.daemon.Daemon`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..protocol.errors import RillError
 from ..protocol.months import month_end, month_of, previous_month
 from ..protocol.network import months_back
 from ..wallet.errors import WalletError
-from . import sites
+from .settling import check_sites
 
 log = logging.getLogger("rill.node")
 
@@ -47,30 +47,14 @@ class MonthEnd:
                 await self.clock.sleep_until(due)
 
     async def resolve_pending(self, month: str) -> int:
-        """Fetch the key documents of the sites of the month's pending things (those not
-        checked lately), so their clicks count; return how many sites verified."""
+        """Fetch the key documents of the sites of the month's things (those not checked
+        lately), so their clicks count and a verified site's key wins over a creator a
+        click named (SPEC §6.2 step 5); return how many sites verified."""
         origins = await self.db(self.wallet.sites_to_check, month, self.clock.now())
-        verified = 0
-        limiter = trio.CapacityLimiter(4)
-
-        async def check(origin: str) -> None:
-            nonlocal verified
-            async with limiter:
-                verdict = await sites.fetch(origin, allow_http=self.config.allow_http,
-                                            now=self.clock.now())
-            await self.db(self.wallet.record_site, origin, verdict.document, verdict.reason,
-                          self.clock.now())
-            if verdict.valid:
-                verified += 1
-                log.info("site %s verified: %s", origin, verdict.document.signer_did
-                         if verdict.document else "")
-            else:
-                log.info("site %s not verified: %s", origin, verdict.reason)
-
-        async with trio.open_nursery() as n:
-            for origin in origins:
-                n.start_soon(check, origin)
-        return verified
+        results = await check_sites(self.wallet, origins, self.clock.now(),
+                                    allow_http=self.config.allow_http, db=self.db,
+                                    clock=self.clock.now)
+        return sum(r["valid"] for r in results)
 
     async def _resolver(self) -> None:
         """Attribute pending clicks in the background (and right before month end)."""

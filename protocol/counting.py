@@ -2,8 +2,9 @@
 
 Pure: given the log's entries (already verified) and a month, compute the
 budget in force, the things that count (one flattr per thing per month) and
-the creator of each when the log names one.  Anyone holding a donor's log can
-recompute a settlement from it.
+the creator of each: the key of the thing's verified site when ``resolve`` knows
+one (it wins over the log), else the one the log names.  Anyone holding a donor's
+log and the same verified key documents can recompute a settlement from it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class MonthView:
     things: dict[str, bytes | None] = field(default_factory=dict)
     #: ID of the last entry, in log order, whose time falls before the month's end.
     head: bytes = ZERO_HASH
+    #: Things whose creator named in the log was overridden by ``resolve`` (a verified
+    #: site's key): thing -> the creator the log named.
+    overridden: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def known(self) -> dict[str, bytes]:
@@ -84,9 +88,11 @@ def count_month(
 ) -> MonthView:
     """Apply SPEC §6.2 to the log ``entries`` (in log order) for ``month``.
 
-    ``resolve`` may attribute a thing whose creator the log does not name
-    (e.g. from the creator's verified key document); it is asked only for
-    things that would otherwise be pending.
+    ``resolve`` gives the creator of a thing from a verified key document (the
+    document its origin publishes, SPEC §6.2 step 5), or ``None``.  It is asked for
+    every thing, and its answer wins over a creator named in the log: a thing on a
+    verified site belongs to that site's key, whatever a click or subscription said.
+    Things it does not know keep the log's creator, or stay pending.
     """
     start, end = month_start(month), month_end(month)
     head = ZERO_HASH
@@ -123,11 +129,16 @@ def count_month(
             continue
         if things.get(target) is None:
             things[target] = creator
+    overridden: dict[str, bytes] = {}
     if resolve is not None:
         for t, c in things.items():
-            if c is None:
-                things[t] = resolve(t)
-    return MonthView(month, budget, currency, things, head)
+            verified = resolve(t)
+            if verified is None:
+                continue
+            if c is not None and c != verified:
+                overridden[t] = c
+            things[t] = verified
+    return MonthView(month, budget, currency, things, head, overridden)
 
 
 def subscription_months(first: str, n: int) -> list[str]:

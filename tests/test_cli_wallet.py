@@ -51,7 +51,7 @@ def test_a_month_from_clicks_to_receipts(tmp_path: Path) -> None:
 
     run(donor, "settle", "--month", "2026-10", code=1)  # not ended yet
     out = tmp_path / "out"
-    s = js(donor, "settle", "--month", "2026-10", "--out", str(out), now=AFTER)
+    s = js(donor, "settle", "--month", "2026-10", "--out", str(out), "--yes", now=AFTER)
     assert (s["month"], s["budget"], s["currency"]) == ("2026-10", 1000, "EUR")
     assert sorted(c["amount"] for c in s["claims"]) == [500, 500]
     assert {c["creator"] for c in s["claims"]} == {a_id, b_id}

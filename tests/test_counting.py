@@ -53,18 +53,31 @@ def test_clicks_budget_and_dedupe() -> None:
     assert count_month(entries, "2026-08").budget is None
 
 
-def test_resolver_fills_pending_things_only() -> None:
+def test_resolver_fills_pending_things() -> None:
     entries = log((OCT, "click", {"thing": "https://b.example/"}),
                   (OCT, "click", {"thing": "https://a.example/", "creator": A}))
     asked: list[str] = []
 
     def resolve(t: str) -> bytes | None:
         asked.append(t)
-        return B
+        return B if t.startswith("https://b.") else None
 
     v = count_month(entries, "2026-10", resolve)
     assert v.known == {"https://a.example/": A, "https://b.example/": B}
-    assert asked == ["https://b.example/"]
+    assert sorted(asked) == ["https://a.example/", "https://b.example/"]
+    assert v.overridden == {}
+
+
+def test_a_verified_site_wins_over_the_creator_the_log_names() -> None:
+    """SPEC §6.2 step 5: the verified key of the thing's origin is its creator."""
+    entries = log((OCT, "click", {"thing": "https://a.example/1", "creator": A}),
+                  (OCT + 1, "subscribe", {"thing": "https://a.example/feed", "creator": A}),
+                  (OCT + 2, "click", {"thing": "https://c.example/", "creator": A}))
+    v = count_month(entries, "2026-10",
+                    lambda t: B if t.startswith("https://a.example/") else None)
+    assert v.known == {"https://a.example/1": B, "https://a.example/feed": B,
+                       "https://c.example/": A}
+    assert v.overridden == {"https://a.example/1": A, "https://a.example/feed": A}
 
 
 def test_subscriptions() -> None:

@@ -609,7 +609,12 @@ def test_cli_verified_site_attributes_pending_clicks_and_settles(tmp_path: Path,
     st = js("status", "--month", "2026-10", home=donor, now=OCT + 86400)
     assert (st["counted"], st["pending"]) == (1, 1)
 
-    s = js("settle", "--month", "2026-10", home=donor, now=AFTER)
+    # by the month's end the verification expired: settle checks the site again (it is
+    # back), and only then signs
+    site.document(doc.read_bytes())
+    requests = len(site.requests)
+    s = js("settle", "--month", "2026-10", "--yes", home=donor, now=AFTER)
+    assert len(site.requests) == requests + 1
     assert [(c["creator"], c["amount"], c["things"]) for c in s["claims"]] == [(c_id, 1000, 1)]
     assert s["budget"] == 1000
     due = js("due", home=donor, now=AFTER)
@@ -625,9 +630,11 @@ def test_wallet_sites_to_check_and_failed_rechecks(tmp_path: Path) -> None:
         w.click(a + "/1", t0)
         w.click(a + "/2", t0)
         w.click(b + "/1", t0)
-        w.click("https://c.example/1", t0, creator=keys.public_key(CAROL))  # known already
-        assert w.sites_to_check("2026-10", t0) == [a, b]
+        c = "https://c.example"
+        w.click(c + "/1", t0, creator=keys.public_key(CAROL))  # named: its site is checked too
+        assert w.sites_to_check("2026-10", t0) == [a, b, c]
         assert w.site(a) is None
+        w.record_site(c, signed(CAROL, c), None, t0)
 
         with pytest.raises(Refused):  # a document must speak for the origin it is kept for
             w.record_site(b, signed(ALICE, a), None, t0)
@@ -653,8 +660,8 @@ def test_wallet_sites_to_check_and_failed_rechecks(tmp_path: Path) -> None:
         w.record_site(a, None, "http-404", t2)
         assert w.creator_of_thing(a + "/1") is None
         assert sorted(w.month_view("2026-10").pending) == [a + "/1", a + "/2", b + "/1"]
-        assert w.sites_to_check("2026-10", t2) == [b]
-        assert w.sites_to_check("2026-10", t2 + Wallet.SITE_RETRY) == [a, b]
+        assert w.sites_to_check("2026-10", t2) == [b, c]
+        assert w.sites_to_check("2026-10", t2 + Wallet.SITE_RETRY) == [a, b, c]
         # a new valid document (rotated key) replaces everything
         w.record_site(a, signed(BOB, a, prev=ALICE), None, t2 + 10)
         assert w.creator_of_thing(a + "/2") == keys.public_key(BOB)

@@ -1,5 +1,5 @@
 """The creator's side of the wallet: receipts, income (promised vs paid), and the
-creators' sites whose verified key documents attribute pending clicks."""
+creators' sites whose verified key documents attribute the things on them."""
 
 from __future__ import annotations
 
@@ -160,11 +160,12 @@ class CreatorSide(Inbox):
                 "expires": expires, "reason": reason}
 
     def sites_to_check(self, month: str, now: int) -> list[str]:
-        """Origins of the month's things that name no creator in the log (pending, or
-        attributed through a site check) whose check is missing or expired."""
+        """Origins of the month's things whose check is missing or expired.
+
+        Every thing with an origin, named in the log or not: a verified site's key wins
+        over the creator a click names (SPEC §6.2 step 5), so settling needs to know."""
         origins = set()
-        unnamed = count_month(self.entries(before=month_end(month)), month).pending
-        for thing in unnamed:
+        for thing in count_month(self.entries(before=month_end(month)), month).things:
             origin = origin_of(thing)
             if origin is not None:
                 origins.add(origin)

@@ -1,6 +1,7 @@
 """The wallet: a donor's click log, budget, subscriptions, settlements and obligations.
 
-The creator's side (receipts, income, sites) is in :mod:`rill.wallet.creator`, objects
+The creator's side (receipts, income, sites) is in :mod:`rill.wallet.creator`, who a
+thing belongs to and the settle preview in :mod:`rill.wallet.attribution`, objects
 from other people in :mod:`rill.wallet.inbox`; :class:`Wallet` combines them.
 
 Pure money logic over one SQLite store.  No clock: every method that needs
@@ -32,7 +33,7 @@ from ..protocol.shares import group_things, thing_shares
 from ..protocol.things import check_new_thing, normalise_thing
 from ..protocol.work import find_work
 from . import store
-from .creator import CreatorSide
+from .attribution import Attribution
 from .errors import Corrupt, NotFound, Refused
 from .home import Config, Home
 from .inbox import OWN, subjects_of
@@ -56,7 +57,7 @@ MAX_BUDGET_MAJOR = 1_000_000
 Progress = Callable[[int, int], None]
 
 
-class Wallet(CreatorSide):
+class Wallet(Attribution):
     """One open home.  Not thread-safe: use one Wallet per thread."""
 
     def __init__(self, home: Home, db: sqlite3.Connection, key: nacl.signing.SigningKey) -> None:
@@ -202,8 +203,12 @@ class Wallet(CreatorSide):
 
     def click(self, url: str, now: int, creator: bytes | None = None,
               at: int | None = None) -> ClickResult:
-        """Flattr a thing (once per month: a repeat click adds nothing)."""
+        """Flattr a thing (once per month: a repeat click adds nothing).
+
+        A ``creator`` other than the key of the thing's verified site is refused
+        (``creator-mismatch``): the site's key is the thing's creator."""
         thing = _thing(url, new=True)
+        self.check_creator(thing, creator)
         time = now if at is None else at
         month = month_of(time)
         with store.transaction(self.db):
@@ -248,6 +253,8 @@ class Wallet(CreatorSide):
     def subscribe(self, target: str, now: int, months: int | None = None,
                   creator: bytes | None = None) -> m.Signed[m.ClickEntry]:
         thing, who = _target(target, creator, new=True)
+        if thing is not None:
+            self.check_creator(thing, who)
         with store.transaction(self.db):
             return self._append(now, "subscribe", now, thing=thing, creator=who, months=months)
 
@@ -284,13 +291,17 @@ class Wallet(CreatorSide):
     # -- months -------------------------------------------------------------------------
 
     def month_view(self, month: str) -> MonthView:
-        """The month's things; pending ones attributed through verified creator sites."""
+        """The month's things, those on verified creator sites attributed to their keys."""
         return count_month(self.entries(before=month_end(month)), month,
-                           self.creator_of_thing)
+                           self.site_resolver())
 
     def projection(self, month: str) -> dict[str, Any]:
-        """The month's things with each one's (projected, if not settled) share."""
-        view = self.month_view(month)
+        """The month's things with each one's (projected, if not settled) share and
+        whether its creator comes from its verified site (``verified``), and the things
+        left out (``left_out``: ``{thing, origin, code, reason}`` each, as in
+        :meth:`settle_preview`)."""
+        resolve = self.site_resolver()
+        view = count_month(self.entries(before=month_end(month)), month, resolve)
         known = view.known
         rows = []
         if view.budget is not None and known:
@@ -300,15 +311,17 @@ class Wallet(CreatorSide):
                 for thing, share in zip(things, thing_shares(view.budget, n, before,
                                                              len(things)), strict=True):
                     rows.append({"thing": thing, "creator": keys.did_from_key(creator),
-                                 "share": share, "pending": False})
+                                 "share": share, "pending": False,
+                                 "verified": resolve(thing) is not None})
                 before += len(things)
-        rows += [{"thing": t, "creator": None, "share": 0, "pending": True}
-                 for t in view.pending]
+        left_out = [self.left_out_reason(t) for t in view.pending]
+        rows += [{"thing": t["thing"], "creator": None, "share": 0, "pending": True,
+                  "reason": t["reason"]} for t in left_out]
         settled = self.db.execute("SELECT settlement FROM settled WHERE month = ?",
                                   (month,)).fetchone()
         return {"month": month, "budget": view.budget, "currency": view.currency,
                 "things": rows, "counted": len(known), "pending": len(view.pending),
-                "settled": settled[0].hex() if settled else None}
+                "left_out": left_out, "settled": settled[0].hex() if settled else None}
 
     def settle(self, month: str, now: int) -> tuple[SettlementResult, bool]:
         """Settle ``month`` (after it ended, UTC); return (result, newly made).
@@ -335,7 +348,7 @@ class Wallet(CreatorSide):
             log = self.verify_log()
             end = month_end(month)
             view = count_month((e for e in log.entries if e.time < end), month,
-                               self.creator_of_thing)
+                               self.site_resolver())
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
                               "`rill budget set`)", code="no-budget")
