@@ -561,13 +561,13 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
         if res is None:
             assert preview is not None
             if preview["problem"] is not None:
-                _fail(preview["problem"]["message"])
+                _fail(preview["problem"]["message"], preview["problem"].get("code", "error"))
             if not as_json:
                 _print_preview(preview)
             if not yes:
                 if as_json:
                     _fail("settling cannot be undone, and --json does not ask: add --yes "
-                          "(or use --dry-run to see what would be settled)")
+                          "(or use --dry-run to see what would be settled)", "needs-yes")
                 try:
                     click.confirm(f"Settle {mo} now? The settlement is signed and cannot be "
                                   "undone", abort=True, err=True)

@@ -26,6 +26,7 @@ from fuzztargets import StubDaemon
 from helpers import signing_key
 from sitesrv import WELL_KNOWN, Site
 
+from rill.clikit import short_key
 from rill.node.dashboard import CSRF_COOKIE, Dashboard
 from rill.node.settling import preview_settle
 from rill.protocol import keys, sitekeys
@@ -116,7 +117,7 @@ def test_click_and_subscribe_refuse_a_foreign_creator_for_a_verified_site(
         gone_site.origin + "/x": did(BOB)}
     assert {r["thing"]: r["verified"] for r in st["things"]} == {
         page: True, alice_site.origin + "/other": True, gone_site.origin + "/x": False}
-    assert f"{did(BOB)} (unverified)" in run(donor, "status").stdout
+    assert f"{short_key(did(BOB))} (unverified)" in run(donor, "status").stdout
 
 
 def test_wallet_refusal_has_a_code_and_names_the_creator(tmp_path: Path) -> None:
@@ -258,7 +259,8 @@ def test_settle_shows_what_is_left_out_and_asks(donor: Path, alice_site: Site,
 
     # --json without --yes never asks and never settles
     proc = run(donor, "settle", "--month", "2026-10", "--json", now=AFTER, code=1)
-    assert "--yes" in proc.stderr and proc.stdout == ""
+    err = json.loads(proc.stdout)
+    assert "--yes" in err["error"] and err["code"] == "needs-yes" and proc.stderr == ""
     assert js(donor, "claims", now=AFTER) == []
 
     # --dry-run: the same picture, nothing signed
