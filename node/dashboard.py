@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -110,8 +111,9 @@ class Dashboard:
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
         ]
-        app = Starlette(routes=routes, exception_handlers={404: self.not_found,
-                                                           405: self.not_allowed})
+        app = Starlette(routes=routes, exception_handlers={
+            404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,
+            Exception: self.server_error})
         inner = app.build_middleware_stack()
         dash = self
 
@@ -229,6 +231,14 @@ class Dashboard:
                                 title="Something went wrong")
         except Exception:  # the template itself failed: a page without it
             return HTMLResponse(BARE_PAGE.format(reason=html.escape(reason)), 500)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 400)
+        return self.refusal(request, f"The request could not be handled: "
+                            f"{getattr(exc, 'detail', exc)}", status=status, back="/")
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        return self.failure(request, exc)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.refusal(request, f"There is no page {request.url.path!r} here.",

@@ -144,7 +144,8 @@ def test_the_page_checks_find_what_they_look_for(browser: Any) -> None:
 
 PAGES = {
     "month": "/", "payments": "/claims", "settlements": "/settlements",
-    "settle-preview": "/settle?month=2026-11", "sites": "/sites", "creator": "/creator",
+    "month-2026-11": "/?month=2026-11", "settle-preview": "/settle?month=2026-11",
+    "sites": "/sites", "creator": "/creator",
     "confirm": "/flattr?" + urllib.parse.urlencode(
         {"url": "https://ada.example/" + "x" * 80, "creator": ""}),
     "refused": "/settle?month=2026-13", "not-found": "/nowhere",
@@ -291,6 +292,42 @@ def test_pay_with_reference_and_sign_a_receipt(home: Home, browser: Any) -> None
     assert "Receipt signed" in page.inner_text(".notice")
     incoming = home.rill("claims", "--incoming")
     assert [(c["id"], c["state"]) for c in incoming] == [(home.incoming, "receipted")]
+
+
+async def test_unexpected_failures_are_answered_with_a_reason(tmp_path: Path) -> None:
+    """No browser: the dashboard app on a stand-in daemon whose wallet breaks."""
+    from fuzztargets import StubDaemon
+
+    from rill.node.dashboard import Dashboard
+
+    w = Wallet.create(tmp_path / "w", "W", bytes(signing_key("w")))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    dash = Dashboard(StubDaemon(w, CLOCK), 4742)  # type: ignore[arg-type]
+    w.projection = broken  # type: ignore[method-assign]
+    w.set_budget = broken  # type: ignore[method-assign]
+    here = "http://127.0.0.1:4742"
+    post = {"Origin": here, "Cookie": f"rill_csrf={dash.token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dash.app()),
+                                 base_url=here) as client:
+        answers = [await client.get("/"),
+                   await client.post("/budget", headers=post, data={
+                       "amount": "5", "currency": "EUR", "token": dash.token})]
+        for r in answers:
+            assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+            assert "RuntimeError: disk on fire" in r.text and "Traceback" not in r.text
+        r = await client.post("/budget", headers={**post, "Content-Type": "multipart/form-data"},
+                              content=b"--x\r\nbroken")  # no boundary
+        assert r.status_code == 400 and "The form could not be read" in r.text
+        r = await client.post("/flattr", headers={**post, "Content-Type": "multipart/form-data"},
+                              content=b"--x\r\nbroken")  # a form outside dashboard_actions
+        assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+        r = await client.post("/budget", headers=post, data={"amount": "5", "currency": "EUR",
+                                                             "token": "\u00e9" * 40})
+        assert r.status_code == 403 and "form token" in r.text
+    w.close()
 
 
 def _token(page: Any) -> str:
