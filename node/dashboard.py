@@ -9,12 +9,18 @@ so it defends itself against the web:
   token (cookie ``SameSite=Strict`` + form field, compared in constant time);
 * no CORS headers at all, ``frame-ancestors 'none'``, a strict CSP;
 * clicks are rate-limited.
+
+Every refusal and every unexpected failure is answered with an HTML page that gives
+the reason (never a traceback).  The forms that change the wallet (budget,
+subscriptions, settling, payments, receipts, site checks) are in
+:mod:`rill.node.dashboard_actions`.
 """
 
 from __future__ import annotations
 
 import datetime
 import hmac
+import html
 import logging
 import secrets
 import urllib.parse
@@ -25,17 +31,27 @@ from typing import TYPE_CHECKING, Any
 import trio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..protocol import keys
-from ..protocol.currency import format_amount
 from ..protocol.errors import LocalError, RillError
-from ..protocol.messages import parse_object_id
 from ..protocol.months import month_of, parse_month
 from ..protocol.things import normalise_thing
 from ..wallet.errors import WalletError
+from .dashboard_view import (
+    BARE_PAGE,
+    FAVICON,
+    money,
+    names_of,
+    plain_amount,
+    qr_data_uri,
+    short_id,
+    who,
+)
+from .dashboard_view import chart as income_chart
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -51,29 +67,6 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
        "frame-ancestors 'none'; base-uri 'none'")
 
 
-def money(amount: int | None, currency: str | None) -> str:
-    if amount is None or currency is None:
-        return "–"
-    try:
-        return f"{format_amount(amount, currency)} {currency}"
-    except LocalError:
-        return f"{amount} {currency}"
-
-
-def short_id(did: str | None) -> str:
-    if not did:
-        return "unknown"
-    return did[:14] + "…" + did[-6:]
-
-
-def qr_data_uri(text: str) -> str:
-    import segno
-
-    uri: str = segno.make(text, error="m").svg_data_uri(scale=3, dark="#0d2b2b",
-                                                         light="#ffffff")
-    return uri
-
-
 class Dashboard:
     def __init__(self, daemon: Daemon, port: int = DEFAULT_PORT) -> None:
         self.daemon = daemon
@@ -87,6 +80,9 @@ class Dashboard:
         self.templates.filters["hex"] = lambda b: b.hex()
         self.templates.filters["date"] = lambda t: datetime.datetime.fromtimestamp(
             t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
+        self.templates.filters["amount"] = plain_amount
+        self.templates.filters["did"] = keys.did_from_key
+        self.templates.globals["who"] = who
         self.bound: list[str] = []
         #: (path, exception type) already logged: a failing page is logged once
         self.failures: set[tuple[str, str]] = set()
@@ -102,18 +98,22 @@ class Dashboard:
         return {"http://" + h for h in self.allowed_hosts}
 
     def app(self) -> Starlette:
+        from .dashboard_actions import Actions
+
         routes = [
             Route("/", self.home),
             Route("/flattr", self.flattr_page, methods=["GET"]),
             Route("/flattr", self.flattr_post, methods=["POST"]),
             Route("/claims", self.claims),
-            Route("/pay", self.pay, methods=["POST"]),
             Route("/settlements", self.settlements),
             Route("/creator", self.creator),
-            Route("/receipt", self.receipt, methods=["POST"]),
             Route("/style.css", self.style),
+            Route("/favicon.ico", self.favicon),
+            *Actions(self).routes(),
         ]
-        app = Starlette(routes=routes)
+        app = Starlette(routes=routes, exception_handlers={
+            404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,
+            Exception: self.server_error})
         inner = app.build_middleware_stack()
         dash = self
 
@@ -125,13 +125,17 @@ class Dashboard:
             problem = dash._refuse(request)
             if problem is not None:
                 log.warning("refused %s %s: %s", request.method, request.url.path, problem[1])
-                response: Response = PlainTextResponse(problem[1], status_code=problem[0])
+                response: Response = HTMLResponse(
+                    BARE_PAGE.format(reason=html.escape(problem[1])), status_code=problem[0])
                 dash._harden(response)
                 await response(scope, receive, send)
                 return
+            started = False
 
             async def send_hardened(message: dict[str, Any]) -> None:
+                nonlocal started
                 if message["type"] == "http.response.start":
+                    started = True
                     headers = [(k, v) for k, v in message.get("headers", [])
                                if not k.lower().startswith(b"access-control-")]
                     headers += [(k.encode(), v.encode()) for k, v in dash._security_headers()]
@@ -146,6 +150,9 @@ class Dashboard:
                     dash.failures.add(key)
                     log.warning("the dashboard failed on %s %s: %s: %s", request.method,
                                 request.url.path, type(exc).__name__, exc)
+                if not started:
+                    page = dash.failure(request, exc)
+                    await page(scope, receive, send_hardened)
 
         app.build_middleware_stack = lambda: guarded  # type: ignore[method-assign]
         return app
@@ -198,6 +205,7 @@ class Dashboard:
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any
                ) -> HTMLResponse:
         d = self.daemon
+        ctx.setdefault("names", {})
         page = self.templates.get_template(name).render(
             token=self.token, me=keys.did_from_key(d.identity), path=request.url.path,
             notice=request.query_params.get("notice"), **ctx)
@@ -206,13 +214,48 @@ class Dashboard:
                             path="/")
         return response
 
+    def refusal(self, request: Request, reason: str, status: int = 400,
+                title: str = "Not done", back: str | None = None) -> HTMLResponse:
+        """An HTML page saying what was refused and why, with a way back."""
+        if back is None:
+            back = request.url.path if request.method == "GET" else "/"
+        return self.render(request, "refused.html", status=status, title=title,
+                           reason=reason, back=back)
+
+    def failure(self, request: Request, exc: BaseException) -> Response:
+        """The answer to an unexpected exception: its reason, no traceback."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            return self.refusal(request, f"The dashboard could not do this ({reason}). "
+                                "The node's log has the details.", status=500,
+                                title="Something went wrong")
+        except Exception:  # the template itself failed: a page without it
+            return HTMLResponse(BARE_PAGE.format(reason=html.escape(reason)), 500)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 400)
+        return self.refusal(request, f"The request could not be handled: "
+                            f"{getattr(exc, 'detail', exc)}", status=status, back="/")
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        return self.failure(request, exc)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.refusal(request, f"There is no page {request.url.path!r} here.",
+                            status=404, title="Not found", back="/")
+
+    async def not_allowed(self, request: Request, exc: Exception) -> Response:
+        return self.refusal(request, f"{request.method} is not accepted at "
+                            f"{request.url.path!r}.", status=405, title="Not allowed", back="/")
+
     async def _form(self, request: Request) -> dict[str, str] | Response:
         form = await request.form()
-        sent = str(form.get("token", ""))
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not (hmac.compare_digest(sent, self.token) and hmac.compare_digest(cookie,
-                                                                             self.token)):
-            return PlainTextResponse("Missing or wrong form token: reload the page.", 403)
+        sent = str(form.get("token", "")).encode("utf-8", "replace")
+        cookie = request.cookies.get(CSRF_COOKIE, "").encode("utf-8", "replace")
+        token = self.token.encode()
+        if not (hmac.compare_digest(sent, token) and hmac.compare_digest(cookie, token)):
+            return self.refusal(request, "Missing or wrong form token: reload the page and "
+                                "send the form again.", status=403, title="Refused")
         return {k: str(v) for k, v in form.items()}
 
     @staticmethod
@@ -227,9 +270,12 @@ class Dashboard:
             month = parse_month(request.query_params.get("month") or month_of(d.clock.now()))
             p = await d.db(d.wallet.projection, month)
         except (RillError, WalletError) as exc:
-            return PlainTextResponse(str(exc), 400)
+            return self.refusal(request, str(exc), back="/")
         subs = await d.db(d.wallet.subscriptions, d.clock.now())
-        return self.render(request, "home.html", p=p, month=month, subs=subs,
+        names = await d.db(names_of, d.wallet, [r["creator"] for r in p["things"]] + [
+            s["creator"] for s in subs.values()] + [t for t in subs if t.startswith("did:")])
+        return self.render(request, "home.html", p=p, month=month, subs=subs, names=names,
+                           current=month_of(d.clock.now()),
                            peers=len(d.p2p.pubsub.peers) if d.p2p else 0)
 
     async def flattr_page(self, request: Request) -> Response:
@@ -289,24 +335,15 @@ class Dashboard:
         d = self.daemon
         rows = await d.db(d.wallet.obligations, None, "out")
         due = await d.db(d.wallet.due)
+        names = await d.db(names_of, d.wallet, [o.creator for o in rows])
         payments = [{"p": p, "qr": qr_data_uri(p.uris[0]) if p.uris else None,
                      "creator": keys.did_from_key(p.creator)} for p in due]
         return self.render(request, "claims.html", rows=rows, payments=payments,
-                           did=keys.did_from_key)
-
-    async def pay(self, request: Request) -> Response:
-        form = await self._form(request)
-        if isinstance(form, Response):
-            return form
-        d = self.daemon
-        try:
-            ids = [parse_object_id(c) for c in form.get("claims", "").split(",") if c]
-            await d.db(d.wallet.pay, ids, form.get("reference", ""), d.clock.now())
-        except (RillError, WalletError) as exc:
-            return self.back("/claims", f"Not recorded: {exc}")
-        return self.back("/claims", f"Marked {len(ids)} claim(s) as paid")
+                           did=keys.did_from_key, names=names)
 
     async def settlements(self, request: Request) -> Response:
+        from .dashboard_actions import settle_candidates
+
         d = self.daemon
         months = await d.db(d.wallet.settled_months)
         rows = []
@@ -314,50 +351,25 @@ class Dashboard:
             res = await d.db(d.wallet.stored_settlement, mo)
             if res is not None:
                 rows.append(res)
-        return self.render(request, "settlements.html", rows=rows, did=keys.did_from_key)
+        names = await d.db(names_of, d.wallet, [line.creator for r in rows
+                                                for line in r.settlement.body.lines])
+        ready = await d.db(settle_candidates, d.wallet, d.clock.now())
+        return self.render(request, "settlements.html", rows=rows, did=keys.did_from_key,
+                           names=names, ready=ready, current=month_of(d.clock.now()))
 
     async def creator(self, request: Request) -> Response:
         d = self.daemon
         incoming = await d.db(d.wallet.obligations, None, "in")
         earnings = await d.db(d.wallet.earnings)
-        chart = _chart(earnings)
+        names = await d.db(names_of, d.wallet, [o.donor for o in incoming])
+        chart = income_chart(earnings)
         latest = earnings[-1] if earnings else None
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
-                           chart=chart, latest=latest, did=keys.did_from_key)
-
-    async def receipt(self, request: Request) -> Response:
-        form = await self._form(request)
-        if isinstance(form, Response):
-            return form
-        d = self.daemon
-        try:
-            cid = parse_object_id(form.get("claim", ""))
-            await d.db(d.wallet.sign_receipt, cid, d.clock.now(), form.get("reference", ""))
-            await d._control({"cmd": "publish-new"})
-        except (RillError, WalletError) as exc:
-            return self.back("/creator", f"Not signed: {exc}")
-        return self.back("/creator", "Receipt signed and published")
+                           chart=chart, latest=latest, did=keys.did_from_key, names=names)
 
     async def style(self, request: Request) -> Response:
         css = (HERE / "static" / "style.css").read_text()
         return Response(css, media_type="text/css")
 
-
-def _chart(earnings: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Bars of monthly totals (the most common currency), as plain numbers for SVG."""
-    if not earnings:
-        return None
-    currencies: dict[str, int] = {}
-    for e in earnings:
-        currencies[e["currency"]] = currencies.get(e["currency"], 0) + 1
-    cur = max(currencies, key=lambda c: currencies[c])
-    rows = [e for e in earnings if e["currency"] == cur][-12:]
-    top = max((e["total"] for e in rows), default=1) or 1
-    width = 48
-    bars = []
-    for i, e in enumerate(rows):
-        h = round(160 * e["total"] / top)
-        bars.append({"x": 20 + i * width, "y": 180 - h, "h": h, "label": e["month"][2:],
-                     "value": money(e["total"], cur), "receipted": round(
-                         160 * e["receipted"] / top)})
-    return {"bars": bars, "currency": cur, "width": 40 + len(rows) * width}
+    async def favicon(self, request: Request) -> Response:
+        return Response(FAVICON, media_type="image/svg+xml")
