@@ -37,7 +37,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from ..protocol import keys
-from ..protocol.errors import LocalError, RillError
+from ..protocol.errors import RillError
 from ..protocol.months import month_of, parse_month
 from ..protocol.things import normalise_thing
 from ..wallet.errors import WalletError

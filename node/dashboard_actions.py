@@ -34,6 +34,7 @@ from ..protocol.things import origin_of
 from ..wallet.errors import Refused, WalletError
 from . import sites
 from .dashboard_view import money, names_of
+from .settling import preview_settle
 
 if TYPE_CHECKING:
     from ..wallet.wallet import Wallet
@@ -252,14 +253,13 @@ def record_payment(wallet: Wallet, ids: list[bytes], reference: str, now: int,
                    replace: bool) -> list[Any]:
     """Mark claims paid; a claim already paid with another reference keeps it unless
     ``replace`` (the dashboard's 'replace' box)."""
-    ref = reference.strip()
-    for cid in ids:
-        o = wallet.obligation(cid)
-        if o.state == "paid" and o.reference and o.reference != ref and not replace:
-            raise Refused(f"claim {cid.hex()[:16]}… is already recorded as paid with the "
-                          f"reference {o.reference!r}; tick 'replace the recorded reference' "
-                          "to change it", code="reference-recorded")
-    return wallet.pay(ids, reference, now)
+    try:
+        return wallet.pay(ids, reference, now, force=replace)
+    except Refused as exc:
+        if exc.code != "already-paid":
+            raise
+        raise Refused(str(exc).replace("give --force", "tick 'replace the recorded "
+                                       "reference'"), code="reference-recorded") from None
 
 
 def settle_candidates(wallet: Wallet, now: int) -> list[dict[str, Any]]:
@@ -309,68 +309,39 @@ def site_record(wallet: Wallet, origin: str) -> dict[str, Any] | None:
 
 
 # -- the settle preview ------------------------------------------------------------------
-# REPLACE AT MERGE: this stands in for rill.node.settling.preview_settle(wallet, month, now,
-# allow_http) (async, site checks then the preview) and Wallet.settle_preview(month, now)
-# (pure).  Swap the body of settle_preview() for a call to them and map their keys onto the
-# dict below (settle.html reads only these keys).
 
 
 async def settle_preview(dash: Dashboard, month: str, fetch: bool) -> dict[str, Any]:
-    """What settling ``month`` now would do, as a dict:
+    """What settling ``month`` now would do (:func:`rill.node.settling.preview_settle`, the
+    same preview as `rill settle`), in the shape settle.html reads:
 
     ``month``, ``budget``, ``currency``, ``settled`` (the settlement ID if already
     settled), ``problem`` (why it cannot be settled now, or None), ``payments`` (per
     creator: ``creator`` did, ``amount``, ``things``), ``total``, and ``left_out`` (per
-    thing: ``thing``, ``reason``).  With ``fetch``, the sites of pending things that are
-    due a check are fetched first (as the daemon does before settling)."""
+    thing: ``thing``, ``reason``).  With ``fetch``, the month's sites due a check are
+    fetched first; without, only what the home knows is used."""
     d = dash.daemon
-    if fetch and d.clock.now() >= month_end(month):
-        await d.resolve_pending(month)
-    return await d.db(_preview, d.wallet, month, d.clock.now())
-
-
-def _preview(wallet: Wallet, month: str, now: int) -> dict[str, Any]:
-    p = wallet.projection(month)
-    payments: dict[str, dict[str, Any]] = {}
-    left_out = []
-    for row in p["things"]:
-        if row["pending"]:
-            left_out.append({"thing": row["thing"], "reason": _left_out_reason(
-                wallet, row["thing"])})
-            continue
-        pay = payments.setdefault(row["creator"], {"creator": row["creator"], "amount": 0,
-                                                   "things": []})
-        pay["amount"] += row["share"]
-        pay["things"].append(row["thing"])
-    problem = None
-    settled = wallet.settled_months()
+    now = d.clock.now()
+    if fetch and now >= month_end(month):
+        p = await preview_settle(d.wallet, month, now, d.config.allow_http, db=d.db)
+    else:
+        p = await d.db(d.wallet.settle_preview, month, now)
+    things: dict[str, list[str]] = {}
+    for row in p["paid"]:
+        things.setdefault(row["creator"], []).append(row["thing"])
+    payments = sorted(({"creator": c["creator"], "amount": c["amount"] or 0,
+                        "things": things.get(c["creator"], [])} for c in p["creators"]),
+                      key=lambda r: (-r["amount"], r["creator"]))
+    problem = p["problem"]["message"] if p["problem"] else None
     if p["settled"]:
         problem = f"{month} is already settled."
-    elif now < month_end(month):
-        problem = f"{month} has not ended yet: a month is settled after it ends (UTC)."
-    elif settled and settled[-1] > month:
-        problem = f"{settled[-1]} is already settled; {month} can no longer be settled."
-    elif p["budget"] is None:
-        problem = f"No budget was set for {month}: there is nothing to settle."
-    elif not payments:
+    elif problem is None and not payments:
         problem = (f"None of the things of {month} has a known creator: settling now would "
                    "pay nobody.")
-    rows = sorted(payments.values(), key=lambda r: (-r["amount"], r["creator"]))
     return {"month": month, "budget": p["budget"], "currency": p["currency"],
-            "settled": p["settled"], "problem": problem, "payments": rows,
-            "total": sum(r["amount"] for r in rows), "left_out": left_out}
-
-
-def _left_out_reason(wallet: Wallet, thing: str) -> str:
-    origin = origin_of(thing)
-    if origin is None:
-        return "not on a web site, and no creator was named when it was flattred"
-    site = wallet.site(origin)
-    if site is None:
-        return f"the creator is unknown: {origin} has not been checked for a Rill key yet"
-    if site["reason"]:
-        return f"the creator is unknown: {origin} did not verify ({site['reason']})"
-    return f"the creator is unknown: {origin} publishes no Rill key"
+            "settled": p["settled"], "problem": problem, "payments": payments,
+            "total": sum(r["amount"] for r in payments),
+            "left_out": [{"thing": r["thing"], "reason": r["reason"]} for r in p["left_out"]]}
 
 
 def fingerprint(preview: dict[str, Any]) -> str:
