@@ -239,7 +239,7 @@ def test_verify_a_site_then_settle_after_the_preview(home: Home, browser: Any) -
     paid = page.inner_text("table >> nth=0")
     assert "Ada Lovelace" in paid and "Cleo" in paid and "5.00 EUR" in paid
     left = page.inner_text("table >> nth=1")
-    assert home.dead + "/gone" in left and "did not verify" in left
+    assert home.dead + "/gone" in left and f"checking {home.dead} failed: unreachable" in left
     assert home.rill("claims", "--month", "2026-11") == []  # a preview settles nothing
     page.check("#confirm-settle")
     submit(page, "#settle-now")
