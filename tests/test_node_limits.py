@@ -13,8 +13,7 @@ import trio
 from libp2p.custom_types import TProtocol
 from nodes import eventually, network
 
-from rill.node import control, host
-from rill.node import syncing
+from rill.node import control, host, syncing
 from rill.protocol.months import month_end
 from rill.protocol.network import SYNC_PROTOCOL, SyncRequest, SyncResponse
 
