@@ -908,7 +908,15 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
 def node_install_service(print_only: bool, force: bool, listen: Sequence[str],
                          dashboard_port: int | None, log_level: str | None,
                          log_file: str | None, home: str | None, as_json: bool) -> None:
-    """Write a systemd user unit that runs this node (~/.config/systemd/user/rill.service)."""
+    """Write a systemd user unit that runs this node, and say how to start it.
+
+    The unit, rill.service, goes to $XDG_CONFIG_HOME/systemd/user/ (by default
+    ~/.config/systemd/user/) and runs `rill node run --home HOME`. Then:
+
+    \b
+      systemctl --user daemon-reload && systemctl --user enable --now rill
+      loginctl enable-linger     # keep it running when you log out
+    """
     import shutil
     from pathlib import Path
 

@@ -266,7 +266,7 @@ def check_ports(listen: list[str]) -> None:
                 sock.listen(1)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    other = free_port_near(family, host, port)
+                    other = free_port_near(family, host, port, step=10)
                     example = addr.replace(f"/tcp/{port}", f"/tcp/{other or 'PORT'}")
                     raise PortInUse(f"TCP port {port} ({addr}) is already in use, perhaps by "
                                     f"another node: choose another with --listen {example}"

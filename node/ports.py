@@ -24,9 +24,12 @@ def listen_error(family: socket.AddressFamily, host: str, port: int) -> OSError 
     return None
 
 
-def free_port_near(family: socket.AddressFamily, host: str, port: int) -> int | None:
-    """The first of the next 20 ports that is free now (a suggestion, not a promise)."""
-    for candidate in range(port + 1, min(port + 21, 65536)):
+def free_port_near(family: socket.AddressFamily, host: str, port: int,
+                   step: int = 1) -> int | None:
+    """The first of the next 20 ports (``step`` apart) that is free now: a suggestion,
+    not a promise.  libp2p ports are suggested 10 apart, so that 4741's suggestion is
+    not 4742, the dashboard's default."""
+    for candidate in range(port + step, min(port + 20 * step + 1, 65536), step):
         if listen_error(family, host, candidate) is None:
             return candidate
     return None
