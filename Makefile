@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# extra arguments for the command a target runs: make run ARGS="--dashboard-port 4800"
+ARGS   ?=
 
 .PHONY: run test soak bench lint vectors clean browser demo
 
@@ -10,19 +12,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# setuptools' note on every editable install ("Editable installation. Please be careful
+# with folders ... with the same name as your package") is silenced; nothing else is
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-## run: create the venv, install, start a node on the default home
+## run: create the venv, install, start a node on the default home (flags: ARGS="...")
 run: $(STAMP)
-	$(BIN)/rill node run
+	$(BIN)/rill node run $(ARGS)
 
 ## test: create the venv, install, run the whole suite (soak tests excluded)
 test: $(STAMP)
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory browser || \
 	  echo "note: Chromium missing and not installable here: browser tests will be skipped"
-	$(BIN)/python -m pytest -q -m "not soak"
+	$(BIN)/python -m pytest -q -m "not soak" $(ARGS)
 
 ## browser: install Debian's Chromium for the browser tests (needs root and apt-get)
 browser:
@@ -32,7 +37,7 @@ browser:
 
 ## demo: a small local network of nodes and creator sites, a month in a minute
 demo: $(STAMP)
-	$(BIN)/rill demo
+	$(BIN)/rill demo $(ARGS)
 
 ## soak: the long-running tests only
 soak: $(STAMP)

@@ -213,16 +213,32 @@ def _money(amount: int | None, currency: str | None) -> str:
 
 
 @main.command()
-@click.option("--name", default="", help="Your display name.")
+@click.option("--name", default=None, help="Your display name (default: your login name).")
 @click.option("--seed-file", type=click.File("r"), default=None,
               help="Restore an identity from a file holding its 32-byte seed in hex.")
 @home_option
 @json_option
 @wallet_command
-def init(name: str, seed_file: Any, home: str | None, as_json: bool) -> None:
+def init(name: str | None, seed_file: Any, home: str | None, as_json: bool) -> None:
     """Create a home with a new identity (refuses to overwrite one)."""
+    import shlex
+
+    from .wallet.errors import HomeError
+    from .wallet.home import Home, check_name, user_name
     from .wallet.wallet import Wallet
 
+    path = _home_path(home)
+    if Home(path).exists():
+        old = Home(path).config().name
+        named = f'named "{old}"' if old else "without a name"
+        rename = f"rill id --name {shlex.quote(name)}" if name else "rill id --name NAME"
+        raise HomeError(f"{path} already has an identity ({named}); init never replaces "
+                        f"one. To change its name: {rename}. For a second identity, use "
+                        "another home: rill init --home DIR", code="exists")
+    if name is None:
+        name = user_name()
+    elif (why := check_name(name)) is not None:
+        raise click.BadParameter(why, param_hint="--name")
     if seed_file is not None:
         try:
             seed = bytes.fromhex(seed_file.read().strip())
@@ -232,12 +248,12 @@ def init(name: str, seed_file: Any, home: str | None, as_json: bool) -> None:
             _fail("the seed file must hold 64 hex digits")
     else:
         seed = os.urandom(32)
-    path = _home_path(home)
     with Wallet.create(path, name, seed) as w:
         if as_json:
-            _emit_json({"id": w.did, "home": path})
+            _emit_json({"id": w.did, "home": path, "name": name})
         else:
-            click.echo(f"Created {path}\nYour identity: {w.did}")
+            click.echo(f"Created {path}\nYour identity: {w.did}\nYour name: {name or '-'}"
+                       " (change it with: rill id --name NAME)")
 
 
 @main.command("id")
@@ -903,15 +919,19 @@ def node() -> None:
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=None,
               help="Port of the local dashboard on 127.0.0.1 (default 4742; 0: off).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
+              default="info", show_default=True, help="Least important messages logged.")
+@click.option("--log-file", type=click.Path(dir_okay=False, writable=True), default=None,
+              metavar="PATH", help="Append the log to PATH instead of stderr (reopened "
+              "when logrotate moves it).")
 @home_option
 @json_option
 @wallet_command
 def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
              clock_spec: str, grace: int | None, dashboard_port: int | None, log_level: str,
-             home: str | None, as_json: bool) -> None:
+             log_file: str | None, home: str | None, as_json: bool) -> None:
     """Run the daemon until SIGINT/SIGTERM (creates the home if it has none)."""
     import logging
+    import logging.handlers
     import signal
     from pathlib import Path
 
@@ -920,14 +940,16 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
     from .node.clock import parse_clock
     from .node.daemon import Daemon, NodeConfig
     from .node.host import route_libp2p_logs
+    from .wallet.home import Home, user_name
     from .wallet.wallet import Wallet
 
     path = _home_path(home)
-    from .wallet.home import Home
-
-    if not Home(path).exists():
-        Wallet.create(path, "", os.urandom(32)).close()
-        click.echo(f"Created a new home at {path}", err=True)
+    if not Home(path).exists():  # asks nothing: named after the login, renamed any time
+        name = user_name()
+        with Wallet.create(path, name, os.urandom(32)) as w:
+            click.echo(f"Created a new home at {path}\n  identity {w.did}, named \"{name}\" "
+                       "after your login; change the name with: rill id --name NAME",
+                       err=True)
     try:
         clock = parse_clock(clock_spec)
     except ValueError as exc:
@@ -946,7 +968,12 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
         cfg.grace = grace
     if dashboard_port is not None:
         cfg.dashboard_port = dashboard_port
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if log_file is not None:
+        try:
+            handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write the log file {log_file}: {exc.strerror}")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     level = getattr(logging, log_level.upper())
     rill_log = logging.getLogger("rill")
@@ -969,6 +996,8 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
                         click.echo(f"  listening on {a}")
                     if status["dashboard"]:
                         click.echo(f"  dashboard   {status['dashboard']}")
+                    if log_file is not None:
+                        click.echo(f"  log         {os.path.abspath(log_file)}")
                 sys.stdout.flush()
                 async for signum in signals:
                     logging.getLogger("rill.node").info("signal %d: shutting down", signum)
@@ -977,17 +1006,93 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
 
     from .node.daemon import StartupError
 
+    def cannot_start(why: BaseException) -> None:
+        import re
+
+        message = f"the node could not start: {why}"
+        flag = re.search(r"choose another with (--[a-z-]+ \S+)", message)
+        if flag and os.environ.get("MAKELEVEL"):  # under make, flags go through ARGS
+            message += f'\n(with make: make run ARGS="{flag[1]}")'
+        _fail(message)
+
     try:
         trio.run(main_task)
     except (StartupError, RuntimeError, OSError) as exc:  # port in use, a second daemon
-        _fail(f"the node could not start: {_leaf(exc)}")
+        cannot_start(_leaf(exc))
     except BaseExceptionGroup as group:
         leaf = _leaf(group)
         if isinstance(leaf, StartupError | RuntimeError | OSError):
-            _fail(f"the node could not start: {leaf}")
+            cannot_start(leaf)
         raise
     if as_json:
         click.echo(json.dumps({"event": "stopped"}))
+
+
+@node.command("install-service")
+@click.option("--print", "print_only", is_flag=True,
+              help="Only print the unit; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a different rill.service.")
+@click.option("--listen", "listen", multiple=True, metavar="MULTIADDR",
+              help="Passed to `rill node run` (repeatable).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=None,
+              help="Passed to `rill node run`.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Passed to `rill node run`.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Passed to `rill node run` (default: the journal).")
+@home_option
+@json_option
+def node_install_service(print_only: bool, force: bool, listen: Sequence[str],
+                         dashboard_port: int | None, log_level: str | None,
+                         log_file: str | None, home: str | None, as_json: bool) -> None:
+    """Write a systemd user unit that runs this node, and say how to start it.
+
+    The unit, rill.service, goes to $XDG_CONFIG_HOME/systemd/user/ (by default
+    ~/.config/systemd/user/) and runs `rill node run --home HOME`. Then:
+
+    \b
+      systemctl --user daemon-reload && systemctl --user enable --now rill
+      loginctl enable-linger     # keep it running when you log out
+    """
+    import shutil
+    from pathlib import Path
+
+    from .node import service
+
+    run_args = [a for addr in listen for a in ("--listen", addr)]
+    if dashboard_port is not None:
+        run_args += ["--dashboard-port", str(dashboard_port)]
+    if log_level is not None:
+        run_args += ["--log-level", log_level]
+    if log_file is not None:
+        run_args += ["--log-file", os.path.abspath(log_file)]
+    home_dir = Path(_home_path(home)).expanduser().absolute()
+    if print_only:
+        text = service.render_unit(home_dir, run_args)
+        if as_json:
+            _emit_json({"path": str(service.unit_dir() / service.UNIT_NAME), "unit": text,
+                        "written": False})
+        else:
+            click.echo(text, nl=False)
+        return
+    try:
+        path, text, written = service.install(home_dir, run_args, force)
+    except FileExistsError as exc:
+        _fail(f"{exc.args[0]} exists and differs; --force replaces it "
+              "(--print shows the new one)")
+    except OSError as exc:
+        _fail(f"cannot write the unit: {exc}")
+    steps = service.next_steps(path)
+    if as_json:
+        _emit_json({"path": str(path), "unit": text, "written": written,
+                    "steps": [cmd for _, cmd in steps]})
+        return
+    click.echo(f"{'Wrote' if written else 'Unchanged:'} {path}  (node on {home_dir})")
+    for why, cmd in steps:
+        click.echo(f"To {why}:\n  {cmd}")
+    if shutil.which("systemctl") is None:
+        click.echo("(systemctl is not on PATH here: this system may not run systemd)",
+                   err=True)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -62,6 +62,7 @@ from .monthend import MonthEnd
 from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
+from .ports import dashboard_port_problem
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -116,6 +117,13 @@ class StartupError(Exception):
     """The daemon could not start (a port in use, a second daemon on one home...)."""
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 class Daemon(GossipIn, MonthEnd, Syncing, Peering):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
@@ -168,6 +176,13 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
+            if control._is_live(self.socket_path):  # before the ports it holds
+                raise StartupError(f"a node is already running on this home ({self.home}); "
+                                   "stop it first, or give this one another --home")
+            port = self.config.dashboard_port
+            problem = dashboard_port_problem(port) if port else None
+            if problem:  # before anything starts: one clear line, not an [Errno 98]
+                raise StartupError(problem)
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity)
             async with running(bytes(self.wallet.key), self.config.listen,
@@ -194,10 +209,13 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                         self.dashboard = Dashboard(self, self.config.dashboard_port)
                         try:
                             await nursery.start(self.dashboard.serve)
-                        except OSError as exc:
-                            raise StartupError(f"could not serve the dashboard on 127.0.0.1:"
-                                               f"{self.config.dashboard_port}: {exc.strerror}"
-                                               " (use --dashboard-port)") from None
+                        except (OSError, ExceptionGroup) as exc:  # taken since the check
+                            if not isinstance(_leaf(exc), OSError):
+                                raise
+                            raise StartupError(dashboard_port_problem(port) or
+                                               f"could not serve the dashboard on 127.0.0.1:"
+                                               f"{port}: {_leaf(exc)}: choose another port "
+                                               "with --dashboard-port") from None
                     await self._publish_known()
                     nursery.start_soon(self._month_end)
                     nursery.start_soon(self._housekeeping)

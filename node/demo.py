@@ -5,7 +5,9 @@ with a button; donors get a home and a budget; every one of them runs `rill node
 as a separate process with a manual clock.  The demo clicks through October (some
 clicks name the creator, some are resolved from the creators' sites), moves every
 clock past the month's end, and watches settlements, sealed claims and receipts flow,
-then verifies everything every node stored.  The dashboards stay open until Ctrl-C.
+then verifies everything every node stored.  Before each step it says in one line
+what happens and why (node/demo_text.py); its dashboard links open on the settled
+month.  The dashboards stay open until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..protocol.months import month_end, month_start
 from ..protocol.verify import verify_files
 from ..wallet.wallet import Wallet
 from . import control
+from .demo_text import STEPS, TEXT, print_step, print_summary, split_line
 
 MONTH = "2026-10"
 START = month_start(MONTH) + 3600
@@ -217,21 +220,28 @@ class Demo:
             with Wallet.open(d.home) as w:
                 res = w.stored_settlement(MONTH)
                 out = w.obligations(direction="out")
+                body = res.settlement.body if res else None
+                left_out = len(w.month_view(MONTH).pending)
                 donors.append({
-                    "name": d.name, "did": d.did, "dashboard": f"http://127.0.0.1:{d.dashboard}/",
-                    "budget": res.settlement.body.budget if res else None,
-                    "things": res.settlement.body.things if res else 0,
+                    "name": d.name, "did": d.did,
+                    "dashboard": f"http://127.0.0.1:{d.dashboard}/?month={MONTH}",
+                    "budget": body.budget if body else None,
+                    "things": body.things if body else 0,
+                    "split": (split_line(body.budget, body.currency, body.things, left_out)
+                              if body else "not settled"),
                     "claims": len(out), "receipted": sum(o.state == "receipted" for o in out),
-                    "pending_left_out": len(w.month_view(MONTH).pending)})
+                    "pending_left_out": left_out})
         for c in self.creators:
             with Wallet.open(c.home) as w:
                 e = w.earnings(MONTH)
                 creators.append({
-                    "name": c.name, "did": c.did, "dashboard": f"http://127.0.0.1:{c.dashboard}/",
+                    "name": c.name, "did": c.did,
+                    "dashboard": f"http://127.0.0.1:{c.dashboard}/creator?month={MONTH}",
                     "site": f"http://127.0.0.1:{c.site_port}/posts/1.html",
                     "income": e[0]["total"] if e else 0, "supporters": e[0]["supporters"] if e
                     else 0, "receipted": e[0]["receipted"] if e else 0})
-        return {"month": MONTH, "donors": donors, "creators": creators}
+        return {"month": MONTH, "steps": [{"step": k, "text": TEXT[k]} for k, _, _ in STEPS],
+                "donors": donors, "creators": creators}
 
     # -- teardown -----------------------------------------------------------------------
 
@@ -271,8 +281,10 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
         ) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
     console = Console(stderr=True, quiet=quiet, emoji=False, highlight=False)
+    say = functools.partial(print_step, console)
     with demo_dir(path, keep) as base:
         demo = Demo(base, donors, creators, console.print)
         previous = signal.getsignal(signal.SIGTERM)
@@ -281,21 +293,30 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
                     "{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
                     transient=False) as bar:
-                t = bar.add_task("homes and creator sites", total=1)
+                say("sites")
+                say("budget")
+                t = bar.add_task("homes, budgets and creator sites", total=1)
                 demo.setup()
                 bar.update(t, completed=1)
+                say("nodes")
                 t = bar.add_task("starting nodes", total=len(demo.members))
                 demo.start_nodes(lambda k: bar.update(t, completed=k))
                 clicks = 2 * sum(1 for i in range(donors) for j in range(creators)
                                  if (i + j) % 4 != 3)
+                say("flattr")
                 t = bar.add_task("clicking through October", total=clicks)
                 demo.click_through_the_month(lambda k: bar.update(t, completed=k))
+                say("split")
+                say("settlement")
                 t = bar.add_task("month end: settle and gossip", total=donors)
                 demo.end_month()
                 demo.wait("settlements", lambda: bar.update(t, completed=sum(
                     bool(demo.obligations(d, "out")) for d in demo.donors)) or all(
                     demo.obligations(d, "out") for d in demo.donors))
+                for d in demo.summary()["donors"]:
+                    console.print(Text(f"  {d['name']}: {d['split']}"))
                 expected = sum(len(demo.obligations(d, "out")) for d in demo.donors)
+                say("claim")
                 t = bar.add_task("sealed claims reach creators", total=expected)
 
                 def arrived() -> bool:
@@ -304,6 +325,7 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
                     return n == expected
 
                 demo.wait("claims at creators", arrived)
+                say("receipt")
                 t = bar.add_task("receipts back to donors", total=expected)
                 demo.receipts()
 
@@ -314,12 +336,13 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
                     return n == expected
 
                 demo.wait("receipts", receipted)
+                say("verify")
                 t = bar.add_task("verifying everything stored", total=1)
                 valid, total = demo.verify_all()
                 bar.update(t, completed=1)
             result = demo.summary()
             result["verified"] = {"valid": valid, "total": total}
-            _print_summary(console, result)
+            print_summary(console, result)
             if announce is not None:
                 announce(result)
             if wait:
@@ -339,32 +362,6 @@ def run(donors: int, creators: int, path: str | None, keep: bool, wait: bool,
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _print_summary(console: Any, r: dict[str, Any]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from ..wallet.wallet import format_amount_safe
-
-    t = Table(title=Text(f"Donors, {r['month']}"), title_justify="left")
-    for col in ("donor", "budget", "things", "claims", "receipted", "left out", "dashboard"):
-        t.add_column(col, overflow="fold")
-    for d in r["donors"]:
-        t.add_row(*(Text(str(x)) for x in (
-            d["name"], format_amount_safe(d["budget"], "EUR") if d["budget"] else "-",
-            d["things"], d["claims"], d["receipted"], d["pending_left_out"], d["dashboard"])))
-    console.print(t)
-    t = Table(title=Text("Creators"), title_justify="left")
-    for col in ("creator", "income", "supporters", "receipted", "site", "dashboard"):
-        t.add_column(col, overflow="fold")
-    for c in r["creators"]:
-        t.add_row(*(Text(str(x)) for x in (
-            c["name"], format_amount_safe(c["income"], "EUR"), c["supporters"],
-            format_amount_safe(c["receipted"], "EUR"), c["site"], c["dashboard"])))
-    console.print(t)
-    v = r["verified"]
-    console.print(f"rill verify: {v['valid']} of {v['total']} stored objects valid.")
 
 
 __all__ = ["run"]

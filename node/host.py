@@ -55,6 +55,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from nacl.signing import SigningKey
 
 from ..protocol.network import FRAME_HEADER, frame, frame_length
+from .ports import free_port_near
 from .pubsub import GateFn, RillPubsub, VerdictFn
 
 log = logging.getLogger("rill.node.host")
@@ -265,8 +266,11 @@ def check_ports(listen: list[str]) -> None:
                 sock.listen(1)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
+                    other = free_port_near(family, host, port, step=10)
+                    example = addr.replace(f"/tcp/{port}", f"/tcp/{other or 'PORT'}")
                     raise PortInUse(f"TCP port {port} ({addr}) is already in use, perhaps by "
-                                    "another node: choose another port with --listen") from None
+                                    f"another node: choose another with --listen {example}"
+                                    ) from None
                 log.debug("port check of %s: %s (left to libp2p)", addr, exc)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,31 @@ new_donors_per_month = 1000
 # node is configured alike may lower it.
 work_bits = 20
 """
+
+
+#: A display name's limit: what a key document carries (SPEC §12.1, 128 UTF-8 bytes).
+MAX_NAME_BYTES = 128
+
+
+def user_name() -> str:
+    """The name a new identity gets when none is given: the user's login name."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        name = os.environ.get("USER", "")
+    name = name.strip()
+    return name if name and check_name(name) is None else "me"
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` cannot be a display name, or None."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"a name is at most {MAX_NAME_BYTES} bytes of UTF-8"
+    if any(c < " " or c == "\x7f" for c in name):
+        return "a name cannot hold control characters (line breaks, tabs...)"
+    return None
 
 
 def default_home() -> Path:
@@ -133,6 +159,29 @@ class Home:
             os.fsync(fh.fileno())
         if not self.config_path.exists():
             self.config_path.write_text(DEFAULT_CONFIG.format(name=_toml_string(name)))
+
+    def set_name(self, name: str) -> None:
+        """Change the display name in config.toml, keeping every other line as it is."""
+        why = check_name(name)
+        if why is not None:
+            raise HomeError(why, code="bad-name")
+        line = f"name = {_toml_string(name)}"
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            text = DEFAULT_CONFIG.format(name=_toml_string(""))
+        Config.parse(text, str(self.config_path))  # refuse to edit a config that is broken
+        table = re.search(r"^[ \t]*\[", text, re.M)  # top-level keys come before any table
+        top, rest = (text[:table.start()], text[table.start():]) if table else (text, "")
+        found = re.search(r"^[ \t]*name[ \t]*=.*$", top, re.M)
+        top = top[:found.start()] + line + top[found.end():] if found else line + "\n" + top
+        new = top + rest
+        if Config.parse(new, str(self.config_path)).name != name:
+            raise HomeError(f"{self.config_path}: could not set the name; edit its "
+                            "'name = ...' line by hand")
+        tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
+        tmp.write_text(new)
+        os.replace(tmp, self.config_path)
 
     def signing_key(self) -> nacl.signing.SigningKey:
         try:

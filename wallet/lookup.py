@@ -3,7 +3,6 @@ verified key documents, and the home's own display name (config.toml ``name``)."
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from typing import Any
@@ -13,7 +12,7 @@ from ..protocol import messages as m
 from ..protocol.bodies import KeyDocument
 from ..protocol.fields import label_problem
 from .errors import NotFound, Refused
-from .home import CONFIG_FILE, Config, Home, _toml_string
+from .home import Home
 
 #: The shortest ID prefix accepted (8 hex digits: 4 billion values).
 MIN_PREFIX = 8
@@ -110,35 +109,11 @@ def check_name(name: str) -> str:
 
 
 def set_name(home: Home, name: str) -> str:
-    """Set the home's display name (config.toml ``name``), keeping the rest of the file.
+    """Set the home's display name (config.toml ``name``, :meth:`Home.set_name`) after the
+    rules of a signed key document's name; return it as stored.
 
     Key documents already published keep their old name until signed again
     (``rill creator init``)."""
     name = check_name(name)
-    path = home.config_path
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = ""
-    line = f"name = {_toml_string(name)}"
-    lines = text.splitlines()
-    for i, old in enumerate(lines):
-        stripped = old.strip()
-        if stripped.startswith("["):
-            break  # a table begins: the top-level name was not set
-        if re.match(r"name\s*=", stripped):
-            lines[i] = line
-            break
-    else:
-        lines.insert(0, line)
-    if line not in lines:
-        lines.insert(0, line)
-    new = "\n".join(lines) + "\n"
-    parsed = Config.parse(new, CONFIG_FILE)  # never write a file the home cannot read
-    if parsed.name != name:
-        raise Refused("could not set the name in config.toml: edit it by hand",
-                      code="bad-config")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    home.set_name(name)
     return name

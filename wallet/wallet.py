@@ -103,6 +103,10 @@ class Wallet(Attribution):
     def config(self) -> Config:
         return self.home.config()
 
+    def set_name(self, name: str) -> None:
+        """Change this home's display name (config.toml's ``name``)."""
+        self.home.set_name(name)
+
     # -- the log ------------------------------------------------------------------------
 
     def _head(self) -> tuple[int, bytes]:
