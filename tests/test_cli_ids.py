@@ -14,7 +14,7 @@ from clitools import AFTER, js, month_with_claims, rill
 
 from rill.clikit import short_key
 from rill.wallet.errors import NotFound, Refused
-from rill.wallet.home import Home
+from rill.wallet.home import Home, user_name
 from rill.wallet.lookup import resolve_claim, set_name
 
 
@@ -88,9 +88,9 @@ def test_names_from_key_documents_are_shown_beside_short_keys(tmp_path: Path) ->
 def test_setting_ones_display_name(tmp_path: Path) -> None:
     home = tmp_path / "h"
     did = js("init", home=home)["id"]
-    assert js("id", home=home) == {"id": did, "name": None}
+    assert js("id", home=home) == {"id": did, "name": user_name()}  # named after the login
     out = rill("id", home=home)
-    assert out.stdout.strip() == did and "rill id --name" in out.stderr
+    assert out.stdout.strip() == f"{user_name()} ({did})" and out.stderr == ""
     cfg = home / "config.toml"
     cfg.write_text(cfg.read_text().replace("min_payout = 100", "min_payout = 250"))
     assert js("id", "--name", "  Dora Diaz  ", home=home) == {"id": did, "name": "Dora Diaz"}
@@ -104,6 +104,7 @@ def test_setting_ones_display_name(tmp_path: Path) -> None:
     assert js("id", home=home)["name"] == 'Dora "D" \\ 2'
     # a config without a name line gets one, before any table
     cfg.write_text("[payments]\nmin_payout = 5\n")
+    assert "rill id --name NAME" in rill("id", home=home).stderr  # no name: how to set one
     assert set_name(Home(home), "Eve") == "Eve"
     assert tomllib.loads(cfg.read_text()) == {"name": "Eve", "payments": {"min_payout": 5}}
     # creator init signs the name in
