@@ -33,7 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..protocol import keys
@@ -303,10 +303,12 @@ class Dashboard:
         if p["budget"] is not None and not already:
             share = p["budget"] // (p["counted"] + 1)
         refused = who is not None and who["matches"] is False
+        closed = p["settled"] is not None  # e.g. settled early with a clock set ahead
         return self.render(request, "flattr.html",
-                           status=400 if error else 409 if refused else 200, url=url,
-                           thing=thing, creator=creator, who=who, refused=refused,
-                           error=error, p=p, month=month, already=already, share=share)
+                           status=400 if error else 409 if refused or closed else 200,
+                           url=url, thing=thing, creator=creator, who=who, refused=refused,
+                           closed=closed, error=error, p=p, month=month, already=already,
+                           share=share)
 
     async def flattr_post(self, request: Request) -> Response:
         form = await self._form(request)
@@ -316,17 +318,18 @@ class Dashboard:
         while self.recent_clicks and now - self.recent_clicks[0] > 60:
             self.recent_clicks.popleft()
         if len(self.recent_clicks) >= CLICKS_PER_MINUTE:
-            return PlainTextResponse("Too many clicks in a minute; wait a little.", 429)
+            return self.refusal(request, "Too many clicks in a minute; wait a little.", 429,
+                                back="/")
         self.recent_clicks.append(now)
         d = self.daemon
         try:
             creator = keys.key_from_did(form["creator"]) if form.get("creator") else None
             result = await d.db(d.wallet.click, form.get("url", ""), d.clock.now(), creator)
         except (RillError, WalletError) as exc:
-            if isinstance(exc, WalletError) and exc.code == "creator-mismatch":
+            if isinstance(exc, WalletError) and exc.code in ("creator-mismatch", "settled"):
                 return await self._confirmation(request, form.get("url", ""),
                                                 form.get("creator") or None)
-            return PlainTextResponse(f"Not recorded: {exc}", 400)
+            return self.refusal(request, f"Not recorded: {exc}", back="/")
         text = (f"Flattred {result.thing}" if result.new
                 else f"Already flattred {result.thing} this month")
         return self.back("/", text)

@@ -368,3 +368,28 @@ def test_confirmation_page_refuses_a_foreign_creator_and_names_the_real_one(
         assert "unverified" in r.text and "not been checked" in r.text
     finally:
         w.close()
+
+
+def test_confirmation_page_of_a_month_already_settled_offers_nothing(tmp_path: Path) -> None:
+    """A month settled early (a clock set ahead, e.g. RILL_NOW) cannot take more flattrs:
+    the button's page says so (no "Yes"), and a POST is refused with an HTML page."""
+    import urllib.parse
+
+    origin = "http://127.0.0.1:4003"
+    w = Wallet.create(tmp_path / "w", "w", b"\x0a" * 32)
+    try:
+        w.set_budget(600, "EUR", OCT + 10)
+        w.record_site(origin, doc(ALICE, origin, "Alice's blog"), None, OCT + 20)
+        w.click(origin + "/first", OCT + 30)
+        w.settle("2026-10", month_end("2026-10") + 60)  # the clock was ahead
+        dash, app = _dashboard(w, OCT + 3600)  # the real clock: still October
+        url = origin + "/second"
+        r = _get(app, "/flattr?" + urllib.parse.urlencode({"url": url, "creator": did(ALICE)}))
+        assert r.status_code == 409 and "2026-10 is already settled" in r.text
+        assert 'id="confirm"' not in r.text
+        r = _post(dash, app, {"url": url, "creator": did(ALICE)})
+        assert r.status_code == 409 and r.headers["content-type"].startswith("text/html")
+        assert "already settled" in r.text and 'id="confirm"' not in r.text
+        assert [t["thing"] for t in w.projection("2026-10")["things"]] == [origin + "/first"]
+    finally:
+        w.close()
