@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -555,7 +556,12 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
         if res is None or dry_run:
             problem = w.settle_problem(mo, now)
             if problem is not None and not dry_run:
-                _fail(problem["message"])  # nothing to check or show
+                _fail(problem["message"], problem["code"])  # nothing to check or show
+            ahead = now - int(time.time())
+            if ahead > 3600 and not as_json:
+                click.echo(f"note: RILL_NOW is {ahead // 3600} h ahead of this machine's "
+                           f"clock: a settlement made now cannot be undone, and {mo} takes no "
+                           "more flattrs after it", err=True)
             http = allow_http or w.config.raw.get("node", {}).get("allow_http") is True
             due = w.sites_to_check(mo, now) if res is None else []
             if due and not as_json:

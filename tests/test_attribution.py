@@ -393,3 +393,21 @@ def test_confirmation_page_of_a_month_already_settled_offers_nothing(tmp_path: P
         assert [t["thing"] for t in w.projection("2026-10")["things"]] == [origin + "/first"]
     finally:
         w.close()
+
+
+def test_settle_with_a_clock_set_ahead_says_so(tmp_path: Path) -> None:
+    import time
+
+    from rill.protocol.months import month_of, next_month
+
+    home = tmp_path / "ahead"
+    month = next_month(month_of(int(time.time())))  # a month that has not really ended
+    start = month_start(month)
+    run(home, "init", "--name", "Tess", now=start)
+    run(home, "budget", "set", "5", "EUR", now=start)
+    run(home, "click", "urn:isbn:9780140449136", "--creator", did(CAROL), now=start + 60)
+    proc = run(home, "settle", "--month", month, "--yes", now=month_end(month) + 60)
+    assert "ahead of this machine's clock" in proc.stderr and "cannot be undone" in proc.stderr
+    # on time, no note
+    proc = run(home, "settle", "--month", month, "--dry-run", now=OCT + 3600)
+    assert "ahead of" not in proc.stderr
