@@ -480,7 +480,8 @@ def _print_left_out(rows: Sequence[dict[str, Any]], settled: bool) -> None:
 
 
 def _creator_label(did: str, name: str | None) -> str:
-    return f"{name} ({did})" if name else did
+    """``Name (z6Mkh5…a1b2)`` (a table cell shows a full did:key the same way), or the did."""
+    return f"{name} ({clikit.short_key(did)})" if name else did
 
 
 def _print_preview(p: dict[str, Any]) -> None:
