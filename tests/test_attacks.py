@@ -552,8 +552,8 @@ def test_second_daemon_on_a_used_p2p_port_exits(live: AttackNet, tmp_path: Path)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()  # "started", or nothing when it exits
-        if first.strip():
+        first = proc.stdout.readline()  # "started", or its --json error when it exits
+        if first.strip() and "error" not in json.loads(first):
             pytest.fail(f"a second daemon started on port {port}, where n0 already "
                         f"listens: {first.strip()[:160]}")
         err = proc.communicate(timeout=30)[1]
@@ -562,7 +562,9 @@ def test_second_daemon_on_a_used_p2p_port_exits(live: AttackNet, tmp_path: Path)
             proc.kill()
             proc.communicate()
     assert proc.returncode == 1, (proc.returncode, err[-500:])
-    assert str(port) in err, f"the message does not name port {port}: {err[-500:]}"
+    said = first + err  # under --json the error is a JSON line on stdout
+    assert str(port) in said, f"the message does not name port {port}: {said[-500:]}"
+    assert "--listen" in said, said[-500:]
     assert "Traceback" not in err
 
 
