@@ -55,7 +55,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from nacl.signing import SigningKey
 
 from ..protocol.network import FRAME_HEADER, frame, frame_length
-from .ports import free_port_near
+from .ports import free_port_near, listen_error
 from .pubsub import GateFn, RillPubsub, VerdictFn
 
 log = logging.getLogger("rill.node.host")
@@ -259,19 +259,15 @@ def check_ports(listen: list[str]) -> None:
         if port == 0:
             continue
         family = socket.AF_INET if names[0] == "ip4" else socket.AF_INET6
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-                sock.listen(1)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    other = free_port_near(family, host, port, step=10)
-                    example = addr.replace(f"/tcp/{port}", f"/tcp/{other or 'PORT'}")
-                    raise PortInUse(f"TCP port {port} ({addr}) is already in use, perhaps by "
-                                    f"another node: choose another with --listen {example}"
-                                    ) from None
-                log.debug("port check of %s: %s (left to libp2p)", addr, exc)
+        exc = listen_error(family, host, port)
+        if exc is None:
+            continue
+        if exc.errno == errno.EADDRINUSE:
+            other = free_port_near(family, host, port, step=10)
+            example = addr.replace(f"/tcp/{port}", f"/tcp/{other or 'PORT'}")
+            raise PortInUse(f"TCP port {port} ({addr}) is already in use, perhaps by "
+                            f"another node: choose another with --listen {example}")
+        log.debug("port check of %s: %s (left to libp2p)", addr, exc)
 
 
 @asynccontextmanager
