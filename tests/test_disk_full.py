@@ -8,7 +8,9 @@ failure must be one clear error (exit 1, ``disk-full`` with --json, no traceback
 changed nothing (same rows, the chain verifies, ``PRAGMA integrity_check`` ok, no partial
 file); once there is room the same command succeeds.  Then a running daemon whose disk
 fills: it keeps running, drops and counts what it cannot store, says so in
-``rill node status``, and once room is back syncs what it dropped.
+``rill node status``, and once room is back syncs what it dropped.  Also: ``settle
+--out`` / ``receipt --out`` to a full disk (what was signed stays recorded, the error
+says so, no partial file), and the daemon's ``--log-file`` on a full disk.
 """
 
 from __future__ import annotations
