@@ -160,16 +160,30 @@ def wallet_command(fn: Any) -> Any:
         import sqlite3
 
         from .protocol.errors import RillError
+        from .wallet import store
         from .wallet.errors import WalletError
 
         try:
             return fn(*args, **kwargs)
-        except (WalletError, RillError) as exc:
+        except BaseExceptionGroup as group:  # from a trio nursery (settle's site checks)
+            leaf = _leaf(group)
+            if not isinstance(leaf, WalletError | RillError | sqlite3.OperationalError
+                              | OSError):
+                raise
+            exc = leaf
+        except (WalletError, RillError, sqlite3.OperationalError, OSError) as caught:
+            exc = caught
+        home = _home_path(kwargs.get("home"))
+        if store.is_disk_full(exc, home) and not isinstance(exc, WalletError):
+            where = exc.filename if isinstance(exc, OSError) and exc.filename else home
+            exc = store.disk_full(os.path.dirname(os.path.abspath(where))
+                                  if where != home else home)
+        if isinstance(exc, WalletError | RillError):
             _fail(str(exc), exc.code)
-        except sqlite3.OperationalError as exc:  # e.g. locked longer than the busy timeout
+        if isinstance(exc, sqlite3.OperationalError):  # e.g. locked beyond the busy timeout
             _fail(f"the home's database is busy or unreadable ({exc}); try again", "busy")
-        except OSError as exc:
-            _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc), "os")
+        assert isinstance(exc, OSError)
+        _fail(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc), "os")
 
     return wrapper
 
@@ -547,6 +561,7 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
 
     from .node.settling import preview_settle
     from .protocol.armour import armour
+    from .wallet.errors import DiskFull
 
     mo = _month_arg(month)
     assert mo is not None
@@ -601,12 +616,17 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
     s = res.settlement
     files = []
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        for obj in (s, *res.claims, *res.sealed):
-            path = os.path.join(out, f"{obj.type}-{obj.id_hex[:16]}.rill")
-            with open(path, "w") as fh:
-                fh.write(armour(obj.raw, obj.type))
-            files.append(path)
+        try:
+            os.makedirs(out, exist_ok=True)
+            for obj in (s, *res.claims, *res.sealed):
+                path = os.path.join(out, f"{obj.type}-{obj.id_hex[:16]}.rill")
+                clikit.write_atomic(path, armour(obj.raw, obj.type).encode())
+                files.append(path)
+        except (DiskFull, OSError) as exc:
+            why = str(exc) if isinstance(exc, DiskFull) else f"{out}: {exc.strerror or exc}"
+            _fail(f"{mo} is {'settled' if new else 'already settled'} ({s.id_hex}), but its "
+                  f"files were not all written: {why} (run `rill settle --month {mo} --out "
+                  f"{out}` again to write them)", getattr(exc, "code", "os"))
     claims = [{"id": c.id_hex, "creator": _did(c.body.creator),
                "amount": c.body.amount, "things": len(c.body.things)} for c in res.claims]
     if as_json:
@@ -720,6 +740,7 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
     """Creator: sign a receipt for a claim owed to you (CLAIM_ID: 8+ hex digits do)."""
     from .protocol.armour import armour
     from .protocol.currency import parse_amount
+    from .wallet.errors import DiskFull
 
     with _open(home) as w:
         cid = _claim_arg(w, claim_id)
@@ -729,8 +750,12 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
     _notify_daemon(home)
     text = armour(r.raw, r.type)
     if out is not None:
-        with open(out, "w") as fh:
-            fh.write(text)
+        try:
+            clikit.write_atomic(out, text.encode())
+        except (DiskFull, OSError) as exc:
+            why = str(exc) if isinstance(exc, DiskFull) else f"{out}: {exc.strerror or exc}"
+            _fail(f"the receipt {r.id_hex} is signed and recorded, but {why} (the same "
+                  "receipt is written then)", getattr(exc, "code", "os"))
     if as_json:
         _emit_json({"receipt": r.id_hex, "claim": cid.hex(), "amount": r.body.amount,
                     "currency": r.body.currency, "file": out,
@@ -765,15 +790,15 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
         {"file": name, "type": None, "ok": False, "action": "refused", "detail": reason}
         for name, reason in unreadable]
     now = _now()
-    with _open(home) as w:
-        for name, raw in items:
-            try:
-                r = w.import_object(raw, now)
-                results.append({"file": name, **r.as_json(), "ok": True})
-            except (RemoteError, WalletError) as exc:
-                reason = exc.reason if isinstance(exc, RemoteError) else str(exc)
-                results.append({"file": name, "type": peek_type(raw), "ok": False,
-                                "action": "refused", "detail": reason})
+    with _open(home) as w:  # one transaction: a full disk keeps none of them
+        verdicts = w.import_objects([raw for _, raw in items], now)
+    for (name, raw), r in zip(items, verdicts, strict=True):
+        if isinstance(r, RemoteError | WalletError):
+            reason = r.reason if isinstance(r, RemoteError) else str(r)
+            results.append({"file": name, "type": peek_type(raw), "ok": False,
+                            "action": "refused", "detail": reason})
+        else:
+            results.append({"file": name, **r.as_json(), "ok": True})
     failed = sum(not r["ok"] for r in results)
     if as_json:
         _emit_json(results)
@@ -859,13 +884,7 @@ def export_(out: str, with_key: bool, home: str | None, as_json: bool) -> None:
     with _open(home) as w:
         data = export_home(w, with_key)
         entries = w._log_size()
-    tmp = out + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if with_key else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    clikit.write_atomic(out, data, 0o600 if with_key else 0o644)
     if as_json:
         _emit_json({"file": out, "bytes": len(data), "entries": entries, "with_key": with_key})
     else:
@@ -977,8 +996,10 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
         cfg.dashboard_port = dashboard_port
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     if log_file is not None:
+        from .node.logfile import LogFile
+
         try:
-            handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+            handler = LogFile(log_file)
         except OSError as exc:
             _fail(f"cannot write the log file {log_file}: {exc.strerror}")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -1147,9 +1168,27 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("store", f"{clikit.human_bytes(st['own_bytes'])} of yours, "
                   f"{clikit.human_bytes(st['relay_bytes'])} of others "
                   f"(cap {clikit.human_bytes(st['cap_bytes'])})"),
+        ("disk", _disk_row(s.get("disk"))),
         ("counters", "\n".join(f"{k}: {v}" for k, v in sorted(s["counters"].items())) or "-"),
         ("dashboard", s.get("dashboard") or "off"),
     ])
+
+
+def _disk_row(d: dict[str, Any] | None) -> str:
+    """``rill node status``'s disk row: room left, or full since when and what was lost."""
+    if not d:
+        return "-"
+    free = clikit.human_bytes(d["free_bytes"]) if d["free_bytes"] is not None else "?"
+    if d["full"]:
+        return (f"FULL since {iso(d['full_since'])}: {d['not_stored']} object(s) not stored "
+                f"({free} free; free some space: the node carries on by itself)")
+    text = f"ok, {free} free"
+    last = d.get("last_full")
+    if last:
+        text += (f"\nwas full {iso(last['since'])} to {iso(last['until'])}: "
+                 f"{last['not_stored']} object(s) not stored (sync fetches again those that "
+                 "concern you)")
+    return text
 
 
 @node.command("clock")
@@ -1295,8 +1334,7 @@ def creator_init(sites: Sequence[str], paytos: Sequence[str], name: str | None,
         w.import_object(doc.raw, _now())
     text = sitekeys.render(doc)
     if out is not None:
-        with open(out, "w") as fh:
-            fh.write(text)
+        clikit.write_atomic(out, text.encode())
     elif not as_json:
         click.echo(text, nl=False)
     where = ", ".join(f"{o}{sitekeys.WELL_KNOWN_PATH}" for o in origins)

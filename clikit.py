@@ -327,6 +327,40 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+# -- files written ----------------------------------------------------------------------
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, flushed to disk,
+    then renamed over it.  On any failure the temporary file is removed and ``path`` is
+    left as it was; a full disk raises :class:`rill.wallet.errors.DiskFull`."""
+    import tempfile
+
+    from .wallet import store
+
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.",
+                                   suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        if store.is_disk_full(exc):
+            raise store.disk_full(folder, f"{path} was not written") from None
+        raise
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 # -- files of objects ---------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ Tasks (one nursery):
   periodically ("objects concerning me after cursor C"), verified like gossip;
 * peers: bootstrap dials, the Kademlia DHT, graylisted peers moved to the blacklist;
 * housekeeping: publish receipts signed with ``rill receipt``, prune the relay store to
-  its window and cap (rill.node.relay);
+  its window and cap (rill.node.relay); after a full disk (node/diskstate.py), look for
+  room again and then sync what was dropped;
 * the control socket for ``rill node status`` and ``rill peers``.
 
 SQLite runs in worker threads (``trio.to_thread``), one at a time.
@@ -45,11 +46,14 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..wallet import store
+from ..wallet.errors import DiskFull
 from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
+from .diskstate import DiskState
 from .gate import Gate
 from .host import (
     P2P,
@@ -152,7 +156,10 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         #: duplicates = the ignored ones that were known objects
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
-             "published", "synced", "settled", "dropped"), 0)
+             "published", "synced", "settled", "dropped", "not_stored"), 0)
+        #: the disk holding the home: full since when, objects not stored
+        self.disk = DiskState(self.home)
+        self._nursery: trio.Nursery | None = None
         self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
                          check=self._check, now=self.clock.now, relate=self._relate)
         self.admission: Admission | None = None
@@ -198,6 +205,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                 for topic in TOPICS:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     for topic, sub in subs.items():
                         nursery.start_soon(self._receive, topic, sub)
                     nursery.start_soon(self._publisher)
@@ -280,7 +288,51 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
-            await self.db(self._prune)
+            try:
+                await self.db(self._prune)
+            except DiskFull as exc:
+                self._disk_full(exc)
+            if self.disk.full_since is not None:
+                await self._look_for_room()
+
+    # -- a full disk ----------------------------------------------------------------------
+
+    def _disk_full(self, exc: DiskFull, objects: int = 0) -> None:
+        """A write found the disk full: note it (``rill node status``), log it once."""
+        self.counters["not_stored"] += objects
+        room = "" if exc.free is None else f" ({exc.free} bytes free)"
+        reason = f"the disk holding {exc.path or self.home} is full{room}"
+        if self.disk.failed(reason, objects):
+            log.warning("%s: the node keeps running, but objects from the network are not "
+                        "stored until there is room (sync fetches again those that concern "
+                        "this node); free some space", reason)
+
+    def _disk_wrote(self) -> None:
+        """A write succeeded: a full disk has room again; sync what was dropped."""
+        ended = self.disk.wrote()
+        if ended is None:
+            return
+        log.warning("the disk holding %s has room again: %d object(s) were not stored "
+                    "while it was full; syncing with peers", self.home, ended[1])
+        if self._nursery is not None and self.p2p is not None:
+            self._nursery.start_soon(self._sync_all)
+
+    async def _look_for_room(self) -> None:
+        """While the disk is full: once there is room, a small write proves it."""
+        free = self.disk.free()
+        if free is not None and free < store.LOW_SPACE:
+            return
+        try:
+            await self.db(self._probe_write)
+        except DiskFull as exc:
+            self.disk.reason = str(exc)
+            return
+        self._disk_wrote()
+
+    def _probe_write(self) -> None:
+        with store.transaction(self.wallet.db):
+            self.wallet.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES "
+                                   "('disk_room_checked', ?)", (int(self.clock.now()),))
 
     def _prune(self) -> None:
         """In a worker thread: forget other people's objects outside the window, then hold
@@ -350,6 +402,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             "store": {"own_bytes": totals.own, "relay_bytes": totals.relay,
                       "cap_bytes": self.config.disk_cap},
             "counters": dict(self.counters),
+            "disk": self.disk.as_json(),
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
                           else None),

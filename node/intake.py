@@ -19,7 +19,7 @@ from ..protocol import messages as m
 from ..protocol.errors import RemoteError
 from ..protocol.network import TOPIC_OF, check_gossip
 from ..protocol.preview import Preview, check_preview, preview
-from ..wallet.errors import WalletError
+from ..wallet.errors import DiskFull, WalletError
 from . import relay
 from .admission import ORPHAN
 from .gate import ACCEPT, IGNORE, KNOWN, REJECT, Outcome, Verdict
@@ -123,9 +123,9 @@ class GossipIn:
             for raw in raws:
                 try:
                     out.append(self.wallet.import_object(raw, now, signature_checked=True))
-                except (RemoteError, WalletError) as exc:
+                except (RemoteError, WalletError) as exc:  # DiskFull too: dropped, counted
                     out.append(exc)
-            evicted = relay.enforce_cap(self.wallet, self.config.disk_cap)
+            evicted = self._enforce_cap()
         finally:
             db.execute("PRAGMA synchronous = FULL")
         self._forget(evicted)
@@ -153,16 +153,28 @@ class GossipIn:
             result: Any = self.wallet.import_object(raw, now)
         except (RemoteError, WalletError) as exc:
             result = exc
-        self._forget(relay.enforce_cap(self.wallet, self.config.disk_cap))
+        self._forget(self._enforce_cap())
         return result
 
+    def _enforce_cap(self) -> list[bytes]:
+        """In a worker thread: hold the relay store to its cap; on a full disk, later
+        (evicting is a write too)."""
+        try:
+            return relay.enforce_cap(self.wallet, self.config.disk_cap)
+        except DiskFull:
+            return []
+
     async def _after_import(self, raw: bytes, result: Any, via: str) -> bool:
+        if isinstance(result, DiskFull):
+            self._disk_full(result, objects=1)
+            return False
         if isinstance(result, RemoteError | WalletError):
             log.debug("%s object not taken in: %s", via, result)
             return False
         self.held.add(hashlib.sha256(raw).digest())
         if result.action == "duplicate":
             return False
+        self._disk_wrote()
         self.counters["stored"] += 1
         log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
                  result.detail)

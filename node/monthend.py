@@ -5,6 +5,7 @@ creators' sites (a mixin of :class:`rill.node.daemon.Daemon`)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import trio
 
@@ -12,7 +13,7 @@ from ..protocol import messages as m
 from ..protocol.errors import RillError
 from ..protocol.months import month_end, month_of, previous_month
 from ..protocol.network import months_back
-from ..wallet.errors import WalletError
+from ..wallet.errors import DiskFull, WalletError
 from .settling import check_sites
 
 log = logging.getLogger("rill.node")
@@ -51,9 +52,13 @@ class MonthEnd:
         lately), so their clicks count and a verified site's key wins over a creator a
         click named (SPEC §6.2 step 5); return how many sites verified."""
         origins = await self.db(self.wallet.sites_to_check, month, self.clock.now())
-        results = await check_sites(self.wallet, origins, self.clock.now(),
-                                    allow_http=self.config.allow_http, db=self.db,
-                                    clock=self.clock.now)
+        results: list[dict[str, Any]] = []
+        try:
+            results = await check_sites(self.wallet, origins, self.clock.now(),
+                                        allow_http=self.config.allow_http, db=self.db,
+                                        clock=self.clock.now)
+        except* DiskFull as group:  # the verdicts could not be recorded: checked again later
+            self._disk_full(group.exceptions[0])
         return sum(r["valid"] for r in results)
 
     async def _resolver(self) -> None:
@@ -78,6 +83,8 @@ class MonthEnd:
             try:
                 result, new = await self.db(self.wallet.settle, mo, self.clock.now())
             except (WalletError, RillError) as exc:
+                if isinstance(exc, DiskFull):  # tried again at the next wake-up (<= 60 s)
+                    self._disk_full(exc)
                 log.error("cannot settle %s: %s", mo, exc)
                 continue
             if new:

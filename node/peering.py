@@ -13,6 +13,7 @@ from libp2p.peer.id import ID
 from ..protocol import keys
 from ..protocol.network import TOPICS
 from ..wallet import store
+from ..wallet.errors import DiskFull
 from .host import key_from_peer_id
 from .peerstate import PeerState
 
@@ -62,7 +63,12 @@ class Peering:
         key = key_from_peer_id(peer)
         if key is None:
             return
-        if await self.db(self._add_relation, key, "peer", self.clock.now()):
+        try:
+            related = await self.db(self._add_relation, key, "peer", self.clock.now())
+        except DiskFull as exc:  # not related this run: the next run tries again
+            self._disk_full(exc)
+            return
+        if related:
             log.info("peer %s connected for an hour: its objects are kept before "
                      "strangers'", peer)
 

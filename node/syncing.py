@@ -22,6 +22,7 @@ from ..protocol.network import (
     SyncResponse,
     check_gossip,
 )
+from ..wallet.errors import DiskFull
 from . import relay
 from .host import request
 from .peerstate import PeerState
@@ -83,7 +84,11 @@ class Syncing:
                         return new
                     raise
                 resp = SyncResponse.decode(raw)
-                new += await self._take_synced(peer, resp.objects)
+                taken, full = await self._take_synced(peer, resp.objects)
+                new += taken
+                if full:  # the cursor stays: the page is asked for again once there is room
+                    log.info("sync with %s: stopped, the disk is full", peer)
+                    break
                 progressed = resp.next > state.cursor
                 state.cursor = max(state.cursor, resp.next)
                 if not resp.more or not resp.objects:
@@ -99,10 +104,11 @@ class Syncing:
         self.counters["synced"] += new
         return new
 
-    async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]) -> int:
+    async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]) -> tuple[int, bool]:
         """Check a sync page like gossip, then store what passed in one batch.  Objects
         already held are skipped before any check (a page often repeats what gossip
-        brought)."""
+        brought).  Returns (objects new, whether some could not be stored for a full
+        disk)."""
         now = self.clock.now()
         good = []
         for obj in _sync_order(objects):
@@ -117,13 +123,13 @@ class Syncing:
                 continue
             good.append(obj)
         if not good:
-            return 0
+            return 0, False
         results = await self.db(self._import_batch, good, now)
         new = 0
         for raw, result in zip(good, results, strict=True):
             if await self._after_import(raw, result, via="sync"):
                 new += 1
-        return new
+        return new, any(isinstance(r, DiskFull) for r in results)
 
     async def _sync_quietly(self, peer: ID) -> None:
         try:

@@ -36,3 +36,16 @@ class Corrupt(WalletError):
     """The store was damaged or tampered with: the chain or a signature does not verify."""
 
     code = "corrupt"
+
+
+class DiskFull(WalletError):
+    """The disk holding the home (or a file being written) has no room left: the write
+    was undone, nothing was recorded half-way.  ``path`` is what was being written to,
+    ``free`` the bytes left on its file system (None when unknown)."""
+
+    code = "disk-full"
+
+    def __init__(self, message: str, *, path: str = "", free: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free = free

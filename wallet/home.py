@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -153,12 +154,42 @@ class Home:
         except FileExistsError:
             raise HomeError(f"{self.path} already has an identity; refusing to overwrite it",
                             code="exists") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(seed.hex() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        if not self.config_path.exists():
-            self.config_path.write_text(DEFAULT_CONFIG.format(name=_toml_string(name)))
+        made_config = False
+        try:  # a full disk must not leave a half-written key or config behind
+            with os.fdopen(fd, "w") as fh:
+                fh.write(seed.hex() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not self.config_path.exists():
+                made_config = True
+                self.config_path.write_text(DEFAULT_CONFIG.format(name=_toml_string(name)))
+        except BaseException:
+            for made in ([self.identity_path] + ([self.config_path] if made_config else [])):
+                with contextlib.suppress(OSError):
+                    made.unlink()
+            raise
+
+    def _own_files(self) -> list[Path]:
+        db = self.db_path
+        return [self.identity_path, self.config_path, db, db.with_name(db.name + "-wal"),
+                db.with_name(db.name + "-shm"), self.config_path.with_name(CONFIG_FILE + ".tmp")]
+
+    def before_create(self) -> tuple[bool, set[Path]]:
+        """What exists before :meth:`create` (for :meth:`undo_create`)."""
+        return self.path.exists(), {p for p in self._own_files() if p.exists()}
+
+    def undo_create(self, before: tuple[bool, set[Path]]) -> None:
+        """Remove what a create (and the first open) made, after a later step failed (a
+        full disk): nothing that existed before is touched.  The key removed was made a
+        moment ago, so nothing depended on it yet."""
+        existed, files = before
+        for p in self._own_files():
+            if p not in files:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        if not existed:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def set_name(self, name: str) -> None:
         """Change the display name in config.toml, keeping every other line as it is."""
@@ -180,8 +211,13 @@ class Home:
             raise HomeError(f"{self.config_path}: could not set the name; edit its "
                             "'name = ...' line by hand")
         tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
-        tmp.write_text(new)
-        os.replace(tmp, self.config_path)
+        try:
+            tmp.write_text(new)
+            os.replace(tmp, self.config_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def signing_key(self) -> nacl.signing.SigningKey:
         try:

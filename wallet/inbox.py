@@ -27,7 +27,7 @@ from ..protocol import messages as m
 from ..protocol.errors import RemoteError
 from ..protocol.settle import open_claim
 from . import store
-from .errors import Corrupt, NotFound, Refused
+from .errors import Corrupt, NotFound, Refused, WalletError
 from .home import Config
 from .results import ImportResult, format_amount_safe
 
@@ -190,6 +190,30 @@ class Inbox:
         checks.check_time(obj, now)
         with store.transaction(self.db):
             return self._route(obj, now)
+
+    def import_objects(self, raws: list[bytes], now: int
+                       ) -> list[ImportResult | RemoteError | WalletError]:
+        """:meth:`import_object` for several objects, all in one transaction: each one's
+        result, or the refusal that kept it out (a refused object changes nothing, the
+        others are taken in).  If the store itself fails (a full disk:
+        :class:`DiskFull`) none of them is kept."""
+        out: list[ImportResult | RemoteError | WalletError] = []
+        with store.transaction(self.db):
+            for raw in raws:
+                try:
+                    obj = m.decode(raw)
+                    checks.check_time(obj, now)
+                except (RemoteError, WalletError) as exc:
+                    out.append(exc)
+                    continue
+                self.db.execute("SAVEPOINT one_object")
+                try:
+                    out.append(self._route(obj, now))
+                except (RemoteError, WalletError) as exc:
+                    self.db.execute("ROLLBACK TO one_object")
+                    out.append(exc)
+                self.db.execute("RELEASE one_object")
+        return out
 
     def _route(self, obj: m.Signed[Any], now: int) -> ImportResult:
         body = obj.body

@@ -134,12 +134,21 @@ def import_home(path: Path | str, data: bytes, now: int,
                           code="bad-export")
 
     # -- write -----------------------------------------------------------------------------
-    if not home.exists():
-        assert isinstance(seed, bytes)
-        home.create("", seed)
-        if doc["config"]:
-            home.config_path.write_text(doc["config"])
-    w = Wallet.open(path)
+    new_home = not home.exists()
+    before = home.before_create()
+    try:
+        if new_home:
+            assert isinstance(seed, bytes)
+            home.create("", seed)
+            if doc["config"]:
+                home.config_path.write_text(doc["config"])
+        w = Wallet.open(path)
+    except BaseException as exc:
+        if new_home:  # nothing half-way: a home this import began is removed again
+            home.undo_create(before)
+        if isinstance(exc, OSError) and store.is_disk_full(exc):
+            raise store.disk_full(home.path, "nothing was imported") from None
+        raise
     try:
         with store.transaction(w.db):
             existing = [raw for (raw,) in w.db.execute("SELECT raw FROM log ORDER BY seq")]
@@ -172,6 +181,8 @@ def import_home(path: Path | str, data: bytes, now: int,
             w.verify_log()
     except BaseException:
         w.close()
+        if new_home:
+            home.undo_create(before)
         raise
     return w
 

@@ -9,11 +9,13 @@ head and appending to it are one atomic step.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import Corrupt
+from .errors import Corrupt, DiskFull
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15000
@@ -166,11 +168,16 @@ INSERT OR REPLACE INTO meta (key, value) VALUES ('reclassify', 1);
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and if new, create) the database with Rill's settings."""
+    """Open (and if new, create) the database with Rill's settings.
+
+    Raises :class:`DiskFull` when the disk holding it has no room (opening needs a few
+    KiB for the WAL index), :class:`Corrupt` for a database that cannot be read."""
     try:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                              check_same_thread=False)
     except sqlite3.Error as exc:
+        if is_disk_full(exc, Path(path).parent):
+            raise disk_full(Path(path).parent) from None
         raise Corrupt(f"cannot open {path}: {exc}") from None
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -193,8 +200,13 @@ def connect(path: Path) -> sqlite3.Connection:
         elif version != SCHEMA_VERSION:
             raise Corrupt(f"{path}: database schema {version} is newer than this Rill "
                           f"({SCHEMA_VERSION}); upgrade Rill")
+    except DiskFull:
+        db.close()
+        raise
     except sqlite3.DatabaseError as exc:
         db.close()
+        if is_disk_full(exc, Path(path).parent):
+            raise disk_full(Path(path).parent) from None
         raise Corrupt(f"{path}: {exc}") from None
     return db
 
@@ -214,11 +226,97 @@ def _statements(script: str) -> list[str]:
 
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-    """One transaction: committed when the block ends, rolled back on any exception."""
-    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """One transaction: committed when the block ends, rolled back on any exception.
+
+    A full disk (SQLite's "database or disk is full", at any statement or at the commit)
+    rolls everything back and raises :class:`DiskFull`: nothing of the block is kept.
+    SQLite may have rolled back already by itself; then there is nothing left to undo."""
+    try:
+        db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        _raise_if_disk_full(db, exc)
+        raise
     try:
         yield db
-    except BaseException:
-        db.execute("ROLLBACK")
+        db.execute("COMMIT")
+    except BaseException as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            _raise_if_disk_full(db, exc)
         raise
-    db.execute("COMMIT")
+
+
+# -- a full disk -------------------------------------------------------------------------
+
+#: SQLite reports a write that found no room as SQLITE_FULL, but a WAL index (the -shm
+#: file) that cannot grow -- e.g. opening a home on a full disk -- as an I/O error.  An
+#: I/O error counts as a full disk when less than this much room is left.
+LOW_SPACE = 1024 * 1024
+
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10
+_SQLITE_CANTOPEN = 14
+
+
+def free_bytes(path: Path | str) -> int | None:
+    """Bytes that can still be written on the file system holding ``path`` (the nearest
+    existing directory above it); None if unknown.  Root may use the blocks a file
+    system reserves for it, others may not."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return None
+    root = getattr(os, "geteuid", lambda: -1)() == 0
+    return (st.f_bfree if root else st.f_bavail) * st.f_frsize
+
+
+def is_disk_full(exc: BaseException, path: Path | str | None = None) -> bool:
+    """Whether ``exc`` means the disk has no room: ENOSPC/EDQUOT from the OS, SQLITE_FULL
+    from SQLite, or an SQLite I/O error while less than :data:`LOW_SPACE` is free on the
+    file system holding ``path``."""
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # not from SQLite's C library: judge by the message
+        return "database or disk is full" in str(exc)
+    if code & 0xFF == _SQLITE_FULL:
+        return True
+    if code & 0xFF in (_SQLITE_IOERR, _SQLITE_CANTOPEN) and path is not None:
+        free = free_bytes(path)
+        return free is not None and free < LOW_SPACE
+    return False
+
+
+def disk_full(path: Path | str, outcome: str = "nothing was recorded") -> DiskFull:
+    """The one error a full disk gives: where, how much room is left, what happened
+    (``outcome``), what to do."""
+    free = free_bytes(path)
+    room = "" if free is None else f" ({free} bytes free)"
+    return DiskFull(f"the disk holding {path} is full{room}: {outcome}; free some space "
+                    "and try again", path=str(path), free=free)
+
+
+def db_dir(db: sqlite3.Connection) -> Path | None:
+    """The directory of the database file ``db`` has open (the home)."""
+    try:
+        for _seq, name, file in db.execute("PRAGMA database_list"):
+            if name == "main" and file:
+                return Path(file).parent
+    except sqlite3.Error:
+        pass
+    return None
+
+
+def _raise_if_disk_full(db: sqlite3.Connection, exc: BaseException) -> None:
+    where = db_dir(db)
+    if is_disk_full(exc, where):
+        raise disk_full(where if where is not None else "the database") from None

@@ -71,8 +71,13 @@ class Wallet(Attribution):
     @classmethod
     def create(cls, path: Path | str, name: str, seed: bytes) -> Wallet:
         home = Home(path)
+        before = home.before_create()
         home.create(name, seed)
-        return cls.open(path)
+        try:
+            return cls.open(path)
+        except BaseException:  # e.g. a full disk: no home half made
+            home.undo_create(before)
+            raise
 
     @classmethod
     def open(cls, path: Path | str) -> Wallet:
