@@ -853,6 +853,7 @@ def _progress_bar(label: str) -> Any:
 @wallet_command
 def export_(out: str, with_key: bool, home: str | None, as_json: bool) -> None:
     """Write the whole home to one portable file (without the private key unless asked)."""
+    from .wallet.home import fsync_dir
     from .wallet.portable import export_home
 
     with _open(home) as w:
@@ -865,6 +866,7 @@ def export_(out: str, with_key: bool, home: str | None, as_json: bool) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, out)
+    fsync_dir(os.path.dirname(os.path.abspath(out)))  # the new name survives a power cut
     if as_json:
         _emit_json({"file": out, "bytes": len(data), "entries": entries, "with_key": with_key})
     else:

@@ -138,7 +138,7 @@ def import_home(path: Path | str, data: bytes, now: int,
         assert isinstance(seed, bytes)
         home.create("", seed)
         if doc["config"]:
-            home.config_path.write_text(doc["config"])
+            home.write_config(doc["config"])
     w = Wallet.open(path)
     try:
         with store.transaction(w.db):
