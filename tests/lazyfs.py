@@ -50,7 +50,7 @@ def _source_candidates() -> list[Path]:
         if common.returncode == 0 and common.stdout.strip():
             main = (REPO / common.stdout.strip()).resolve().parent  # the main checkout
             out.append(main.parent / "shared" / "lazyfs")
-    return out
+    return list(dict.fromkeys(out))
 
 
 def _tree_hash(src: Path) -> str:

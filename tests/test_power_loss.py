@@ -26,6 +26,10 @@ The daemon test stores gossip on LazyFS (``synchronous=NORMAL`` there on purpose
 cuts the power, and measures what was lost and how long sync took to bring back what
 concerns the node after the restart.
 
+The checks have teeth: with the wallet at ``synchronous=NORMAL`` the first trial loses
+acknowledged clicks, and with ``config.toml`` renamed before its bytes were fsynced (as
+``rill id --name`` did) a name is lost.
+
 ``RILL_POWER_SEED`` overrides the RNG seed (printed with every failure).
 """
 
@@ -320,7 +324,7 @@ def power_trials(fs: LazyFS, trials: int, seed: int, max_run: float) -> Ledger:
 
 
 def test_power_cuts_lose_nothing_acknowledged(fs: LazyFS) -> None:
-    ledger = power_trials(fs, 10, SEED, max_run=1.5)
+    ledger = power_trials(fs, 10, SEED, max_run=1.0)
     assert len(ledger.entries) >= 20 and ledger.settled
 
 
