@@ -337,6 +337,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     import tempfile
 
     from .wallet import store
+    from .wallet.home import fsync_dir
 
     target = os.path.abspath(path)
     folder = os.path.dirname(target)
@@ -351,6 +352,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         tmp = None
+        fsync_dir(folder)  # the new name survives a power cut
     except OSError as exc:
         if store.is_disk_full(exc):
             raise store.disk_full(folder, f"{path} was not written") from None

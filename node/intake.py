@@ -113,8 +113,10 @@ class GossipIn:
         sync pages checked like gossip), then hold the relay store to its cap.
 
         A refusal is an answer, not an error.  These commits skip the fsync
-        (``synchronous=NORMAL``; WAL stays consistent): what a crash could lose here is
-        gossip that sync fetches again.  Everything else the node writes stays FULL.
+        (``synchronous=NORMAL``; WAL stays consistent): a power cut loses what was stored
+        since the last fsync; what concerns us sync fetches again on restart, other
+        people's objects only come back if gossip offers them again (measured in
+        tests/test_power_loss.py).  Everything else the node writes stays FULL.
         """
         out: list[Any] = []
         db = self.wallet.db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tomllib
@@ -162,7 +163,9 @@ class Home:
                 os.fsync(fh.fileno())
             if not self.config_path.exists():
                 made_config = True
-                self.config_path.write_text(DEFAULT_CONFIG.format(name=_toml_string(name)))
+                self.write_config(DEFAULT_CONFIG.format(name=_toml_string(name)))
+            else:
+                fsync_dir(self.path)  # the identity's name in the directory
         except BaseException:
             for made in ([self.identity_path] + ([self.config_path] if made_config else [])):
                 with contextlib.suppress(OSError):
@@ -191,6 +194,23 @@ class Home:
             with contextlib.suppress(OSError):
                 self.path.rmdir()
 
+    def write_config(self, text: str) -> None:
+        """Replace config.toml durably: a power cut leaves the old file or the new one,
+        never an empty or partial one (the data is fsynced before the rename, the
+        directory after it); on a failure (a full disk) the temporary file is removed."""
+        tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.config_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(self.path)
+
     def set_name(self, name: str) -> None:
         """Change the display name in config.toml, keeping every other line as it is."""
         why = check_name(name)
@@ -210,14 +230,7 @@ class Home:
         if Config.parse(new, str(self.config_path)).name != name:
             raise HomeError(f"{self.config_path}: could not set the name; edit its "
                             "'name = ...' line by hand")
-        tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
-        try:
-            tmp.write_text(new)
-            os.replace(tmp, self.config_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        self.write_config(new)
 
     def signing_key(self) -> nacl.signing.SigningKey:
         try:
@@ -255,6 +268,23 @@ class Home:
         config = Config.parse(text, str(self.config_path))
         self._config = (stamp, config)
         return config
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make the names in a directory durable (a new or renamed file survives a power cut).
+    Where directories cannot be opened or synced (Windows, some network file systems)
+    this does nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _toml_string(s: str) -> str:

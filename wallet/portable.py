@@ -141,7 +141,7 @@ def import_home(path: Path | str, data: bytes, now: int,
             assert isinstance(seed, bytes)
             home.create("", seed)
             if doc["config"]:
-                home.config_path.write_text(doc["config"])
+                home.write_config(doc["config"])
         w = Wallet.open(path)
     except BaseException as exc:
         if new_home:  # nothing half-way: a home this import began is removed again
