@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nacl.signing
 
+from ..protocol.errors import LocalError
+from ..protocol.keys import parse_peer
 from ..protocol.work import MAX_WORK_BITS, NETWORK_WORK_BITS
 from .errors import HomeError
 
@@ -86,6 +90,8 @@ class Config:
     work_bits: int = NETWORK_WORK_BITS
     #: Claims from never-paying donors taken in per month ([creator]).
     new_donors_per_month: int = 1000
+    #: Peers the node never talks to ([network] blocked), as canonical peer IDs.
+    blocked: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str, where: str = CONFIG_FILE) -> Config:
@@ -115,7 +121,27 @@ class Config:
             raise HomeError(f"{where}: network.work_bits must be an integer 0..{MAX_WORK_BITS} "
                             f"(the public network asks for {NETWORK_WORK_BITS}), not "
                             f"{work_bits!r}")
-        return cls(name, min_payout, data, work_bits, new_donors)
+        blocked = parse_blocked(network.get("blocked", []), where)
+        return cls(name, min_payout, data, work_bits, new_donors, blocked)
+
+
+#: Most peers a blocklist holds (config.toml ``[network] blocked``).
+MAX_BLOCKED = 10_000
+
+
+def parse_blocked(value: Any, where: str = CONFIG_FILE) -> tuple[str, ...]:
+    """``[network] blocked``: a list of peer IDs (``12D3KooW...``) or identities
+    (``did:key:...``), as canonical peer IDs without repeats; :class:`HomeError`."""
+    if not isinstance(value, list) or len(value) > MAX_BLOCKED:
+        raise HomeError(f"{where}: network.blocked must be a list of peer IDs (at most "
+                        f"{MAX_BLOCKED}), e.g. blocked = [\"12D3KooW...\"]")
+    out: dict[str, None] = {}
+    for item in value:
+        try:
+            out[parse_peer(item)] = None
+        except LocalError as exc:
+            raise HomeError(f"{where}: network.blocked: {exc}", code="bad-peer") from None
+    return tuple(out)
 
 
 class Home:
@@ -183,6 +209,72 @@ class Home:
         tmp.write_text(new)
         os.replace(tmp, self.config_path)
 
+    def block(self, peer: str) -> bool:
+        """Add a peer (a peer ID or did:key) to ``[network] blocked``; True if it was not
+        there.  Every other line of config.toml is kept as it is."""
+        peer = _peer_arg(peer)
+        with self._config_lock():
+            blocked = self._read_config().blocked
+            if peer in blocked:
+                return False
+            self._write_blocked((*blocked, peer))
+            return True
+
+    def unblock(self, peer: str) -> bool:
+        """Remove a peer from ``[network] blocked``; True if it was there."""
+        peer = _peer_arg(peer)
+        with self._config_lock():
+            blocked = self._read_config().blocked
+            if peer not in blocked:
+                return False
+            self._write_blocked(tuple(p for p in blocked if p != peer))
+            return True
+
+    @contextlib.contextmanager
+    def _config_lock(self) -> Iterator[None]:
+        """One config writer at a time (two `rill peers block` at once lose nothing)."""
+        import fcntl
+
+        if not self.path.is_dir():
+            raise HomeError(f"no Rill home at {self.path}: run `rill init` first",
+                            code="no-home")
+        with open(self.path / (CONFIG_FILE + ".lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read_config(self) -> Config:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            return Config()
+        return Config.parse(text, str(self.config_path))
+
+    def _write_blocked(self, blocked: tuple[str, ...]) -> None:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            text = ""
+        before = Config.parse(text, str(self.config_path)).raw if text else {}
+        new = set_blocked_text(text, blocked)
+        try:
+            after: Config | None = Config.parse(new, str(self.config_path))
+        except HomeError:
+            after = None
+        wanted = {k: v for k, v in before.items() if k != "network"}
+        net = {k: v for k, v in before.get("network", {}).items() if k != "blocked"}
+        if (after is None or after.blocked != blocked
+                or {k: v for k, v in after.raw.get("network", {}).items()
+                    if k != "blocked"} != net
+                or {k: v for k, v in after.raw.items() if k != "network"} != wanted):
+            raise HomeError(f"{self.config_path}: could not change [network] blocked; edit "
+                            "it by hand (blocked = [\"12D3KooW...\", ...])")
+        tmp = self.config_path.with_name(CONFIG_FILE + ".tmp")
+        tmp.write_text(new)
+        os.replace(tmp, self.config_path)
+
     def signing_key(self) -> nacl.signing.SigningKey:
         try:
             text = self.identity_path.read_text().strip()
@@ -219,6 +311,64 @@ class Home:
         config = Config.parse(text, str(self.config_path))
         self._config = (stamp, config)
         return config
+
+
+def _peer_arg(peer: str) -> str:
+    try:
+        return parse_peer(peer)
+    except LocalError as exc:
+        raise HomeError(str(exc), code="bad-peer") from None
+
+
+def set_blocked_text(text: str, blocked: tuple[str, ...]) -> str:
+    """config.toml's text with ``blocked = [...]`` of the ``[network]`` table replaced
+    (or added), one peer per line; every other line kept.  The caller checks the result
+    parses to what it wanted (a hand-written layout this does not follow is refused)."""
+    body = "".join(f"  {_toml_string(p)},\n" for p in blocked)
+    line = f"blocked = [\n{body}]" if blocked else "blocked = []"
+    header = re.search(r"^[ \t]*\[network\][ \t]*(#.*)?$", text, re.M)
+    if header is None:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        return f"{text}{sep}\n[network]\n{line}\n"
+    start = header.end()
+    nxt = re.search(r"^[ \t]*\[", text[start:], re.M)
+    end = start + nxt.start() if nxt else len(text)
+    table = text[start:end]
+    found = re.search(r"^[ \t]*blocked[ \t]*=[ \t]*", table, re.M)
+    if found is None:  # right below the header (the header's line ends at ``start``)
+        return text[:start] + "\n" + line + table + text[end:]
+    value_end = _array_end(table, found.end())
+    new_table = table[:found.start()] + line + table[value_end:]
+    return text[:start] + new_table + text[end:]
+
+
+def _array_end(text: str, i: int) -> int:
+    """Index just past the TOML array starting at ``text[i]`` (strings and comments
+    skipped); len(text) if it does not close (the caller's parse check refuses then)."""
+    if i >= len(text) or text[i] != "[":
+        eol = text.find("\n", i)
+        return len(text) if eol < 0 else eol
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":
+            close = text.find(c, i + 1)
+            while c == '"' and close > 0 and text[close - 1] == "\\":
+                close = text.find(c, close + 1)
+            i = len(text) if close < 0 else close + 1
+            continue
+        if c == "#":
+            eol = text.find("\n", i)
+            i = len(text) if eol < 0 else eol
+            continue
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
 
 
 def _toml_string(s: str) -> str:
