@@ -70,9 +70,10 @@ class RillPubsub(Pubsub):
         super().__init__(*args, **kwargs)
         self.gate: GateFn = gate or envelope_only
         self.on_verdict = on_verdict
-        #: peers blocked by the node's owner (``rill peers block``): their messages and
-        #: streams are dropped like a blacklisted peer's, until they are unblocked
+        #: peers blocked by the node's owner (``rill peers block``): messages they send
+        #: and their pubsub streams are dropped, until they are unblocked
         self.blocked: Callable[[ID], bool] = blocked or (lambda _peer: False)
+        self.blocked_dropped = 0
         self._logged: set[bytes] = set()
         #: one RPC at a time on each outbound stream (see ``write_msg``)
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
@@ -190,9 +191,13 @@ class RillPubsub(Pubsub):
         before the gate (blacklisted, seen, below the publish score)."""
         if self.is_peer_blacklisted(forwarder) or self.is_peer_blacklisted(ID(msg.from_id)):
             return None
-        if forwarder != self.my_id and (self.blocked(forwarder)
-                                        or self.blocked(ID(msg.from_id))):
-            return None  # a blocked peer's gossip, or gossip it published
+        if forwarder != self.my_id and self.blocked(forwarder):
+            # what a blocked peer sends (its connection is being closed).  Objects it
+            # published that others forward are judged like any other: a block is about
+            # connections, and dropping them would lose them for good where a forwarder
+            # sent them while the block was being lifted (a heal is never atomic)
+            self.blocked_dropped += 1
+            return None
         if self._is_msg_seen(msg) and forwarder != self.my_id:
             # our own republish (rill.node.monthend) goes out again: its schedule paces
             # it, and under an accelerated clock it comes within the 120 s seen cache

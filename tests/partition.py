@@ -187,7 +187,7 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
     nodes = build(base, per_group)
     figures: dict[str, Any] = {"nodes": len(nodes)}
     try:
-        figures["start_s"] = start(nodes)
+        figures["start_s"] = start(nodes, 60 + 10 * len(nodes))
         note(f"started {len(nodes)} daemons in {figures['start_s']:.1f} s")
         # -- split -----------------------------------------------------------------------
         t0 = time.monotonic()

@@ -11,7 +11,7 @@ import nacl.signing
 import pytest
 import trio
 from clitools import fast_home, js, rill
-from nodes import eventually, network
+from nodes import eventually, make_home, network
 
 from rill.node import control
 from rill.node.daemon import NodeConfig
@@ -20,6 +20,7 @@ from rill.protocol.keys import did_from_key, parse_peer, peer_id_from_key, publi
 from rill.protocol.months import month_end, month_start
 from rill.wallet.errors import HomeError
 from rill.wallet.home import Config, Home
+from rill.wallet.wallet import Wallet
 
 OCT = month_start("2026-10")
 END = month_end("2026-10")
@@ -140,11 +141,11 @@ async def test_a_blocked_peer_is_never_connected_and_its_gossip_ignored(tmp_path
     settlement, which a ignores, and a never syncs with b.  Unblocked, a dials b again;
     blocked through the control socket, b is cut off at once."""
     async with network(tmp_path, END + 3600) as net:
-        b = await net.start("b")
-        c = await net.start("c")
+        b = await net.start("b", work_bits=0)
+        c = await net.start("c", work_bits=0)
         assert b.p2p is not None and c.p2p is not None
         b_id, b_addr = b.p2p.peer_id, b.p2p.addrs()[0]
-        a = await net.start("a", blocked=[str(b_id)], bootstrap=[b_addr])
+        a = await net.start("a", blocked=[str(b_id)], bootstrap=[b_addr], work_bits=0)
         assert a.p2p is not None and a.is_blocked(b_id)
         # b's dial: a closes the connection once the handshake names b
         a_id = a.p2p.peer_id
@@ -157,17 +158,13 @@ async def test_a_blocked_peer_is_never_connected_and_its_gossip_ignored(tmp_path
         await net.connect("c", "b")
         assert b_id not in a.p2p.pubsub.peers and a.p2p.peer_id not in b.p2p.pubsub.peers
         assert not a.p2p.host.get_network().get_connections(b_id)
-        # b settles a month and publishes it: c takes it, a ignores it
-        wb = net.wallet("b")
-        wb.set_budget(100, "EUR", OCT)
-        wb.click("https://x.example/", OCT + 5, creator=c.identity)
-        res, _ = wb.settle("2026-10", END + 3600)
-        wb.close()
-        await b.publish(res.settlement.raw)
-        await eventually(lambda: res.settlement.id in c.held, what="c holds b's settlement")
-        await trio.sleep(0.5)  # a's chance to take it, if it would
-        assert res.settlement.id not in a.held
-        assert await a.sync_with(b_id) == 0
+        # b settles a month and publishes it: c takes it and forwards it to a, which
+        # judges it like any object (a block is about connections, not signers)
+        raw = _settlement(tmp_path, "b", c.identity)
+        await b.publish(raw)
+        await eventually(lambda: hashlib.sha256(raw).digest() in a.held,
+                         what="a holds it through c")
+        assert await a.sync_with(b_id) == 0  # no sync with a blocked peer
         # the control socket: bad input is a refusal with a reason
         sock = a.socket_path
         for args, why in (({"peer": "nope"}, "not a peer ID"), ({}, "named by text"),
@@ -183,7 +180,20 @@ async def test_a_blocked_peer_is_never_connected_and_its_gossip_ignored(tmp_path
                                                                  peer=str(b_id)))
         assert got == {"peer_id": str(b_id), "blocked": False, "changed": True,
                        "dialling": True}
-        await eventually(lambda: b_id in a.p2p.pubsub.peers, what="a and b connected")
+        await eventually(lambda: b_id in a.p2p.pubsub.peers
+                         and a.p2p.peer_id in b.p2p.pubsub.peers, what="a and b connected")
+        await net.stop("c")  # b's gossip can reach a only directly now
+        # what a blocked peer sends is dropped (here: blocked without closing the
+        # connection, the moment before block_peer closes it)
+        x, y = _settlement(tmp_path, "x", b.identity), _settlement(tmp_path, "y", b.identity)
+        a.blocked.add(b_id)
+        dropped = a.p2p.pubsub.blocked_dropped
+        await b.publish(x)
+        await eventually(lambda: a.p2p.pubsub.blocked_dropped > dropped, what="x dropped")
+        a.blocked.discard(b_id)
+        await b.publish(y)
+        await eventually(lambda: hashlib.sha256(y).digest() in a.held, what="y taken")
+        assert hashlib.sha256(x).digest() not in a.held
         # blocked again, through its did:key: cut off at once
         got = await trio.to_thread.run_sync(lambda: control.call(
             sock, "block", 5, peer=did_from_key(b.identity)))
@@ -192,3 +202,17 @@ async def test_a_blocked_peer_is_never_connected_and_its_gossip_ignored(tmp_path
                          and a.p2p.peer_id not in b.p2p.pubsub.peers, what="b cut off")
         assert await trio.to_thread.run_sync(lambda: control.call(sock, "blocked", 5)) == \
             [str(b_id)]
+
+
+def _settlement(base: Path, name: str, creator: bytes) -> bytes:
+    """October's settlement of the home ``name`` (made if needed), without proof of work."""
+    home = base / name
+    if not home.exists():
+        make_home(base, name)
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("work_bits = 20", "work_bits = 0"))
+    with Wallet.open(home) as w:
+        w.set_budget(100, "EUR", OCT)
+        w.click("https://x.example/", OCT + 5, creator=creator)
+        res, _ = w.settle("2026-10", END + 3600)
+    return res.settlement.raw
