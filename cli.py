@@ -1139,7 +1139,8 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("dial me at", "\n".join(s.get("dialable") or s["addrs"]) or "-"),
         ("listening on", "\n".join(s["addrs"]) or "-"),
         ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
-        ("peers", s["peers"]),
+        ("peers", s["peers"] if not s.get("blocked") else
+         f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
         ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
                                   for t, n in sorted(s["mesh"].items())) or "-"),
         ("settled months", ", ".join(s["settled"]) or "-"),

@@ -366,6 +366,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             "now": self.clock.now(),
             "topics": sorted(TOPICS),
             "peers": len(p2p.pubsub.peers),
+            "blocked": len(self.blocked),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
             "settled": settled,
             "stored_bytes": totals.own + totals.relay,

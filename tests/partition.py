@@ -6,6 +6,14 @@ Roles: in each group, nodes 0, 2, 4... are donors and 1, 3... creators; every do
 one thing of every creator of both groups in October.  Topology: the groups' nodes are
 interleaved (A0, B0, A1, B1, ...) and each node dials the three before it, so every
 node has peers of both groups and each group stays connected within itself once split.
+
+Timeline (manual clocks, every daemon alike): split; the month ends; every donor settles
+one grace period (60 s) later and publishes; each side converges on its own; the clocks
+reach 10 minutes past month end; heal.  After the heal, both ends of each closed connection
+dial it again; creators get the claims to them by sync on reconnect (no clock moved);
+other nodes get the other side's settlements and sealed claims from gossip around the
+reconnect when it is recent, at the latest from the donors' first republish, one hour after
+settling (the clocks are moved there once every creator holds its claims).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from rill.protocol.months import month_end, month_start
 OCT = month_start("2026-10")
 END = month_end("2026-10")
 GRACE = 60  # ProcNode runs every daemon with --grace 60
+#: How long (clock seconds after month end) the network stays split.
+SPLIT_S = 600
 #: The donors' first republish of unreceipted claims: NodeConfig.republish[0] after settling.
 REPUBLISH_S = 3600
 
@@ -220,7 +230,8 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
                    "each side to hold its own side's settlements and claims",
                    lambda: diff(nodes, lambda n: side[n.group]))
         figures["side_converge_s"] = time.monotonic() - t1
-        for n in nodes:  # and nothing of the other side (checked once more at the end)
+        set_clocks(nodes, END + SPLIT_S)  # the split lasts 10 minutes past month end
+        for n in nodes:  # and nothing of the other side
             assert not held(n) & side["b" if n.group == "a" else "a"], n.name
         everything = side["a"] | side["b"]
         figures["objects"] = len(everything)
@@ -239,6 +250,7 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
             lambda: all(incoming(c) == expect[c.did] for c in creators), heal_timeout,
             "every creator to hold every claim to it")
         # relays and everyone else: the donors' first republish (one hour after settling)
+        assert END + SPLIT_S < END + GRACE + REPUBLISH_S  # heal before the first republish
         set_clocks(nodes, END + 2 * GRACE + REPUBLISH_S + 60)
         figures["converge_s"] = time.monotonic() - t_heal + wait_until(
             lambda: all(held(n) == everything for n in nodes), heal_timeout,
