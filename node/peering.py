@@ -28,6 +28,9 @@ LONG_CONNECTED_S = 3600.0
 #: period (scores decay per heartbeat).  Every 0.2 s, computing each peer's score was
 #: the largest part of an idle daemon's CPU, which competes with gossip on small machines.
 WATCH_PEERS_S = 1.0
+#: After dialling an unblocked peer, how long it may take to become a gossip peer before
+#: the dial counts as failed (it may still block us: both ends unblock, one after the other).
+REDIAL_CONFIRM_S = 5.0
 
 
 class Peering:
@@ -185,9 +188,16 @@ class Peering:
             try:
                 with trio.fail_after(15):
                     await self.p2p.host.connect(PeerInfo(peer, addrs))
-                await self.p2p.dht.routing_table.add_peer(peer)
-                log.info("connected again to unblocked peer %s", peer)
-                return
+                # a peer that still blocks us closes the connection after the handshake:
+                # connected means a gossip peer
+                with trio.move_on_after(REDIAL_CONFIRM_S):
+                    while peer not in self.p2p.pubsub.peers:
+                        await trio.sleep(0.05)
+                if peer in self.p2p.pubsub.peers:
+                    await self.p2p.dht.routing_table.add_peer(peer)
+                    log.info("connected again to unblocked peer %s", peer)
+                    return
+                log.info("unblocked peer %s closed the connection (retrying)", peer)
             except (Exception, trio.TooSlowError) as exc:
                 log.info("dialling unblocked peer %s: %s (retrying)", peer, exc)
             await trio.sleep(delay)
