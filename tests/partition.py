@@ -162,13 +162,13 @@ def planned(nodes: list[Node]) -> dict[str, set[str]]:
 
 
 def start(nodes: list[Node], timeout: float = 90) -> float:
-    """Start every daemon at once (each dials its earlier neighbours, retrying until they
-    listen); the seconds until every planned connection is up."""
+    """Start the daemons one after the other (each dials its earlier neighbours, already
+    listening: started all at once, dials to peers not listening yet back off for up to a
+    minute); the seconds until every planned connection is up."""
     by_peer = {n.peer_id: n for n in nodes}
     t0 = time.monotonic()
     for node in nodes:
         node.proc.start([addr(by_peer[p]) for p in node.dials])
-    for node in nodes:
         node.proc.wait_started(timeout)
     want = planned(nodes)
     wait_until(lambda: all(want[n.name] <= n.peers() for n in nodes), timeout,
