@@ -250,7 +250,12 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
             lambda: all(incoming(c) == expect[c.did] for c in creators), heal_timeout,
             "every creator to hold every claim to it")
         # relays and everyone else: the donors' first republish (one hour after settling)
-        assert END + SPLIT_S < END + GRACE + REPUBLISH_S  # heal before the first republish
+        # every clock first to just before the first republish (due one hour after settling,
+        # at END + GRACE at the earliest): clocks moved one node after the other must not
+        # be 53 minutes apart when it fires, or a node still at END + 10 min takes an honest
+        # relay's forward of the republish for a replay (gate.REPUBLISH_FLOOR_S, 20 min)
+        assert END + SPLIT_S < END + GRACE + REPUBLISH_S - 10
+        set_clocks(nodes, END + GRACE + REPUBLISH_S - 10)
         set_clocks(nodes, END + 2 * GRACE + REPUBLISH_S + 60)
         figures["converge_s"] = time.monotonic() - t_heal + wait_until(
             lambda: all(held(n) == everything for n in nodes), heal_timeout,
