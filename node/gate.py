@@ -21,9 +21,10 @@ Order (each step only when the previous ones passed; own publishes skip 0 and 1)
    noted when it was accepted or ignored (never for a REJECT).  A message the forwarder
    publishes itself (``from`` is the forwarder) is neither checked nor noted here: an
    honest node publishes under its own ID a claim it adopted once its settlement came,
-   and may also forward the author's message of it (the author's republish after a
-   healed partition); its own message ID for an object is one, SHA-256(own || data), so
-   this lets no replayer through more than once.
+   and may also forward another message of the same object within seconds (creators
+   adopting many claims at once when a partition heals were struck); its own message ID
+   for an object is one, SHA-256(own || data), so no replayer gets more than one extra
+   copy past this rule (the other steps still judge it).
 1. known (held in the store, or accepted lately) -> IGNORE, except an author's
    republish: the libp2p ``from`` key is the object's signer and the last accepted
    republish of the object is at least ``REPUBLISH_FLOOR_S`` old (or unknown to us).
