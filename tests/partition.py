@@ -9,11 +9,12 @@ node has peers of both groups and each group stays connected within itself once 
 
 Timeline (manual clocks, every daemon alike): split; the month ends; every donor settles
 one grace period (60 s) later and publishes; each side converges on its own; the clocks
-reach 10 minutes past month end; heal.  After the heal, both ends of each closed connection
-dial it again; creators get the claims to them by sync on reconnect (no clock moved);
-other nodes get the other side's settlements and sealed claims from gossip around the
-reconnect when it is recent, at the latest from the donors' first republish, one hour after
-settling (the clocks are moved there once every creator holds its claims).
+reach 10 minutes past month end and at least ``split_real_s`` real seconds have passed
+since the settlements went out (so GossipSub's caches cannot carry them across); heal.
+After the heal, both ends of each closed connection dial it again; creators get the
+claims to them by sync on reconnect (no clock moved); other nodes get the other side's
+settlements and sealed claims from the donors' first republish, one hour after settling
+(the clocks are moved there once every creator holds its claims).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ END = month_end("2026-10")
 GRACE = 60  # ProcNode runs every daemon with --grace 60
 #: How long (clock seconds after month end) the network stays split.
 SPLIT_S = 600
+#: py-libp2p 0.8.1 GossipSub replays its message cache (5 heartbeats of 1 s) to a new
+#: peer, and its seen cache keeps message IDs 120 s (real seconds both).
+REPLAY_WINDOW_S = 6.0
+SEEN_TTL_S = 121.0
 #: The donors' first republish of unreceipted claims: NodeConfig.republish[0] after settling.
 REPUBLISH_S = 3600
 
@@ -191,9 +196,14 @@ def block_across(nodes: list[Node], block: bool) -> None:
                 assert out["node"] == "applied" and out["blocked"] is block, out
 
 
-def run(base: Path, per_group: int, *, heal_timeout: float = 60,
-        note: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
-    """The whole scenario; returns figures (seconds) and counts.  Assertions inside."""
+def run(base: Path, per_group: int, *, split_real_s: float = REPLAY_WINDOW_S,
+        heal_timeout: float = 60, note: Callable[[str], None] = lambda _s: None
+        ) -> dict[str, Any]:
+    """The whole scenario; returns figures (seconds) and counts.  Assertions inside.
+
+    ``split_real_s``: real seconds the split lasts at least after the donors published,
+    so that what GossipSub caches no longer crosses at the heal (past REPLAY_WINDOW_S
+    its replay to new peers is empty; past SEEN_TTL_S every seen cache forgot too)."""
     nodes = build(base, per_group)
     figures: dict[str, Any] = {"nodes": len(nodes)}
     try:
@@ -223,6 +233,7 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
         wait_until(lambda: all(len(outgoing(d)) == len(creators) for d in donors), 60,
                    "every donor to settle")
         claims = {d.name: outgoing(d) for d in donors}
+        t_published = time.monotonic()
         own = {d.name: held(d) for d in donors}  # settlement + one sealed claim per creator
         side = {g: set().union(*(own[d.name] for d in donors if d.group == g)) for g in "ab"}
         t1 = time.monotonic()
@@ -231,6 +242,9 @@ def run(base: Path, per_group: int, *, heal_timeout: float = 60,
                    lambda: diff(nodes, lambda n: side[n.group]))
         figures["side_converge_s"] = time.monotonic() - t1
         set_clocks(nodes, END + SPLIT_S)  # the split lasts 10 minutes past month end
+        # ... and ``split_real_s`` real seconds after the settlements went out: a duration
+        # of the scenario (caches age), not a wait for something to happen
+        time.sleep(max(0.0, t_published + split_real_s - time.monotonic()))
         for n in nodes:  # and nothing of the other side
             assert not held(n) & side["b" if n.group == "a" else "a"], n.name
         everything = side["a"] | side["b"]
