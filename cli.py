@@ -1161,7 +1161,8 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("dial me at", "\n".join(s.get("dialable") or s["addrs"]) or "-"),
         ("listening on", "\n".join(s["addrs"]) or "-"),
         ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
-        ("peers", s["peers"]),
+        ("peers", s["peers"] if not s.get("blocked") else
+         f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
         ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
                                   for t, n in sorted(s["mesh"].items())) or "-"),
         ("settled months", ", ".join(s["settled"]) or "-"),
@@ -1268,11 +1269,17 @@ def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
     sys.exit(EXIT_FAIL if failed else EXIT_OK)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @home_option
 @json_option
-def peers(home: str | None, as_json: bool) -> None:
-    """The running daemon's peers: addresses, scores, topics, last sync."""
+@click.pass_context
+def peers(ctx: click.Context, home: str | None, as_json: bool) -> None:
+    """The running daemon's peers: addresses, scores, topics, last sync.
+
+    `rill peers block PEER` blocks a peer, `rill peers unblock PEER` lifts it, `rill peers
+    blocked` lists the blocklist (config.toml [network] blocked)."""
+    if ctx.invoked_subcommand is not None:
+        return
     rows = _control(home, "peers")
     if as_json:
         _emit_json(rows)
@@ -1282,6 +1289,127 @@ def peers(home: str | None, as_json: bool) -> None:
              f"{p['score']:.1f}" + (" (blacklisted)" if p["blacklisted"] else ""),
              len(p["topics"]), iso(p["last_sync"]) if p["last_sync"] else "never",
              "\n".join(p["addrs"])] for p in rows])
+
+
+def _tell_node(home: str | None, cmd: str, **args: Any) -> tuple[str, Any]:
+    """Ask a running daemon, if any: ("applied", result), ("not running", None) or
+    ("refused", reason)."""
+    from pathlib import Path
+
+    from .node import control
+
+    sock = Path(_home_path(home)) / control.SOCKET_NAME
+    try:
+        return "applied", control.call(sock, cmd, 15, **args)
+    except ConnectionError as exc:
+        if not sock.exists() or "no node is running" in str(exc):
+            return "not running", None
+        return "refused", str(exc)
+    except (OSError, ValueError) as exc:
+        return "refused", f"cannot reach the node: {exc}"
+
+
+def _peer_arg(text: str) -> str:
+    from .protocol.keys import parse_peer
+
+    return parse_peer(text)  # LocalError (code bad-peer): a refusal via wallet_command
+
+
+def _peer_identity(peer_id: str) -> str | None:
+    """The did:key behind an Ed25519 peer ID (a Rill node's identity), or None."""
+    import base58
+
+    from .protocol.keys import did_from_key
+
+    raw = base58.b58decode(peer_id)
+    return did_from_key(raw[6:]) if raw[:6] == b"\x00\x24\x08\x01\x12\x20" else None
+
+
+def _block_change(home: str | None, peer: str, block: bool, as_json: bool) -> None:
+    from .wallet.home import Home
+
+    h = Home(_home_path(home))
+    if not h.exists():
+        _fail(f"no Rill home at {h.path}: run `rill init` first", "no-home")
+    if block and peer == _own_peer_id(h):
+        _fail("that is this node's own peer ID", "bad-peer")
+    changed = h.block(peer) if block else h.unblock(peer)
+    node, result = _tell_node(home, "block" if block else "unblock", peer=peer)
+    out = {"peer_id": peer, "id": _peer_identity(peer), "blocked": block, "changed": changed,
+           "node": node, "disconnected": bool(result and result.get("disconnected")),
+           "dialling": bool(result and result.get("dialling"))}
+    if node == "refused":
+        _fail(f"config.toml was changed, but the running node refused: {result}", "node")
+    if as_json:
+        _emit_json(out)
+        return
+    word = "Blocked" if block else "Unblocked"
+    if not changed:
+        word = "Already blocked:" if block else "Not blocked:"
+    click.echo(f"{word} {peer}" + (f" ({who(out['id'])})" if out["id"] else ""))
+    if node == "not running":
+        click.echo("No node is running on this home: it applies when the node starts.")
+    elif block:
+        click.echo("The running node disconnected it." if out["disconnected"] else
+                   "The running node applies it now (it was not connected).")
+    elif out["dialling"]:
+        click.echo("The running node is dialling it again.")
+
+
+def _own_peer_id(h: Any) -> str:
+    from .protocol.keys import peer_id_from_key, public_key
+
+    return peer_id_from_key(public_key(h.signing_key()))
+
+
+@peers.command("block")
+@click.argument("peer", metavar="PEER_ID")
+@home_option
+@json_option
+@wallet_command
+def peers_block(peer: str, home: str | None, as_json: bool) -> None:
+    """Never talk to a peer: its connections are closed, it is not dialled nor let in,
+    its gossip is ignored and nothing is synced with it.
+
+    PEER_ID is a libp2p peer ID (12D3KooW..., as `rill peers` shows) or a Rill identity
+    (did:key:...).  Written to config.toml ([network] blocked); a running node applies it
+    at once."""
+    _block_change(home, _peer_arg(peer), True, as_json)
+
+
+@peers.command("unblock")
+@click.argument("peer", metavar="PEER_ID")
+@home_option
+@json_option
+@wallet_command
+def peers_unblock(peer: str, home: str | None, as_json: bool) -> None:
+    """Lift a block: a running node dials the peer again if it knows an address of it."""
+    _block_change(home, _peer_arg(peer), False, as_json)
+
+
+@peers.command("blocked")
+@home_option
+@json_option
+@wallet_command
+def peers_blocked(home: str | None, as_json: bool) -> None:
+    """The blocklist (config.toml [network] blocked), and whether the running node
+    applies each entry."""
+    from .wallet.home import Home
+
+    h = Home(_home_path(home))
+    blocked = h.config().blocked
+    node, live = _tell_node(home, "blocked")
+    rows = [{"peer_id": p, "id": _peer_identity(p),
+             "in_force": (p in live) if node == "applied" else None} for p in blocked]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("No peer is blocked.")
+        return
+    state = {True: "yes", False: "no (restart the node)", None: "no node running"}
+    _table("Blocked peers", ["peer", "identity", "in force"],
+           [[r["peer_id"], r["id"] or "-", state[r["in_force"]]] for r in rows])
 
 
 # --------------------------------------------------------------------------------------

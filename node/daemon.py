@@ -47,7 +47,8 @@ from ..protocol.network import (
     months_back,
 )
 from ..wallet import store
-from ..wallet.errors import DiskFull
+from ..wallet.errors import DiskFull, HomeError
+from ..wallet.home import parse_blocked
 from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
@@ -96,6 +97,9 @@ class NodeConfig:
     #: Proof of work asked of settlements (SPEC §11.2); None: the home's [network]
     #: work_bits, which its own settlements carry too.
     work_bits: int | None = None
+    #: Peers never connected with (config.toml ``[network] blocked``; ``rill peers
+    #: block`` changes it, and a running node at once), as peer ID text.
+    blocked: list[str] = field(default_factory=list)
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -114,6 +118,12 @@ class NodeConfig:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
             cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
+        network = data.get("network", {})
+        if isinstance(network, dict) and "blocked" in network:
+            try:
+                cfg.blocked = list(parse_blocked(network["blocked"], "config.toml"))
+            except HomeError as exc:
+                raise ValueError(str(exc).removeprefix("config.toml: ")) from None
         return cfg
 
 
@@ -152,6 +162,9 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
+        #: peers never connected with (``rill peers block``, config ``[network] blocked``)
+        self.blocked: set[ID] = {ID.from_base58(p) for p in config.blocked}
+        self._nursery: trio.Nursery | None = None
         #: gossip gate outcomes of peers' messages: accepted, ignored, rejected;
         #: duplicates = the ignored ones that were known objects
         self.counters: dict[str, int] = dict.fromkeys(
@@ -194,7 +207,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             self.admission = Admission(self.wallet.home.db_path, self.identity)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns, gate=self._gate,
-                               on_verdict=self._on_verdict) as p2p:
+                               on_verdict=self._on_verdict,
+                               blocked=self.is_blocked) as p2p:
                 if not p2p.addrs():
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
@@ -350,6 +364,12 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             return await self.status()
         if cmd == "peers":
             return self.peer_table()
+        if cmd == "block":
+            return await self.block_peer(req.get("peer"))
+        if cmd == "unblock":
+            return await self.unblock_peer(req.get("peer"))
+        if cmd == "blocked":
+            return sorted(str(p) for p in self.blocked)
         if cmd == "sync":
             assert self.p2p is not None
             return {str(p): await self.sync_with(p) for p in list(self.p2p.pubsub.peers)}
@@ -396,6 +416,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             "now": self.clock.now(),
             "topics": sorted(TOPICS),
             "peers": len(p2p.pubsub.peers),
+            "blocked": len(self.blocked),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
             "settled": settled,
             "stored_bytes": totals.own + totals.relay,

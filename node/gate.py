@@ -18,7 +18,13 @@ Order (each step only when the previous ones passed; own publishes skip 0 and 1)
    known object".  Honest forwarders send each object once per flood (an author's
    republish keeps its message ID, SHA-256(from || data)); a replayer re-wrapping a
    recorded object under throwaway libp2p keys does not.  What a forwarder sent is
-   noted when it was accepted or ignored (never for a REJECT).
+   noted when it was accepted or ignored (never for a REJECT).  A message the forwarder
+   publishes itself (``from`` is the forwarder) is neither checked nor noted here: an
+   honest node publishes under its own ID a claim it adopted once its settlement came,
+   and may also forward another message of the same object within seconds (creators
+   adopting many claims at once when a partition heals were struck); its own message ID
+   for an object is one, SHA-256(own || data), so no replayer gets more than one extra
+   copy past this rule (the other steps still judge it).
 1. known (held in the store, or accepted lately) -> IGNORE, except an author's
    republish: the libp2p ``from`` key is the object's signer and the last accepted
    republish of the object is at least ``REPUBLISH_FLOOR_S`` old (or unknown to us).
@@ -139,21 +145,23 @@ class Gate:
 
     def judge(self, forwarder: Hashable, msg_id: bytes, topics: Sequence[str], data: bytes,
               from_key: bytes | None, envelope_ok: Callable[[], bool], *,
-              own: bool = False) -> Verdict:
+              own: bool = False, by_forwarder: bool = False) -> Verdict:
         """The outcome for one message.  ``from_key``: the 32-byte Ed25519 key of the
-        libp2p ``from`` field (None if it is not one); ``own``: we publish it."""
+        libp2p ``from`` field (None if it is not one); ``own``: we publish it;
+        ``by_forwarder``: the ``from`` field is the forwarder (it publishes it itself)."""
         now = self.now()
         oid = object_id(data)
         key = (forwarder, oid)
         if not own:
-            sent = self._sent.get(key)
+            sent = None if by_forwarder else self._sent.get(key)
             if sent is not None and now - sent[1] < self.floor and sent[0] != msg_id:
                 return Verdict(REJECT, REPLAYED)
             last = self._recent.get(oid)
             if last is not None or self.held(oid):
                 author = from_key is not None and from_key == signer_of(data)
                 if not (author and (last is None or now - last >= self.floor)):
-                    return self._noted(key, msg_id, now, Verdict(IGNORE, KNOWN))
+                    return self._noted(key, msg_id, now, Verdict(IGNORE, KNOWN), own,
+                                       by_forwarder)
         if len(topics) != 1:
             return Verdict(REJECT, ONE_TOPIC)
         topic = topics[0]
@@ -161,14 +169,16 @@ class Gate:
             pre = self.precheck(topic, data, now)
         except RemoteError as exc:
             if exc.code in IGNORE_CODES:
-                return self._noted(key, msg_id, now, Verdict(IGNORE, exc.reason), own)
+                return self._noted(key, msg_id, now, Verdict(IGNORE, exc.reason), own,
+                                   by_forwarder)
             return Verdict(REJECT, exc.reason)
         if pre is not None:
             outcome, reason = self.relate(pre)
             if outcome is REJECT:
                 return Verdict(REJECT, reason, pre)
             if outcome is IGNORE:
-                return self._noted(key, msg_id, now, Verdict(IGNORE, reason, pre), own)
+                return self._noted(key, msg_id, now, Verdict(IGNORE, reason, pre), own,
+                                   by_forwarder)
         if not envelope_ok():
             return Verdict(REJECT, BAD_ENVELOPE)
         try:
@@ -176,7 +186,7 @@ class Gate:
         except RemoteError as exc:
             return Verdict(REJECT, exc.reason)
         self._remember(oid, now)
-        return self._noted(key, msg_id, now, Verdict(ACCEPT, "", obj), own)
+        return self._noted(key, msg_id, now, Verdict(ACCEPT, "", obj), own, by_forwarder)
 
     # -- bounded state -------------------------------------------------------------------
 
@@ -200,13 +210,13 @@ class Gate:
         return ok
 
     def _noted(self, key: tuple[Hashable, bytes], msg_id: bytes, now: int, verdict: Verdict,
-               own: bool = False) -> Verdict:
+               own: bool = False, by_forwarder: bool = False) -> Verdict:
         """Note that a forwarder sent an object as ``msg_id`` (what the strike rule
         compares with), unless a note younger than ``floor`` exists.  An IGNORE spends
         one of the forwarder's tokens; without one it becomes a REJECT."""
         if not own and verdict.outcome is IGNORE and not self._spend(key[0], now):
             return Verdict(REJECT, USELESS, verdict.obj)
-        if not own:
+        if not own and not by_forwarder:
             sent = self._sent
             prior = sent.get(key)
             if prior is None or now - prior[1] >= self.floor:

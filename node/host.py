@@ -39,6 +39,7 @@ from libp2p.crypto.x25519 import X25519PrivateKey
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub import gossipsub as libp2p_gossipsub
@@ -180,6 +181,38 @@ def score_params() -> ScoreParams:
     )
 
 
+BlockedFn = Callable[[ID], bool]
+
+
+def gate_blocked(host: IHost, blocked: BlockedFn) -> None:
+    """Never connect with a blocked peer (``rill peers block``): the swarm refuses to
+    dial it (bootstrap, mDNS, peer exchange, the DHT, a stream we open), and a connection
+    from it is closed as soon as its Noise handshake has named it, before anything
+    (identify, pubsub) sees it.  ``blocked`` is asked each time (the list changes while
+    the node runs)."""
+    swarm = host.get_network()
+    add_conn, dial_peer = swarm.add_conn, swarm.dial_peer  # type: ignore[attr-defined]
+
+    async def _add_conn(muxed_conn: Any, direction: str = "unknown") -> Any:
+        peer = muxed_conn.peer_id
+        if blocked(peer):
+            log.info("closed a connection (%s) of blocked peer %s", direction, peer)
+            try:
+                await muxed_conn.close()
+            except Exception as exc:  # already closing
+                log.debug("closing a blocked peer's connection: %r", exc)
+            raise SwarmException(f"peer {peer} is blocked")
+        return await add_conn(muxed_conn, direction)
+
+    async def _dial_peer(peer_id: ID) -> Any:
+        if blocked(peer_id):
+            raise SwarmException(f"peer {peer_id} is blocked: not dialling it")
+        return await dial_peer(peer_id)
+
+    swarm.add_conn = _add_conn  # type: ignore[attr-defined]
+    swarm.dial_peer = _dial_peer  # type: ignore[attr-defined]
+
+
 def make_host(seed: bytes, mdns: bool = False) -> IHost:
     kp = keypair_from_seed(seed)
     host = new_host(
@@ -272,17 +305,20 @@ def check_ports(listen: list[str]) -> None:
 
 @asynccontextmanager
 async def running(seed: bytes, listen: list[str], mdns: bool = False,
-                  gate: GateFn | None = None, on_verdict: VerdictFn | None = None
-                  ) -> AsyncIterator[P2P]:
+                  gate: GateFn | None = None, on_verdict: VerdictFn | None = None,
+                  blocked: BlockedFn | None = None) -> AsyncIterator[P2P]:
     """Host + RillPubsub + GossipSub + Kademlia DHT (server mode), started; everything
     closed on exit (no listener, task or thread left behind).  ``gate``: see
-    :class:`rill.node.pubsub.RillPubsub` (default: the envelope check only).
+    :class:`rill.node.pubsub.RillPubsub` (default: the envelope check only);
+    ``blocked(peer)``: peers never connected with (:func:`gate_blocked`).
     Raises :class:`PortInUse` before anything starts."""
     check_ports(listen)
     host = make_host(seed, mdns)
+    if blocked is not None:
+        gate_blocked(host, blocked)
     gs = make_gossipsub()
     ps = RillPubsub(host, gs, strict_signing=True, msg_id_constructor=message_id, gate=gate,
-                    on_verdict=on_verdict)
+                    on_verdict=on_verdict, blocked=blocked)
     dht = KadDHT(host, DHTMode.SERVER)  # before any connection: identify advertises it
     try:
         async with host.run([multiaddr.Multiaddr(a) for a in listen]):

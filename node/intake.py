@@ -55,7 +55,8 @@ class GossipIn:
         ps = self.p2p.pubsub
         return self.gate.judge(forwarder, ps.get_message_id(msg), msg.topicIDs, msg.data,
                                peer_key(msg.from_id), envelope_ok,
-                               own=forwarder == ps.my_id)
+                               own=forwarder == ps.my_id,
+                               by_forwarder=msg.from_id == forwarder.to_bytes())
 
     def _on_verdict(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict) -> None:
         """Count the verdicts on peers' messages (our own publishes are not counted)."""

@@ -1,16 +1,19 @@
 """The daemon's peers: bootstrap dials, new peers synced, graylisted ones blacklisted,
-long-connected ones made a standing relation, and the peer table (a mixin of
-:class:`rill.node.daemon.Daemon`)."""
+long-connected ones made a standing relation, the owner's blocklist, and the peer table
+(a mixin of :class:`rill.node.daemon.Daemon`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import multiaddr
 import trio
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from ..protocol import keys
+from ..protocol.errors import LocalError
 from ..protocol.network import TOPICS
 from ..wallet import store
 from ..wallet.errors import DiskFull
@@ -26,6 +29,9 @@ LONG_CONNECTED_S = 3600.0
 #: period (scores decay per heartbeat).  Every 0.2 s, computing each peer's score was
 #: the largest part of an idle daemon's CPU, which competes with gossip on small machines.
 WATCH_PEERS_S = 1.0
+#: After dialling an unblocked peer, how long it may take to become a gossip peer before
+#: the dial counts as failed (it may still block us: both ends unblock, one after the other).
+REDIAL_CONFIRM_S = 5.0
 
 
 class Peering:
@@ -39,11 +45,16 @@ class Peering:
                 current = set(p2p.pubsub.peers)
                 now = trio.current_time()
                 for peer in current - known:
+                    if self.is_blocked(peer):  # let in before it was blocked: cut off
+                        nursery.start_soon(self._disconnect_blocked, peer)
+                        continue
                     self.peers.setdefault(peer, PeerState()).since = now
                     nursery.start_soon(self._sync_quietly, peer)
                 known = current
                 for peer in current:
-                    state = self.peers[peer]
+                    state = self.peers.get(peer)
+                    if state is None:
+                        continue
                     if state.since and now - state.since >= LONG_CONNECTED_S:
                         state.since = 0.0  # once per run
                         await self._relate_peer(peer)
@@ -82,6 +93,10 @@ class Peering:
         pending = list(self.config.bootstrap)
         while pending:
             for addr in list(pending):
+                if self._addr_blocked(addr):  # dialled if it is unblocked
+                    pending.remove(addr)
+                    log.info("bootstrap %s: the peer is blocked, not dialling it", addr)
+                    continue
                 try:
                     with trio.fail_after(15):
                         await self.p2p.connect(addr)
@@ -93,6 +108,106 @@ class Peering:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
+    # -- the owner's blocklist (rill peers block / unblock, [network] blocked) -------------
+
+    def is_blocked(self, peer: ID) -> bool:
+        return peer in self.blocked
+
+    def _addr_blocked(self, addr: str) -> bool:
+        try:
+            return self.is_blocked(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
+        except Exception:  # an address without /p2p/: dialling it says what is wrong
+            return False
+
+    async def block_peer(self, text: Any) -> dict[str, Any]:
+        """Block a peer at once: its connection closed, never dialled nor let in again,
+        its gossip ignored, no sync with it.  ``text``: a peer ID or did:key (a bad one is
+        a refusal, ValueError)."""
+        peer = _peer_id(text)
+        if self.p2p is not None and peer == self.p2p.peer_id:
+            raise ValueError("that is this node's own peer ID")
+        changed = peer not in self.blocked
+        self.blocked.add(peer)
+        connected = await self._disconnect_blocked(peer)
+        if changed:
+            log.warning("peer %s blocked%s", peer, " (disconnected)" if connected else "")
+        return {"peer_id": str(peer), "blocked": True, "changed": changed,
+                "disconnected": connected}
+
+    async def _disconnect_blocked(self, peer: ID) -> bool:
+        """Close every connection with ``peer``; True if there was one."""
+        p2p = self.p2p
+        if p2p is None:
+            return False
+        connected = bool(p2p.host.get_network().get_connections(peer)) \
+            or peer in p2p.pubsub.peers
+        if connected:
+            try:
+                await p2p.host.disconnect(peer)
+            except Exception as exc:  # a connection already gone
+                log.debug("disconnecting blocked %s: %r", peer, exc)
+        try:
+            p2p.dht.routing_table.remove_peer(peer)
+        except Exception as exc:  # not in the table
+            log.debug("removing blocked %s from the DHT table: %r", peer, exc)
+        return connected
+
+    async def unblock_peer(self, text: Any) -> dict[str, Any]:
+        """Unblock a peer; dial it again (in the background) when an address of it is
+        known (the peer store, or a bootstrap address)."""
+        peer = _peer_id(text)
+        changed = peer in self.blocked
+        self.blocked.discard(peer)
+        dialling = False
+        if changed:
+            log.warning("peer %s unblocked", peer)
+            addrs = self._known_addrs(peer)
+            if addrs and self._nursery is not None:
+                self._nursery.start_soon(self._redial, peer, addrs)
+                dialling = True
+        return {"peer_id": str(peer), "blocked": False, "changed": changed,
+                "dialling": dialling}
+
+    def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
+        assert self.p2p is not None
+        out: list[multiaddr.Multiaddr] = []
+        try:
+            out += list(self.p2p.host.get_peerstore().addrs(peer))
+        except Exception as exc:  # no record of it
+            log.debug("no stored address of %s: %r", peer, exc)
+        for addr in self.config.bootstrap:
+            try:
+                info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+            except Exception:
+                continue
+            if info.peer_id == peer:
+                out += [a for a in info.addrs if a not in out]
+        return out
+
+    async def _redial(self, peer: ID, addrs: list[multiaddr.Multiaddr]) -> None:
+        """A few tries: the peer may still block us for a moment (both ends unblock)."""
+        assert self.p2p is not None
+        delay = 1.0
+        for _ in range(5):
+            if self.is_blocked(peer) or peer in self.p2p.pubsub.peers:
+                return
+            try:
+                with trio.fail_after(15):
+                    await self.p2p.host.connect(PeerInfo(peer, addrs))
+                # a peer that still blocks us closes the connection after the handshake:
+                # connected means a gossip peer
+                with trio.move_on_after(REDIAL_CONFIRM_S):
+                    while peer not in self.p2p.pubsub.peers:
+                        await trio.sleep(0.05)
+                if peer in self.p2p.pubsub.peers:
+                    await self.p2p.dht.routing_table.add_peer(peer)
+                    log.info("connected again to unblocked peer %s", peer)
+                    return
+                log.info("unblocked peer %s closed the connection (retrying)", peer)
+            except (Exception, trio.TooSlowError) as exc:
+                log.info("dialling unblocked peer %s: %s (retrying)", peer, exc)
+            await trio.sleep(delay)
+            delay *= 2
 
     def peer_table(self) -> list[dict[str, Any]]:
         assert self.p2p is not None
@@ -113,3 +228,11 @@ class Peering:
                 "synced_objects": state.synced_objects,
             })
         return out
+
+
+def _peer_id(text: Any) -> ID:
+    """A peer ID or did:key from a control request, or ValueError (a refusal)."""
+    try:
+        return ID.from_base58(keys.parse_peer(text))
+    except LocalError as exc:
+        raise ValueError(str(exc)) from None

@@ -37,6 +37,8 @@ SYNC_SESSION_S = 120.0
 
 class Syncing:
     async def _serve_sync(self, peer: ID, raw: bytes) -> bytes:
+        if self.is_blocked(peer):  # its connection is being closed
+            raise ConnectionRefusedError(f"peer {peer} is blocked")
         req = SyncRequest.decode(raw)
         objs, cursor, more = await self.db(relay.objects_for, self.wallet, req.subject,
                                            req.after, min(req.limit, MAX_SYNC_OBJECTS),
@@ -62,6 +64,8 @@ class Syncing:
         A peer that does not serve the protocol is noted once and not asked again.
         """
         assert self.p2p is not None
+        if self.is_blocked(peer):
+            return 0
         state = self.peers.setdefault(peer, PeerState())
         if state.no_sync:
             return 0

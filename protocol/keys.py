@@ -90,3 +90,50 @@ def key_from_did(text: str) -> bytes:
         raise LocalError(f"identity {text!r}: {exc}", code="bad-key") from None
 
 
+
+
+#: A libp2p peer ID of an Ed25519 key: the identity multihash (0x00, length 36) of the
+#: protobuf-encoded public key (type 1 = Ed25519, 32 bytes); its text starts "12D3KooW".
+_PEER_ID_ED25519 = b"\x00\x24\x08\x01\x12\x20"
+#: Longest peer ID text accepted (an identity multihash of a key up to 42 bytes).
+MAX_PEER_ID_TEXT = 64
+
+
+def peer_id_from_key(key: bytes) -> str:
+    """The libp2p peer ID (text) of a node whose identity is the Ed25519 ``key``."""
+    if len(key) != KEY_BYTES:
+        raise LocalError(f"public key must be {KEY_BYTES} bytes", code="bad-key")
+    return base58.b58encode(_PEER_ID_ED25519 + key).decode("ascii")
+
+
+def parse_peer(text: str) -> str:
+    """A peer named by its libp2p peer ID (``12D3KooW...``, or any identity or SHA-256
+    multihash peer ID) or by its Rill identity (``did:key:z6Mk...``, a node's peer ID is
+    its identity key): the peer ID in canonical text.  Raises :class:`LocalError`
+    (code ``bad-peer``)."""
+    if not isinstance(text, str):
+        raise LocalError(f"a peer is named by text, not {type(text).__name__}",
+                         code="bad-peer")
+    text = text.strip()
+    if text.startswith(DID_PREFIX):
+        try:
+            return peer_id_from_key(key_from_did(text))
+        except LocalError as exc:
+            raise LocalError(str(exc), code="bad-peer") from None
+    why = f"not a peer ID (12D3KooW...) or identity (did:key:z6Mk...): {text[:80]!r}"
+    if not text or len(text) > MAX_PEER_ID_TEXT:
+        raise LocalError(why, code="bad-peer")
+    try:
+        raw = base58.b58decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise LocalError(why, code="bad-peer") from None
+    # identity multihash of a protobuf PublicKey {1: key type 0..3, 2: key bytes}
+    identity = (len(raw) >= 7 and raw[0] == 0x00 and raw[1] == len(raw) - 2
+                and raw[2] == 0x08 and raw[3] <= 3 and raw[4] == 0x12 and raw[5] == len(raw) - 6)
+    sha256 = len(raw) == 34 and raw[:2] == b"\x12\x20"
+    if not (identity or sha256):
+        raise LocalError(why, code="bad-peer")
+    canonical = base58.b58encode(raw).decode("ascii")
+    if canonical != text:
+        raise LocalError(why, code="bad-peer")
+    return canonical

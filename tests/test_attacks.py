@@ -323,6 +323,10 @@ GARBAGE = [
     b'{"cmd": "publish", "objects": "zz"}\n', b'{"cmd": "publish", "objects": [1]}\n',
     b'{"cmd": "publish", "objects": ["zz"]}\n', b'{"cmd": "publish", "objects": ["00"]}\n',
     b'{"cmd": "clock", "set": "soon"}\n', b'{"cmd": "clock"}\n',
+    b'{"cmd": "block"}\n', b'{"cmd": "block", "peer": 5}\n',
+    b'{"cmd": "block", "peer": {"a": []}}\n', b'{"cmd": "block", "peer": "12D3KooWnope"}\n',
+    b'{"cmd": "block", "peer": "' + b"1" * 5000 + b'"}\n',
+    b'{"cmd": "unblock", "peer": ["x"]}\n', b'{"cmd": "unblock", "peer": "did:key:z6Mk"}\n',
     b"[" * 50_000 + b"\n",                     # nesting deep enough to break json
     b"x" * 70_000,                             # longer than a request may be, no newline
 ]

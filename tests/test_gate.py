@@ -73,9 +73,11 @@ def no() -> bool:
 
 
 def judge(gate: Gate, data: bytes, fwd: str = "F", frm: bytes | None = OTHER,
-          msg_id: bytes | None = None, envelope: Any = yes, own: bool = False) -> g.Verdict:
+          msg_id: bytes | None = None, envelope: Any = yes, own: bool = False,
+          by_forwarder: bool = False) -> g.Verdict:
     mid = msg_id if msg_id is not None else hashlib.sha256((frm or b"") + data).digest()
-    return gate.judge(fwd, mid, [TOPIC], data, frm, envelope, own=own)
+    return gate.judge(fwd, mid, [TOPIC], data, frm, envelope, own=own,
+                      by_forwarder=by_forwarder)
 
 
 def test_new_object_accepted_then_known_ignored_and_replays_struck() -> None:
@@ -97,6 +99,23 @@ def test_new_object_accepted_then_known_ignored_and_replays_struck() -> None:
     # the same message ID again from the same forwarder is no strike
     assert judge(gate, x, "F", frm=AUTHOR).outcome is IGNORE
     assert checks.checks == [x] and checks.prechecks == [x]
+
+
+def test_a_forwarders_own_publish_of_an_object_it_relayed_is_no_strike() -> None:
+    """A node adopts a claim once its settlement came and publishes it under its own ID,
+    and also relays the author's message of it (e.g. the author's republish after a
+    healed partition): two message IDs for one object, one of them the forwarder's own.
+    No strike, in either order; a third ID (a throwaway key) still is one."""
+    fkey = bytes([7]) * 32
+    for order in ((True, False), (False, True)):
+        gate, clock, _ = make()
+        x = obj(b"x")
+        for by_fwd in order:
+            v = judge(gate, x, "F", frm=fkey if by_fwd else AUTHOR, by_forwarder=by_fwd)
+            assert v.outcome is not REJECT, (order, by_fwd, v)
+            clock.t += 1
+        v = judge(gate, x, "F", frm=bytes([9]) * 32)
+        assert (v.outcome, v.reason) == (REJECT, g.REPLAYED), order
 
 
 def test_held_objects_are_ignored_without_any_check() -> None:

@@ -7,13 +7,17 @@ import errno
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nacl.signing
 
+from ..protocol.errors import LocalError
+from ..protocol.keys import parse_peer
 from ..protocol.work import MAX_WORK_BITS, NETWORK_WORK_BITS
+from .configtext import set_blocked_text
 from .errors import HomeError
 
 IDENTITY_FILE = "identity.key"
@@ -88,6 +92,8 @@ class Config:
     work_bits: int = NETWORK_WORK_BITS
     #: Claims from never-paying donors taken in per month ([creator]).
     new_donors_per_month: int = 1000
+    #: Peers the node never talks to ([network] blocked), as canonical peer IDs.
+    blocked: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str, where: str = CONFIG_FILE) -> Config:
@@ -117,7 +123,27 @@ class Config:
             raise HomeError(f"{where}: network.work_bits must be an integer 0..{MAX_WORK_BITS} "
                             f"(the public network asks for {NETWORK_WORK_BITS}), not "
                             f"{work_bits!r}")
-        return cls(name, min_payout, data, work_bits, new_donors)
+        blocked = parse_blocked(network.get("blocked", []), where)
+        return cls(name, min_payout, data, work_bits, new_donors, blocked)
+
+
+#: Most peers a blocklist holds (config.toml ``[network] blocked``).
+MAX_BLOCKED = 10_000
+
+
+def parse_blocked(value: Any, where: str = CONFIG_FILE) -> tuple[str, ...]:
+    """``[network] blocked``: a list of peer IDs (``12D3KooW...``) or identities
+    (``did:key:...``), as canonical peer IDs without repeats; :class:`HomeError`."""
+    if not isinstance(value, list) or len(value) > MAX_BLOCKED:
+        raise HomeError(f"{where}: network.blocked must be a list of peer IDs (at most "
+                        f"{MAX_BLOCKED}), e.g. blocked = [\"12D3KooW...\"]")
+    out: dict[str, None] = {}
+    for item in value:
+        try:
+            out[parse_peer(item)] = None
+        except LocalError as exc:
+            raise HomeError(f"{where}: network.blocked: {exc}", code="bad-peer") from None
+    return tuple(out)
 
 
 class Home:
@@ -232,6 +258,70 @@ class Home:
                             "'name = ...' line by hand")
         self.write_config(new)
 
+    def block(self, peer: str) -> bool:
+        """Add a peer (a peer ID or did:key) to ``[network] blocked``; True if it was not
+        there.  Every other line of config.toml is kept as it is."""
+        peer = _peer_arg(peer)
+        with self._config_lock():
+            blocked = self._read_config().blocked
+            if peer in blocked:
+                return False
+            self._write_blocked((*blocked, peer))
+            return True
+
+    def unblock(self, peer: str) -> bool:
+        """Remove a peer from ``[network] blocked``; True if it was there."""
+        peer = _peer_arg(peer)
+        with self._config_lock():
+            blocked = self._read_config().blocked
+            if peer not in blocked:
+                return False
+            self._write_blocked(tuple(p for p in blocked if p != peer))
+            return True
+
+    @contextlib.contextmanager
+    def _config_lock(self) -> Iterator[None]:
+        """One config writer at a time (two `rill peers block` at once lose nothing)."""
+        import fcntl
+
+        if not self.path.is_dir():
+            raise HomeError(f"no Rill home at {self.path}: run `rill init` first",
+                            code="no-home")
+        with open(self.path / (CONFIG_FILE + ".lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read_config(self) -> Config:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            return Config()
+        return Config.parse(text, str(self.config_path))
+
+    def _write_blocked(self, blocked: tuple[str, ...]) -> None:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            text = ""
+        before = Config.parse(text, str(self.config_path)).raw if text else {}
+        new = set_blocked_text(text, blocked, _toml_string)
+        try:
+            after: Config | None = Config.parse(new, str(self.config_path))
+        except HomeError:
+            after = None
+        wanted = {k: v for k, v in before.items() if k != "network"}
+        net = {k: v for k, v in before.get("network", {}).items() if k != "blocked"}
+        if (after is None or after.blocked != blocked
+                or {k: v for k, v in after.raw.get("network", {}).items()
+                    if k != "blocked"} != net
+                or {k: v for k, v in after.raw.items() if k != "network"} != wanted):
+            raise HomeError(f"{self.config_path}: could not change [network] blocked; edit "
+                            "it by hand (blocked = [\"12D3KooW...\", ...])")
+        self.write_config(new)
+
     def signing_key(self) -> nacl.signing.SigningKey:
         try:
             text = self.identity_path.read_text().strip()
@@ -285,6 +375,13 @@ def fsync_dir(path: Path | str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def _peer_arg(peer: str) -> str:
+    try:
+        return parse_peer(peer)
+    except LocalError as exc:
+        raise HomeError(str(exc), code="bad-peer") from None
 
 
 def _toml_string(s: str) -> str:
