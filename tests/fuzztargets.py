@@ -226,6 +226,9 @@ class StubDaemon:
     def now(self) -> int:
         return self._now
 
+    def is_blocked(self, peer: object) -> bool:
+        return False
+
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 

@@ -180,8 +180,10 @@ async def test_a_blocked_peer_is_never_connected_and_its_gossip_ignored(tmp_path
                                                                  peer=str(b_id)))
         assert got == {"peer_id": str(b_id), "blocked": False, "changed": True,
                        "dialling": True}
+        topic = "rill/1/settlements"  # b sends a its settlements once it knows a subscribes
         await eventually(lambda: b_id in a.p2p.pubsub.peers
-                         and a.p2p.peer_id in b.p2p.pubsub.peers, what="a and b connected")
+                         and a.p2p.peer_id in b.p2p.pubsub.peer_topics.get(topic, ()),
+                         what="a and b connected, a subscribed at b")
         await net.stop("c")  # b's gossip can reach a only directly now
         # what a blocked peer sends is dropped (here: blocked without closing the
         # connection, the moment before block_peer closes it)
