@@ -17,14 +17,20 @@ One month (every clock moved alike, through the control socket):
    partition (``rill peers block`` across the two groups) from mid-month until ten
    minutes past month end, so each side settles alone;
 3. the month ends (clocks to end + 1 s, + grace, + 2 grace): every donor settles; heal;
-   clocks past the donors' first republish (one hour): every node converges;
+   clocks past the donors' first republish (one hour): every creator gets every claim to
+   it (waited for); how many of the month's settlements and sealed claims relays still
+   lack 15 s later is counted ("gaps"), not asserted: a node down while they were
+   gossiped gets by sync only what concerns it, and GossipSub's seen caches (120 real
+   seconds) swallow a republish that comes sooner;
 4. payments and receipts: some donors ``rill pay`` some owed claims, some creators
    ``rill receipt`` some claims owed to them (the daemon publishes the receipt and the
    donor's side turns to receipted);
 5. the checker (``check``): for every donor and month the claims sum to that month's
    budget exactly; every claim, on both sides, is owed, paid or receipted and its state
    never went back since the previous check (owed < paid < receipted); every creator
-   holds every claim made to it; every receipt a creator signed reached its donor; every
+   holds every claim made to it; every receipt a creator signed reached its donor by the
+   next month end (gossip, else the sync after a month end; how many are late 20 s after
+   signing is counted, "late"); every
    daemon alive (only the runner restarts them), exit code 0 for graceful stops, no
    ``Traceback`` in any log; each node's relay store within its cap.
 
@@ -70,6 +76,8 @@ class Row:
     claims: int = 0
     paid: int = 0
     receipted: int = 0
+    relay_gaps: int = 0
+    late_receipts: int = 0
     converge_s: float = 0.0
     month_s: float = 0.0
     invariants: str = "?"
@@ -83,9 +91,11 @@ class Run:
     note: Callable[[str], None]
     budgets: dict[tuple[str, str], int] = field(default_factory=dict)  # (donor, month)
     states: dict[tuple[str, str], str] = field(default_factory=dict)   # (node, claim)
-    receipts: dict[str, str] = field(default_factory=dict)             # claim -> creator
+    receipts: dict[str, str] = field(default_factory=dict)  # claim -> month it was signed
     restarts: dict[str, int] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    shutdown_races: set[tuple[str, str]] = field(default_factory=set)  # (node, time)
     now: int = 0  # every daemon's clock (manual clocks never go back)
     blocked: set[tuple[str, str]] = field(default_factory=set)  # (node, peer) split apart
 
@@ -261,11 +271,20 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
     clocks(run, end + GRACE + REPUBLISH_S - 10)
     clocks(run, end + 2 * GRACE + REPUBLISH_S + 60)
     expect = expected_incoming(run)
-    wait_until(lambda: all(everything <= held(n) for n in run.nodes)
-               and all(expect[c.did] <= {o[0] for o in obligations(c, "in")}
-                       for c in creators), 90,
-               "every node to hold the month's settlements and claims, every creator its "
-               "claims", lambda: {n.name: len(everything - held(n)) for n in run.nodes})
+    wait_until(lambda: all(expect[c.did] <= {o[0] for o in obligations(c, "in")}
+                           for c in creators), 90, "every creator to hold its claims",
+               lambda: {c.name: len(expect[c.did] - {o[0] for o in obligations(c, "in")})
+                        for c in creators})
+    # relays: every node holding every settlement and sealed claim of the month is not an
+    # invariant -- a node down while they were gossiped gets by sync only what concerns
+    # it (README, power loss) -- so it is measured: objects still missing after 15 s
+    def gaps() -> int:
+        return sum(len(everything - held(n)) for n in run.nodes)
+
+    deadline = time.monotonic() + 15
+    while gaps() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    row.relay_gaps = gaps()
     row.converge_s = time.monotonic() - t_conv
     row.settlements = len(run.donors)
     row.claims = sum(1 for d in run.donors for o in obligations(d, "out") if o[1] == mo)
@@ -283,7 +302,7 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
         if owed and run.rng.random() < 0.6:
             for o in run.rng.sample(owed, run.rng.randint(1, min(3, len(owed)))):
                 c.proc.rill("receipt", o[0], "--reference", f"got-{mo}", now=now)
-                run.receipts[o[0]] = c.did
+                run.receipts[o[0]] = mo
                 row.receipted += 1
     donors_by_did = {d.did: d for d in run.donors}
     claim_donor = {o[0]: o[2] for c in creators for o in obligations(c, "in")}
@@ -296,8 +315,12 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
                 missing.append(cid[:8])
         return missing
 
-    row.converge_s += wait_until(lambda: not receipts_home(), 60,
-                                 "every receipt to reach its donor", receipts_home)
+    # a receipt travels by gossip; one gossip missed reaches the donor by sync, at the
+    # latest after the next month end (checked then): here it is measured
+    deadline = time.monotonic() + 20
+    while receipts_home() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    row.late_receipts = len(receipts_home())
     row.month_s = time.monotonic() - t_month
     return row
 
@@ -311,6 +334,24 @@ def expected_incoming(run: Run) -> dict[str, set[str]]:
 
 
 # -- the checker ----------------------------------------------------------------------------
+
+#: The one traceback let through: py-libp2p's swarm logs (WARNING, with a traceback) an
+#: inbound connection that arrives while the node is stopping on SIGTERM; the node still
+#: exits 0 (checked).  Counted in the summary as "shutdown races".
+SHUTDOWN_RACE = "[ADDCONN_FAIL] add_conn failed for peer"
+RECEIPT_LOST = "receipt not at its donor after a month end"
+
+
+def tracebacks(log: str) -> list[str]:
+    """The log records (a timestamped line and the lines under it) holding a traceback."""
+    records: list[str] = []
+    for line in log.splitlines():
+        if (line[:2] == "20" and line[4:5] == "-") or not records:
+            records.append(line)
+        else:
+            records[-1] += "\n" + line
+    return [r for r in records if "Traceback (most recent call last)" in r]
+
 
 def check(run: Run, upto: str) -> list[str]:
     """Every invariant; the list of violations (empty: all hold)."""
@@ -353,18 +394,21 @@ def check(run: Run, upto: str) -> list[str]:
         for cid in inc:
             if cid not in out_claims:
                 bad.append(f"{c.name} holds unknown claim {cid[:8]}")
-    # 4. receipts: receipted on both sides
-    for cid in run.receipts:
-        if out_claims[cid][5] != "receipted":
-            bad.append(f"receipt for {cid[:8]} not at its donor")
+    # 4. receipts signed before this month's end reached their donors (by gossip, or by
+    #    the sync every node runs after a month end)
+    for cid, signed in run.receipts.items():
+        if signed < upto and out_claims[cid][5] != "receipted":
+            bad.append(f"{RECEIPT_LOST}: {cid[:8]} (signed in {signed})")
     # 5. no node crashed; no traceback in any log
     for n in run.nodes:
         p = n.proc.proc
         if p is None or p.poll() is not None:
             bad.append(f"{n.name} not running (exit {None if p is None else p.returncode})")
-        log = n.proc.log.read_text(errors="replace")
-        if "Traceback" in log:
-            bad.append(f"{n.name}: Traceback in log")
+        for record in tracebacks(n.proc.log.read_text(errors="replace")):
+            if SHUTDOWN_RACE in record.splitlines()[0]:
+                run.shutdown_races.add((n.name, record.splitlines()[0][:23]))
+            else:
+                bad.append(f"{n.name}: Traceback in log: {record[:300]}")
     # 6. storage within caps
     for n in run.nodes:
         st = n.call("status")
@@ -398,20 +442,24 @@ def plans(months: int, rng: random.Random, every_kind: bool) -> list[list[str]]:
 
 def table(rows: list[Row]) -> str:
     head = (f"{'month':8} {'faults':52} {'settl':>5} {'claims':>6} {'paid':>4} {'rcpt':>4} "
-            f"{'conv s':>6} {'month s':>7} invariants")
+            f"{'gaps':>4} {'late':>4} {'conv s':>6} {'month s':>7} invariants")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.month:8} {','.join(r.faults) or '-':52} {r.settlements:5d} "
-                     f"{r.claims:6d} {r.paid:4d} {r.receipted:4d} {r.converge_s:6.1f} "
+                     f"{r.claims:6d} {r.paid:4d} {r.receipted:4d} {r.relay_gaps:4d} "
+                     f"{r.late_receipts:4d} "
+                     f"{r.converge_s:6.1f} "
                      f"{r.month_s:7.1f} {r.invariants}")
     return "\n".join(lines)
 
 
 def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = False,
         first: str = "2026-01", artifacts: Path | None = None,
-        note: Callable[[str], None] = print) -> list[Row]:
-    """The whole run; raises AssertionError on the first month whose check fails (after
-    writing the table and logs out)."""
+        note: Callable[[str], None] = print) -> tuple[list[Row], list[str]]:
+    """The whole run: its rows and every invariant violation (``month: what``), the run
+    going on after a month that breaks one.  The runner's own waits (settling, creators'
+    claims, connections) raise AssertionError at once.  The table and logs are written
+    out either way."""
     r = build(base, n, first, seed, note)
     schedule = plans(months, r.rng, every_kind)
     failure: str | None = None
@@ -429,9 +477,8 @@ def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = F
             row.invariants = "ok" if not bad else f"FAIL ({len(bad)})"
             r.rows.append(row)
             note(table(r.rows[-1:]).splitlines()[-1])
-            if bad:
-                failure = f"{mo}: " + "; ".join(bad[:20])
-                break
+            if bad:  # keep going (Jepsen-style): every month's violations are listed
+                r.violations += [f"{mo}: {b}" for b in bad]
             mo = next_month(mo)
     except BaseException as exc:
         failure = failure or f"{type(exc).__name__}: {exc}"
@@ -444,7 +491,7 @@ def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = F
             keep(r, artifacts, failure, codes)
     assert failure is None, failure
     assert set(codes.values()) == {0}, codes
-    return r.rows
+    return r.rows, r.violations
 
 
 def keep(r: Run, dest: Path, failure: str | None, codes: dict[str, int]) -> None:
@@ -455,8 +502,10 @@ def keep(r: Run, dest: Path, failure: str | None, codes: dict[str, int]) -> None
     (dest / "table.txt").write_text(table(r.rows) + "\n")
     (dest / "summary.json").write_text(json.dumps({
         "nodes": len(r.nodes), "months": [vars(x) for x in r.rows], "failure": failure,
+        "violations": r.violations,
         "restarts": r.restarts, "exit_codes": codes,
-        "receipts": len(r.receipts)}, indent=1) + "\n")
+        "receipts": len(r.receipts),
+        "shutdown_races": sorted(r.shutdown_races)}, indent=1) + "\n")
 
 
-__all__ = ["ARTIFACTS", "Row", "check", "month_start", "run", "table"]
+__all__ = ["ARTIFACTS", "RECEIPT_LOST", "Row", "check", "month_start", "run", "table"]
