@@ -59,7 +59,8 @@ from partition import Node, addr, block_across, held, planned, set_clocks, wait_
 from procnet import ProcNode
 
 from rill.protocol.keys import did_from_key, key_from_did, peer_id_from_key
-from rill.protocol.months import month_end, month_start, next_month
+from rill.protocol.months import month_end, month_of, month_start, months_back, next_month
+from rill.protocol.network import DEFAULT_WINDOW_MONTHS
 
 GRACE = partition.GRACE
 REPUBLISH_S = partition.REPUBLISH_S
@@ -298,7 +299,11 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
             d.proc.rill("pay", *pick, "--reference", f"chaos-{mo}", now=now)
             row.paid += len(pick)
     for c in creators:
-        owed = [o for o in obligations(c, "in") if o[5] == "owed"]
+        # only claims inside the gossip window: a receipt for an older claim is refused by
+        # the gossip check (SPEC's window, 3 months back), so it never leaves the
+        # creator's node and the donor learns of it only from the receipt file
+        oldest = months_back(month_of(now), DEFAULT_WINDOW_MONTHS)
+        owed = [o for o in obligations(c, "in") if o[5] == "owed" and o[1] >= oldest]
         if owed and run.rng.random() < 0.6:
             for o in run.rng.sample(owed, run.rng.randint(1, min(3, len(owed)))):
                 c.proc.rill("receipt", o[0], "--reference", f"got-{mo}", now=now)
