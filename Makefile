@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # extra arguments for the command a target runs: make run ARGS="--dashboard-port 4800"
 ARGS   ?=
 
-.PHONY: run test soak bench lint vectors clean browser demo
+.PHONY: run test soak chaos bench lint vectors clean browser demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ demo: $(STAMP)
 ## soak: the long-running tests only
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
+
+## chaos: the long run with invariants alone (12 simulated months, 10 daemons, random
+## faults; RILL_CHAOS_MONTHS / RILL_CHAOS_NODES / RILL_CHAOS_SEED); logs in tests/artifacts/chaos/
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m soak tests/test_chaos.py $(ARGS)
 
 ## bench: measure, and write the table to docs/BENCHMARKS.md
 bench: $(STAMP)

@@ -50,6 +50,11 @@ class Peering:
                         continue
                     self.peers.setdefault(peer, PeerState()).since = now
                     nursery.start_soon(self._sync_quietly, peer)
+                if self._bootstrap_dialled:  # a bootstrap peer gone: dialled again
+                    for peer in self._bootstrap_peers() - current - self._redialling:
+                        if not self.is_blocked(peer):
+                            self._redialling.add(peer)
+                            nursery.start_soon(self._keep_bootstrap, peer)
                 known = current
                 for peer in current:
                     state = self.peers.get(peer)
@@ -98,6 +103,7 @@ class Peering:
                     log.info("bootstrap %s: the peer is blocked, not dialling it", addr)
                     continue
                 try:
+                    self._forget_failed_dial(addr)
                     with trio.fail_after(15):
                         await self.p2p.connect(addr)
                     pending.remove(addr)
@@ -107,6 +113,66 @@ class Peering:
             if pending:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+        self._bootstrap_dialled = True  # from now on _watch_peers keeps them connected
+
+    def _forget_failed_dial(self, addr: str) -> None:
+        """Clear py-libp2p's negative cache for a bootstrap address's peer: it refuses to
+        dial a peer whose addresses all failed in the last 60 s, so a peer that was still
+        starting at our first dial would cost a minute (the chaos run found it); our
+        loops back off on their own."""
+        assert self.p2p is not None
+        try:
+            peer = info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id
+        except Exception:  # an address without /p2p/: dialling it says what is wrong
+            return
+        self.p2p.host.get_network().unblock_peer(peer)
+
+    def _bootstrap_peers(self) -> set[ID]:
+        out = set()
+        for addr in self.config.bootstrap:
+            try:
+                out.add(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
+            except Exception:  # a bad address: _dial_bootstrap says so
+                continue
+        return out
+
+    def _bootstrap_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
+        out: list[multiaddr.Multiaddr] = []
+        for addr in self.config.bootstrap:
+            try:
+                info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+            except Exception:  # a bad address: _dial_bootstrap says so
+                continue
+            if info.peer_id == peer:
+                out += list(info.addrs)
+        return out
+
+    async def _keep_bootstrap(self, peer: ID) -> None:
+        """A bootstrap peer's connection closed (it restarted, crashed, slept): dial it
+        again with backoff (1 s doubling to 60 s) until it is a gossip peer again or
+        blocked.  Without this, a peer that only others dialled stayed alone after a
+        restart (tests/chaos.py found it)."""
+        assert self.p2p is not None
+        delay = 1.0
+        try:
+            while not self.is_blocked(peer) and peer not in self.p2p.pubsub.peers:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                if self.is_blocked(peer) or peer in self.p2p.pubsub.peers:
+                    break
+                try:
+                    # py-libp2p refuses to dial a peer whose addresses all failed in the
+                    # last 60 s (its negative cache): a restart taking a few seconds
+                    # would cost a minute; this loop is its own backoff
+                    self.p2p.host.get_network().unblock_peer(peer)
+                    with trio.fail_after(15):
+                        await self.p2p.host.connect(PeerInfo(peer,
+                                                             self._bootstrap_addrs(peer)))
+                    log.info("connected again to bootstrap peer %s", peer)
+                except (Exception, trio.TooSlowError) as exc:
+                    log.info("redialling bootstrap peer %s: %s (retrying)", peer, exc)
+        finally:
+            self._redialling.discard(peer)
 
     # -- the owner's blocklist (rill peers block / unblock, [network] blocked) -------------
 

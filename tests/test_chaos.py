@@ -1,0 +1,94 @@
+"""A long run with invariants (issue 14, item 5): `rill node run` daemons with manual
+clocks live through simulated months under restarts, kill -9 and partitions, and a
+checker asserts the invariants after every month (runner and checker: tests/chaos.py).
+The table and every daemon's log are kept under tests/artifacts/chaos/."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import chaos
+import pytest
+
+
+def test_chaos_slice_two_months_four_daemons(tmp_path: Path) -> None:
+    """2 months, 4 daemons (2 donors, 2 creators), every fault kind once: a graceful
+    restart and a partition across the first month end, a kill -9 mid-month and a kill -9
+    of a donor as its settlement falls due in the second; the invariants hold after both."""
+    rows, violations = chaos.run(tmp_path, 4, 2, every_kind=True,
+                                 artifacts=chaos.ARTIFACTS / "slice")
+    print("\n" + chaos.table(rows))
+    assert not violations, violations
+    kinds = " ".join(f for r in rows for f in r.faults)
+    for kind in ("restart", "kill-9:", "kill-9@settle", "partition"):
+        assert kind in kinds, kinds
+    assert all(r.invariants == "ok" for r in rows)
+
+
+@pytest.mark.soak
+def test_chaos_soak_twelve_months_ten_daemons(tmp_path: Path) -> None:
+    """12 simulated months (RILL_CHAOS_MONTHS) on 10 daemons (RILL_CHAOS_NODES), random
+    faults each month (RILL_CHAOS_SEED), the invariants checked after every month."""
+    months = int(os.environ.get("RILL_CHAOS_MONTHS", "12"))
+    n = int(os.environ.get("RILL_CHAOS_NODES", "10"))
+    seed = int(os.environ.get("RILL_CHAOS_SEED", "14"))
+    dest = chaos.ARTIFACTS / time.strftime("soak-%Y%m%dT%H%M%SZ", time.gmtime())
+    rows, violations = chaos.run(tmp_path, n, months, seed=seed, artifacts=dest)
+    print("\n" + chaos.table(rows))
+    print(f"artefacts: {dest}")
+    for v in violations:
+        print("violation:", v)
+    assert len(rows) == months
+    if violations and all(chaos.RECEIPT_LOST in v for v in violations):
+        # a known, open bug: a receipt whose gossip is missed (published right after a
+        # heal or restart, before the receipts mesh formed) is not recovered by the sync
+        # after the next month end either; every other invariant held
+        pytest.xfail(f"known bug, open: {len(violations)} x {chaos.RECEIPT_LOST}")
+    assert not violations, violations
+
+
+def test_a_bootstrap_peer_that_restarts_is_dialled_again(tmp_path: Path) -> None:
+    """Found by the chaos run: B bootstraps to A; A is killed (SIGKILL), stays down while
+    one of B's dials fails, and is started again with no bootstrap of its own.  B dials
+    it again within seconds (before the fix: never, so A stayed alone for good and a
+    network's first node was cut off by its own restart; with the first fix alone, only
+    after py-libp2p's 60 s negative cache of failed peers expired)."""
+    from clitools import fast_home
+    from partition import wait_until
+    from procnet import ProcNode
+
+    from rill.node import control
+
+    a, b = ProcNode(tmp_path, "a", chaos.month_start("2026-10")), \
+        ProcNode(tmp_path, "b", chaos.month_start("2026-10"))
+    fast_home(a.home, "a")
+    fast_home(b.home, "b")
+
+    def peers(n: ProcNode) -> int:
+        return len(control.call(n.home / control.SOCKET_NAME, "peers", 30))
+
+    try:
+        a.start([])
+        a.wait_started()
+        b.start([a.addr])
+        b.wait_started()
+        wait_until(lambda: peers(a) == 1 and peers(b) == 1, 30, "the first connection")
+        assert a.proc is not None
+        a.proc.kill()
+        a.proc.wait(30)
+        a.proc = None
+        wait_until(lambda: peers(b) == 0, 30, "b to see a gone")
+        # a is down long enough for a dial to fail: py-libp2p then refuses to dial it for
+        # 60 s (its negative cache) unless the redial clears that
+        wait_until(lambda: "redialling bootstrap peer" in b.log.read_text(), 30,
+                   "a failed redial")
+        a.start([])
+        a.wait_started()
+        took = wait_until(lambda: peers(a) == 1 and peers(b) == 1, 30,
+                          "b to dial its restarted bootstrap peer again")
+        print(f"reconnected {took:.1f} s after the restart")
+    finally:
+        codes = [a.stop(), b.stop()]
+    assert codes == [0, 0]
