@@ -27,17 +27,13 @@ def test_skewed_clocks_and_a_frozen_node_across_month_ends(tmp_path: Path) -> No
 
 
 @pytest.mark.soak
-@pytest.mark.xfail(reason="open: after the sleeper's restart, the November republish 6 h "
-                   "later (136 real s after the last flood) left 1-5 sealed claims missing "
-                   "on the 4 nodes that are not neighbours of the +10 min donor (3 runs); "
-                   "every step before it passes (first sight, sync, the late settlement, "
-                   "the sleeper's catch-up)", strict=False)
 def test_seven_skewed_clocks_and_a_node_restarted_days_later(tmp_path: Path) -> None:
     """7 daemons spread over ±10 minutes; the sleeper is stopped before November ends and
     started again on its home 4 days later.  Not a full mesh: a node gets what its
     neighbours refused at first sight from the donors' republish, once GossipSub's seen
-    caches forgot the first flood (136 real seconds before each republish)."""
+    caches forgot the first flood (200 real seconds before each republish: with
+    121 s, late duplicates had refreshed some entries and a few sealed claims stayed away)."""
     figures = clocks.run(tmp_path, [600, 420, 240, 0, -180, -360, -600], sleeper=3,
-                         sleep="restart", days=4, cache_s=partition.SEEN_TTL_S + 15,
+                         sleep="restart", days=4, cache_s=partition.SEEN_TTL_S + 80,
                          note=print)
     print("clocks (7, restart):", figures)
