@@ -551,7 +551,12 @@ def main() -> int:
             continue
         print(f"running {fn.__name__} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        rows.append((fn.__name__, fn()))
+        try:
+            rows.append((fn.__name__, fn()))
+        except Exception as exc:  # one failed benchmark is a row, not the end of the run
+            print(f"  {fn.__name__} FAILED: {exc!r}"[:2000], file=sys.stderr, flush=True)
+            rows.append((fn.__name__, [("this benchmark failed in this run", "-", "",
+                                        f"{type(exc).__name__}: {exc}"[:300])]))
         print(f"  {fn.__name__}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     shutil.rmtree(_WORK, ignore_errors=True)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
