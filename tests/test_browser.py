@@ -10,22 +10,13 @@ import httpx
 import pytest
 from nodes import free_port
 from procnet import ProcNode
-from webenv import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_browser, static_site
+from webenv import ARTIFACTS, static_site
 
 from rill.protocol.months import month_start
 
 NOW = month_start("2026-11") + 5 * 86400
 
 
-@pytest.fixture
-def browser() -> Any:
-    need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture

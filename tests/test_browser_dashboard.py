@@ -16,12 +16,9 @@ from helpers import signing_key
 from nodes import free_port
 from procnet import ProcNode
 from webenv import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CONTRAST_JS,
     axe_violations,
     horizontal_overflow,
-    need_browser,
     screenshot,
     static_site,
 )
@@ -39,15 +36,6 @@ PHONES = [(390, 844), (360, 740)]
 IBAN = "payto://iban/DE75512108001245126199"
 
 
-@pytest.fixture
-def browser() -> Any:
-    need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class Home:
