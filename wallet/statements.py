@@ -51,6 +51,19 @@ def statement_rows(w: Any, month: str) -> list[dict[str, Any]]:
     return out
 
 
+def statement_months(w: Any) -> list[dict[str, Any]]:
+    """The months with claims owed to this key, newest first: per currency, the number
+    of claims, the total claimed and what receipts acknowledge."""
+    months: dict[str, list[dict[str, Any]]] = {}
+    for mo, cur, n, total, receipted in w.db.execute(
+            "SELECT month, currency, count(*), sum(amount), "
+            "sum(CASE WHEN state = 'receipted' THEN amount ELSE 0 END) FROM obligations "
+            "WHERE direction = 'in' GROUP BY month, currency ORDER BY month DESC, currency"):
+        months.setdefault(mo, []).append({"currency": cur, "claims": n, "total": total,
+                                          "receipted": receipted})
+    return [{"month": mo, "totals": t} for mo, t in months.items()]
+
+
 def sign_statements(w: Any, month: str, now: int) -> list[m.Signed[Statement]]:
     """Sign the creator's statement for ``month`` (several parts above
     :attr:`Statement.MAX_ROWS` claims).  Refused before the month has ended."""
@@ -193,4 +206,5 @@ def thing_chart(series: list[dict[str, Any]], width: int = 240, height: int = 64
 
 
 __all__ = ["GIVING_COLUMNS", "STATEMENT_COLUMNS", "creator_stats", "giving",
-           "sign_statements", "statement_evidence", "statement_rows", "thing_chart"]
+           "sign_statements", "statement_evidence", "statement_months", "statement_rows",
+           "thing_chart"]
