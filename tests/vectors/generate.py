@@ -640,9 +640,9 @@ def statement_negatives(statement: m.Signed[Any]) -> list[dict[str, Any]]:
         "the EUR total is one cent more than its rows")
     add("statement-total-missing", dict(smap, totals=smap["totals"][:1]), "bad-total",
         "no total for USD, which a row uses")
-    totals = [*smap["totals"], {"currency": "GBP", "claims": 1, "amount": 0, "received": 0}]
+    totals = [*smap["totals"], {"currency": "ZAR", "claims": 1, "amount": 0, "received": 0}]
     add("statement-total-unused", dict(smap, totals=totals), "bad-total",
-        "a total for GBP, which no row uses")
+        "a total for ZAR, which no row uses")
     add("statement-part-after-parts", dict(smap, part=2, parts=1), "bad-total",
         "part 2 of 1")
     add("statement-rows-unsorted", dict(smap, rows=smap["rows"][::-1]), "schema",
