@@ -615,21 +615,24 @@ def field_negatives(settlement: m.Signed[Any], claim: m.Signed[Any], receipt: m.
 
 
 def statement_vector(claim: m.Signed[Any], receipt: m.Signed[Any]) -> m.Signed[Any]:
-    """Alice's statement (SPEC §5.9): her claim from the donor (receipted) and a claim
-    of bob's in USD (any 32 bytes: a statement alone cannot show its claims exist)."""
+    """Alice's statement (SPEC §5.9): her one claim of the month, receipted."""
     from rill.protocol.statement import StatementRow, make_statement
 
     rows = [StatementRow(claim.id, claim.signer, "EUR", claim.body.amount, "receipted",
-                         receipt.id, receipt.body.amount),
-            StatementRow(hashlib.sha256(b"another claim").digest(), pub("bob"), "USD", 1234,
-                         "owed")]
+                         receipt.id, receipt.body.amount)]
     return m.sign(make_statement(MONTH, month_end(MONTH) + 4 * 86400, rows), key("alice"))
 
 
 def statement_negatives(statement: m.Signed[Any]) -> list[dict[str, Any]]:
-    """One negative per rule of SPEC §5.9."""
+    """One negative per rule of SPEC §5.9 (the statement's rows: its receipted row and an
+    owed row in USD added, whose claim ID is any 32 bytes)."""
+    from rill.protocol.statement import StatementRow, make_statement
+
     neg: list[dict[str, Any]] = []
-    smap = statement.body.to_map()
+    owed_row = StatementRow(hashlib.sha256(b"another claim").digest(), pub("bob"), "USD",
+                            1234, "owed")
+    body = statement.body
+    smap = make_statement(body.month, body.time, (*body.rows, owed_row)).to_map()
 
     def add(name: str, body: dict[str, Any], reason: str, note: str) -> None:
         neg.append(negative(name, envelope("statement", body, "alice"), reason, note))
