@@ -127,22 +127,23 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
 
     Per month and currency: flattrs received (things counted in claims), donors (who
     signed a claim), supporters (donors whose claim is receipted: paid), new supporters
-    (paid for the first time that month), total claimed and receipted, top things.  Per
+    (paid for the first time that month), total claimed, receipted (the claims' amounts)
+    and received (what the receipts acknowledge), top things.  Per
     thing: flattrs and amount (its equal shares, SPEC §6.3) per month.  ``month``
     narrows the per-month rows and the top things to one month; things keep every month.
     """
     rows = w.db.execute(
-        "SELECT claim, month, donor, amount, currency, state, settlement FROM obligations "
-        "WHERE direction = 'in' ORDER BY month, claim").fetchall()
+        "SELECT claim, month, donor, amount, currency, state, settlement, receipt FROM "
+        "obligations WHERE direction = 'in' ORDER BY month, claim").fetchall()
     first_paid: dict[bytes, str] = {}
-    for _cid, mo, donor, _a, _c, state, _s in rows:
+    for _cid, mo, donor, _a, _c, state, _s, _r in rows:
         if state == "receipted":
             first_paid.setdefault(donor, mo)
     months: dict[tuple[str, str], dict[str, Any]] = {}
     things: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(dict)
     tops: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     settlements: dict[bytes, m.Signed[m.Settlement]] = {}
-    for cid, mo, donor, amount, cur, state, sid in rows:
+    for cid, mo, donor, amount, cur, state, sid, rid in rows:
         claim = w._object(cid, m.Claim)
         if sid not in settlements and w.has_object(sid):
             settlements[sid] = w._object(sid, m.Settlement)
@@ -151,7 +152,7 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
                   else [0] * len(claim.body.things))
         e = months.setdefault((mo, cur), {
             "month": mo, "currency": cur, "flattrs": 0, "donors": set(), "supporters": set(),
-            "total": 0, "receipted": 0, "claims": 0})
+            "total": 0, "receipted": 0, "received": 0, "claims": 0})
         e["claims"] += 1
         e["flattrs"] += len(claim.body.things)
         e["donors"].add(donor)
@@ -159,6 +160,7 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
         if state == "receipted":
             e["supporters"].add(donor)
             e["receipted"] += amount
+            e["received"] += w._object(rid, m.Receipt).body.amount if rid else amount
         for thing, share in zip(claim.body.things, shares, strict=True):
             cell = things[(thing, cur)].setdefault(mo, {"flattrs": 0, "amount": 0})
             cell["flattrs"] += 1
