@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from clitools import js, rill
 from statementdata import (
-    A,
-    B,
-    C,
     FORMULA_REF,
     NAMES,
     RECEIPTS_AT,
+    A,
+    B,
+    C,
     Scenario,
     build,
 )
