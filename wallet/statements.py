@@ -193,8 +193,7 @@ def thing_chart(series: list[dict[str, Any]], width: int = 240, height: int = 64
     """One thing's months as numbers for an inline SVG bar chart: each bar's height is
     its flattrs relative to the thing's best month."""
     top = max((s["flattrs"] for s in series), default=1) or 1
-    n = max(len(series), 1)
-    step = width / n
+    step = width / max(len(series), 6)  # a lone month is a bar, not a block
     bar = max(2.0, step * 0.7)
     bars = []
     for i, s in enumerate(series):
@@ -204,7 +203,8 @@ def thing_chart(series: list[dict[str, Any]], width: int = 240, height: int = 64
                      "flattrs": s["flattrs"], "amount": s["amount"]})
     return {"bars": bars, "width": width, "height": height,
             "first": series[0]["month"] if series else "",
-            "last": series[-1]["month"] if series else ""}
+            "last": series[-1]["month"] if series else "",
+            "last_x": max(60.0, bars[-1]["x"] + bars[-1]["w"]) if bars else 0}
 
 
 __all__ = ["GIVING_COLUMNS", "STATEMENT_COLUMNS", "creator_stats", "giving",
