@@ -123,6 +123,25 @@ def test_a_month_with_more_claims_than_a_statement_holds_is_signed_in_parts() ->
     assert getattr(info.value, "code", None) == "schema"  # 2,001 rows
 
 
+def test_the_largest_statement_fits_its_cap() -> None:
+    """2,000 receipted rows in 2,000 currencies, every number at its largest: the size
+    SPEC §5.9 gives, under the type's cap."""
+    import hashlib
+    import itertools
+
+    from helpers import signing_key
+
+    from rill.protocol.currency import MAX_AMOUNT
+
+    curs = ["".join(c) for c in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=3)]
+    donor = signing_key("d").verify_key.encode()
+    rows = [StatementRow(hashlib.sha256(b"c%d" % i).digest(), donor, curs[i], MAX_AMOUNT,
+                         "receipted", hashlib.sha256(b"r%d" % i).digest(), MAX_AMOUNT)
+            for i in range(m.Statement.MAX_ROWS)]
+    s = m.sign(make_statement("2026-10", 2**53 - 1, rows, 10000, 10000), signing_key("c"))
+    assert len(s.raw) == 484196 < m.Statement.MAX_SIZE
+
+
 # -- verify against claims and receipts ---------------------------------------------------
 
 
