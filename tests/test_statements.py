@@ -284,15 +284,18 @@ def test_giving_export_for_the_donor(scen: Scenario) -> None:
     assert [(r["month"], r["amount"], r["state"]) for r in cleo] == \
         [("2026-10", 600, "receipted"), ("2026-11", 900, "owed")]
     assert cleo[0]["receipt"] == scen.receipts[("ann", "2026-10")].id_hex
+    # Ann recorded no payment: the reference is the one on Cleo's receipt
+    assert cleo[0]["reference"] == FORMULA_REF and cleo[1]["reference"] is None
     assert cleo[0]["creator_name"] == "Cleo"
     assert len(rows) == 3  # and Bob's October claim
     text = rill("giving", "--year", "2026", "--format", "csv", home=scen.donors["ann"],
                 now=NOW).stdout
     parsed = list(csv.DictReader(io.StringIO(text, newline="")))
     assert list(parsed[0]) == list(st.GIVING_COLUMNS)
-    assert [(r["month"], r["creator_name"], r["amount"], r["state"]) for r in parsed
-            if r["creator"] == scen.cleo_did] == [("2026-10", "Cleo", "6.00", "receipted"),
-                                                  ("2026-11", "Cleo", "9.00", "owed")]
+    assert [(r["month"], r["creator_name"], r["amount"], r["state"], r["reference"])
+            for r in parsed if r["creator"] == scen.cleo_did] == \
+        [("2026-10", "Cleo", "6.00", "receipted", "'" + FORMULA_REF),
+         ("2026-11", "Cleo", "9.00", "owed", "")]
     assert js("giving", "--year", "2025", home=scen.donors["ann"], now=NOW)["rows"] == []
 
 
@@ -318,6 +321,8 @@ def test_creator_stats_from_known_claims(scen: Scenario) -> None:
     assert (things[C]["flattrs"], things[C]["amount"]) == (1, 200)
     one = js("creator", "stats", "--month", "2026-11", home=scen.cleo, now=NOW)
     assert [e["month"] for e in one["months"]] == ["2026-11"]
+    assert [(t["thing"], t["flattrs"], t["amount"]) for t in one["things"]] == \
+        [(A, 2, 1100), (C, 1, 200)]
     text = rill("creator", "stats", home=scen.cleo, now=NOW).stdout
     assert "Per month" in text and "Per thing" in text
 

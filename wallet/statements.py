@@ -115,6 +115,8 @@ def giving(w: Any, year: int) -> list[dict[str, Any]]:
             "ORDER BY month, creator, claim", (f"{year:04d}-01", f"{year:04d}-12")):
         if creator not in names:
             names[creator] = _name(w, creator)
+        if reference is None and receipt is not None:  # not recorded here: the creator's
+            reference = w._object(receipt, m.Receipt).body.reference or None
         out.append({"month": mo, "creator": keys.did_from_key(creator),
                     "creator_name": names[creator], "claim": claim.hex(), "amount": amount,
                     "currency": currency, "state": state, "reference": reference,
@@ -130,7 +132,7 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
     (paid for the first time that month), total claimed, receipted (the claims' amounts)
     and received (what the receipts acknowledge), top things.  Per
     thing: flattrs and amount (its equal shares, SPEC §6.3) per month.  ``month``
-    narrows the per-month rows and the top things to one month; things keep every month.
+    narrows everything to one month.
     """
     rows = w.db.execute(
         "SELECT claim, month, donor, amount, currency, state, settlement, receipt FROM "
@@ -179,6 +181,10 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
                                               key=lambda x: (-x[1], x[0]))[:top]]})
     out_things: list[dict[str, Any]] = []
     for (thing, cur), per in things.items():
+        if month is not None:
+            if month not in per:
+                continue
+            per = {month: per[month]}
         out_things.append({
             "thing": thing, "currency": cur,
             "flattrs": sum(c["flattrs"] for c in per.values()),
