@@ -186,8 +186,8 @@ def check_statement(statement: Any, claims: Mapping[bytes, Any],
 
     ``claims`` must hold every listed claim (a missing one is a failing row);
     ``receipts``, when given, must hold the receipt of every receipted row;
-    ``all_claims``: the valid claims of the batch, for claims of this creator and month
-    that a one-part statement leaves out.
+    ``all_claims``: valid claims given with it (those of this creator and month are
+    looked at), for a one-part statement that leaves one out.
     """
     s = statement.body
     creator = statement.signer

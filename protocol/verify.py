@@ -153,6 +153,8 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
     covers: dict[bytes, Signed[SealedClaim]] = {}  # claim ID -> its first sealed cover
     claims: dict[bytes, Signed[Claim]] = {}
     receipts: dict[bytes, Signed[Receipt]] = {}
+    #: (creator, month) -> the batch's claims, for statements (built when one needs it)
+    claims_of: dict[tuple[bytes, str], list[Signed[Claim]]] = {}
     for v in valid:
         assert v.obj is not None
         if isinstance(v.obj.body, KeyDocument):
@@ -188,8 +190,12 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
                     checks.check_receipt(obj, key_document=key_document_at(docs, body.time))
                     v.checks.append("key")
             elif isinstance(body, Statement) and claims:
+                if not claims_of:
+                    for c in claims.values():
+                        claims_of.setdefault((c.body.creator, c.body.month), []).append(c)
                 problems = statements.check_statement(
-                    obj, claims, receipts if receipts else None, claims.values())
+                    obj, claims, receipts if receipts else None,
+                    claims_of.get((obj.signer, body.month), []))
                 v.checks.append("claims")
                 if receipts:
                     v.checks.append("receipts")

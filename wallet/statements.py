@@ -14,6 +14,7 @@ from ..protocol import checks, keys
 from ..protocol import messages as m
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, parse_month
+from ..protocol.shares import thing_shares
 from ..protocol.statement import Statement, StatementRow, make_statement
 from .errors import Refused
 
@@ -134,36 +135,43 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
     thing: flattrs and amount (its equal shares, SPEC §6.3) per month.  ``month``
     narrows everything to one month.
     """
+    # Stored objects were verified when they arrived: read them without checking their
+    # signatures again (a page showing thousands of claims stays fast).
     rows = w.db.execute(
-        "SELECT claim, month, donor, amount, currency, state, settlement, receipt FROM "
-        "obligations WHERE direction = 'in' ORDER BY month, claim").fetchall()
+        "SELECT b.month, b.donor, b.amount, b.currency, b.state, b.settlement, c.raw, r.raw "
+        "FROM obligations b JOIN objects c ON c.id = b.claim "
+        "LEFT JOIN objects r ON r.id = b.receipt "
+        "WHERE b.direction = 'in' ORDER BY b.month, b.claim").fetchall()
     first_paid: dict[bytes, str] = {}
-    for _cid, mo, donor, _a, _c, state, _s, _r in rows:
+    for mo, donor, _a, _c, state, _s, _raw, _r in rows:
         if state == "receipted":
             first_paid.setdefault(donor, mo)
     months: dict[tuple[str, str], dict[str, Any]] = {}
     things: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(dict)
     tops: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    settlements: dict[bytes, m.Signed[m.Settlement]] = {}
-    for cid, mo, donor, amount, cur, state, sid, rid in rows:
-        claim = w._object(cid, m.Claim)
-        if sid not in settlements and w.has_object(sid):
-            settlements[sid] = w._object(sid, m.Settlement)
+    #: settlement ID -> (budget, n, things before our line), None if not held
+    splits: dict[bytes, tuple[int, int, int] | None] = {}
+    for mo, donor, amount, cur, state, sid, claim_raw, receipt_raw in rows:
+        claim = m.decode(claim_raw, m.Claim, verify_signature=False).body
+        if sid not in splits:
+            splits[sid] = _split_of(w, sid)
+        split = splits[sid]
         # the settlement gives each thing's share; without it (evicted) only the counts
-        shares = (checks.claim_thing_shares(claim, settlements[sid]) if sid in settlements
-                  else [0] * len(claim.body.things))
+        shares = (thing_shares(split[0], split[1], split[2], len(claim.things))
+                  if split is not None else [0] * len(claim.things))
         e = months.setdefault((mo, cur), {
             "month": mo, "currency": cur, "flattrs": 0, "donors": set(), "supporters": set(),
             "total": 0, "receipted": 0, "received": 0, "claims": 0})
         e["claims"] += 1
-        e["flattrs"] += len(claim.body.things)
+        e["flattrs"] += len(claim.things)
         e["donors"].add(donor)
         e["total"] += amount
         if state == "receipted":
             e["supporters"].add(donor)
             e["receipted"] += amount
-            e["received"] += w._object(rid, m.Receipt).body.amount if rid else amount
-        for thing, share in zip(claim.body.things, shares, strict=True):
+            e["received"] += (m.decode(receipt_raw, m.Receipt, verify_signature=False)
+                              .body.amount if receipt_raw is not None else amount)
+        for thing, share in zip(claim.things, shares, strict=True):
             cell = things[(thing, cur)].setdefault(mo, {"flattrs": 0, "amount": 0})
             cell["flattrs"] += 1
             cell["amount"] += share
@@ -192,6 +200,20 @@ def creator_stats(w: Any, month: str | None = None, top: int = 10) -> dict[str, 
             "months": [{"month": mo, **per[mo]} for mo in sorted(per)]})
     out_things.sort(key=lambda t: (-t["flattrs"], -t["amount"], t["thing"], t["currency"]))
     return {"month": month, "months": out_months, "things": out_things}
+
+
+def _split_of(w: Any, sid: bytes) -> tuple[int, int, int] | None:
+    """A stored settlement's budget, thing count and the things before our line."""
+    row = w.db.execute("SELECT raw FROM objects WHERE id = ?", (sid,)).fetchone()
+    if row is None:
+        return None
+    s = m.decode(row[0], m.Settlement, verify_signature=False).body
+    before = 0
+    for line in s.lines:
+        if line.creator == w.identity:
+            return s.budget, s.things, before
+        before += line.things
+    return None
 
 
 def thing_chart(series: list[dict[str, Any]], width: int = 240, height: int = 64
