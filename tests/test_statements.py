@@ -123,6 +123,23 @@ def test_a_month_with_more_claims_than_a_statement_holds_is_signed_in_parts() ->
     assert getattr(info.value, "code", None) == "schema"  # 2,001 rows
 
 
+def test_parts_each_verify_against_their_claims(scen: Scenario, tmp_path: Path) -> None:
+    with scen.open() as w:
+        parts = st.sign_statements(w, "2026-10", NOW, size=1)
+        evidence = st.statement_evidence(w, "2026-10")
+    assert [(p.body.part, p.body.parts, len(p.body.rows)) for p in parts] == [(1, 2, 1),
+                                                                             (2, 2, 1)]
+    assert parts[0].body.rows[0].claim < parts[1].body.rows[0].claim
+    assert sum(p.body.totals[0].amount for p in parts) == 1100
+    claims = [o for o in evidence if o.type == "claim"]
+    mine = [c for c in claims if c.id == parts[0].body.rows[0].claim]
+    # a part is not refused for the claims of the other part given with it
+    v = _verdict(verify_files(_files(tmp_path, parts[0], *claims), NOW), "statement")
+    assert v.valid and v.checks == ["claims"]
+    v = _verdict(verify_files(_files(tmp_path, parts[1], *mine), NOW), "statement")
+    assert not v.valid and "not among the objects given" in v.reason
+
+
 def test_the_largest_statement_fits_its_cap() -> None:
     """2,000 receipted rows in 2,000 currencies, every number at its largest: the size
     SPEC §5.9 gives, under the type's cap."""

@@ -65,9 +65,10 @@ def statement_months(w: Any) -> list[dict[str, Any]]:
     return [{"month": mo, "totals": t} for mo, t in months.items()]
 
 
-def sign_statements(w: Any, month: str, now: int) -> list[m.Signed[Statement]]:
-    """Sign the creator's statement for ``month`` (several parts above
-    :attr:`Statement.MAX_ROWS` claims).  Refused before the month has ended."""
+def sign_statements(w: Any, month: str, now: int, size: int = Statement.MAX_ROWS
+                    ) -> list[m.Signed[Statement]]:
+    """Sign the creator's statement for ``month``: several parts of ``size`` rows above
+    that many claims (SPEC §5.9).  Refused before the month has ended."""
     month = parse_month(month)
     if month_end(month) > now + checks.MAX_SKEW:
         raise Refused(f"{month} has not ended yet: its statement can be signed from "
@@ -76,7 +77,6 @@ def sign_statements(w: Any, month: str, now: int) -> list[m.Signed[Statement]]:
                          r["currency"], r["amount"], r["state"],
                          bytes.fromhex(r["receipt"]) if r["receipt"] else None,
                          r["received"]) for r in statement_rows(w, month)]
-    size = Statement.MAX_ROWS
     chunks = [rows[i:i + size] for i in range(0, len(rows), size)] or [[]]
     out = []
     for i, chunk in enumerate(chunks):
