@@ -255,6 +255,11 @@ def test_rill_statement_with_claims_verifies_in_one_file(scen: Scenario,
     assert json.loads(err.stdout)["code"] == "usage"
     err = rill("statement", "--month", "2026-12", "--json", home=scen.cleo, now=NOW, code=1)
     assert json.loads(err.stdout)["code"] == "future"
+    # a month without income: an empty statement, still signed and valid
+    res = js("statement", "--month", "2026-09", home=scen.cleo, now=NOW)
+    assert res["claims"] == 0 and res["totals"] == []
+    [v] = verify_files([("sep.rill", res["content"].encode())], NOW)
+    assert v.valid and v.type == "statement"
 
 
 # -- exports ---------------------------------------------------------------------------
