@@ -232,7 +232,7 @@ def thing_chart(series: list[dict[str, Any]], width: int = 240, height: int = 64
     return {"bars": bars, "width": width, "height": height,
             "first": series[0]["month"] if series else "",
             "last": series[-1]["month"] if series else "",
-            "last_x": max(60.0, bars[-1]["x"] + bars[-1]["w"]) if bars else 0}
+            "last_x": max(90.0, bars[-1]["x"] + bars[-1]["w"]) if bars else 0}
 
 
 __all__ = ["GIVING_COLUMNS", "STATEMENT_COLUMNS", "creator_stats", "giving",
