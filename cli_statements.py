@@ -133,9 +133,8 @@ def giving(year: int | None, fmt: str, out: str | None, home: str | None,
         data = b""
     _write(out, data, "the giving records were")
     if as_json:
-        _emit_json({"year": y, "rows": rows, "file": out} if fmt != "csv" else
-                   {"year": y, "rows": len(rows), "file": out,
-                    "content": data.decode() if out is None else None})
+        _emit_json({"year": y, "rows": rows, "file": out,
+                    "content": data.decode() if fmt == "csv" and out is None else None})
         return
     if fmt != "table":
         if out is None:
