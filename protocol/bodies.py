@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from . import keys
 from .errors import RemoteError, RuleError, SchemaError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH, Reader
+from .statement import Statement
 
 if TYPE_CHECKING:
     from .envelope import Signed
@@ -389,7 +390,8 @@ class Equivocation:
 
 BODY_TYPES: Mapping[str, Any] = {
     cls.TYPE: cls
-    for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation)
+    for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation,
+                Statement)
 }
 MAX_OBJECT_SIZE = max(cls.MAX_SIZE for cls in BODY_TYPES.values())
 
