@@ -31,8 +31,9 @@ NOW = DATA["verify_at"]
 
 def test_every_positive_vector_passes_its_topic_and_no_other() -> None:
     for v in DATA["positive"]:
-        if v["type"] in ("click", "statement"):
-            # click-log entries and statements never travel by gossip: no topic takes them
+        if v["type"] in ("click", "statement", "claim"):
+            # click-log entries, statements and plain claims (their things list in clear)
+            # never travel by gossip: no topic takes them
             assert v["type"] not in TOPIC_OF
             for topic in TOPICS:
                 with pytest.raises(RemoteError) as info:
