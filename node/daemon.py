@@ -275,7 +275,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
     async def publish(self, raw: bytes) -> None:
         """Queue an object for gossip (checked first: our own invalid publishes would
         lower our own score)."""
-        obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
+        obj = check_gossip(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw, self.clock.now(),
                            self.config.window_months, self.work_bits)
         if obj.id not in self._published and self.gate.forwarded_lately(obj.id):
             log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)
