@@ -36,6 +36,7 @@ from ..protocol.reconcile import (
     IdList,
     Objects,
     ReconcileRequest,
+    Roots,
     Summary,
 )
 from ..wallet.errors import DiskFull
@@ -109,6 +110,12 @@ class Reconciling:
         if self.is_blocked(peer):
             raise ConnectionRefusedError(f"peer {peer} is blocked")
         req = ReconcileRequest.decode(raw)
+        if req.op == "roots":
+            roots = []
+            for month in req.months:
+                ids = await self.db(month_ids, self.wallet, month)
+                roots.append(Summary.of(month, ids).root)
+            return Roots(tuple(roots)).encode()
         if req.op == "summary":
             assert req.month is not None
             ids = await self.db(month_ids, self.wallet, req.month)
@@ -154,16 +161,20 @@ class Reconciling:
         new = 0
         pages = 0
         with trio.fail_after(RECONCILE_SESSION_S):
-            for month in months:
+            try:
+                roots = Roots.decode(await self._ask(peer, ReconcileRequest(
+                    "roots", months=tuple(months))), len(months)).roots
+            except StreamFailure:
+                if self._serves(peer, RECONCILE_PROTOCOL) is not True:
+                    log.debug("peer %s does not serve %s", peer, RECONCILE_PROTOCOL)
+                    return new
+                raise
+            for month, root in zip(months, roots, strict=True):
                 mine = Summary.of(month, await self.db(month_ids, self.wallet, month))
-                try:
-                    theirs = Summary.decode(await self._ask(peer, ReconcileRequest(
-                        "summary", month)))
-                except StreamFailure:
-                    if self._serves(peer, RECONCILE_PROTOCOL) is not True:
-                        log.debug("peer %s does not serve %s", peer, RECONCILE_PROTOCOL)
-                        return new
-                    raise
+                if root.count == 0 or root == mine.root:
+                    continue  # nothing there, or the same set
+                theirs = Summary.decode(await self._ask(peer, ReconcileRequest(
+                    "summary", month)))
                 if theirs.month != month:
                     raise RemoteError(f"summary for {theirs.month}, asked for {month}")
                 buckets = tuple(mine.differing(theirs))

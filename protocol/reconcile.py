@@ -2,8 +2,10 @@
 
 Sync (§11.3) asks a peer for what concerns one key; reconciliation makes two nodes agree on
 *every* public object of a month that both keep, so that the copies a node carries for others
-come back after a loss too.  Three one-frame exchanges, each on its own stream:
+come back after a loss too.  One-frame exchanges, each on its own stream:
 
+0. ``roots``: for each month of the window, the number of IDs and one digest (the usual
+   answer: equal, nothing more to ask);
 1. ``summary``: per bucket (the first byte of the object ID), how many IDs and a digest of them;
 2. ``ids``: the IDs in the buckets whose summaries differ;
 3. ``get``: the objects whose IDs the asker lacks.
@@ -35,7 +37,9 @@ MAX_GET = 1000
 MAX_IDS = 131072
 #: A response frame (the ``get`` response is like a sync page: about 4 MiB of objects).
 MAX_RECONCILE_RESPONSE = 5 * 1024 * 1024
-OPS = ("summary", "ids", "get")
+#: Months in one ``roots`` request.
+MAX_ROOTS = 12
+OPS = ("roots", "summary", "ids", "get")
 
 
 def bucket_of(oid: bytes) -> int:
@@ -66,6 +70,12 @@ class Summary:
             buckets[bucket_of(oid)].append(oid)
         return cls(month, tuple(len(b) for b in buckets), tuple(digest(b) for b in buckets))
 
+    @property
+    def root(self) -> Root:
+        """The whole set in one digest: SHA-256 over the 256 bucket digests in order."""
+        return Root(sum(self.counts), hashlib.sha256(b"".join(self.digests)).digest()[
+            :DIGEST_BYTES])
+
     def differing(self, other: Summary) -> list[int]:
         """Buckets in which ``other`` holds something else than this summary: empty ones of
         ``other`` never count (nothing to fetch there)."""
@@ -91,8 +101,38 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class Root:
+    """The number of IDs of a month's set and its root digest."""
+
+    count: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Roots:
+    """``{"v": 1, "roots": [[count, digest]...]}``: one per month asked, in that order."""
+
+    roots: tuple[Root, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": 1, "roots": [[r.count, r.digest] for r in self.roots]})
+
+    @classmethod
+    def decode(cls, raw: bytes, months: int) -> Roots:
+        v = _map(raw, {"v", "roots"}, MAX_RECONCILE_RESPONSE, "roots")
+        roots = v["roots"]
+        if (type(roots) is not list or len(roots) != months or
+                any(type(r) is not list or len(r) != 2 or type(r[0]) is not int or
+                    not 0 <= r[0] < 2**63 or type(r[1]) is not bytes or
+                    len(r[1]) != DIGEST_BYTES for r in roots)):
+            raise SchemaError(f"roots: {months} pairs of a count and {DIGEST_BYTES} bytes")
+        return cls(tuple(Root(c, d) for c, d in roots))
+
+
+@dataclass(frozen=True)
 class ReconcileRequest:
-    """``{"v": 1, "op": "summary", "month": M}``,
+    """``{"v": 1, "op": "roots", "months": [M...]}``,
+    ``{"v": 1, "op": "summary", "month": M}``,
     ``{"v": 1, "op": "ids", "month": M, "buckets": [b...]}`` or
     ``{"v": 1, "op": "get", "ids": [id...]}``."""
 
@@ -100,10 +140,13 @@ class ReconcileRequest:
     month: str | None = None
     buckets: tuple[int, ...] = ()
     ids: tuple[bytes, ...] = ()
+    months: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         v: dict[str, object] = {"v": 1, "op": self.op}
-        if self.op != "get":
+        if self.op == "roots":
+            v["months"] = list(self.months)
+        elif self.op != "get":
             v["month"] = self.month
         if self.op == "ids":
             v["buckets"] = list(self.buckets)
@@ -117,13 +160,21 @@ class ReconcileRequest:
             raise TooLarge("reconcile request too large")
         v = cbor.decode(raw)
         if not isinstance(v, dict) or v.get("op") not in OPS:
-            raise SchemaError("reconcile request: op must be summary, ids or get")
+            raise SchemaError("reconcile request: op must be roots, summary, ids or get")
         op = v["op"]
-        want = {"summary": {"v", "op", "month"}, "ids": {"v", "op", "month", "buckets"},
-                "get": {"v", "op", "ids"}}[op]
+        want = {"roots": {"v", "op", "months"}, "summary": {"v", "op", "month"},
+                "ids": {"v", "op", "month", "buckets"}, "get": {"v", "op", "ids"}}[op]
         if set(v) != want:
             raise SchemaError(f"reconcile request: {op} has exactly {', '.join(sorted(want))}")
         _version(v)
+        if op == "roots":
+            months = v["months"]
+            if type(months) is not list or not 1 <= len(months) <= MAX_ROOTS:
+                raise SchemaError(f"reconcile roots: 1..{MAX_ROOTS} months")
+            ms = tuple(_month(x) for x in months)
+            if len(set(ms)) != len(ms):
+                raise SchemaError("reconcile roots: a month twice")
+            return cls(op, months=ms)
         if op == "get":
             ids = v["ids"]
             if (type(ids) is not list or not 1 <= len(ids) <= MAX_GET or
@@ -206,5 +257,6 @@ def _month(value: object) -> str:
     return check_month(value, "reconcile month")
 
 
-__all__ = ["BUCKETS", "DIGEST_BYTES", "MAX_GET", "MAX_IDS", "RECONCILE_PROTOCOL", "IdList",
-           "Objects", "ReconcileRequest", "Summary", "bucket_of", "digest"]
+__all__ = ["BUCKETS", "DIGEST_BYTES", "MAX_GET", "MAX_IDS", "MAX_ROOTS", "RECONCILE_PROTOCOL",
+           "IdList", "Objects", "ReconcileRequest", "Root", "Roots", "Summary", "bucket_of",
+           "digest"]

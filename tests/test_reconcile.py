@@ -25,6 +25,7 @@ from rill.protocol.reconcile import (
     IdList,
     Objects,
     ReconcileRequest,
+    Roots,
     Summary,
     digest,
 )
@@ -57,6 +58,13 @@ def test_summary_round_trip_and_difference() -> None:
     # order does not matter, the set does
     assert Summary.of("2026-10", reversed(a)) == s
     assert digest([]) == hashlib.sha256(b"").digest()[:16]
+    # the root: one digest of the whole set
+    assert s.root == Summary.of("2026-10", reversed(a)).root != other.root
+    assert s.root.count == 600
+    r = Roots((s.root, other.root))
+    assert Roots.decode(r.encode(), 2) == r
+    with pytest.raises(RemoteError):
+        Roots.decode(r.encode(), 3)  # not one per month asked
 
 
 @pytest.mark.parametrize("value", [
@@ -74,6 +82,10 @@ def test_summary_round_trip_and_difference() -> None:
     {"v": 1, "op": "get", "ids": [b"\x00" * 31]},
     {"v": 1, "op": "get", "ids": [b"\x00" * 32] * (MAX_GET + 1)},
     {"v": 1, "op": "get", "month": "2026-10", "ids": [b"\x00" * 32]},
+    {"v": 1, "op": "roots", "months": []},
+    {"v": 1, "op": "roots", "months": ["2026-10", "2026-10"]},
+    {"v": 1, "op": "roots", "months": [f"2026-{m:02d}" for m in range(1, 13)] + ["2025-12"]},
+    {"v": 1, "op": "roots", "months": ["2026-10"], "month": "2026-10"},
 ])
 def test_bad_requests_are_refused_with_a_reason(value: dict[str, object]) -> None:
     with pytest.raises(RemoteError):
@@ -81,7 +93,8 @@ def test_bad_requests_are_refused_with_a_reason(value: dict[str, object]) -> Non
 
 
 def test_requests_round_trip_and_size_limits() -> None:
-    for req in (ReconcileRequest("summary", "2026-10"),
+    for req in (ReconcileRequest("roots", months=("2026-10", "2026-09")),
+                ReconcileRequest("summary", "2026-10"),
                 ReconcileRequest("ids", "2026-10", buckets=(0, 7, 255)),
                 ReconcileRequest("get", ids=tuple(ids(MAX_GET)))):
         raw = req.encode()
@@ -179,6 +192,8 @@ async def test_a_hostile_peer_cannot_push_or_loop(tmp_path: Path) -> None:
 
         async def serve(peer: object, raw: bytes) -> bytes:
             req = ReconcileRequest.decode(raw)
+            if req.op == "roots":
+                return Roots(tuple(Summary.of(m, fake).root for m in req.months)).encode()
             if req.op == "summary":
                 return Summary.of(req.month or "", fake).encode()
             if req.op == "ids":
