@@ -114,7 +114,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         st = events.stats(w.db)
         assert st["on_claim.url"]["waiting"] == 2 and st["on_claim.url"]["dropped"] == 1
         assert st["on_new_supporter.command"]["waiting"] == 1
-        n, attempts, body = events.head(w.db, "on_claim.url") or (0, 0, b"")
+        n, _attempts, body = events.head(w.db, "on_claim.url") or (0, 0, b"")
         assert json.loads(body)["data"]["month"] == "2026-09"  # August's was dropped
         events.attempt_failed(w.db, "on_claim.url", n, "down", give_up=False)
         assert events.head(w.db, "on_claim.url") == (n, 1, body)  # still first
@@ -185,6 +185,7 @@ def test_hooks_test_sends_a_signed_sample_to_a_command_and_a_webhook(tmp_path: P
     home = tmp_path / "alice"
     a = fast_home(home)
     out = tmp_path / "sample.json"
+    script = "import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer.read())"
     receiver = Receiver()
     receiver.start()
     try:
@@ -193,7 +194,7 @@ def test_hooks_test_sends_a_signed_sample_to_a_command_and_a_webhook(tmp_path: P
 [hooks]
 desktop = false
 [hooks.on_month_settled]
-command = [{json.dumps(sys.executable)}, "-c", "import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer.read())", {json.dumps(str(out))}]
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(out))}]
 url = "{receiver.url}"
 """)
         got = js("hooks", "test", "month_settled", home=home)
