@@ -353,6 +353,7 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
     now = _now()
     with _open(home) as w:  # one transaction: a full disk keeps none of them
         verdicts = w.import_objects([raw for _, raw in items], now)
+    _notify_daemon(home)  # a running node's events (rill events, [hooks]) see them now
     for (name, raw), r in zip(items, verdicts, strict=True):
         if isinstance(r, RemoteError | WalletError):
             reason = r.reason if isinstance(r, RemoteError) else str(r)

@@ -402,6 +402,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                 out.append(m.decode(raw).id_hex)
             return out
         if cmd == "publish-new":  # the CLI signed something: look now
+            self.hooks.poke()  # or stored something: its events
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)

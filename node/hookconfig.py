@@ -5,7 +5,8 @@
 desktop = true        # notify-send; default: on when it exists and a display is set
 timeout = 10          # seconds per command run or webhook request
 retries = 8           # attempts after the first, then the event is given up (counted)
-backoff = 2           # seconds before the first retry, doubled each time (<= 1 hour)
+backoff = 2           # seconds before the first retry, doubled each time...
+max_backoff = 3600    # ...up to this
 queue = 1000          # deliveries waiting per hook; when full the oldest is dropped
 
 [hooks.on_claim]
@@ -59,13 +60,14 @@ class HookConfig:
     backoff: float = 2.0
     queue: int = 1000
     desktop: bool = False
+    max_backoff: float = MAX_DELAY
 
     def all_targets(self) -> list[Target]:
         return [t for k in KINDS for t in self.targets.get(k, ())]
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
-        return float(min(self.backoff * 2 ** max(attempts - 1, 0), MAX_DELAY))
+        return float(min(self.backoff * 2 ** min(max(attempts - 1, 0), 40), self.max_backoff))
 
 
 def desktop_available() -> bool:
@@ -79,12 +81,13 @@ def parse_hooks(raw: dict[str, Any]) -> HookConfig:
     if not isinstance(hooks, dict):
         raise HookConfigError("[hooks] must be a table")
     unknown = set(hooks) - set(HOOK_KEYS) - {"desktop", "timeout", "retries", "backoff",
-                                              "queue"}
+                                              "max_backoff", "queue"}
     if unknown:
         raise HookConfigError(f"hooks: unknown setting(s) {', '.join(sorted(unknown))} "
                               f"(events: {', '.join(HOOK_KEYS)})")
     timeout = _number(hooks, "timeout", 10.0, 0.1, 600.0)
     backoff = _number(hooks, "backoff", 2.0, 0.01, MAX_DELAY)
+    max_backoff = _number(hooks, "max_backoff", MAX_DELAY, 0.01, 86400.0)
     retries = _integer(hooks, "retries", 8, 0, MAX_RETRIES)
     queue = _integer(hooks, "queue", 1000, 1, MAX_QUEUE)
     desktop = hooks.get("desktop")
@@ -108,7 +111,7 @@ def parse_hooks(raw: dict[str, Any]) -> HookConfig:
             out.append(Target(f"{key}.url", "url", url=_url(key, spec["url"])))
         targets[kind] = tuple(out)
     return HookConfig(targets, timeout, retries, backoff, queue,
-                      desktop_available() if desktop is None else desktop)
+                      desktop_available() if desktop is None else desktop, max_backoff)
 
 
 def _argv(key: str, value: Any) -> tuple[str, ...]:

@@ -150,7 +150,9 @@ def test_hooks_config_forms() -> None:
     assert [(t.name, t.argv, t.url) for t in cfg.all_targets()] == [
         ("on_receipt.command", ("notify-me", "--title", "a receipt"), ""),
         ("on_receipt.url", (), "https://example.org/h")]
-    assert [cfg.delay(n) for n in (1, 2, 3, 20)] == [1, 2, 4, 3600]
+    assert [cfg.delay(n) for n in (1, 2, 3, 20, 60)] == [1, 2, 4, 3600, 3600]
+    capped = parse_hooks({"hooks": {"backoff": 0.5, "max_backoff": 3}})
+    assert [capped.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 3, 3]
     assert parse_hooks({}).all_targets() == []
 
 

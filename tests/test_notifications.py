@@ -79,6 +79,7 @@ def test_hooks_deliver_each_event_once_in_order_across_a_restart(tmp_path: Path,
 desktop = false
 retries = 30
 backoff = 0.2
+max_backoff = 0.5
 timeout = 5
 
 [hooks.on_claim]
