@@ -167,6 +167,10 @@ def test_webhook_signature() -> None:
     assert wh.verify_header(header, body, 1_800_000_100, me) == me
     sig = key.sign(b"rill-webhook/1\n1800000000\n" + body).signature.hex()
     assert header.endswith(sig)  # the signed input as SPEC §12.3 states it
+    assert header == (  # SPEC §12.3's example
+        "t=1800000000,key=did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd,sig="
+        "5fee91a7b4f1092e198ce9985907eaf1acb9120b689c078041aa05be07f9d948a9b4e38f71d7015c"
+        "7d2a587e4b47ae62f8390d1e63a4de57a79eb445cbaeac06")
     for value, payload, now, code in [
             (header, body + b" ", 1_800_000_000, "webhook-signature"),
             (header, body, 1_800_000_301, "webhook-time"),
