@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clitools import fast_home, js
 from hookrecv import Receiver
 from nodes import free_port
@@ -178,3 +179,56 @@ def _dashboard(browser: Any, url: str, listed: list[dict[str, Any]]) -> None:
     assert page.inner_text("nav a[href='/events']").split() == ["Events"]
     assert "3 event(s)" not in page.inner_text("main") and "0 unread" in page.inner_text("main")
     page.close()
+
+
+@pytest.mark.soak
+def test_every_event_kind_over_gossip_between_two_daemons(tmp_path: Path) -> None:
+    """A donor's node and a creator's node: the donor's settling (month_settled), its
+    claim reaching the creator by gossip (claim, new_supporter), the creator's receipt
+    reaching the donor (receipt): each delivered once to each hook."""
+    start, end = month_start("2026-10") + 3600, month_end("2026-10")
+    dora, alice = ProcNode(tmp_path, "dora", start), ProcNode(tmp_path, "alice", start)
+    d, a = fast_home(dora.home, "Dora"), fast_home(alice.home, "Alice")
+    receiver = Receiver()
+    files = {k: tmp_path / f"{k}.jsonl" for k in ("month_settled", "receipt")}
+    for node, hooks in ((dora, {
+            f"on_{k}": {"command": ["sh", "-c", 'cat >> "$0"', str(f)]}
+            for k, f in files.items()}), (alice, {
+            "on_claim": {"url": receiver.url + "?claim"},
+            "on_new_supporter": {"url": receiver.url + "?supporter"}})):
+        text = "\n[hooks]\ndesktop = false\nbackoff = 0.2\nmax_backoff = 1\n"
+        for name, spec in hooks.items():
+            text += f"[hooks.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n"
+                                                  for k, v in spec.items())
+        cfg = node.home / "config.toml"
+        cfg.write_text(cfg.read_text() + text)
+    receiver.start()
+    try:
+        dora.start([])
+        dora.wait_started()
+        alice.start([dora.addr])
+        alice.wait_started()
+        dora.rill("budget", "set", "5.00", "EUR", now=start)
+        dora.rill("click", "https://alice.example/post", "--creator", a, now=start + 60)
+        for t in (end + 1, end + 61, end + 121):  # the month ends; the grace passes
+            for n in (dora, alice):
+                n.rill("node", "clock", str(t))
+        wait_for(lambda: len(_lines(files["month_settled"])) == 1, 60, "Dora settles")
+        wait_for(lambda: len(receiver.events()) == 2, 60, "Alice's claim events")
+        (claim,) = receiver.events("/hook?claim")
+        (supporter,) = receiver.events("/hook?supporter")
+        assert claim["data"]["donor"] == d == supporter["data"]["donor"]
+        assert claim["data"]["amount"] == 500 and claim["data"]["month"] == "2026-10"
+        (settled,) = _lines(files["month_settled"])
+        assert settled["node"] == d and settled["data"]["creators"][0]["creator"] == a
+        alice.rill("receipt", claim["data"]["claim"], "--reference", "bank-1", now=end + 200)
+        wait_for(lambda: len(_lines(files["receipt"])) == 1, 60, "Dora's receipt event")
+        (receipt,) = _lines(files["receipt"])
+        assert receipt["data"]["claim"] == claim["data"]["claim"]
+        assert receipt["data"]["creator"] == a
+        time.sleep(3)  # a later scan or republish adds nothing
+        assert len(receiver.events()) == 2 and len(_lines(files["receipt"])) == 1
+        assert len(_lines(files["month_settled"])) == 1
+    finally:
+        receiver.stop()
+        assert dora.stop() == 0 and alice.stop() == 0
