@@ -210,7 +210,7 @@ class Dashboard:
         ctx.setdefault("names", {})
         page = self.templates.get_template(name).render(
             token=self.token, me=keys.did_from_key(d.identity), path=request.url.path,
-            unread=d.hooks.unread,
+            unread=getattr(getattr(d, "hooks", None), "unread", 0),
             notice=request.query_params.get("notice"), **ctx)
         response = HTMLResponse(page, status_code=status)
         response.set_cookie(CSRF_COOKIE, self.token, httponly=True, samesite="strict",
