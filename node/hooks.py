@@ -144,6 +144,7 @@ class Hooks:
         self.now = now
         self.config = HookConfig()
         self._config_error: str | None = None
+        self._scan_error: str | None = None
         self.unread = 0
         self._poke = trio.Event()
         self._wake: dict[str, trio.Event] = {}
@@ -200,10 +201,13 @@ class Hooks:
             new = await self.db(events.scan, self.wallet.db, self.wallet.identity, self.now(),
                                 self.config)
             self.unread = await self.db(events.unread_count, self.wallet.db)
-        except Exception as exc:  # a full disk, a locked db: next scan
-            log.warning("events: could not scan (%s: %s); trying again", type(exc).__name__,
-                        exc)
+        except Exception as exc:  # a full disk, a locked db: the next scan tries again
+            why = f"{type(exc).__name__}: {exc}"
+            if why != self._scan_error:  # logged once, not every scan
+                self._scan_error = why
+                log.warning("events: could not scan (%s); trying again", why)
             return []
+        self._scan_error = None
         if new:
             log.info("events: %d new (%s)", len(new), ", ".join(e["event"] for e in new))
             for ev in self._wake.values():
