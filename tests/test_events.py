@@ -223,3 +223,65 @@ url = "{receiver.url}"
         assert none["code"] == "no-hook"
     finally:
         receiver.stop()
+
+
+async def test_delivery_retries_then_gives_up_in_order_and_kills_a_slow_command(
+        tmp_path: Path) -> None:
+    """The daemon's delivery loop on a real home: a command that fails is retried
+    ``retries`` times with backoff, then its event is given up and the next one goes;
+    a command past the timeout is killed and counts as a failure."""
+    import functools
+    import time
+
+    import trio
+
+    from rill.node.hooks import Hooks
+
+    home = tmp_path / "alice"
+    a = fast_home(home)
+    dora = tmp_path / "dora"
+    fast_home(dora)
+    log = tmp_path / "log"
+    # fails for August's claim, sleeps past the timeout for September's, takes October's
+    script = ("import sys, json, time; e = json.load(sys.stdin); m = e['data']['month']; "
+              "open(sys.argv[1], 'a').write(m + '\\n'); "
+              "time.sleep(30) if m == '2026-09' else sys.exit(m == '2026-08')")
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text() + f"""
+[hooks]
+desktop = false
+retries = 1
+backoff = 0.05
+timeout = 1
+[hooks.on_claim]
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(log))}]
+""")
+    w = Wallet.open(home)
+    limiter = trio.CapacityLimiter(1)
+
+    async def db(fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
+    now = month_end("2026-10") + 60
+    hooks = Hooks(db, w, lambda: now)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hooks.run)
+            for month in ("2026-08", "2026-09", "2026-10"):
+                raws = _give(dora, a, month, [f"https://alice.example/{month}"])
+                await db(w.import_objects, raws, now)
+            hooks.poke()
+            started = time.monotonic()
+            with trio.fail_after(20):
+                while "2026-10" not in (log.read_text() if log.exists() else ""):
+                    await trio.sleep(0.05)
+            took = time.monotonic() - started
+            st = (await hooks.status())["hooks"]["on_claim.command"]
+            nursery.cancel_scope.cancel()
+    finally:
+        w.close()
+    # 2 attempts each (the first and 1 retry), in order, then October's at once
+    assert log.read_text().split() == ["2026-08"] * 2 + ["2026-09"] * 2 + ["2026-10"]
+    assert (st["delivered"], st["failed"], st["waiting"]) == (1, 2, 0)
+    assert "did not finish within 1 s" in st["last_error"]
+    assert took < 15  # two 1-s timeouts and short backoffs, not 30-s sleeps
