@@ -198,8 +198,8 @@ class Hooks:
 
     async def scan(self) -> list[dict[str, Any]]:
         try:
-            new = await self.db(events.scan, self.wallet.db, self.wallet.identity, self.now(),
-                                self.config)
+            new: list[dict[str, Any]] = await self.db(
+                events.scan, self.wallet.db, self.wallet.identity, self.now(), self.config)
             self.unread = await self.db(events.unread_count, self.wallet.db)
         except Exception as exc:  # a full disk, a locked db: the next scan tries again
             why = f"{type(exc).__name__}: {exc}"
