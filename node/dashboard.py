@@ -381,7 +381,7 @@ class Dashboard:
         d.hooks.unread = await d.db(events.unread_count, d.wallet.db)
         rows = await d.db(events.listing, d.wallet.db, False, 200)
         for r in rows:
-            r["title"], r["line"] = summary(r)
+            r["title"], r["line"] = summary(r, short_id)
         status = await d.hooks.status()
         return self.render(request, "events.html", rows=rows, hooks=status["hooks"],
                            config_error=status["config_error"], desktop=status["desktop"])

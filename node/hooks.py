@@ -102,17 +102,19 @@ def _markup(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def summary(event: dict[str, Any]) -> tuple[str, str]:
-    """A title and one line for a person (desktop notifications, the dashboard)."""
+def summary(event: dict[str, Any], key: Callable[[str], str] = str) -> tuple[str, str]:
+    """A title and one line for a person (desktop notifications, the dashboard);
+    ``key`` shows a did:key (e.g. shortened)."""
     d = event.get("data", {})
     kind = event.get("event")
     if kind == "claim":
-        return "New claim", f"{d.get('amount_text')} for {d.get('month')} from {d.get('donor')}"
+        return "New claim", (f"{d.get('amount_text')} for {d.get('month')} from "
+                             f"{key(str(d.get('donor')))}")
     if kind == "new_supporter":
-        return "New supporter", f"{d.get('donor')} supports you ({d.get('month')})"
+        return "New supporter", f"{key(str(d.get('donor')))} supports you ({d.get('month')})"
     if kind == "receipt":
-        return "Receipt", (f"{d.get('creator')} acknowledged {d.get('amount_text')} "
-                           f"({d.get('month')})")
+        return "Receipt", (f"{key(str(d.get('creator')))} acknowledged "
+                           f"{d.get('amount_text')} ({d.get('month')})")
     if kind == "month_settled":
         return "Month settled", (f"{d.get('month')}: {d.get('budget_text')} to "
                                  f"{len(d.get('creators', []))} creator(s)")
