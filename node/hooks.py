@@ -126,7 +126,7 @@ async def desktop(new: list[dict[str, Any]]) -> None:
     if len(new) == 1:
         title, text = summary(new[0])
     else:
-        title = f"{len(new)} new Rill events"
+        title = f"{len(new)} new events"
         text = "; ".join(summary(e)[0] for e in new[:5]) + ("…" if len(new) > 5 else "")
     argv = ["notify-send", "--app-name=Rill", "--", f"Rill: {title}", _markup(text)]
     try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -226,10 +227,11 @@ url = "{receiver.url}"
 
 
 async def test_delivery_retries_then_gives_up_in_order_and_kills_a_slow_command(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The daemon's delivery loop on a real home: a command that fails is retried
     ``retries`` times with backoff, then its event is given up and the next one goes;
-    a command past the timeout is killed and counts as a failure."""
+    a command past the timeout is killed and counts as a failure.  With notify-send on
+    PATH and a display, desktop notifications are on by default: one per scan."""
     import functools
     import time
 
@@ -246,10 +248,18 @@ async def test_delivery_retries_then_gives_up_in_order_and_kills_a_slow_command(
     script = ("import sys, json, time; e = json.load(sys.stdin); m = e['data']['month']; "
               "open(sys.argv[1], 'a').write(m + '\\n'); "
               "time.sleep(30) if m == '2026-09' else sys.exit(m == '2026-08')")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    shown = tmp_path / "shown"
+    (bin_ / "notify-send").write_text(
+        f"#!{sys.executable}\nimport sys, json\n"
+        f"open({str(shown)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (bin_ / "notify-send").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.setenv("DISPLAY", ":99")
     cfg = home / "config.toml"
     cfg.write_text(cfg.read_text() + f"""
 [hooks]
-desktop = false
 retries = 1
 backoff = 0.05
 timeout = 1
@@ -267,9 +277,9 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(hooks.run)
-            for month in ("2026-08", "2026-09", "2026-10"):
-                raws = _give(dora, a, month, [f"https://alice.example/{month}"])
-                await db(w.import_objects, raws, now)
+            raws = [r for month in ("2026-08", "2026-09", "2026-10")
+                    for r in _give(dora, a, month, [f"https://alice.example/{month}"])]
+            await db(w.import_objects, raws, now)  # one transaction: seen by one scan
             hooks.poke()
             started = time.monotonic()
             with trio.fail_after(20):
@@ -285,3 +295,6 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps
     assert (st["delivered"], st["failed"], st["waiting"]) == (1, 2, 0)
     assert "did not finish within 1 s" in st["last_error"]
     assert took < 15  # two 1-s timeouts and short backoffs, not 30-s sleeps
+    assert [json.loads(x) for x in shown.read_text().splitlines()] == [
+        ["--app-name=Rill", "--", "Rill: 4 new events",
+         "New claim; New supporter; New claim; New claim"]]
