@@ -282,8 +282,9 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps
             await db(w.import_objects, raws, now)  # one transaction: seen by one scan
             hooks.poke()
             started = time.monotonic()
-            with trio.fail_after(20):
-                while "2026-10" not in (log.read_text() if log.exists() else ""):
+            with trio.fail_after(20):  # October's ran and its delivery was noted
+                while (await hooks.status())["hooks"].get("on_claim.command", {}).get(
+                        "delivered") != 1:
                     await trio.sleep(0.05)
             took = time.monotonic() - started
             st = (await hooks.status())["hooks"]["on_claim.command"]
