@@ -21,6 +21,7 @@ delivery twice (at-least-once: a crash between sending and noting it) dedups by 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 from ..protocol import keys
 from ..protocol import messages as m
+from ..protocol.errors import RemoteError
 from ..wallet import store
 from ..wallet.results import format_amount_safe
 from .hookconfig import HookConfig
@@ -153,7 +155,8 @@ def _claims(db: sqlite3.Connection, me: bytes, now: int, cursors: dict[str, int]
     for rowid, claim, month, donor, amount, currency, settlement, sealed, raw in rows:
         things: list[str] = []
         if raw is not None:
-            things = list(m.decode(raw, m.Claim, verify_signature=False).body.things)
+            with contextlib.suppress(RemoteError):  # stored verified: only a damaged row
+                things = list(m.decode(raw, m.Claim, verify_signature=False).body.things)
         did = keys.did_from_key(donor)
         data = {"claim": claim.hex(), "month": month, "donor": did, **_money(amount, currency),
                 "things": things, "settlement": settlement.hex(), "sealed": sealed is not None}
@@ -176,11 +179,14 @@ def _receipts(db: sqlite3.Connection, me: bytes, now: int, cursors: dict[str, in
         "ON o.id = b.receipt WHERE b.direction = 'out' AND o.rowid > ? ORDER BY o.rowid",
         (cursors["receipts"],)).fetchall()
     for rowid, raw, claim, month, creator in rows:
-        r = m.decode(raw, m.Receipt, verify_signature=False)
+        _set(db, "receipts", rowid)
+        try:
+            r = m.decode(raw, m.Receipt, verify_signature=False)
+        except RemoteError:  # stored verified: only a damaged row; skipped, not stuck on
+            continue
         out.append(_event("receipt", r.id, now, me, {
             "receipt": r.id.hex(), "claim": claim.hex(), "month": month,
             "creator": keys.did_from_key(creator), **_money(r.body.amount, r.body.currency)}))
-        _set(db, "receipts", rowid)
     return out
 
 
@@ -191,7 +197,11 @@ def _settled(db: sqlite3.Connection, me: bytes, now: int, cursors: dict[str, int
                       "o.id = s.settlement WHERE o.rowid > ? ORDER BY o.rowid",
                       (cursors["settled"],)).fetchall()
     for rowid, raw in rows:
-        s = m.decode(raw, m.Settlement, verify_signature=False)
+        _set(db, "settled", rowid)
+        try:
+            s = m.decode(raw, m.Settlement, verify_signature=False)
+        except RemoteError:  # stored verified: only a damaged row; skipped, not stuck on
+            continue
         b = s.body
         out.append(_event("month_settled", s.id, now, me, {
             "month": b.month, "settlement": s.id.hex(), "things": b.things,
@@ -200,7 +210,6 @@ def _settled(db: sqlite3.Connection, me: bytes, now: int, cursors: dict[str, int
             "paid": sum(line.amount for line in b.lines),
             "creators": [{"creator": keys.did_from_key(line.creator), "things": line.things,
                           **_money(line.amount, b.currency)} for line in b.lines]}))
-        _set(db, "settled", rowid)
     return out
 
 
