@@ -299,3 +299,50 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps
     assert [json.loads(x) for x in shown.read_text().splitlines()] == [
         ["--app-name=Rill", "--", "Rill: 4 new events",
          "New claim; New supporter; New claim; New claim"]]
+
+
+async def test_hooks_follow_config_changes_and_keep_the_last_good_ones(tmp_path: Path
+                                                                       ) -> None:
+    """A running node reads [hooks] again when config.toml changes; a broken [hooks] is
+    reported and the previous hooks are kept."""
+    import functools
+
+    import trio
+
+    from rill.node.hooks import Hooks
+
+    home = tmp_path / "alice"
+    fast_home(home)
+    cfg = home / "config.toml"
+    base = cfg.read_text() + "\n[hooks]\ndesktop = false\n"
+    cfg.write_text(base + '[hooks.on_claim]\nurl = "http://127.0.0.1:9/a"\n')
+    w = Wallet.open(home)
+    limiter = trio.CapacityLimiter(1)
+
+    async def db(fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
+    async def settled(pred: Any) -> dict[str, Any]:
+        with trio.fail_after(10):
+            while True:
+                hooks.poke()
+                st = await hooks.status()
+                if pred(st):
+                    return st
+                await trio.sleep(0.05)
+
+    hooks = Hooks(db, w, lambda: OCT)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hooks.run)
+            assert [t.name for t in hooks.config.all_targets()] == ["on_claim.url"]
+            cfg.write_text(base + '[hooks.on_claim]\nurl = "gopher://x"\n')
+            st = await settled(lambda st: st["config_error"])
+            assert "gopher" in st["config_error"]
+            assert [t.name for t in hooks.config.all_targets()] == ["on_claim.url"]
+            cfg.write_text(base + '[hooks.on_receipt]\ncommand = ["true"]\n')
+            await settled(lambda st: st["config_error"] is None and [
+                t.name for t in hooks.config.all_targets()] == ["on_receipt.command"])
+            nursery.cancel_scope.cancel()
+    finally:
+        w.close()
