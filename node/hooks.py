@@ -94,9 +94,12 @@ async def deliver(target: Target, body: bytes, timeout: float,
         kind, eid = str(head["event"]), str(head["id"])
     except (ValueError, KeyError, TypeError):
         return "the stored event is not JSON"
-    if target.kind == "command":
-        return await run_command(target, body, kind, eid, timeout)
-    return await post(target, body, kind, eid, timeout, key, client)
+    try:
+        if target.kind == "command":
+            return await run_command(target, body, kind, eid, timeout)
+        return await post(target, body, kind, eid, timeout, key, client)
+    except Exception as exc:  # a boundary: whatever the hook does, a failure, not a crash
+        return f"{type(exc).__name__}: {exc}"[:ERROR_BYTES]
 
 
 def _markup(text: str) -> str:
@@ -191,7 +194,11 @@ class Hooks:
 
     async def _apply(self, cfg: HookConfig) -> None:
         names = {t.name for t in cfg.all_targets()}
-        dropped = await self.db(events.forget_targets, self.wallet.db, names)
+        try:
+            dropped = await self.db(events.forget_targets, self.wallet.db, names)
+        except Exception as exc:  # a full disk: dropped at the next change or start
+            log.warning("hooks: could not drop the deliveries of removed hooks: %s", exc)
+            dropped = 0
         if dropped:
             log.warning("hooks: %d waiting deliveries dropped (their hooks were removed)",
                         dropped)
@@ -265,9 +272,13 @@ class Hooks:
                 await trio.sleep(delay)
 
     async def status(self) -> dict[str, Any]:
+        hooks: dict[str, Any] = {}
+        try:
+            hooks = await self.db(events.stats, self.wallet.db)
+        except Exception as exc:  # a damaged or locked database: status still answers
+            log.debug("hooks: no statistics: %s", exc)
         return {"unread": self.unread, "desktop": self.config.desktop,
-                "config_error": self._config_error,
-                "hooks": await self.db(events.stats, self.wallet.db)}
+                "config_error": self._config_error, "hooks": hooks}
 
 
 def sample(kind: str, me: bytes, now: int) -> bytes:
