@@ -137,7 +137,7 @@ async def desktop(new: list[dict[str, Any]]) -> None:
         with trio.move_on_after(5):
             await trio.run_process(argv, check=False, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-    except OSError as exc:
+    except Exception as exc:  # best effort: never the daemon's end
         log.info("desktop notification failed: %s", exc)
 
 
