@@ -355,6 +355,7 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
     now = _now()
     with _open(home) as w:  # one transaction: a full disk keeps none of them
         verdicts = w.import_objects([raw for _, raw in items], now)
+    _notify_daemon(home)  # a running node's events (rill events, [hooks]) see them now
     for (name, raw), r in zip(items, verdicts, strict=True):
         if isinstance(r, RemoteError | WalletError):
             reason = r.reason if isinstance(r, RemoteError) else str(r)
@@ -462,7 +463,7 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 
 # the other commands register themselves on `main` when imported
-from . import cli_creator, cli_money, cli_node, cli_statements  # noqa: E402, F401
+from . import cli_creator, cli_events, cli_money, cli_node, cli_statements  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -58,6 +58,8 @@ from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .diskstate import DiskState
 from .gate import Gate
+from .hookconfig import HookConfigError, parse_hooks
+from .hooks import Hooks
 from .host import (
     P2P,
     PortInUse,
@@ -190,6 +192,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
+        #: events and [hooks] notifications (node/hooks.py)
+        self.hooks = Hooks(self.db, self.wallet, self.clock.now)
         self.ready = trio.Event()
 
     # -- helpers ------------------------------------------------------------------------
@@ -214,6 +218,10 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
             problem = dashboard_port_problem(port) if port else None
             if problem:  # before anything starts: one clear line, not an [Errno 98]
                 raise StartupError(problem)
+            try:
+                parse_hooks(self.wallet.config.raw)
+            except HookConfigError as exc:
+                raise StartupError(f"config.toml: {exc}") from None
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity)
             async with running(bytes(self.wallet.key), self.config.listen,
@@ -234,6 +242,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    await nursery.start(self.hooks.run)  # its first scan before any intake
                     for topic, sub in subs.items():
                         nursery.start_soon(self._receive, topic, sub)
                     nursery.start_soon(self._publisher)
@@ -405,6 +414,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                 out.append(m.decode(raw).id_hex)
             return out
         if cmd == "publish-new":  # the CLI signed something: look now
+            self.hooks.poke()  # or stored something: its events
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
@@ -438,6 +448,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                       "cap_bytes": self.config.disk_cap},
             "counters": dict(self.counters),
             "disk": self.disk.as_json(),
+            "events": await self.hooks.status(),
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
                           else None),

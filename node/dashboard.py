@@ -111,6 +111,8 @@ class Dashboard:
             Route("/claims", self.claims),
             Route("/settlements", self.settlements),
             Route("/creator", self.creator),
+            Route("/events", self.events_page),
+            Route("/events/read", self.events_read, methods=["POST"]),
             Route("/style.css", self.style),
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
@@ -213,6 +215,7 @@ class Dashboard:
         ctx.setdefault("names", {})
         page = self.templates.get_template(name).render(
             token=self.token, me=keys.did_from_key(d.identity), path=request.url.path,
+            unread=getattr(getattr(d, "hooks", None), "unread", 0),
             notice=request.query_params.get("notice"), **ctx)
         response = HTMLResponse(page, status_code=status)
         response.set_cookie(CSRF_COOKIE, self.token, httponly=True, samesite="strict",
@@ -379,6 +382,34 @@ class Dashboard:
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
                            chart=chart, latest=latest, did=keys.did_from_key, names=names,
                            figures=figures, things=things)
+
+    async def events_page(self, request: Request) -> Response:
+        from . import events
+        from .hooks import summary
+
+        d = self.daemon
+        d.hooks.unread = await d.db(events.unread_count, d.wallet.db)
+        rows = await d.db(events.listing, d.wallet.db, False, 200)
+        for r in rows:
+            r["title"], r["line"] = summary(r, short_id)
+        status = await d.hooks.status()
+        return self.render(request, "events.html", rows=rows, hooks=status["hooks"],
+                           config_error=status["config_error"], desktop=status["desktop"])
+
+    async def events_read(self, request: Request) -> Response:
+        from . import events
+
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        d = self.daemon
+        ids = [form["id"]] if form.get("id") else None
+        try:
+            n = await d.db(events.mark_read, d.wallet.db, ids)
+        except ValueError as exc:
+            return self.refusal(request, str(exc), back="/events")
+        d.hooks.unread = await d.db(events.unread_count, d.wallet.db)
+        return self.back("/events", f"{n} event(s) marked read")
 
     async def style(self, request: Request) -> Response:
         css = (HERE / "static" / "style.css").read_text()

@@ -133,7 +133,7 @@ def test_the_page_checks_find_what_they_look_for(browser: Any) -> None:
 PAGES = {
     "month": "/", "payments": "/claims", "settlements": "/settlements",
     "month-2026-11": "/?month=2026-11", "settle-preview": "/settle?month=2026-11",
-    "sites": "/sites", "creator": "/creator",
+    "sites": "/sites", "creator": "/creator", "events": "/events",
     "confirm": "/flattr?" + urllib.parse.urlencode(
         {"url": "https://ada.example/" + "x" * 80, "creator": ""}),
     "refused": "/settle?month=2026-13", "not-found": "/nowhere",
