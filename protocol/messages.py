@@ -54,6 +54,7 @@ from .envelope import (
 )
 from .errors import DecodeError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH
+from .listing import LISTING_KINDS, Listing
 
 __all__ = [
     "BODY_TYPES",
@@ -75,6 +76,8 @@ __all__ = [
     "DecodeError",
     "Equivocation",
     "KeyDocument",
+    "LISTING_KINDS",
+    "Listing",
     "Receipt",
     "SealedClaim",
     "Settlement",
