@@ -52,6 +52,7 @@ from ..wallet.home import parse_blocked
 from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
+from .catalogue import CatalogueNode
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .diskstate import DiskState
@@ -138,7 +139,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Peering):
+class Daemon(GossipIn, MonthEnd, Syncing, Peering, CatalogueNode):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), peers (node/peering.py)."""
@@ -206,7 +207,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             if problem:  # before anything starts: one clear line, not an [Errno 98]
                 raise StartupError(problem)
             self.held = await self.db(relay.held_ids, self.wallet)
-            self.admission = Admission(self.wallet.home.db_path, self.identity)
+            self.admission = Admission(self.wallet.home.db_path, self.identity,
+                                       now=self.clock.now)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns, gate=self._gate,
                                on_verdict=self._on_verdict,
@@ -289,6 +291,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                 await self._publish_quietly(raw)
         for raw in await self.db(self.wallet.receipts_signed):
             await self._publish_quietly(raw)
+        await self._publish_own_listings()
 
     async def _publish_quietly(self, raw: bytes) -> None:
         try:
@@ -304,6 +307,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
+            await self._publish_own_listings()
             try:
                 await self.db(self._prune)
             except DiskFull as exc:
