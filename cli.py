@@ -460,7 +460,7 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 
 # the other commands register themselves on `main` when imported
-from . import cli_creator, cli_money, cli_node  # noqa: E402, F401
+from . import cli_catalogue, cli_creator, cli_money, cli_node  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()
