@@ -99,6 +99,7 @@ class Dashboard:
 
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
+        from .dashboard_discover import Discover
 
         routes = [
             Route("/", self.home),
@@ -110,6 +111,7 @@ class Dashboard:
             Route("/style.css", self.style),
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
+            *Discover(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
             404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,
