@@ -22,11 +22,12 @@ import hashlib
 import logging
 import sqlite3
 import urllib.parse
+from collections import OrderedDict
 from typing import Any
 
 from ..protocol import keys
 from ..protocol import messages as m
-from ..protocol.errors import RillError
+from ..protocol.errors import RemoteError, RillError
 from ..protocol.listing import newer
 from ..protocol.months import month_of, previous_month
 from ..protocol.preview import Preview
@@ -39,8 +40,15 @@ log = logging.getLogger("rill.node")
 
 #: An update of a listing is forwarded only this long after the one it replaces arrived.
 MIN_UPDATE_INTERVAL_S = 600
+#: The reason of an IGNORE for a listing whose signer's key document is not held (or
+#: does not name the site): the node keeps it aside until a key document comes.
+UNLISTED = "unlisted-origin: no key document of its signer here names the thing's site"
+#: Listings kept aside waiting for their signer's key document: in all, per signer.
+MAX_ASIDE = 2000
+MAX_ASIDE_PER_SIGNER = 32
 MAX_RESULTS = 200
 DASHBOARD_PORT = 4742
+TOPIC = "rill/1/catalogue"
 
 
 def _iso(t: int) -> str:
@@ -191,8 +199,7 @@ def relate_listing(db: sqlite3.Connection, p: Preview, now: int | None
         return "accept", "the full check decides"
     try:
         if not listings.origin_named(db, p.signer, origin):
-            return "ignore", "unlisted-origin: no key document of its signer here names " \
-                             f"{origin}"
+            return "ignore", UNLISTED
         held = listings.held(db, p.signer, p.thing or "")
         if held is None:
             if listings.count(db, p.signer) >= listings.MAX_PER_SIGNER:
@@ -202,6 +209,8 @@ def relate_listing(db: sqlite3.Connection, p: Preview, now: int | None
     except sqlite3.OperationalError:  # tables not created yet by this home's wallet
         return "ignore", "no catalogue here yet"
     assert p.time is not None
+    if held[0] == p.id:  # this very listing: our own publish, or its author's republish
+        return "accept", "the listing held here"
     if not newer(p.time, p.id, held[1], held[0]):
         return "ignore", "a newer listing of this thing is held"
     if now is not None and now - held[2] < MIN_UPDATE_INTERVAL_S:
@@ -212,11 +221,65 @@ def relate_listing(db: sqlite3.Connection, p: Preview, now: int | None
 # -- the node's own listings -------------------------------------------------------------
 
 
+class Aside:
+    """Listings that came before their signer's key document (gossip validates a message
+    before the one ahead of it is stored, and a key document may come later by sync or a
+    site check): kept, bounded, until a key document of the signer is stored."""
+
+    def __init__(self) -> None:
+        self.waiting: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self.count = 0
+
+    def hold(self, signer: bytes, raw: bytes) -> bool:
+        held = self.waiting.get(signer)
+        if held is None:
+            while self.count >= MAX_ASIDE and self.waiting:
+                _, dropped = self.waiting.popitem(last=False)
+                self.count -= len(dropped)
+            held = self.waiting[signer] = []
+        if len(held) >= MAX_ASIDE_PER_SIGNER or raw in held:
+            return False
+        held.append(raw)
+        self.count += 1
+        return True
+
+    def take(self, signer: bytes) -> list[bytes]:
+        held = self.waiting.pop(signer, [])
+        self.count -= len(held)
+        return held
+
+
 class CatalogueNode:
     """Mixin of :class:`rill.node.daemon.Daemon`."""
 
     wallet: Wallet
     identity: bytes
+    listings_aside: Aside
+
+    def _hold_listing(self, p: Preview, raw: bytes) -> None:
+        if not hasattr(self, "listings_aside"):
+            self.listings_aside = Aside()
+        self.listings_aside.hold(p.signer, raw)
+
+    async def _adopt_listings(self, signer: bytes) -> None:
+        """A key document of ``signer`` was stored: check the listings that waited for
+        it like gossip, take in and forward those that pass."""
+        aside = getattr(self, "listings_aside", None)
+        if aside is None:
+            return
+        for raw in aside.take(signer):
+            try:
+                now = self.clock.now()  # type: ignore[attr-defined]
+                p = self._precheck(TOPIC, raw, now)  # type: ignore[attr-defined]
+                outcome, reason = self._relate(p)  # type: ignore[attr-defined]
+                if outcome.value != "accept":
+                    raise RemoteError(reason)
+                self._check(TOPIC, raw, now)  # type: ignore[attr-defined]
+            except RemoteError as exc:
+                log.info("a listing that waited for its key document is not taken: %s", exc)
+                continue
+            if await self._accept(raw, via="adopted"):  # type: ignore[attr-defined]
+                await self._publish_quietly(raw)  # type: ignore[attr-defined]
 
     async def _publish_own_listings(self) -> None:
         """Publish our listings not published yet by this run; re-sign (time = now) the
@@ -224,6 +287,10 @@ class CatalogueNode:
         (SPEC §5.8)."""
         now = self.clock.now()  # type: ignore[attr-defined]
         raws = await self.db(self._refresh_own_listings, now)  # type: ignore[attr-defined]
+        if raws:  # our key document first: what other nodes need to take our listings
+            doc = await self.db(self.wallet.key_document, self.identity)  # type: ignore[attr-defined]
+            if doc is not None:
+                raws.insert(0, doc.raw)
         published: set[bytes] = self._published  # type: ignore[attr-defined]
         for raw in raws:
             if hashlib.sha256(raw).digest() not in published:  # once per object and run

@@ -1,17 +1,20 @@
-"""The catalogue over gossip between real libp2p hosts (in-process daemons): a listing
-announced on one node is found by search on the other; a stranger announcing the same
-site is not taken; a flood of listings by one key stops at its bound."""
+"""The catalogue over gossip between real libp2p hosts (in-process daemons): a creator's
+node publishes its key document and its listing; a node where someone supports that
+creator takes both and finds the listing by search; a stranger announcing the same site
+is not taken."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import signing_key
 from nodes import eventually, network
 
 from rill.node.catalogue import search
 from rill.node.daemon import Daemon
 from rill.protocol import messages as m
 from rill.protocol.months import month_start
+from rill.protocol.settle import settle
 from rill.wallet import listings
 from rill.wallet.wallet import Wallet
 
@@ -30,24 +33,32 @@ async def test_listing_gossips_to_a_node_holding_the_key_document(tmp_path: Path
         assert isinstance(alice, Daemon)
         mallory = await net.start("mallory")
         reader = await net.start("reader")
+        await net.start("far")
         await net.connect("alice", "reader")
         await net.connect("mallory", "reader")
+        await net.connect("far", "reader")  # hears Alice only through the reader
         wa, wm, wr = net.wallet("alice"), net.wallet("mallory"), net.wallet("reader")
+        wf = net.wallet("far")
         try:
             doc = _key_document(wa, "https://alice.example", NOV)
             fake = _key_document(wm, "https://alice.example", NOV)  # claims her site too
-            wr.import_object(doc.raw, NOV)  # the reader holds only Alice's document
             assert fake.signer != doc.signer
+            # the reader holds a settlement that pays Alice (someone supports her), so
+            # gossip brings it her key document; it holds nothing of Mallory's
+            res = settle(signing_key("donor"), "2026-10", 500, "EUR", bytes(32),
+                         {"https://alice.example/old": doc.signer}, work_bits=0)
+            wr.import_object(res.settlement.raw, NOV)
+            wf.import_object(res.settlement.raw, NOV)
+            assert wr.key_document(doc.signer) is None
 
             async def announce(daemon: Daemon, w: Wallet, thing: str, title: str,
-                               t: int) -> m.Signed[m.Listing]:
+                               t: int) -> None:
                 obj = m.sign(m.Listing(thing, t, title, "text", "", ("essay",), "en"), w.key)
-                assert await daemon._accept(obj.raw, via="cli")  # as `rill catalogue announce`
-                await daemon.publish(obj.raw)
-                return obj
+                w.import_object(obj.raw, t)  # as `rill catalogue announce` without a node
+                await daemon._publish_own_listings()  # as the node does when it starts
 
-            # the stranger first: the reader ignores it (no key document of his names the
-            # site), so it is neither stored nor forwarded
+            # the stranger first: the reader ignores his key document and his listing (no
+            # key document of his names the site), so neither is stored nor forwarded
             await announce(mallory, wm, "https://alice.example/fake", "Alice's new essay",
                            NOV + 5)
             await announce(alice, wa, "https://alice.example/essay", "On small rivers",
@@ -59,9 +70,14 @@ async def test_listing_gossips_to_a_node_holding_the_key_document(tmp_path: Path
             await eventually(lambda: titles() == ["On small rivers"], 20,
                              "Alice's listing on the reader")
             assert search(wr, "rivers", NOV + 20)["results"][0]["creator"] == wa.did
-            await eventually(lambda: reader.counters["ignored"] >= 1, 20, "the stranger's")
+            assert wr.key_document(doc.signer) is not None
+            # one hop further: the reader forwards the key document and the listing
+            await eventually(lambda: search(wf, "rivers", NOV + 20)["results"], 20,
+                             "Alice's listing two hops away")
+            await eventually(lambda: reader.counters["ignored"] >= 2, 20, "the stranger's")
             assert listings.count(wr.db, fake.signer) == 0
+            assert wr.key_document(fake.signer) is None
             assert reader.counters["rejected"] == 0  # a stranger's valid listing is no offence
         finally:
-            for w in (wa, wm, wr):
+            for w in (wa, wm, wr, wf):
                 w.close()
