@@ -58,23 +58,24 @@ def _tags(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(tags)
 
 
-def _publish(home: str | None, raw: bytes) -> bool:
-    """Give a signed object to the running daemon to gossip; False when none runs (it
-    publishes the node's listings at its next start)."""
+def _publish(home: str | None, raws: list[bytes]) -> bool:
+    """Give signed objects to the running daemon to gossip, in order; False when none
+    runs (it publishes the node's listings at its next start)."""
     from pathlib import Path
 
     from .node import control
 
     with contextlib.suppress(ConnectionError, OSError, ValueError):
         control.call(Path(_home_path(home)) / control.SOCKET_NAME, "publish", 60,
-                     objects=[raw.hex()])
+                     objects=[raw.hex() for raw in raws])
         return True
     return False
 
 
-def _sign(home: str | None, body_of: Any) -> tuple[Any, Any]:
+def _sign(home: str | None, body_of: Any) -> tuple[Any, Any, list[bytes]]:
     """Sign the listing ``body_of(time)`` with a time after any listing of the thing held
-    (so it replaces it), take it in; return (listing, import result)."""
+    (so it replaces it), take it in; return (listing, import result, what to publish:
+    our key document, which other nodes need to take the listing, then the listing)."""
     from .protocol import messages as m
     from .wallet import listings
 
@@ -85,7 +86,8 @@ def _sign(home: str | None, body_of: Any) -> tuple[Any, Any]:
         t = max(now, old[1] + 1) if old is not None else now
         obj = m.sign(body_of(t), w.key)
         result = w.import_object(obj.raw, now)
-    return obj, result
+        doc = w.key_document(w.identity)
+    return obj, result, ([doc.raw] if doc is not None else []) + [obj.raw]
 
 
 @catalogue.command("announce")
@@ -117,9 +119,9 @@ def catalogue_announce(thing: str, title: str, kind: str, tags: Sequence[str],
                                  param_hint="--lang")
     title = title.strip()
     desc = description.strip() if description is not None else None
-    obj, result = _sign(home, lambda t: m.Listing(target, t, title, kind, desc or None,
+    obj, result, raws = _sign(home, lambda t: m.Listing(target, t, title, kind, desc or None,
                                                   tag_tuple, lang))
-    published = _publish(home, obj.raw)
+    published = _publish(home, raws)
     if as_json:
         _emit_json({"listing": obj.id_hex, "thing": target, "action": result.action,
                     "published": published})
@@ -143,8 +145,8 @@ def catalogue_withdraw(thing: str, home: str | None, as_json: bool) -> None:
     with _open(home) as w:
         if listings.held(w.db, w.identity, target) is None:
             _fail(f"you have no listing of {target}", "not-found")
-    obj, result = _sign(home, lambda t: m.Listing(target, t))
-    published = _publish(home, obj.raw)
+    obj, result, raws = _sign(home, lambda t: m.Listing(target, t))
+    published = _publish(home, raws)
     if as_json:
         _emit_json({"listing": obj.id_hex, "thing": target, "action": result.action,
                     "published": published})

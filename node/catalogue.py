@@ -71,13 +71,17 @@ def supporters(db: sqlite3.Connection, month: str, creators: list[bytes] | None 
            "AND s.subject != o.signer AND o.signer NOT IN "
            "(SELECT donor FROM equivocators WHERE month = ?)")
     args: list[Any] = [month, month]
-    if creators is not None:
-        if not creators:
-            return {}
+    if creators is not None and not creators:
+        return {}
+    if creators is not None and len(creators) <= 500:
         sql += f" AND s.subject IN ({','.join('?' * len(creators))})"
         args += creators
     sql += " GROUP BY s.subject"
-    return {bytes(k): n for k, n in db.execute(sql, args)}
+    out = {bytes(k): n for k, n in db.execute(sql, args)}
+    if creators is not None and len(creators) > 500:  # beyond SQLite's bound parameters
+        wanted = set(creators)
+        out = {k: n for k, n in out.items() if k in wanted}
+    return out
 
 
 def support_month(now: int) -> str:

@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import signing_key
 from procnet import ProcNode, wait_for
 
+from rill.protocol import keys
 from rill.protocol.months import month_start
+from rill.protocol.settle import settle
 
 NOV = month_start("2026-11") + 5 * 86400
 
@@ -23,9 +26,13 @@ def test_announce_on_one_node_search_finds_it_on_the_other(tmp_path: Path) -> No
             n.rill("init", "--name", n.name, now=NOV)
         alice.rill("creator", "init", "--site", "https://alice.example", "--out",
                    str(tmp_path / "alice.json"), now=NOV)
-        # the reader holds Alice's key document (as after `rill creator verify`, or a
-        # settlement naming her): what a listing of her site hangs off
-        reader.rill("import-object", str(tmp_path / "alice.json"), now=NOV)
+        # the reader holds a settlement that pays Alice (she has a supporter), not her
+        # key document: gossip brings it with her listing
+        res = settle(signing_key("donor"), "2026-10", 500, "EUR", bytes(32),
+                     {"https://alice.example/old": keys.key_from_did(
+                         alice.rill("id", now=NOV)["id"])}, work_bits=0)
+        (tmp_path / "settlement.bin").write_bytes(res.settlement.raw)
+        reader.rill("import-object", str(tmp_path / "settlement.bin"), now=NOV)
         alice.start([])
         alice.wait_started()
         reader.start([alice.addr])
