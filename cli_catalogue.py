@@ -76,6 +76,7 @@ def _sign(home: str | None, body_of: Any) -> tuple[Any, Any, list[bytes]]:
     """Sign the listing ``body_of(time)`` with a time after any listing of the thing held
     (so it replaces it), take it in; return (listing, import result, what to publish:
     our key document, which other nodes need to take the listing, then the listing)."""
+    from .node.catalogue import MIN_UPDATE_INTERVAL_S
     from .protocol import messages as m
     from .wallet import listings
 
@@ -83,6 +84,10 @@ def _sign(home: str | None, body_of: Any) -> tuple[Any, Any, list[bytes]]:
         probe = body_of(0)
         old = listings.held(w.db, w.identity, probe.thing)
         now = _now()
+        if old is not None and now - old[1] < MIN_UPDATE_INTERVAL_S:
+            _fail(f"you signed a listing of {probe.thing} less than 10 minutes ago; other "
+                  "nodes take one update per thing per 10 minutes: try again in "
+                  f"{MIN_UPDATE_INTERVAL_S - (now - old[1])} s", "too-soon")
         t = max(now, old[1] + 1) if old is not None else now
         obj = m.sign(body_of(t), w.key)
         result = w.import_object(obj.raw, now)

@@ -33,16 +33,20 @@ def test_announce_search_show_withdraw(tmp_path: Path) -> None:
     assert hit["lang"] == "en-GB" and hit["site"] == "unverified"
     assert hit["flattr"].startswith("/flattr?url=https%3A%2F%2Falice.example%2Frain&creator=")
     assert js("catalogue", "search", "--kind", "video", home=home, now=NOW)["results"] == []
-    # an update in the same second still replaces (its time is one more)
+    # other nodes take one update per thing per 10 minutes: sooner is refused here
+    out = rill("catalogue", "announce", "https://alice.example/rain", "--title", "Rain",
+               "--kind", "audio", "--json", home=home, now=NOW + 599, code=1)
+    assert json.loads(out.stdout)["code"] == "too-soon"
     again = js("catalogue", "announce", "https://alice.example/rain", "--title", "Rain",
-               "--kind", "audio", home=home, now=NOW)
+               "--kind", "audio", home=home, now=NOW + 600)
     assert again["action"] == "updated"
-    [shown] = js("catalogue", "show", again["listing"], home=home, now=NOW)
-    assert shown["title"] == "Rain" and shown["time"] == "2026-11-02T00:00:01Z"
-    gone = js("catalogue", "withdraw", "https://alice.example/rain", home=home, now=NOW + 5)
+    [shown] = js("catalogue", "show", again["listing"], home=home, now=NOW + 600)
+    assert shown["title"] == "Rain" and shown["time"] == "2026-11-02T00:10:00Z"
+    later = NOW + 1200
+    gone = js("catalogue", "withdraw", "https://alice.example/rain", home=home, now=later)
     assert gone["action"] == "withdrawn"
-    assert js("catalogue", "search", "rain", home=home, now=NOW + 5)["results"] == []
-    [shown] = js("catalogue", "show", "https://alice.example/rain", home=home, now=NOW + 5)
+    assert js("catalogue", "search", "rain", home=home, now=later)["results"] == []
+    [shown] = js("catalogue", "show", "https://alice.example/rain", home=home, now=later)
     assert shown["withdrawn"] is True
 
 
