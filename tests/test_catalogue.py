@@ -238,3 +238,18 @@ def test_a_flood_by_one_key_is_ignored_before_any_signature_check(w: Any) -> Non
         assert per < 0.005
     finally:
         adm.close()
+
+
+def test_listings_kept_aside_are_bounded() -> None:
+    from rill.node.catalogue import MAX_ASIDE, MAX_ASIDE_PER_SIGNER, Aside
+
+    aside = Aside()
+    one = b"k" * 32
+    kept = sum(aside.hold(one, bytes([i % 256, i // 256])) for i in range(100))
+    assert kept == MAX_ASIDE_PER_SIGNER
+    assert not aside.hold(one, bytes([0, 0]))  # the same bytes twice: once
+    for i in range(MAX_ASIDE):  # many signers: the one seen longest ago goes first
+        aside.hold(i.to_bytes(32, "big"), b"x")
+    assert aside.count <= MAX_ASIDE and aside.take(one) == []
+    assert aside.take((MAX_ASIDE - 1).to_bytes(32, "big")) == [b"x"]
+    assert aside.count == sum(len(v) for v in aside.waiting.values())
