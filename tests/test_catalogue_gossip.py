@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
 from helpers import signing_key
 from nodes import eventually, network
+from sitesrv import Site
 
 from rill.node.catalogue import search
 from rill.node.daemon import Daemon
 from rill.protocol import messages as m
+from rill.protocol import sitekeys
 from rill.protocol.months import month_start
 from rill.protocol.settle import settle
 from rill.wallet import listings
@@ -81,3 +84,34 @@ async def test_listing_gossips_to_a_node_holding_the_key_document(tmp_path: Path
         finally:
             for w in (wa, wm, wr, wf):
                 w.close()
+
+
+async def test_listings_wait_for_the_creators_site_to_verify(tmp_path: Path) -> None:
+    """A reader that holds nothing of Alice's keeps her gossiped listing aside; when its
+    node verifies her site (a pending flattr of a thing there), it takes the listing in,
+    marked verified on site."""
+    with Site() as site:
+        async with network(tmp_path, NOV) as net:
+            alice = await net.start("alice")
+            reader = await net.start("reader")
+            await net.connect("alice", "reader")
+            wa, wr = net.wallet("alice"), net.wallet("reader")
+            try:
+                doc = _key_document(wa, site.origin, NOV)
+                site.document(sitekeys.render(doc))
+                thing = site.origin + "/songs/rain"
+                obj = m.sign(m.Listing(thing, NOV + 5, "Rain", "audio"), wa.key)
+                wa.import_object(obj.raw, NOV + 5)
+                await alice._publish_own_listings()
+                # the key document and the listing reach the reader, which takes neither
+                await eventually(lambda: reader.counters["ignored"] >= 2, 20, "both ignored")
+                assert search(wr, "rain", NOV + 10)["results"] == []
+                wr.set_budget(500, "EUR", NOV + 10)
+                wr.click(thing, NOV + 20)  # its creator unknown: the site is checked
+                with trio.fail_after(10):
+                    assert await reader.resolve_pending("2026-11") == 1
+                [hit] = search(wr, "rain", NOV + 30)["results"]
+                assert (hit["creator"], hit["site"]) == (wa.did, "verified")
+            finally:
+                wa.close()
+                wr.close()
