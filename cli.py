@@ -126,6 +126,8 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
             click.echo(f"{mark} {v.source}: {what} {v.id or ''}{extra}")
             if not v.valid:
                 click.echo(f"    {v.reason}")
+                for problem in v.problems[1:]:  # a statement's other failing rows
+                    click.echo(f"    {problem}")
             elif v.key is not None:
                 k = v.key
                 click.echo(f"    {k['name']} ({v.signer}), valid from {iso(k['valid_from'])}")
@@ -460,7 +462,7 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 
 # the other commands register themselves on `main` when imported
-from . import cli_catalogue, cli_creator, cli_money, cli_node  # noqa: E402, F401
+from . import cli_catalogue, cli_creator, cli_money, cli_node, cli_statements  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

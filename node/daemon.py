@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..protocol.reconcile import MAX_RECONCILE_REQUEST, RECONCILE_PROTOCOL
 from ..wallet import store
 from ..wallet.errors import DiskFull, HomeError
 from ..wallet.home import parse_blocked
@@ -69,6 +71,7 @@ from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
+from .reconciling import Reconciling
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -101,6 +104,9 @@ class NodeConfig:
     #: Peers never connected with (config.toml ``[network] blocked``; ``rill peers
     #: block`` changes it, and a running node at once), as peer ID text.
     blocked: list[str] = field(default_factory=list)
+    #: Reconcile with each peer after syncing (``/rill/reconcile/1.0.0``, SPEC §11.4):
+    #: fetch every public object of the window that the peer holds and we lack.
+    reconcile: bool = True
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -110,7 +116,8 @@ class NodeConfig:
         cfg = cls()
         for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
                           ("grace", int), ("window_months", int),
-                          ("dashboard_port", int), ("allow_http", bool)):
+                          ("dashboard_port", int), ("allow_http", bool),
+                          ("reconcile", bool)):
             if name in node:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
@@ -139,10 +146,10 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Peering, CatalogueNode):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
-    (node/syncing.py), peers (node/peering.py)."""
+    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -172,7 +179,9 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering, CatalogueNode):
         #: duplicates = the ignored ones that were known objects
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
-             "published", "synced", "settled", "dropped", "not_stored"), 0)
+             "published", "synced", "reconciled", "settled", "dropped", "not_stored"), 0)
+        #: object IDs refused or evicted: not fetched again by reconciliation for a while
+        self.unwanted: OrderedDict[bytes, float] = OrderedDict()
         #: the disk holding the home: full since when, objects not stored
         self.disk = DiskState(self.home)
         self._nursery: trio.Nursery | None = None
@@ -219,6 +228,9 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering, CatalogueNode):
                 self.p2p = p2p
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
+                p2p.host.set_stream_handler(
+                    TProtocol(RECONCILE_PROTOCOL),
+                    framed_handler(self._serve_reconcile, MAX_RECONCILE_REQUEST))
                 subs = {}
                 for topic in TOPICS:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
@@ -265,7 +277,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering, CatalogueNode):
     async def publish(self, raw: bytes) -> None:
         """Queue an object for gossip (checked first: our own invalid publishes would
         lower our own score)."""
-        obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
+        obj = check_gossip(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw, self.clock.now(),
                            self.config.window_months, self.work_bits)
         if obj.id not in self._published and self.gate.forwarded_lately(obj.id):
             log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)

@@ -41,6 +41,7 @@ from ..protocol.errors import RillError
 from ..protocol.months import month_of, parse_month
 from ..protocol.things import normalise_thing
 from ..wallet.errors import WalletError
+from ..wallet.statements import creator_stats, thing_chart
 from .dashboard_view import (
     BARE_PAGE,
     FAVICON,
@@ -62,6 +63,8 @@ DEFAULT_PORT = 4742
 HERE = Path(__file__).parent
 CLICKS_PER_MINUTE = 20
 CSRF_COOKIE = "rill_csrf"
+#: The creator page charts this many things (the most flattred), 12 months each.
+THING_CHARTS = 12
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -100,6 +103,7 @@ class Dashboard:
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
         from .dashboard_discover import Discover
+        from .dashboard_statements import Statements
 
         routes = [
             Route("/", self.home),
@@ -111,6 +115,7 @@ class Dashboard:
             Route("/style.css", self.style),
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
+            *Statements(self).routes(),
             *Discover(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
@@ -369,8 +374,13 @@ class Dashboard:
         names = await d.db(names_of, d.wallet, [o.donor for o in incoming])
         chart = income_chart(earnings)
         latest = earnings[-1] if earnings else None
+        stats = await d.db(creator_stats, d.wallet)
+        figures = stats["months"][-1] if stats["months"] else None
+        things = [{**t, "chart": thing_chart(t["months"][-12:])}
+                  for t in stats["things"][:THING_CHARTS]]
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
-                           chart=chart, latest=latest, did=keys.did_from_key, names=names)
+                           chart=chart, latest=latest, did=keys.did_from_key, names=names,
+                           figures=figures, things=things)
 
     async def style(self, request: Request) -> Response:
         css = (HERE / "static" / "style.css").read_text()

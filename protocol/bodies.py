@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from . import keys
 from .errors import RemoteError, RuleError, SchemaError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH, Reader
+from .statement import Statement
 
 if TYPE_CHECKING:
     from .envelope import Signed
@@ -392,7 +393,7 @@ from .listing import Listing  # noqa: E402  (its own module: SPEC §5.8)
 BODY_TYPES: Mapping[str, Any] = {
     cls.TYPE: cls
     for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation,
-                Listing)
+                Statement, Listing)
 }
 MAX_OBJECT_SIZE = max(cls.MAX_SIZE for cls in BODY_TYPES.values())
 

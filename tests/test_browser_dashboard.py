@@ -155,9 +155,9 @@ def test_every_page_fits_a_phone_and_has_no_aa_violation(home: Home, browser: An
             overflow = horizontal_overflow(page)
             if overflow:
                 failed.append(f"{name} at {width}px: {overflow}")
-            for v in axe_violations(page):
-                failed.append(f"{name} at {width}px: {v}")
-            if width in (390, 1280):
+            if width in (390, 1280):  # colours and names do not change with the width
+                for v in axe_violations(page):
+                    failed.append(f"{name} at {width}px: {v}")
                 screenshot(page, f"{name}-{width}")
         assert bad == [], bad  # no 404 (the favicon included) on any load
         page.close()

@@ -34,7 +34,7 @@ def _fields_to_body(type_name: str, fields: dict[str, Any], bytes_fields: set[st
 
 
 BYTES_FIELDS = {"prev", "creator", "head", "commit", "settlement", "salt", "claim", "box",
-                "donor", "a", "b"}
+                "donor", "a", "b", "receipt"}
 
 
 @pytest.mark.parametrize("vec", DATA["positive"], ids=lambda v: v["name"])

@@ -222,6 +222,9 @@ class Inbox:
             raise Refused("click-log entries travel only inside an export (`rill import`)")
         if isinstance(body, m.Listing):
             return listings.take(self, obj, now, known is not None)
+        if isinstance(body, m.Statement):
+            raise Refused("a statement is a creator's document for its accountant: "
+                          "`rill verify` checks it; a home does not keep it")
         if isinstance(body, m.SealedClaim) and body.creator == self.identity:
             claim = open_claim(obj, self.key)
             result = self._take_claim(claim, now, obj.id)
