@@ -28,7 +28,7 @@ MAX_TAGS = 10
 MAX_TAG_BYTES = 32
 #: ``lang``: a primary language subtag of 2 or 3 lowercase ASCII letters, then at most
 #: two subtags of 1 to 8 ASCII letters or digits, each after a hyphen (so ``en``,
-#: ``pt-BR``, ``zh-Hant-TW``, ``gsw``); at most 35 bytes by construction.
+#: ``pt-BR``, ``zh-Hant-TW``, ``gsw``); at most 21 bytes by construction.
 LANG_RE = re.compile(r"\A[a-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,2}\Z")
 _ASCII_UPPER = re.compile("[A-Z]")
 #: The fields only an announcement has.
@@ -123,7 +123,7 @@ class Listing:
                                       "(sorted, no duplicates)")
             tags = tuple(items)
         if "lang" in present:
-            lang = r.text("lang", max_bytes=35)
+            lang = r.text("lang", max_bytes=21)
             if LANG_RE.match(lang) is None:
                 raise SchemaError(f"{r.where('lang')}: expected a language tag such as "
                                   "'en' or 'pt-BR'")
