@@ -6,6 +6,7 @@ is not taken."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trio
 from helpers import signing_key
@@ -22,12 +23,27 @@ from rill.wallet import listings
 from rill.wallet.wallet import Wallet
 
 NOV = month_start("2026-11") + 5 * 86400
+TOPIC = "rill/1/catalogue"
 
 
 def _key_document(w: Wallet, origin: str, now: int) -> m.Signed[m.KeyDocument]:
     doc = m.sign(m.KeyDocument(w.config.name or "x", (origin,), (), now - 60), w.key)
     w.import_object(doc.raw, now)
     return doc
+
+
+async def meshed(net: Any, *pairs: tuple[str, str]) -> None:
+    """Both ends of each connection are in each other's catalogue mesh (GossipSub forwards
+    to mesh peers only; before the first heartbeats a message may reach nobody)."""
+    def ok() -> bool:
+        for a, b in pairs:
+            pa, pb = net.nodes[a].p2p, net.nodes[b].p2p
+            if pa is None or pb is None or pb.peer_id not in pa.gossipsub.mesh.get(
+                    TOPIC, set()) or pa.peer_id not in pb.gossipsub.mesh.get(TOPIC, set()):
+                return False
+        return True
+
+    await eventually(ok, 20, "catalogue mesh")
 
 
 async def test_listing_gossips_to_a_node_holding_the_key_document(tmp_path: Path) -> None:
@@ -40,6 +56,7 @@ async def test_listing_gossips_to_a_node_holding_the_key_document(tmp_path: Path
         await net.connect("alice", "reader")
         await net.connect("mallory", "reader")
         await net.connect("far", "reader")  # hears Alice only through the reader
+        await meshed(net, ("alice", "reader"), ("mallory", "reader"), ("far", "reader"))
         wa, wm, wr = net.wallet("alice"), net.wallet("mallory"), net.wallet("reader")
         wf = net.wallet("far")
         try:
@@ -95,6 +112,7 @@ async def test_listings_wait_for_the_creators_site_to_verify(tmp_path: Path) -> 
             alice = await net.start("alice")
             reader = await net.start("reader")
             await net.connect("alice", "reader")
+            await meshed(net, ("alice", "reader"))
             wa, wr = net.wallet("alice"), net.wallet("reader")
             try:
                 doc = _key_document(wa, site.origin, NOV)
