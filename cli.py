@@ -463,7 +463,14 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 
 # the other commands register themselves on `main` when imported
-from . import cli_creator, cli_events, cli_money, cli_node, cli_statements  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    cli_catalogue,
+    cli_creator,
+    cli_events,
+    cli_money,
+    cli_node,
+    cli_statements,
+)
 
 if __name__ == "__main__":
     main()

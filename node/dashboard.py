@@ -102,6 +102,7 @@ class Dashboard:
 
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
+        from .dashboard_discover import Discover
         from .dashboard_statements import Statements
 
         routes = [
@@ -117,6 +118,7 @@ class Dashboard:
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
             *Statements(self).routes(),
+            *Discover(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
             404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,

@@ -193,6 +193,8 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
                 run.full_s = time.perf_counter() - t0
                 break
             if not synced and time.perf_counter() - t0 > 60:
+                if os.environ.get("RILL_SCALE_KEEP"):
+                    (tmp / "at60.json").write_text(json.dumps(st))
                 # what gossip did not deliver in 60 s: the daemons' own sync and
                 # reconciliation, one grace period later
                 run.gossip_complete = f"{claims_ok}/{n} creators, {held_ok}/{n} full sets"
@@ -217,10 +219,15 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         return run
     finally:
         for w in workers:
-            if w.p.poll() is None:
+            try:
+                w.p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 w.p.kill()
-            w.p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+                w.p.wait()
+        if os.environ.get("RILL_SCALE_KEEP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _bytes(st: dict[str, Any], name: str) -> int:

@@ -144,7 +144,10 @@ def _node_status(d: Any, month: str) -> dict[str, Any]:
 
 async def main(base: Path, start: int) -> None:
     _count_bytes()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("RILL_SCALE_LOG"):
+        logging.getLogger("rill").setLevel(os.environ["RILL_SCALE_LOG"])
     stdin = trio.lowlevel.FdStream(0)
     buf = b""
     async with trio.open_nursery() as nursery:
