@@ -109,6 +109,15 @@ class Worker:
                 finally:
                     w.close()
             return {"ok": True}
+        if op == "round":  # one sync + reconciliation round of every node with its peers
+            async def one(name: str) -> None:
+                NODE.set(name)
+                await net.nodes[name]._sync_all()
+
+            async with trio.open_nursery() as n:
+                for name in net.nodes:
+                    n.start_soon(one, name)
+            return {"ok": True}
         if op == "clock":
             net.clock.set(cmd["t"])
             return {"ok": True}
