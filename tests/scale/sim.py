@@ -224,7 +224,9 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         for x in names:
             for c, v in st["nodes"][x]["counters"].items():
                 run.counters[c] = run.counters.get(c, 0) + v
-        # one round more, on a network that agrees: what each periodic round costs
+        # two rounds more, on a network that agrees: the first moves every sync cursor past
+        # the month's objects, the second costs what each periodic round costs
+        all_do(workers, [{"op": "round"}] * procs)
         a = status(workers)
         all_do(workers, [{"op": "round"}] * procs)
         b = status(workers)
@@ -267,12 +269,55 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def report(runs: list[Run]) -> str:
+    """A markdown table of the runs, then the fitted model extrapolated."""
+    lines = [
+        "| N | procs | shard bits | claims | month end: creators complete (s) | all sets "
+        "complete (s) | by gossip alone | rounds | traffic per node, month end (MB) | idle "
+        "(B/s per node) | one sync round on agreeing nodes (KB per node) | traffic per node "
+        "and month (MB) | CPU per node, month end (s) | CPU per node, month average (% core) "
+        "| stored per node (KB, median) |",
+        "|" + "---|" * 15,
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.n} | {r.procs} | {r.shard_bits} | {r.claims:,} | "
+            f"{_s(r.gossip_s)} | {_s(r.full_s)} | {r.gossip_complete} | {r.rounds} | "
+            f"{statistics.mean(r.month_end_bytes) / 1e6:.2f} | {r.idle_bytes_s:.0f} | "
+            f"{r.round_bytes / 1e3:.1f} | {r.per_node_month_mb():.1f} | "
+            f"{r.month_end_cpu_s / r.n:.2f} | {r.per_node_core_pct():.3f} | "
+            f"{statistics.median(r.stored) / 1e3:.0f} |")
+    by_bits: dict[int, list[Run]] = {}
+    for r in runs:
+        by_bits.setdefault(r.shard_bits, []).append(r)
+    for bits, rs in sorted(by_bits.items()):
+        if len({r.n for r in rs}) < 2:
+            continue
+        mb = fit([(r.n, r.per_node_month_mb()) for r in rs])
+        cpu = fit([(r.n, r.per_node_core_pct()) for r in rs])
+        st = fit([(r.n, statistics.median(r.stored) / 1e6) for r in rs])
+        lines += ["", f"Model (shard bits {bits}), least squares y = a + b·N on the points above:"
+                  f" traffic MB/month = {mb[0]:.2f} + {mb[1]:.4f}·N; CPU % of a core = "
+                  f"{cpu[0]:.4f} + {cpu[1]:.6f}·N; stored MB = {st[0]:.3f} + {st[1]:.5f}·N", "",
+                  "| N | traffic per node and month (MB) | CPU (% of a core) | stored (MB) |",
+                  "|---|---|---|---|"]
+        for n in (10**4, 10**5, 10**6):
+            lines.append(f"| {n:,} | {mb[0] + mb[1] * n:,.0f} | {cpu[0] + cpu[1] * n:,.2f} | "
+                         f"{st[0] + st[1] * n:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _s(x: float | None) -> str:
+    return "never" if x is None else f"{x:.1f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="+", type=int)
     ap.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 2))
     ap.add_argument("--shard-bits", type=int, default=0)
     ap.add_argument("--json")
+    ap.add_argument("--out", help="write the markdown report here")
     args = ap.parse_args()
     runs = []
     for n in args.sizes:
@@ -283,6 +328,10 @@ def main() -> int:
                          default=str)[:2000], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in runs], default=str))
+    text = report(runs)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
     return 0
 
 
