@@ -68,6 +68,7 @@ from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
+from .sleepers import Sleepers, held_back
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -138,7 +139,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Peering):
+class Daemon(GossipIn, MonthEnd, Syncing, Peering, Sleepers):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), peers (node/peering.py)."""
@@ -421,6 +422,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             "blocked": len(self.blocked),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
             "settled": settled,
+            "held_back": await self.db(held_back, self.wallet, self.clock.now(),
+                                       self.config.window_months),
             "stored_bytes": totals.own + totals.relay,
             "store": {"own_bytes": totals.own, "relay_bytes": totals.relay,
                       "cap_bytes": self.config.disk_cap},
