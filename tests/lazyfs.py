@@ -167,6 +167,10 @@ class LazyFS:
         self.mounts += 1
 
     def command(self, text: str) -> None:
+        # LazyFS reads its FIFO 100 bytes at a time and parses each read alone: a longer
+        # command is cut short (a fault's attributes silently lost)
+        if len(text) + 1 > 100:
+            raise ValueError(f"a LazyFS command must be under 100 bytes: {text!r}")
         fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
         try:
             os.write(fd, (text + "\n").encode())  # one write per command (LazyFS reads so)

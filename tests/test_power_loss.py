@@ -191,6 +191,9 @@ class Ledger:
             current = None if word != "error" else current
         if current is not None:
             self.in_flight[current] = self.in_flight.get(current, 0) + 1
+            if current == "name":  # a later name may have landed: not acknowledged
+                new_homes = {h: n for h, n in new_homes.items()
+                             if not n.startswith("creator ")}
         self.homes.update(new_homes)
         self.imports.update(new_imports)
         return new_homes, new_imports
