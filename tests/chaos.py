@@ -465,11 +465,11 @@ def plans(months: int, rng: random.Random, every_kind: bool) -> list[list[str]]:
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'month':8} {'faults':52} {'settl':>5} {'claims':>6} {'paid':>4} {'rcpt':>4} "
+    head = (f"{'month':8} {'faults':62} {'settl':>5} {'claims':>6} {'paid':>4} {'rcpt':>4} "
             f"{'gaps':>4} {'late':>4} {'conv s':>6} {'back s':>6} {'month s':>7} invariants")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.month:8} {','.join(r.faults) or '-':52} {r.settlements:5d} "
+        lines.append(f"{r.month:8} {','.join(r.faults) or '-':62} {r.settlements:5d} "
                      f"{r.claims:6d} {r.paid:4d} {r.receipted:4d} {r.relay_gaps:4d} "
                      f"{r.late_receipts:4d} "
                      f"{r.converge_s:6.1f} "

@@ -65,7 +65,7 @@ def setup(base: Path, homes: dict[str, Path], want: int) -> Power:
         return Power(why_not=why)
     power = Power()
     for name in list(homes)[:want]:
-        fs = LazyFS(binary, base / f"lazyfs-{name}")
+        fs = LazyFS(binary, base / f"lazyfs-{name}", cache_mb=64)  # a daemon's database
         fs.mount()
         power.mounts[name] = fs
         home = homes[name]

@@ -116,7 +116,7 @@ fifo_path_completed="{done}"
 [cache]
 apply_eviction=false
 [cache.simple]
-custom_size="512mb"
+custom_size="{cache_mb}mb"
 blocks_per_page=1
 [filesystem]
 log_all_operations=false
@@ -127,7 +127,9 @@ logfile=""
 class LazyFS:
     """One LazyFS mount: files live in ``root`` (the "disk"), are used through ``mnt``."""
 
-    def __init__(self, binary: Path, base: Path) -> None:
+    def __init__(self, binary: Path, base: Path, cache_mb: int = 512) -> None:
+        """``cache_mb``: LazyFS's page cache, allocated up front (what it can hold
+        unsynced)."""
         self.binary = binary
         self.base = base
         self.root = base / "root"
@@ -141,7 +143,8 @@ class LazyFS:
         self.mounts = 0
         for d in (self.root, self.mnt):
             d.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(CONFIG.format(fifo=self.fifo, done=self.done))
+        self.config.write_text(CONFIG.format(fifo=self.fifo, done=self.done,
+                                             cache_mb=cache_mb))
 
     def mount(self) -> None:
         assert self.proc is None
