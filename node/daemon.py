@@ -142,7 +142,8 @@ def _leaf(exc: BaseException) -> BaseException:
 class Daemon(GossipIn, MonthEnd, Syncing, Peering, Sleepers):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
-    (node/syncing.py), peers (node/peering.py)."""
+    (node/syncing.py), peers (node/peering.py), months slept past the window
+    (node/sleepers.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)

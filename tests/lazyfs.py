@@ -24,6 +24,7 @@ as root when missing).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -174,7 +175,18 @@ class LazyFS:
         # command is cut short (a fault's attributes silently lost)
         if len(text) + 1 > 100:
             raise ValueError(f"a LazyFS command must be under 100 bytes: {text!r}")
-        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                # ENXIO: nobody reads the FIFO yet (LazyFS opens it a moment after the
+                # mount appears; a trial armed right after a reboot met that)
+                if exc.errno != errno.ENXIO or self.crashed() \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         try:
             os.write(fd, (text + "\n").encode())  # one write per command (LazyFS reads so)
         finally:
