@@ -24,7 +24,10 @@ each reboot the test re-opens everything and checks:
 
 The daemon test (tests/powernet.py, shared with tests/bench/run.py) stores gossip on
 LazyFS (``synchronous=NORMAL`` there on purpose), cuts the power, and measures what was
-lost and how long sync took to bring back what concerns the node after the restart.
+lost and how long sync took to bring back what concerns the node after the restart; its
+soak makes 100 such cuts (``RILL_POWER_DAEMON_TRIALS``), half of them LazyFS crashes
+armed at a write or fsync of the store's WAL or database.  Torn writes (LazyFS's
+``torn-op`` and ``torn-seq``) are in tests/test_torn_writes.py, with the checks below.
 
 The checks have teeth: with the wallet at ``synchronous=NORMAL`` the first trial loses
 acknowledged clicks, and with ``config.toml`` renamed before its bytes were fsynced (as
