@@ -54,7 +54,7 @@ TORN = [  # the first FAST are the fast slice's
     ("torn-op", "donor/rill.db", ["parts=2", "persist=1"]),
     ("torn-seq", "donor/rill.db-wal", ["op=write", "persist=1"]),
 ]
-FAST = 4
+FAST = 3
 
 
 def torn_trials(fs: LazyFS, trials: int, seed: int, max_run: float) -> dict[str, int]:
@@ -107,10 +107,10 @@ def torn_trials(fs: LazyFS, trials: int, seed: int, max_run: float) -> dict[str,
 
 
 def test_torn_writes_lose_nothing_acknowledged(fs: LazyFS) -> None:
-    """The fast slice, 4 trials: the donor's WAL torn inside a frame and inside a
-    commit, half a new config.toml, the creator's WAL torn inside a commit."""
+    """The fast slice, 3 trials: the donor's WAL torn inside a frame and inside a
+    commit, half a new config.toml."""
     fired = torn_trials(fs, FAST, SEED, max_run=1.0)
-    assert sum(v for k, v in fired.items() if k.startswith("torn")) >= 3, fired
+    assert sum(v for k, v in fired.items() if k.startswith("torn")) >= 2, fired
 
 
 @pytest.mark.soak
