@@ -7,8 +7,10 @@ Right after the cut, before the restart, the home is checked as tests/test_power
 checks a wallet: ``PRAGMA integrity_check`` ok, the click chain verifies.  After the
 restart, every object of class 2 (it concerns the node) that the cut lost must be back
 (sync with each peer at connect): the run waits for it (60 s at most, else the month
-fails) and measures it ("back s").  Objects of others that the cut lost may stay lost
-(sync asks only for what concerns the node): they are counted.
+fails) and measures it ("back s").  Others' objects of a month that the cut lost come back
+by reconciliation (SPEC §11.4) from peers that still hold them: the run waits for them too
+(60 s at most) and counts what stays lost (key documents have no month and are not
+reconciled; what every peer evicted or pruned cannot come back).
 
 Only the database is on LazyFS: the control socket cannot live there (no mknod), and
 ``config.toml`` is written once, durably, before the run.
@@ -35,7 +37,8 @@ class Cut:
     node: str
     lost: int = 0          # objects (rows of `objects`) the cut dropped
     lost_own: int = 0      # of them, class 2: must come back
-    relay_lost: int = 0    # of them, others' objects still missing when the own are back
+    relay_lost: int = 0    # of them, others' objects still missing after reconciliation
+    relay_back_s: float = 0.0  # restart -> others' lost objects of a month back
     back_s: float = 0.0    # restart -> every lost class-2 object held again
 
     def label(self) -> str:
@@ -92,6 +95,20 @@ def durable(path: Path) -> None:
         os.close(fd)
 
 
+def months_of(home: Path) -> dict[str, str | None]:
+    """Object ID (hex) -> its month (None for key documents), public objects only."""
+    db = sqlite3.connect(f"file:{home / 'rill.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return {bytes(i).hex(): mo for i, mo in db.execute(
+            "SELECT id, month FROM objects WHERE private = 0")}
+    finally:
+        db.close()
+
+
+def monthly(months: dict[str, str | None]) -> set[str]:
+    return {i for i, mo in months.items() if mo is not None}
+
+
 def objects(home: Path) -> dict[str, int]:
     """Object ID (hex) -> protection class, read beside the running daemon."""
     db = sqlite3.connect(f"file:{home / 'rill.db'}?mode=ro", uri=True, timeout=30)
@@ -120,6 +137,7 @@ def cut(power: Power, node: Any, restart: Any) -> Cut:
     proc.wait(30)
     node.proc.proc = None
     before = objects(home)  # committed, fsynced or not (LazyFS still has it cached)
+    before_months = months_of(home)
     fs.cut()
     fs.reboot()
     after = objects(home)
@@ -139,6 +157,13 @@ def cut(power: Power, node: Any, restart: Any) -> Cut:
                                  f"back 60 s after the restart: {missing[:4]}")
         time.sleep(0.1)
     result.back_s = time.monotonic() - t0
+    # others' objects of a month come back by reconciliation (SPEC §11.4), from peers that
+    # hold them; what no peer holds any more (evicted, pruned) cannot
+    relay = {i for i in lost - own if i in monthly(before_months)}
+    deadline = time.monotonic() + 60
+    while relay - objects(home).keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    result.relay_back_s = time.monotonic() - t0
     result.relay_lost = len(lost - objects(home).keys())
     power.cuts.append(result)
     return result

@@ -70,14 +70,15 @@ def held(db_path: Path) -> dict[bytes, int]:
 
 def came_back_by(log: Path, offset: int, lost: set[bytes]) -> dict[str, int]:
     """How the lost objects came back after the restart, from the node's log lines
-    ("sync: <type> <id16> ..." or "gossip: ...")."""
+    ("sync: <type> <id16> ...", "reconcile: ..." or "gossip: ...")."""
     short = {i.hex()[:16] for i in lost}
     out: dict[str, int] = {}
     with open(log) as fh:
         fh.seek(offset)
         for line in fh:
             words = line.split("rill.node: ", 1)[-1].split()
-            if len(words) >= 3 and words[0].rstrip(":") in ("sync", "gossip", "adopted") \
+            if len(words) >= 3 and words[0].rstrip(":") in ("sync", "gossip", "adopted",
+                                                            "reconcile") \
                     and words[2] in short:
                 short.discard(words[2])
                 key = words[0].rstrip(":")
@@ -225,9 +226,13 @@ def gossip_rounds(fs: LazyFS, base: Path, rounds: int, donors: int, seed: int,
                                          for p in control.call(s, "peers")), 30,
                      f"{context}: the first sync after the restart to end")
             synced = control.call(nsock, "status")["counters"]["synced"]
-            # sync asks for what concerns the node: lost relay objects stay lost here
+            # others' objects come back by reconciliation (SPEC §11.4) with the publisher
+            relay = before.keys() & published
+            wait_for(lambda relay=relay, db=db: relay <= held(db).keys(), 60,
+                     f"{context}: reconciliation to bring back every relay copy")
+            relay_back = time.monotonic() - t0
             relay_missing = (before.keys() - held(db).keys())
-            assert not relay_missing & ours
+            assert not relay_missing & published, f"{context}: relay copies lost for good"
             with Wallet.open(node.home) as w:
                 w.verify_log()
             via = came_back_by(node.log, log_from, lost)
@@ -244,14 +249,15 @@ def gossip_rounds(fs: LazyFS, base: Path, rounds: int, donors: int, seed: int,
                         "lost_ours": len(lost & ours),
                         "lost_own": len(lost_own), "relay_missing": len(relay_missing),
                         "started_s": started, "caught_up_s": caught_up, "ours": len(ours),
+                        "relay_back_s": relay_back,
                         "by_sync": via.get("sync", 0), "by_gossip": via.get("gossip", 0),
                         "synced": synced})
         print(f"\ngossip round {r} ({context}): the node held {len(before)} objects, the cut "
               f"lost {len(lost)} ({len(lost_own)} concerning it); restart -> started "
               f"{started:.2f} s, -> all {len(ours)} objects concerning it held (sync) "
               f"{caught_up:.2f} s; of the lost objects {via.get('sync', 0)} came back by sync, "
-              f"{via.get('gossip', 0)} by gossip re-offered; relay objects lost for good here: "
-              f"{len(relay_missing)}")
+              f"{via.get('gossip', 0)} by gossip re-offered; every relay copy back (reconciliation) "
+              f"{relay_back:.2f} s")
     return figures
 
 

