@@ -335,9 +335,10 @@ def node_sync(home: str | None, as_json: bool) -> None:
 @home_option
 @json_option
 def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
-    """Gossip objects (settlements, claims, receipts, key documents) through the daemon.
+    """Gossip objects (settlements, sealed claims, receipts, key documents) through the daemon.
 
-    Each file is reported; a bad one does not stop the others (exit 1 if any failed)."""
+    Each file is reported; a bad one does not stop the others (exit 1 if any failed).
+    Plain claims are skipped (they travel by hand only, SPEC §11.2)."""
     from pathlib import Path
 
     from .node import control
@@ -346,21 +347,31 @@ def publish(files: Sequence[str], home: str | None, as_json: bool) -> None:
     sock = Path(_home_path(home)) / control.SOCKET_NAME
     if not sock.exists():
         _fail("no node is running on this home (start one with `rill node run`)", "node")
+    from .protocol import messages as m
+
     results = [{"file": name, "ok": False, "id": None, "detail": reason}
                for name, reason in unreadable]
     for name, raw in items:
+        if m.peek_type(raw) == "claim":  # what `rill settle --out` writes beside sealed ones
+            results.append({"file": name, "ok": False, "skipped": True, "id": None,
+                            "detail": "skipped: a plain claim lists its things in clear and "
+                            "travels by hand only (give the file to its creator); its sealed "
+                            "form is what goes by gossip"})
+            continue
         try:
             ids = control.call(sock, "publish", 60, objects=[raw.hex()])
             results.append({"file": name, "ok": True, "id": ids[0], "detail": ""})
         except (ConnectionError, OSError, ValueError) as exc:
             results.append({"file": name, "ok": False, "id": None, "detail": str(exc)})
-    failed = sum(not r["ok"] for r in results)
+    failed = sum(not r["ok"] and not r.get("skipped") for r in results)
     if as_json:
         _emit_json({"published": [r["id"] for r in results if r["ok"]], "files": results})
     else:
         for r in results:
             if r["ok"]:
                 click.echo(f"ok  {r['file']}: published {r['id']}")
+            elif r.get("skipped"):
+                click.echo(f"--  {r['file']}: {r['detail']}")
             else:
                 click.echo(f"BAD {r['file']}: {r['detail']}")
     sys.exit(EXIT_FAIL if failed else EXIT_OK)

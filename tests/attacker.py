@@ -315,8 +315,9 @@ class Attacker:
                 return False
 
     async def publish(self, target: ID, data: bytes, topic: str | None = None) -> bool:
-        """Publish ``data`` under our own key to ``target`` (the topic its type needs)."""
-        topic = topic or TOPIC_OF[m.peek_type(data) or ""]
+        """Publish ``data`` under our own key to ``target`` (the topic its type needs; a type
+        no topic carries, a plain claim say, goes where it would belong)."""
+        topic = topic or TOPIC_OF.get(m.peek_type(data) or "", "rill/1/settlements")
         return await self.send(target, [self.signer.message(topic, data)])
 
     async def publish_as(self, target: ID, data: bytes, signers: Sequence[Signer],

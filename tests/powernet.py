@@ -256,8 +256,8 @@ def gossip_rounds(fs: LazyFS, base: Path, rounds: int, donors: int, seed: int,
               f"lost {len(lost)} ({len(lost_own)} concerning it); restart -> started "
               f"{started:.2f} s, -> all {len(ours)} objects concerning it held (sync) "
               f"{caught_up:.2f} s; of the lost objects {via.get('sync', 0)} came back by sync, "
-              f"{via.get('gossip', 0)} by gossip re-offered; every relay copy back (reconciliation) "
-              f"{relay_back:.2f} s")
+              f"{via.get('gossip', 0)} by gossip re-offered; every relay copy back "
+              f"(reconciliation) {relay_back:.2f} s")
     return figures
 
 
