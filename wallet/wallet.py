@@ -28,7 +28,7 @@ from ..protocol.currency import MINOR_UNITS, format_money, known_currency
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, month_of, month_start
 from ..protocol.payto import payment_uri
-from ..protocol.settle import SettlementResult, settle
+from ..protocol.settle import SettlementResult, blind_head, settle
 from ..protocol.shares import group_things, thing_shares
 from ..protocol.things import check_new_thing, normalise_thing
 from ..protocol.work import find_work
@@ -37,6 +37,7 @@ from .attribution import Attribution
 from .errors import Corrupt, NotFound, Refused
 from .home import Config, Home
 from .inbox import OWN, subjects_of
+from .pseudonyms import Pseudonyms, ensure_table
 from .results import (
     ClickResult,
     ImportResult,
@@ -57,7 +58,7 @@ MAX_BUDGET_MAJOR = 1_000_000
 Progress = Callable[[int, int], None]
 
 
-class Wallet(Attribution):
+class Wallet(Pseudonyms, Attribution):
     """One open home.  Not thread-safe: use one Wallet per thread."""
 
     def __init__(self, home: Home, db: sqlite3.Connection, key: nacl.signing.SigningKey) -> None:
@@ -85,6 +86,7 @@ class Wallet(Attribution):
         key = home.signing_key()
         home.config()  # fail early on a broken config
         db = store.connect(home.db_path)
+        ensure_table(db)
         w = cls(home, db, key)
         w.check_head()
         if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
@@ -158,14 +160,9 @@ class Wallet(Attribution):
             self.check_head()
         report = LogReport(len(entries), entries[-1].id if entries else m.ZERO_HASH,
                            entries=entries)
+        log_ids = {e.id for e in entries}
         for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"):
-            s = self._object(sid, m.Settlement)
-            if s.signer != self.identity or s.body.month != month:
-                raise Corrupt(f"stored settlement for {month} is not ours or not for {month}")
-            if s.body.head != m.ZERO_HASH and self.db.execute(
-                    "SELECT 1 FROM log WHERE id = ?", (s.body.head,)).fetchone() is None:
-                raise Corrupt(f"the click log lost entries: the {month} settlement covers an "
-                              "entry that is no longer there")
+            self.check_own_settlement(self._object(sid, m.Settlement), month, log_ids)
             report.settled.append(month)
         if progress:
             progress(total, total)
@@ -342,10 +339,11 @@ class Wallet(Attribution):
             raise Refused(f"{month} has not ended yet (it ends {_iso(month_end(month))})",
                           code="not-ended")
         work_bits = self.config.work_bits
+        signer, _ = self.month_signer(month, set())
         if work_bits and self.db.execute("SELECT 1 FROM settled WHERE month = ?",
                                          (month,)).fetchone() is None:
             # about a second of hashing: done before the write transaction (and cached)
-            find_work(self.identity, month, work_bits)
+            find_work(keys.public_key(signer), month, work_bits)
         with store.transaction(self.db):
             existing = self.stored_settlement(month)
             if existing is not None:
@@ -361,9 +359,11 @@ class Wallet(Attribution):
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
                               "`rill budget set`)", code="no-budget")
+            signer, disclosures = self.month_signer(month, set(view.known.values()))
+            head = view.head if signer is self.key else blind_head(signer, view.head)
             try:
-                result = settle(self.key, month, view.budget, view.currency, view.head,
-                                view.known, work_bits=work_bits)
+                result = settle(signer, month, view.budget, view.currency, head,
+                                view.known, work_bits=work_bits, disclosures=disclosures)
             except LocalError as exc:
                 raise Refused(f"cannot settle {month}: {exc}", code=exc.code) from None
             self._store(result.settlement, now)
