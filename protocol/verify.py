@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import armour, checks, sitekeys
+from . import armour, checks, keys, sitekeys
 from .errors import ArmourError, DecodeError, MismatchError, RemoteError
 from .messages import (
     Claim,
+    Disclosure,
     KeyDocument,
     Receipt,
     SealedClaim,
@@ -43,6 +44,8 @@ class Verdict:
     #: A valid key document's name, origins and payment addresses (as it claims them:
     #: a file alone cannot show which sites serve it).
     key: dict[str, Any] | None = None
+    #: A valid disclosure's link: identity, pseudonym, month and recipient (SPEC §5.10).
+    link: dict[str, Any] | None = None
 
     def fail(self, exc: RemoteError) -> None:
         self.valid, self.reason = False, exc.reason
@@ -53,6 +56,8 @@ class Verdict:
             "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
         if self.key is not None:
             out["key"] = dict(self.key)
+        if self.link is not None:
+            out["disclosure"] = dict(self.link)
         return out
 
 
@@ -123,6 +128,10 @@ def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> 
         b = obj.body
         v.key = {"name": b.name, "origins": list(b.origins), "payto": list(b.payto),
                  "valid_from": b.valid_from}
+    if isinstance(obj.body, Disclosure):
+        d = obj.body
+        v.link = {"identity": obj.signer_did, "pseudonym": keys.did_from_key(d.pseudonym),
+                  "month": d.month, "to": None if d.to is None else keys.did_from_key(d.to)}
     return v
 
 
