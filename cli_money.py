@@ -349,15 +349,19 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
                   f"files were not all written: {why} (run `rill settle --month {mo} --out "
                   f"{out}` again to write them)", getattr(exc, "code", "os"))
     claims = [{"id": c.id_hex, "creator": _did(c.body.creator),
-               "amount": c.body.amount, "things": len(c.body.things)} for c in res.claims]
+               "amount": c.body.amount, "things": len(c.body.things),
+               "discloses": c.body.disclosure is not None} for c in res.claims]
+    anon = s.signer != w.identity
     if as_json:
         _emit_json({"settlement": s.id_hex, "month": mo, "budget": s.body.budget,
                     "currency": s.body.currency, "new": new, "claims": claims,
+                    "signer": _did(s.signer), "anonymous": anon,
                     "files": files,
                     "left_out": preview["left_out"] if preview is not None else None,
                     "checked": preview["checked"] if preview is not None else []})
         return
-    click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}")
+    click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}"
+               + (f" (anonymously, as the pseudonym {_did(s.signer)})" if anon else ""))
     _table(f"{_money(s.body.budget, s.body.currency)} over {s.body.things} thing(s)",
            ["claim", "creator", "things", "amount"],
            [[c["id"][:16], c["creator"], c["things"], _money(c["amount"], s.body.currency)]

@@ -35,6 +35,7 @@ from libp2p.peer.id import ID
 
 from ..protocol import keys
 from ..protocol import messages as m
+from ..protocol.disclosure import pseudonym_seed
 from ..protocol.errors import RemoteError
 from ..protocol.months import month_of
 from ..protocol.network import (
@@ -52,6 +53,7 @@ from ..wallet.home import parse_blocked
 from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
+from .anonpub import publish_as
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .diskstate import DiskState
@@ -278,9 +280,21 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             topic = TOPIC_OF[m.peek_type(raw) or ""]
             while not any(True for _ in ps.peer_topics.get(topic, ())):
                 await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
-            await ps.publish(topic, raw)
+            seed = await self._pseudonym_seed(raw)
+            if seed is None:
+                await ps.publish(topic, raw)
+            else:  # signed by one of our pseudonyms: not under our peer ID (SPEC §13)
+                await publish_as(ps, topic, raw, seed)
             self.counters["published"] += 1
             await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
+
+    async def _pseudonym_seed(self, raw: bytes) -> bytes | None:
+        """The key seed of our pseudonym that signed ``raw``, if one did."""
+        signer = m.decode(raw, verify_signature=False).signer
+        if signer == self.identity:
+            return None
+        month = await self.db(self.wallet.pseudonym_of, signer)
+        return None if month is None else pseudonym_seed(bytes(self.wallet.key), month)
 
     async def _publish_known(self) -> None:
         """On start: what we signed and may not have reached anyone yet."""

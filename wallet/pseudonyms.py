@@ -88,6 +88,13 @@ class Pseudonyms:
         return {self.identity} | {bytes(p) for (p,) in
                                   self.db.execute("SELECT pseudonym FROM anonymous")}
 
+    def pseudonyms_to_sync(self) -> list[bytes]:
+        """Pseudonyms of settled anonymous months with claims not yet receipted."""
+        return [bytes(p) for (p,) in self.db.execute(
+            "SELECT DISTINCT a.pseudonym FROM anonymous a JOIN obligations o ON "
+            "o.donor = a.pseudonym WHERE o.direction = 'out' AND o.state != 'receipted' "
+            "ORDER BY a.month")]
+
     def pseudonym_of(self, key: bytes) -> str | None:
         """The month whose pseudonym ``key`` is, if it is one of ours."""
         row = self.db.execute("SELECT month FROM anonymous WHERE pseudonym = ?",
