@@ -385,14 +385,25 @@ def _did(key: bytes) -> str:
 @wallet_command
 def claims(month: str | None, direction: str | None, home: str | None, as_json: bool) -> None:
     """Claims with their state: owed, paid or receipted."""
+    from .wallet.pseudonyms import label
+
     with _open(home) as w:
         rows = w.obligations(_month_arg(month), direction)
+        disclosed = w.disclosed_identities()
+        identity = w.identity
+    # a claim of one of our anonymous months, or from a donor that disclosed itself to us
+    anon = {o.claim: o.direction == "out" and o.donor != identity for o in rows}
+    who = {o.claim: disclosed.get(o.donor) for o in rows if o.direction == "in"}
     if as_json:
-        _emit_json([o.as_json() for o in rows])
+        _emit_json([dict(o.as_json(), anonymous=anon[o.claim],
+                         disclosed=_did(who[o.claim]) if who.get(o.claim) else None)
+                    for o in rows])
         return
     _table("Claims", ["id", "month", "direction", "counterpart", "amount", "state"],
            [[short_id(o.claim), o.month, "out" if o.direction == "out" else "in",
-             _did(o.creator if o.direction == "out" else o.donor),
+             (_did(o.creator) + (f" ({label(o.donor)})" if anon[o.claim] else ""))
+             if o.direction == "out" else
+             (f"{_did(who[o.claim])} (disclosed)" if who.get(o.claim) else _did(o.donor)),
              _money(o.amount, o.currency),
              o.state + ("" if o.payable else " (carried forward)")] for o in rows])
 
