@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,9 @@ class NodeConfig:
     #: Peers never connected with (config.toml ``[network] blocked``; ``rill peers
     #: block`` changes it, and a running node at once), as peer ID text.
     blocked: list[str] = field(default_factory=list)
+    #: Largest random delay (real seconds) before a pseudonym's object is published, so
+    #: that it does not leave in the same burst as our identity's (SPEC §13).
+    pseudonym_jitter: float = 30.0
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -116,6 +120,11 @@ class NodeConfig:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
                 setattr(cfg, name, node[name])
+        if "pseudonym_jitter" in node:
+            if type(node["pseudonym_jitter"]) not in (int, float) or \
+                    not 0 <= node["pseudonym_jitter"] <= 3600:
+                raise ValueError("node.pseudonym_jitter must be a number of seconds 0..3600")
+            cfg.pseudonym_jitter = float(node["pseudonym_jitter"])
         if "disk_cap_mb" in node:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
@@ -271,6 +280,16 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)
             return
         self._published.add(obj.id)
+        if (obj.signer != self.identity and self.config.pseudonym_jitter > 0
+                and self._nursery is not None
+                and await self.db(self.wallet.pseudonym_of, obj.signer) is not None):
+            self._nursery.start_soon(self._send_later, raw,
+                                     random.uniform(0, self.config.pseudonym_jitter))
+            return
+        await self._outbox_send.send(raw)
+
+    async def _send_later(self, raw: bytes, delay: float) -> None:
+        await trio.sleep(delay)
         await self._outbox_send.send(raw)
 
     async def _publisher(self) -> None:

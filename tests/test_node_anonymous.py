@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nacl.signing
+import pytest
 from helpers import signing_key
 from libp2p.peer.id import ID
 from libp2p.pubsub.validators import signature_validator
 from procnet import ProcNode, wait_for
 
 from rill.node.anonpub import pseudonym_message
+from rill.node.daemon import NodeConfig
 from rill.node.host import peer_id_from_seed
 from rill.protocol import keys
 from rill.protocol.disclosure import pseudonym_seed
@@ -24,7 +27,7 @@ END = month_end("2026-10")
 def test_a_pseudonyms_gossip_is_authored_by_the_pseudonym() -> None:
     identity = signing_key("donor")
     seed = pseudonym_seed(bytes(identity), "2026-10")
-    res = settle(__import__("nacl.signing").signing.SigningKey(seed), "2026-10", 100, "EUR",
+    res = settle(nacl.signing.SigningKey(seed), "2026-10", 100, "EUR",
                  bytes(32), {"https://a.example/": keys.public_key(signing_key("alice"))},
                  work_bits=0)
     msg = pseudonym_message("rill/1/settlements", res.settlement.raw, seed)
@@ -45,6 +48,9 @@ def test_a_pseudonyms_gossip_is_authored_by_the_pseudonym() -> None:
 def test_two_daemons_a_pseudonyms_claim_is_received_and_receipted(tmp_path: Path) -> None:
     creator = ProcNode(tmp_path, "creator", OCT + 3600)
     donor = ProcNode(tmp_path, "donor", OCT + 3600)
+    donor.rill("init")
+    with open(donor.home / "config.toml", "a") as cfg:  # jitter kept short for the test
+        cfg.write("\n[node]\npseudonym_jitter = 2\n")
     try:
         creator.start([])
         creator.wait_started()
@@ -79,11 +85,21 @@ def test_two_daemons_a_pseudonyms_claim_is_received_and_receipted(tmp_path: Path
                  "the receipt reaches the donor's wallet")
         # the settlement and sealed claim went out as gossip authored by the pseudonym;
         # nothing was refused on either side (a bad libp2p envelope would be)
+        wait_for(lambda: donor.rill("node", "status")["counters"]["published"] >= 2, 30,
+                 "the donor's node publishing the settlement and its claim (jittered)")
         c_counters = creator.rill("node", "status")["counters"]
         d_counters = donor.rill("node", "status")["counters"]
-        assert d_counters["published"] >= 2 and d_counters["settled"] == 1
+        assert d_counters["settled"] == 1
         assert c_counters["rejected"] == d_counters["rejected"] == 0
         assert c_counters["accepted"] + c_counters["synced"] >= 2
     finally:
         codes = [n.stop() for n in (donor, creator)]
     assert codes == [0, 0]
+
+
+def test_pseudonym_jitter_is_configured_in_node_table() -> None:
+    assert NodeConfig.from_toml({}).pseudonym_jitter == 30.0
+    assert NodeConfig.from_toml({"node": {"pseudonym_jitter": 0}}).pseudonym_jitter == 0.0
+    for bad in (-1, 3601, "10", True):
+        with pytest.raises(ValueError, match="pseudonym_jitter"):
+            NodeConfig.from_toml({"node": {"pseudonym_jitter": bad}})
