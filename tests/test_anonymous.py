@@ -86,7 +86,7 @@ def test_disclosure_is_signed_by_both_keys() -> None:
     # the proof covers the recipient: readdressing it breaks the proof
     other = m.Disclosure(d.body.pseudonym, d.body.month, d.body.proof,
                          keys.public_key(signing_key("bob")))
-    with pytest.raises(LocalError, match="bad-disclosure|proof"):
+    with pytest.raises(LocalError, match=r"bad-disclosure|proof"):
         m.sign(other, ident)
     # and the month
     moved = m.Disclosure(d.body.pseudonym, "2026-11", d.body.proof, to)
