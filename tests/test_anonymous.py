@@ -278,3 +278,30 @@ def test_an_observer_of_two_months_of_gossip_cannot_link_them(tmp_path: Path, al
     assert shared_ints <= {"v", "budget", "amount", "things"}
     assert not {v for f, v in oct_["int"] if f == "work"} & {v for f, v in nov["int"]
                                                             if f == "work"}
+
+
+def test_export_and_import_keep_the_anonymous_months(tmp_path: Path, alice: Wallet,
+                                                     bob: Wallet) -> None:
+    from rill.wallet.portable import export_home, import_home
+
+    donor = new(tmp_path, "donor")
+    donor.set_budget(1000, "EUR", OCT - 10)
+    clicks(donor, OCT, alice, bob)
+    donor.set_anonymous("2026-10", True, OCT, only=(bob.identity,))
+    res, _ = donor.settle("2026-10", AFTER_OCT)
+    claim = next(c for c in res.claims if c.body.creator == alice.identity)
+    sealed = next(s for s in res.sealed if s.body.claim == claim.id)
+    donor.pay([claim.id], "REF-1", AFTER_OCT + 5)
+    data = export_home(donor, with_key=True)
+    restored = import_home(tmp_path / "restored", data, AFTER_OCT + 10)
+    assert restored.anonymous_months() == donor.anonymous_months()
+    assert restored.stored_settlement("2026-10") == res
+    assert restored.obligation(claim.id).state == "paid"
+    assert restored.verify_log().settled == ["2026-10"]
+    # a receipt to the pseudonym lands in the restored home too
+    alice.import_object(res.settlement.raw, AFTER_OCT)
+    alice.import_object(sealed.raw, AFTER_OCT)
+    r = alice.sign_receipt(claim.id, AFTER_OCT + 20, "REF-1")
+    assert restored.import_object(r.raw, AFTER_OCT + 30).action == "receipted"
+    with pytest.raises(Refused):  # settled: the choice is frozen in the restored home too
+        restored.set_anonymous("2026-10", False, AFTER_OCT + 40)
