@@ -99,6 +99,7 @@ class Dashboard:
 
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
+        from .dashboard_anon import AnonymousActions
 
         routes = [
             Route("/", self.home),
@@ -110,6 +111,7 @@ class Dashboard:
             Route("/style.css", self.style),
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
+            *AnonymousActions(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
             404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,
@@ -346,6 +348,7 @@ class Dashboard:
 
     async def settlements(self, request: Request) -> Response:
         from .dashboard_actions import settle_candidates
+        from .dashboard_anon import anonymous_rows
 
         d = self.daemon
         months = await d.db(d.wallet.settled_months)
@@ -357,8 +360,10 @@ class Dashboard:
         names = await d.db(names_of, d.wallet, [line.creator for r in rows
                                                 for line in r.settlement.body.lines])
         ready = await d.db(settle_candidates, d.wallet, d.clock.now())
+        anonymous = await d.db(anonymous_rows, d.wallet)
         return self.render(request, "settlements.html", rows=rows, did=keys.did_from_key,
-                           names=names, ready=ready, current=month_of(d.clock.now()))
+                           names=names, ready=ready, current=month_of(d.clock.now()),
+                           anonymous=anonymous, identity=d.identity)
 
     async def creator(self, request: Request) -> Response:
         d = self.daemon
