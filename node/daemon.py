@@ -171,6 +171,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
+        #: our pseudonyms' objects waiting for their random delay, per pseudonym, in order
+        self._held: dict[bytes, list[bytes]] = {}
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
         #: peers never connected with (``rill peers block``, config ``[network] blocked``)
@@ -283,14 +285,20 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         if (obj.signer != self.identity and self.config.pseudonym_jitter > 0
                 and self._nursery is not None
                 and await self.db(self.wallet.pseudonym_of, obj.signer) is not None):
-            self._nursery.start_soon(self._send_later, raw,
-                                     random.uniform(0, self.config.pseudonym_jitter))
+            # one random delay per pseudonym, its objects kept in order (a settlement
+            # before its claims: nodes ignore a claim that hangs off nothing they hold)
+            held = self._held.setdefault(obj.signer, [])
+            held.append(raw)
+            if len(held) == 1:
+                self._nursery.start_soon(self._send_later, obj.signer,
+                                         random.uniform(0, self.config.pseudonym_jitter))
             return
         await self._outbox_send.send(raw)
 
-    async def _send_later(self, raw: bytes, delay: float) -> None:
+    async def _send_later(self, signer: bytes, delay: float) -> None:
         await trio.sleep(delay)
-        await self._outbox_send.send(raw)
+        for raw in self._held.pop(signer, []):
+            await self._outbox_send.send(raw)
 
     async def _publisher(self) -> None:
         assert self.p2p is not None

@@ -31,10 +31,15 @@ NOW = DATA["verify_at"]
 
 def test_every_positive_vector_passes_its_topic_and_no_other() -> None:
     for v in DATA["positive"]:
-        if v["type"] == "click":
-            assert v["type"] not in TOPIC_OF  # click-log entries never travel by gossip
-            continue
         raw = bytes.fromhex(v["bytes"])
+        if v["type"] in ("click", "disclosure"):
+            # click-log entries and disclosures never travel by gossip (SPEC §11.2)
+            assert v["type"] not in TOPIC_OF
+            for topic in TOPICS:
+                with pytest.raises(RemoteError) as info:
+                    check_gossip(topic, raw, NOW)
+                assert info.value.code == "wrong-topic"
+            continue
         assert check_gossip(TOPIC_OF[v["type"]], raw, NOW).id_hex == v["id"]
         for topic in TOPICS:
             if topic != TOPIC_OF[v["type"]]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -19,6 +20,7 @@ from rill.protocol import keys
 from rill.protocol.disclosure import pseudonym_seed
 from rill.protocol.months import month_end, month_start
 from rill.protocol.settle import settle
+from rill.wallet.wallet import Wallet
 
 OCT = month_start("2026-10")
 END = month_end("2026-10")
@@ -48,45 +50,50 @@ def test_a_pseudonyms_gossip_is_authored_by_the_pseudonym() -> None:
 def test_two_daemons_a_pseudonyms_claim_is_received_and_receipted(tmp_path: Path) -> None:
     creator = ProcNode(tmp_path, "creator", OCT + 3600)
     donor = ProcNode(tmp_path, "donor", OCT + 3600)
-    donor.rill("init")
-    with open(donor.home / "config.toml", "a") as cfg:  # jitter kept short for the test
-        cfg.write("\n[node]\npseudonym_jitter = 2\n")
+    homes = {}
+    for n in (creator, donor):  # a test network: no proof of work, a short jitter
+        w = Wallet.create(n.home, n.name, bytes(signing_key(n.name)))
+        w.home.config_path.write_text("[network]\nwork_bits = 0\n\n[node]\n"
+                                      "pseudonym_jitter = 2\n")
+        homes[n.name] = w
+    d, c = homes["donor"], homes["creator"]
+    d.set_budget(500, "EUR", OCT + 60)
+    pseudonym = d.set_anonymous("2026-10", True, OCT + 60)
+    assert pseudonym is not None and pseudonym.pseudonym != d.identity
+    # a thing with no web site to check before settling
+    d.click("urn:isbn:9780306406157", OCT + 7200, creator=c.identity)
+    d.close()
+    c.close()
+
+    def claims(n: ProcNode, direction: str) -> list[Any]:
+        with Wallet.open(n.home) as w:
+            return w.obligations(None, direction)
+
     try:
         creator.start([])
+        peer = peer_id_from_seed(bytes(signing_key("creator")))
+        donor.start([f"/ip4/127.0.0.1/tcp/{creator.port}/p2p/{peer}"])
         creator.wait_started()
-        donor.start([creator.addr])
         donor.wait_started()
-        a = creator.id
-        donor.rill("budget", "set", "5.00", "EUR", now=OCT + 60)
-        on = donor.rill("anonymous", "on", "--month", "2026-10", now=OCT + 60)
-        pseudonym = on["pseudonym"]
-        assert pseudonym != donor.id
-        donor.rill("click", "https://creator.example/post", "--creator", a, now=OCT + 7200)
-        for t in (END + 1, END + 61, END + 121):
-            for n in (creator, donor):
-                n.rill("node", "clock", str(t))
-
-        def outgoing() -> list:  # type: ignore[type-arg]
-            return donor.rill("claims", "--outgoing", now=END + 121) or []
-
-        wait_for(lambda: len(outgoing()) == 1, 60, "the donor's daemon settles October")
-        claim = outgoing()[0]
-        assert claim["donor"] == pseudonym and claim["anonymous"] is True
-
-        def incoming() -> list:  # type: ignore[type-arg]
-            return creator.rill("claims", "--incoming", now=END + 121) or []
-
-        wait_for(lambda: len(incoming()) == 1, 60, "the creator receives the claim")
-        got = incoming()[0]
-        assert got["id"] == claim["id"] and got["donor"] == pseudonym
-        assert got["disclosed"] is None  # anonymous towards every creator
-        creator.rill("receipt", claim["id"], "--reference", "LN-1", now=END + 180)
-        wait_for(lambda: outgoing()[0]["state"] == "receipted", 60,
+        # the creator's clock passes the month end first, so that it takes the claim in
+        for n in (creator, donor):
+            n.rill("node", "clock", str(END + 61))
+        wait_for(lambda: len(claims(donor, "out")) == 1, 60,
+                 "the donor's daemon settles October under its pseudonym")
+        claim = claims(donor, "out")[0]
+        assert claim.donor == pseudonym.pseudonym
+        wait_for(lambda: len(claims(creator, "in")) == 1, 60, "the creator receives the claim")
+        got = claims(creator, "in")[0]
+        assert (got.claim, got.donor) == (claim.claim, pseudonym.pseudonym)
+        with Wallet.open(creator.home) as w:
+            assert w.disclosed_identities() == {}  # anonymous towards every creator
+        creator.rill("receipt", claim.claim.hex(), "--reference", "LN-1", now=END + 180)
+        wait_for(lambda: claims(donor, "out")[0].state == "receipted", 60,
                  "the receipt reaches the donor's wallet")
-        # the settlement and sealed claim went out as gossip authored by the pseudonym;
-        # nothing was refused on either side (a bad libp2p envelope would be)
         wait_for(lambda: donor.rill("node", "status")["counters"]["published"] >= 2, 30,
                  "the donor's node publishing the settlement and its claim (jittered)")
+        # the settlement and sealed claim went out as gossip authored by the pseudonym;
+        # nothing was refused on either side (a bad libp2p envelope would be)
         c_counters = creator.rill("node", "status")["counters"]
         d_counters = donor.rill("node", "status")["counters"]
         assert d_counters["settled"] == 1
