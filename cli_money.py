@@ -414,6 +414,8 @@ def claims(month: str | None, direction: str | None, home: str | None, as_json: 
 @wallet_command
 def due(home: str | None, as_json: bool) -> None:
     """What to pay now: owed claims summed per creator, with payto: links."""
+    from .wallet.pseudonyms import label
+
     with _open(home) as w:
         pays = w.due()
         minimum = w.config.min_payout
@@ -432,7 +434,8 @@ def due(home: str | None, as_json: bool) -> None:
                    "(rill import-object FILE) or verify its site (rill creator verify ORIGIN)")
         else:
             how = "\n".join(p.uris)
-        rows.append([who(p.creator), _money(p.amount, p.currency),
+        rows.append([who(p.creator) + (f" ({label(p.pseudonym)})" if p.pseudonym else ""),
+                     _money(p.amount, p.currency),
                      " ".join(short_id(c) for c in p.claims), how])
     _table("Due: pay these, then record it with  rill pay CLAIM... --reference REF",
            ["creator", "amount", "claims", "pay to"], rows)

@@ -344,7 +344,7 @@ class Dashboard:
         payments = [{"p": p, "qr": qr_data_uri(p.uris[0]) if p.uris else None,
                      "creator": keys.did_from_key(p.creator)} for p in due]
         return self.render(request, "claims.html", rows=rows, payments=payments,
-                           did=keys.did_from_key, names=names)
+                           did=keys.did_from_key, names=names, identity=d.identity)
 
     async def settlements(self, request: Request) -> Response:
         from .dashboard_actions import settle_candidates

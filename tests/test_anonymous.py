@@ -305,3 +305,27 @@ def test_export_and_import_keep_the_anonymous_months(tmp_path: Path, alice: Wall
     assert restored.import_object(r.raw, AFTER_OCT + 30).action == "receipted"
     with pytest.raises(Refused):  # settled: the choice is frozen in the restored home too
         restored.set_anonymous("2026-10", False, AFTER_OCT + 40)
+
+
+def test_an_anonymous_months_claims_are_paid_apart(tmp_path: Path, alice: Wallet,
+                                                   bob: Wallet) -> None:
+    """One payment for the identity's and the pseudonym's claims to one creator would link
+    them (the same transfer, both claim IDs in its reference): due() never sums them."""
+    donor = new(tmp_path, "donor")
+    donor.home.config_path.write_text("[network]\nwork_bits = 0\n[payments]\nmin_payout = 0\n")
+    donor.set_budget(1000, "EUR", OCT - 10)
+    clicks(donor, OCT, alice, bob)
+    oct_res, _ = donor.settle("2026-10", AFTER_OCT)
+    clicks(donor, NOV, alice, bob)
+    a = donor.set_anonymous("2026-11", True, NOV)
+    assert a is not None
+    nov_res, _ = donor.settle("2026-11", AFTER_NOV)
+    due = [p for p in donor.due() if p.creator == alice.identity]
+    assert sorted((p.pseudonym or b"", len(p.claims)) for p in due) == sorted(
+        [(b"", 1), (a.pseudonym, 1)])
+    by_key = {p.pseudonym: p for p in due}
+    assert by_key[None].claims == tuple(c.id for c in oct_res.claims
+                                        if c.body.creator == alice.identity)
+    assert by_key[a.pseudonym].claims == tuple(c.id for c in nov_res.claims
+                                               if c.body.creator == alice.identity)
+    assert by_key[a.pseudonym].as_json()["pseudonym"] == keys.did_from_key(a.pseudonym)

@@ -91,6 +91,16 @@ def test_choose_an_anonymous_month_on_the_dashboard(node: Any, browser: Any) -> 
         assert horizontal_overflow(page) is None
         assert axe_violations(page) == []
         screenshot(page, f"settlements-anonymous-{width}")
+    # the Payments page marks the anonymous month's claims, paid apart
+    page.goto(url + "/claims")
+    assert page.inner_text("main").count("pay apart: these claims are your pseudonym's") == 2
+    for width in (360, 1280):
+        page.set_viewport_size({"width": width, "height": 740 if width == 360 else 800})
+        assert horizontal_overflow(page) is None
+        assert axe_violations(page) == []
+    screenshot(page, "payments-anonymous-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(url + "/settlements")
     # back to the identity
     page.fill("#anon-month", "2026-11")
     page.check("#anon-identity")

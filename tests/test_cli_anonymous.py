@@ -34,6 +34,9 @@ def test_an_anonymous_month_through_the_cli(tmp_path: Path) -> None:
     assert {c["creator"]: c["discloses"] for c in s["claims"]} == {a: False, b: True}
     assert "anonymously, as the pseudonym" in rill("settle", "--month", "2026-10",
                                                    home=dora, now=AFTER).stdout
+    due = js("due", home=dora, now=AFTER)
+    assert {d_["pseudonym"] for d_ in due} == {p}
+    assert "anonymous (pseudonym" in rill("due", home=dora, now=AFTER).stdout
     out = js("claims", "--outgoing", home=dora, now=AFTER)
     assert {(c["donor"], c["anonymous"]) for c in out} == {(p, True)}
     assert "anonymous (pseudonym" in rill("claims", home=dora, now=AFTER).stdout

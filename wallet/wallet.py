@@ -457,13 +457,15 @@ class Wallet(Pseudonyms, Attribution):
         it carries forward and is added to the creator's next claims.
         """
         minimum = self.config.min_payout
-        groups: dict[tuple[bytes, str], list[tuple[bytes, int]]] = defaultdict(list)
-        for claim, creator, amount, currency in self.db.execute(
-                "SELECT claim, creator, amount, currency FROM obligations "
+        # one group per creator, currency and signing key: an anonymous month's claims
+        # are paid apart from the identity's and from other months' pseudonyms
+        groups: dict[tuple[bytes, str, bytes], list[tuple[bytes, int]]] = defaultdict(list)
+        for claim, creator, amount, currency, donor in self.db.execute(
+                "SELECT claim, creator, amount, currency, donor FROM obligations "
                 "WHERE direction = 'out' AND state = 'owed' ORDER BY month, claim"):
-            groups[(creator, currency)].append((claim, amount))
+            groups[(creator, currency, donor)].append((claim, amount))
         out = []
-        for (creator, currency), items in sorted(groups.items()):
+        for (creator, currency, donor), items in sorted(groups.items()):
             total = sum(a for _, a in items)
             ids = tuple(c for c, _ in items)
             doc = self.key_document(creator)
@@ -473,7 +475,8 @@ class Wallet(Pseudonyms, Attribution):
                 uris = tuple(payment_uri(p, text, currency, ",".join(c.hex() for c in ids))
                              for p in doc.body.payto)
             out.append(Payment(creator, currency, total, ids, total >= minimum and total > 0,
-                               uris, doc.body.name if doc else None))
+                               uris, doc.body.name if doc else None,
+                               None if donor == self.identity else donor))
         return out
 
     def pay(self, claim_ids: Iterable[bytes], reference: str, now: int, force: bool = False
