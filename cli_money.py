@@ -205,6 +205,9 @@ def status(month: str | None, home: str | None, as_json: bool) -> None:
              _money(r["share"], p["currency"]) if not r["pending"] else "-"]
             for r in p["things"]])
     _print_left_out(p["left_out"], p["settled"] is not None)
+    if p["anonymous"]:
+        click.echo(f"{mo} is given anonymously, as the pseudonym {p['anonymous']['pseudonym']} "
+                   "(`rill anonymous`).")
     if p["left_out"] and not p["settled"]:
         click.echo(f"`rill settle --month {mo} --dry-run` checks their sites now.")
 

@@ -101,6 +101,10 @@ def test_choose_an_anonymous_month_on_the_dashboard(node: Any, browser: Any) -> 
     screenshot(page, "payments-anonymous-1280")
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(url + "/settlements")
+    page.goto(url + "/?month=2026-11")
+    assert "2026-11 is given anonymously" in page.inner_text("main")
+    assert horizontal_overflow(page) is None and axe_violations(page) == []
+    page.goto(url + "/settlements")
     # back to the identity
     page.fill("#anon-month", "2026-11")
     page.check("#anon-identity")

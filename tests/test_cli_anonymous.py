@@ -27,6 +27,9 @@ def test_an_anonymous_month_through_the_cli(tmp_path: Path) -> None:
     text = rill("anonymous", home=dora).stdout
     assert "2026-10" in text and "every creator" not in text
     js("budget", "set", "10", "EUR", home=dora)
+    assert js("status", "--month", "2026-10", home=dora)["anonymous"]["pseudonym"] == p
+    assert "is given anonymously" in rill("status", "--month", "2026-10", home=dora).stdout
+    assert js("status", "--month", "2026-11", home=dora)["anonymous"] is None
     js("click", "https://alice.example/a", "--creator", a, home=dora)
     js("click", "https://bob.example/b", "--creator", b, home=dora)
     s = js("settle", "--month", "2026-10", "--yes", home=dora, now=AFTER)

@@ -325,9 +325,11 @@ class Wallet(Pseudonyms, Attribution):
                   "reason": t["reason"]} for t in left_out]
         settled = self.db.execute("SELECT settlement FROM settled WHERE month = ?",
                                   (month,)).fetchone()
+        anon = self.anonymous_month(month)
         return {"month": month, "budget": view.budget, "currency": view.currency,
                 "things": rows, "counted": len(known), "pending": len(view.pending),
-                "left_out": left_out, "settled": settled[0].hex() if settled else None}
+                "left_out": left_out, "settled": settled[0].hex() if settled else None,
+                "anonymous": anon.to_json() if anon is not None else None}
 
     def settle(self, month: str, now: int) -> tuple[SettlementResult, bool]:
         """Settle ``month`` (after it ended, UTC); return (result, newly made).
