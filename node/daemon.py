@@ -63,6 +63,7 @@ from .host import (
     P2P,
     PortInUse,
     framed_handler,
+    peer_id_from_seed,
     running,
 )
 from .intake import GossipIn
@@ -173,6 +174,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         self._published: set[bytes] = set()
         #: our pseudonyms' objects waiting for their random delay, per pseudonym, in order
         self._held: dict[bytes, list[bytes]] = {}
+        #: the peer IDs our pseudonyms publish under (their echoes are not "received")
+        self.own_authors: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
         #: peers never connected with (``rill peers block``, config ``[network] blocked``)
@@ -311,6 +314,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             if seed is None:
                 await ps.publish(topic, raw)
             else:  # signed by one of our pseudonyms: not under our peer ID (SPEC §13)
+                self.own_authors.add(peer_id_from_seed(seed).to_bytes())
                 await publish_as(ps, topic, raw, seed)
             self.counters["published"] += 1
             await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
