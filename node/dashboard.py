@@ -369,11 +369,14 @@ class Dashboard:
         d = self.daemon
         incoming = await d.db(d.wallet.obligations, None, "in")
         earnings = await d.db(d.wallet.earnings)
-        names = await d.db(names_of, d.wallet, [o.donor for o in incoming])
+        disclosed = await d.db(d.wallet.disclosed_identities)
+        names = await d.db(names_of, d.wallet, [o.donor for o in incoming]
+                           + list(disclosed.values()))
         chart = income_chart(earnings)
         latest = earnings[-1] if earnings else None
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
-                           chart=chart, latest=latest, did=keys.did_from_key, names=names)
+                           chart=chart, latest=latest, did=keys.did_from_key, names=names,
+                           disclosed=disclosed)
 
     async def style(self, request: Request) -> Response:
         css = (HERE / "static" / "style.css").read_text()

@@ -36,6 +36,17 @@ def node(tmp_path: Path) -> Any:
     rea.click("https://bob.example/b", OCT + 20, creator=keys.public_key(bob))
     rea.set_anonymous("2026-10", True, OCT + 30, only=(keys.public_key(bob),))
     rea.settle("2026-10", NOV + 3600)
+    # Don gives October anonymously, hidden from Bob only: Rea is told who it is
+    don = Wallet.create(tmp_path / "don", "Don", bytes(signing_key("don")))
+    don.home.config_path.write_text("[network]\nwork_bits = 0\n")
+    don.set_budget(400, "EUR", OCT + 1)
+    don.click("https://rea.example/post", OCT + 5, creator=rea.identity)
+    don.set_anonymous("2026-10", True, OCT + 6, only=(keys.public_key(bob),))
+    dres, _ = don.settle("2026-10", NOV + 3600)
+    rea.import_object(dres.settlement.raw, NOV + 3700)
+    rea.import_object(dres.sealed[0].raw, NOV + 3700)
+    n.don = don.did  # type: ignore[attr-defined]
+    don.close()
     rea.close()
     n.port_dash = free_port()  # type: ignore[attr-defined]
     n.start([], dashboard_port=n.port_dash)  # type: ignore[attr-defined]
@@ -91,6 +102,12 @@ def test_choose_an_anonymous_month_on_the_dashboard(node: Any, browser: Any) -> 
         assert horizontal_overflow(page) is None
         assert axe_violations(page) == []
         screenshot(page, f"settlements-anonymous-{width}")
+    # the creator page names a donor that disclosed itself
+    page.goto(url + "/creator")
+    text = page.inner_text("main")
+    assert "a pseudonym of did:key:z6Mk" in text and "(disclosed to you)" in text
+    assert node.don[-6:] in text.split("a pseudonym of", 1)[1]  # Don's key, shortened
+    assert horizontal_overflow(page) is None and axe_violations(page) == []
     # the Payments page marks the anonymous month's claims, paid apart
     page.goto(url + "/claims")
     assert page.inner_text("main").count("pay apart: these claims are your pseudonym's") == 2
