@@ -329,3 +329,19 @@ def test_an_anonymous_months_claims_are_paid_apart(tmp_path: Path, alice: Wallet
     assert by_key[a.pseudonym].claims == tuple(c.id for c in nov_res.claims
                                                if c.body.creator == alice.identity)
     assert by_key[a.pseudonym].as_json()["pseudonym"] == keys.did_from_key(a.pseudonym)
+
+
+def test_a_truncated_log_is_caught_under_a_blinded_head(tmp_path: Path, alice: Wallet,
+                                                        bob: Wallet) -> None:
+    from rill.wallet.errors import Corrupt
+
+    donor = new(tmp_path, "donor")
+    donor.set_budget(1000, "EUR", OCT - 10)
+    clicks(donor, OCT, alice, bob)
+    donor.set_anonymous("2026-10", True, OCT + 40)
+    res, _ = donor.settle("2026-10", AFTER_OCT)
+    head = donor.verify_log().head
+    assert res.settlement.body.head not in (head, m.ZERO_HASH)  # blinded, not the entry ID
+    donor.db.execute("DELETE FROM log WHERE id = ?", (head,))
+    with pytest.raises(Corrupt, match="lost entries"):
+        donor.verify_log()
