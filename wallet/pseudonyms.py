@@ -61,8 +61,15 @@ CREATE TABLE IF NOT EXISTS disclosed (  -- pseudonyms of donors that disclosed t
 
 
 def ensure_table(db: sqlite3.Connection) -> None:
-    db.execute(TABLE)
-    db.execute(DISCLOSED)
+    """Create this module's tables in a home made before them (a read when they exist:
+    opening a home on a full disk must not need room)."""
+    have = {name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+        "('anonymous', 'disclosed')")}
+    if have != {"anonymous", "disclosed"}:
+        with store.transaction(db):
+            db.execute(TABLE)
+            db.execute(DISCLOSED)
 
 
 class Pseudonyms:

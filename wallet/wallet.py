@@ -86,7 +86,11 @@ class Wallet(Pseudonyms, Attribution):
         key = home.signing_key()
         home.config()  # fail early on a broken config
         db = store.connect(home.db_path)
-        ensure_table(db)
+        try:
+            ensure_table(db)
+        except BaseException:
+            db.close()
+            raise
         w = cls(home, db, key)
         w.check_head()
         if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
