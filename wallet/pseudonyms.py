@@ -11,6 +11,8 @@ creator carries a disclosure addressed to that creator, so it alone learns the l
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ from ..protocol import messages as m
 from ..protocol.disclosure import make_disclosure, pseudonym_key
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import check_month
-from ..protocol.settle import blind_head
+from ..protocol.settle import HEAD_DOMAIN, settlement_secret
 from . import store
 from .errors import Corrupt, NotFound, Refused
 
@@ -161,9 +163,10 @@ class Pseudonyms:
         if s.body.head == m.ZERO_HASH:
             return
         heads = log_ids
-        if anon is not None:
-            skey = pseudonym_key(self.key, month)
-            heads = {blind_head(skey, i) for i in log_ids}
+        if anon is not None:  # blind_head of every entry, the secret computed once
+            secret = settlement_secret(pseudonym_key(self.key, month))
+            heads = {hmac.new(secret, HEAD_DOMAIN + i, hashlib.sha256).digest()
+                     for i in log_ids}
         if s.body.head not in heads:
             raise Corrupt(f"the click log lost entries: the {month} settlement covers an "
                           "entry that is no longer there")
