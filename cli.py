@@ -126,6 +126,8 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
             click.echo(f"{mark} {v.source}: {what} {v.id or ''}{extra}")
             if not v.valid:
                 click.echo(f"    {v.reason}")
+                for problem in v.problems[1:]:  # a statement's other failing rows
+                    click.echo(f"    {problem}")
             elif v.key is not None:
                 k = v.key
                 click.echo(f"    {k['name']} ({v.signer}), valid from {iso(k['valid_from'])}")
@@ -358,6 +360,7 @@ def import_object(files: Sequence[str], home: str | None, as_json: bool) -> None
     now = _now()
     with _open(home) as w:  # one transaction: a full disk keeps none of them
         verdicts = w.import_objects([raw for _, raw in items], now)
+    _notify_daemon(home)  # a running node's events (rill events, [hooks]) see them now
     for (name, raw), r in zip(items, verdicts, strict=True):
         if isinstance(r, RemoteError | WalletError):
             reason = r.reason if isinstance(r, RemoteError) else str(r)
@@ -465,7 +468,14 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 
 # the other commands register themselves on `main` when imported
-from . import cli_anon, cli_creator, cli_money, cli_node  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    cli_anon,
+    cli_creator,
+    cli_events,
+    cli_money,
+    cli_node,
+    cli_statements,
+)
 
 if __name__ == "__main__":
     main()

@@ -255,9 +255,23 @@ def node_status(home: str | None, as_json: bool) -> None:
                   f"{clikit.human_bytes(st['relay_bytes'])} of others "
                   f"(cap {clikit.human_bytes(st['cap_bytes'])})"),
         ("disk", _disk_row(s.get("disk"))),
+        ("events", _events_row(s.get("events"))),
         ("counters", "\n".join(f"{k}: {v}" for k, v in sorted(s["counters"].items())) or "-"),
         ("dashboard", s.get("dashboard") or "off"),
     ])
+
+
+def _events_row(e: dict[str, Any] | None) -> str:
+    """``rill node status``'s events row: unread events, each hook's deliveries."""
+    if not e:
+        return "-"
+    lines = [f"{e['unread']} unread (rill events)"
+             + ("" if not e.get("config_error") else f"; [hooks] broken: {e['config_error']}")]
+    for name, h in e["hooks"].items():
+        lines.append(f"{name}: {h['delivered']} delivered, {h['waiting']} waiting, "
+                     f"{h['dropped']} dropped, {h['failed']} given up"
+                     + (f" (last error: {h['last_error']})" if h["last_error"] else ""))
+    return "\n".join(lines)
 
 
 def _disk_row(d: dict[str, Any] | None) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..protocol.reconcile import MAX_RECONCILE_REQUEST, RECONCILE_PROTOCOL
 from ..wallet import store
 from ..wallet.errors import DiskFull, HomeError
 from ..wallet.home import parse_blocked
@@ -59,6 +61,8 @@ from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .diskstate import DiskState
 from .gate import Gate
+from .hookconfig import HookConfigError, parse_hooks
+from .hooks import Hooks
 from .host import (
     P2P,
     PortInUse,
@@ -72,6 +76,7 @@ from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
+from .reconciling import Reconciling
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -104,6 +109,9 @@ class NodeConfig:
     #: Peers never connected with (config.toml ``[network] blocked``; ``rill peers
     #: block`` changes it, and a running node at once), as peer ID text.
     blocked: list[str] = field(default_factory=list)
+    #: Reconcile with each peer after syncing (``/rill/reconcile/1.0.0``, SPEC §11.4):
+    #: fetch every public object of the window that the peer holds and we lack.
+    reconcile: bool = True
     #: Largest random delay (real seconds) before a pseudonym's object is published, so
     #: that it does not leave in the same burst as our identity's (SPEC §13).
     pseudonym_jitter: float = 30.0
@@ -116,7 +124,8 @@ class NodeConfig:
         cfg = cls()
         for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
                           ("grace", int), ("window_months", int),
-                          ("dashboard_port", int), ("allow_http", bool)):
+                          ("dashboard_port", int), ("allow_http", bool),
+                          ("reconcile", bool)):
             if name in node:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
@@ -150,10 +159,10 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Peering):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
-    (node/syncing.py), peers (node/peering.py)."""
+    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -187,7 +196,9 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         #: duplicates = the ignored ones that were known objects
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "accepted", "ignored", "rejected", "duplicates", "stored", "evicted",
-             "published", "synced", "settled", "dropped", "not_stored"), 0)
+             "published", "synced", "reconciled", "settled", "dropped", "not_stored"), 0)
+        #: object IDs refused or evicted: not fetched again by reconciliation for a while
+        self.unwanted: OrderedDict[bytes, float] = OrderedDict()
         #: the disk holding the home: full since when, objects not stored
         self.disk = DiskState(self.home)
         self._nursery: trio.Nursery | None = None
@@ -197,6 +208,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
         self.marked: set[bytes] = set()
         self.p2p: P2P | None = None
         self.dashboard: Dashboard | None = None
+        #: events and [hooks] notifications (node/hooks.py)
+        self.hooks = Hooks(self.db, self.wallet, self.clock.now)
         self.ready = trio.Event()
 
     # -- helpers ------------------------------------------------------------------------
@@ -221,6 +234,10 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
             problem = dashboard_port_problem(port) if port else None
             if problem:  # before anything starts: one clear line, not an [Errno 98]
                 raise StartupError(problem)
+            try:
+                parse_hooks(self.wallet.config.raw)
+            except HookConfigError as exc:
+                raise StartupError(f"config.toml: {exc}") from None
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity)
             async with running(bytes(self.wallet.key), self.config.listen,
@@ -233,11 +250,15 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                 self.p2p = p2p
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
+                p2p.host.set_stream_handler(
+                    TProtocol(RECONCILE_PROTOCOL),
+                    framed_handler(self._serve_reconcile, MAX_RECONCILE_REQUEST))
                 subs = {}
                 for topic in TOPICS:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    await nursery.start(self.hooks.run)  # its first scan before any intake
                     for topic, sub in subs.items():
                         nursery.start_soon(self._receive, topic, sub)
                     nursery.start_soon(self._publisher)
@@ -279,7 +300,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
     async def publish(self, raw: bytes) -> None:
         """Queue an object for gossip (checked first: our own invalid publishes would
         lower our own score)."""
-        obj = check_gossip(TOPIC_OF[m.peek_type(raw) or ""], raw, self.clock.now(),
+        obj = check_gossip(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw, self.clock.now(),
                            self.config.window_months, self.work_bits)
         if obj.id not in self._published and self.gate.forwarded_lately(obj.id):
             log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)
@@ -438,6 +459,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                 out.append(m.decode(raw).id_hex)
             return out
         if cmd == "publish-new":  # the CLI signed something: look now
+            self.hooks.poke()  # or stored something: its events
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
@@ -471,6 +493,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Peering):
                       "cap_bytes": self.config.disk_cap},
             "counters": dict(self.counters),
             "disk": self.disk.as_json(),
+            "events": await self.hooks.status(),
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
                           else None),

@@ -41,6 +41,7 @@ from ..protocol.errors import RillError
 from ..protocol.months import month_of, parse_month
 from ..protocol.things import normalise_thing
 from ..wallet.errors import WalletError
+from ..wallet.statements import creator_stats, thing_chart
 from .dashboard_view import (
     BARE_PAGE,
     FAVICON,
@@ -62,6 +63,8 @@ DEFAULT_PORT = 4742
 HERE = Path(__file__).parent
 CLICKS_PER_MINUTE = 20
 CSRF_COOKIE = "rill_csrf"
+#: The creator page charts this many things (the most flattred), 12 months each.
+THING_CHARTS = 12
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -100,6 +103,7 @@ class Dashboard:
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
         from .dashboard_anon import AnonymousActions
+        from .dashboard_statements import Statements
 
         routes = [
             Route("/", self.home),
@@ -108,9 +112,12 @@ class Dashboard:
             Route("/claims", self.claims),
             Route("/settlements", self.settlements),
             Route("/creator", self.creator),
+            Route("/events", self.events_page),
+            Route("/events/read", self.events_read, methods=["POST"]),
             Route("/style.css", self.style),
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
+            *Statements(self).routes(),
             *AnonymousActions(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
@@ -210,6 +217,7 @@ class Dashboard:
         ctx.setdefault("names", {})
         page = self.templates.get_template(name).render(
             token=self.token, me=keys.did_from_key(d.identity), path=request.url.path,
+            unread=getattr(getattr(d, "hooks", None), "unread", 0),
             notice=request.query_params.get("notice"), **ctx)
         response = HTMLResponse(page, status_code=status)
         response.set_cookie(CSRF_COOKIE, self.token, httponly=True, samesite="strict",
@@ -374,9 +382,41 @@ class Dashboard:
                            + list(disclosed.values()))
         chart = income_chart(earnings)
         latest = earnings[-1] if earnings else None
+        stats = await d.db(creator_stats, d.wallet)
+        figures = stats["months"][-1] if stats["months"] else None
+        things = [{**t, "chart": thing_chart(t["months"][-12:])}
+                  for t in stats["things"][:THING_CHARTS]]
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
                            chart=chart, latest=latest, did=keys.did_from_key, names=names,
-                           disclosed=disclosed)
+                           disclosed=disclosed, figures=figures, things=things)
+
+    async def events_page(self, request: Request) -> Response:
+        from . import events
+        from .hooks import summary
+
+        d = self.daemon
+        d.hooks.unread = await d.db(events.unread_count, d.wallet.db)
+        rows = await d.db(events.listing, d.wallet.db, False, 200)
+        for r in rows:
+            r["title"], r["line"] = summary(r, short_id)
+        status = await d.hooks.status()
+        return self.render(request, "events.html", rows=rows, hooks=status["hooks"],
+                           config_error=status["config_error"], desktop=status["desktop"])
+
+    async def events_read(self, request: Request) -> Response:
+        from . import events
+
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        d = self.daemon
+        ids = [form["id"]] if form.get("id") else None
+        try:
+            n = await d.db(events.mark_read, d.wallet.db, ids)
+        except ValueError as exc:
+            return self.refusal(request, str(exc), back="/events")
+        d.hooks.unread = await d.db(events.unread_count, d.wallet.db)
+        return self.back("/events", f"{n} event(s) marked read")
 
     async def style(self, request: Request) -> Response:
         css = (HERE / "static" / "style.css").read_text()

@@ -178,6 +178,7 @@ class GossipIn:
         if result.action == "duplicate":
             return False
         self._disk_wrote()
+        self.hooks.poke()  # events of what was stored (node/hooks.py)
         self.counters["stored"] += 1
         log.info("%s: %s %s %s %s", via, result.type, result.id.hex()[:16], result.action,
                  result.detail)

@@ -88,6 +88,7 @@ class MonthEnd:
                 log.error("cannot settle %s: %s", mo, exc)
                 continue
             if new:
+                self.hooks.poke()  # a month_settled event
                 self.counters["settled"] += 1
                 log.info("settled %s: %s, %d claim(s)", mo, result.settlement.id_hex,
                          len(result.claims))

@@ -153,12 +153,16 @@ class Syncing:
         return new, any(isinstance(r, DiskFull) for r in results), future
 
     async def _sync_quietly(self, peer: ID) -> None:
+        """Sync with ``peer`` (what concerns us), then reconcile (every public object of
+        the window): each failure is logged, never raised."""
         try:
             n = await self.sync_with(peer)
             if n:
                 log.info("sync with %s: %d new object(s)", peer, n)
         except (Exception, trio.TooSlowError) as exc:
             log.info("sync with %s failed: %s", peer, exc)
+        if self.config.reconcile:
+            await self._reconcile_quietly(peer)
 
     async def _periodic_sync(self) -> None:
         while True:

@@ -17,6 +17,7 @@ from . import keys
 from .disclosure import Disclosure
 from .errors import RemoteError, RuleError, SchemaError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH, Reader
+from .statement import Statement
 
 if TYPE_CHECKING:
     from .envelope import Signed
@@ -407,7 +408,7 @@ class Equivocation:
 BODY_TYPES: Mapping[str, Any] = {
     cls.TYPE: cls
     for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation,
-                Disclosure)
+                Statement, Disclosure)
 }
 MAX_OBJECT_SIZE = max(cls.MAX_SIZE for cls in BODY_TYPES.values())
 

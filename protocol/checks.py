@@ -24,6 +24,7 @@ from .messages import (
     SealedClaim,
     Settlement,
     Signed,
+    Statement,
 )
 from .months import month_end
 from .shares import commit_things, thing_shares
@@ -186,6 +187,14 @@ def check_time(obj: Signed[Any], now: int, skew: int = MAX_SKEW) -> None:
             raise RuleError("receipt time is in the future", code="future")
         if body.time < month_end(body.month) - skew:
             raise RuleError("receipt time is before its month ended", code="bad-time")
+    elif isinstance(body, Statement):
+        if month_end(body.month) > now + skew:
+            raise RuleError(f"statement for {body.month}, which has not ended yet",
+                            code="future")
+        if body.time > now + skew:
+            raise RuleError("statement time is in the future", code="future")
+        if body.time < month_end(body.month) - skew:
+            raise RuleError("statement time is before its month ended", code="bad-time")
     elif isinstance(body, ClickEntry | KeyDocument):
         t = body.time if isinstance(body, ClickEntry) else body.valid_from
         if t > now + skew:

@@ -55,6 +55,7 @@ from .envelope import (
 )
 from .errors import DecodeError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH
+from .statement import Statement, StatementRow, StatementTotal
 
 __all__ = [
     "BODY_TYPES",
@@ -82,6 +83,9 @@ __all__ = [
     "Settlement",
     "SettlementLine",
     "Signed",
+    "Statement",
+    "StatementRow",
+    "StatementTotal",
     "_envelope_map",
     "cbor",
     "decode",

@@ -20,7 +20,7 @@ from .work import work_bits as stamp_bits
 
 #: Gossip topics and the object types each carries.
 TOPICS: dict[str, frozenset[str]] = {
-    "rill/1/settlements": frozenset({"settlement", "claim", "sealed-claim"}),
+    "rill/1/settlements": frozenset({"settlement", "sealed-claim"}),
     "rill/1/receipts": frozenset({"receipt"}),
     "rill/1/keys": frozenset({"key"}),
     "rill/1/equivocations": frozenset({"equivocation"}),

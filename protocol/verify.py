@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import armour, checks, keys, sitekeys
+from . import statement as statements
 from .errors import ArmourError, DecodeError, MismatchError, RemoteError
 from .messages import (
     Claim,
@@ -24,6 +25,7 @@ from .messages import (
     SealedClaim,
     Settlement,
     Signed,
+    Statement,
     decode,
     peek_type,
 )
@@ -44,6 +46,8 @@ class Verdict:
     #: A valid key document's name, origins and payment addresses (as it claims them:
     #: a file alone cannot show which sites serve it).
     key: dict[str, Any] | None = None
+    #: A statement's failing rows against the claims and receipts given with it.
+    problems: list[str] = field(default_factory=list)
     #: A valid disclosure's link: identity, pseudonym, month and recipient (SPEC §5.10).
     link: dict[str, Any] | None = None
 
@@ -56,6 +60,8 @@ class Verdict:
             "valid": self.valid, "reason": self.reason, "checks": list(self.checks)}
         if self.key is not None:
             out["key"] = dict(self.key)
+        if self.problems:
+            out["problems"] = list(self.problems)
         if self.link is not None:
             out["disclosure"] = dict(self.link)
         return out
@@ -138,6 +144,10 @@ def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> 
 def cross_check(verdicts: Iterable[Verdict]) -> None:
     """Check valid objects of one batch against each other, in place (SPEC §7.6).
 
+    A statement goes with the claims of the batch, when it holds any: each row's claim
+    must be there and agree; with receipts in the batch, each receipted row's receipt
+    too (SPEC §7.6).
+
     Pairing: a claim or sealed claim goes with the settlement whose ID is its
     ``settlement``; a receipt with the claim whose ID is its ``claim``, else with the
     first (input order) sealed claim whose ``claim`` is that ID; and with the key
@@ -150,12 +160,20 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
     by_id = {v.obj.id: v.obj for v in valid if v.obj is not None}
     keydocs: dict[bytes, list[Signed[KeyDocument]]] = {}  # signer -> documents, input order
     covers: dict[bytes, Signed[SealedClaim]] = {}  # claim ID -> its first sealed cover
+    claims: dict[bytes, Signed[Claim]] = {}
+    receipts: dict[bytes, Signed[Receipt]] = {}
+    #: (creator, month) -> the batch's claims, for statements (built when one needs it)
+    claims_of: dict[tuple[bytes, str], list[Signed[Claim]]] = {}
     for v in valid:
         assert v.obj is not None
         if isinstance(v.obj.body, KeyDocument):
             keydocs.setdefault(v.obj.signer, []).append(v.obj)
         elif isinstance(v.obj.body, SealedClaim):
             covers.setdefault(v.obj.body.claim, v.obj)
+        elif isinstance(v.obj.body, Claim):
+            claims[v.obj.id] = v.obj
+        elif isinstance(v.obj.body, Receipt):
+            receipts[v.obj.id] = v.obj
     for v in valid:
         obj = v.obj
         assert obj is not None
@@ -180,6 +198,18 @@ def cross_check(verdicts: Iterable[Verdict]) -> None:
                 if docs:
                     checks.check_receipt(obj, key_document=key_document_at(docs, body.time))
                     v.checks.append("key")
+            elif isinstance(body, Statement) and claims:
+                if not claims_of:
+                    for c in claims.values():
+                        claims_of.setdefault((c.body.creator, c.body.month), []).append(c)
+                problems = statements.check_statement(
+                    obj, claims, receipts if receipts else None,
+                    claims_of.get((obj.signer, body.month), []))
+                v.checks.append("claims")
+                if receipts:
+                    v.checks.append("receipts")
+                v.problems = problems
+                statements.raise_problems(problems)
         except RemoteError as exc:
             v.fail(exc)
         except Exception as exc:  # a bug on one pair: that object's verdict, not the run's
@@ -268,6 +298,8 @@ def reattach(pairs: list[tuple[Verdict, bytes]]) -> None:
         needed |= {"claim", "sealed-claim", "settlement"}
     if "receipt" in types and types & {"claim", "sealed-claim", "key"}:
         needed |= {"receipt", "claim", "sealed-claim", "key"}
+    if "statement" in types and "claim" in types:
+        needed |= {"statement", "claim", "receipt"}
     for v, raw in pairs:
         if v.valid and v.obj is None and v.type in needed:
             try:

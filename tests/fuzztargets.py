@@ -316,7 +316,10 @@ def dashboard_queries(rnd: random.Random, months: list[Any]) -> list[str]:
     url = r.choice(ODD_URLS)
     creator = r.choice(ODD_CREATORS)
     return [f"/?{q(month=month)}", f"/flattr?{q(url=url, creator=creator)}",
-            f"/claims?{q(month=month)}", "/creator", "/settlements", f"/?{q(notice=month)}"]
+            f"/claims?{q(month=month)}", "/creator", "/settlements", f"/?{q(notice=month)}",
+            "/statements", "/statements/" + urllib.parse.quote(month, safe="",
+                                                               errors="surrogatepass")
+            + r.choice([".csv", ".rill", "-with-claims.rill", ""])]
 
 
 def dashboard(stub: StubDaemon, paths: list[str]) -> list[Crash]:

@@ -32,8 +32,9 @@ NOW = DATA["verify_at"]
 def test_every_positive_vector_passes_its_topic_and_no_other() -> None:
     for v in DATA["positive"]:
         raw = bytes.fromhex(v["bytes"])
-        if v["type"] in ("click", "disclosure"):
-            # click-log entries and disclosures never travel by gossip (SPEC §11.2)
+        if v["type"] in ("click", "statement", "claim", "disclosure"):
+            # click-log entries, statements, plain claims (their things list in clear) and
+            # disclosures never travel by gossip: no topic takes them
             assert v["type"] not in TOPIC_OF
             for topic in TOPICS:
                 with pytest.raises(RemoteError) as info:

@@ -70,8 +70,9 @@ async def test_month_end_claims_and_receipts_over_gossip(tmp_path: Path) -> None
 async def test_tampered_copy_is_refused_and_not_forwarded(tmp_path: Path) -> None:
     async with network(tmp_path, END + 3600) as net:
         await net.start("a")
-        b = await net.start("b")
-        c = await net.start("c")
+        # gossip alone here: reconciliation would fetch a's settlement from its store
+        b = await net.start("b", reconcile=False)
+        c = await net.start("c", reconcile=False)
         await net.connect("a", "b")
         await net.connect("b", "c")
         wa = net.wallet("a")

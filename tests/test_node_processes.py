@@ -6,6 +6,7 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from procnet import RILL, ProcNode, wait_for
 
 from rill.protocol.armour import armour
@@ -15,21 +16,32 @@ OCT = month_start("2026-10")
 END = month_end("2026-10")
 
 
+def test_a_month_across_six_processes(tmp_path: Path) -> None:
+    """Two donors, two creators, two relays: the month of the twelve-process soak, small
+    enough for every `make test`."""
+    month_across_processes(tmp_path, 2)
+
+
+@pytest.mark.soak
 def test_a_month_across_twelve_processes(tmp_path: Path) -> None:
+    month_across_processes(tmp_path, 4)
+
+
+def month_across_processes(tmp_path: Path, k: int) -> None:
+    """``k`` donors, ``k`` creators and ``k`` relays, each a `rill node run` process."""
     import subprocess
 
-    names = [f"donor{i}" for i in range(4)] + [f"creator{i}" for i in range(4)] + \
-        [f"relay{i}" for i in range(4)]
+    names = [f"donor{i}" for i in range(k)] + [f"creator{i}" for i in range(k)] + \
+        [f"relay{i}" for i in range(k)]
     nodes = {n: ProcNode(tmp_path, n, OCT + 3600) for n in names}
-    order = ["relay0", "donor0", "creator0", "relay1", "donor1", "creator1", "relay2",
-             "donor2", "creator2", "relay3", "donor3", "creator3"]
+    order = [f"{role}{i}" for i in range(k) for role in ("relay", "donor", "creator")]
     try:
-        # sparse: a ring, each node dialling the one before it, plus two chords
+        # sparse: a ring, each node dialling the one before it, plus chords
         for i, name in enumerate(order):
             boot = [nodes[order[i - 1]].addr] if i else []
-            if name == "relay2":
+            if name == f"relay{k // 2}":
                 boot.append(nodes["relay0"].addr)
-            if name == "creator3":
+            if name == f"creator{k - 1}" and k > 2:
                 boot.append(nodes["relay1"].addr)
             nodes[name].start(boot)
             nodes[name].wait_started()
@@ -37,13 +49,13 @@ def test_a_month_across_twelve_processes(tmp_path: Path) -> None:
         nodes["relay0"].rill("node", "status")
         creators = {n: nodes[n].id for n in names if n.startswith("creator")}
         # the donors click through October (CLI processes beside their daemons)
-        for d in range(4):
+        for d in range(k):
             donor = nodes[f"donor{d}"]
             donor.rill("budget", "set", f"{5 + d}.00", "EUR", now=OCT + 60)
-            for k in range(6):
-                c = (d + k) % 4
-                donor.rill("click", f"https://creator{c}.example/post/{d}-{k}", "--creator",
-                           creators[f"creator{c}"], now=OCT + 3600 * (k + 2))
+            for j in range(6):
+                c = (d + j) % k
+                donor.rill("click", f"https://creator{c}.example/post/{d}-{j}", "--creator",
+                           creators[f"creator{c}"], now=OCT + 3600 * (j + 2))
             donor.rill("click", "https://nobody.example/", now=OCT + 86400)  # pending
         # the month ends: every daemon's clock moves past the end (all first, so no node
         # still lives in October when the first settlements arrive), then past the grace
@@ -51,15 +63,15 @@ def test_a_month_across_twelve_processes(tmp_path: Path) -> None:
             for n in nodes.values():
                 n.rill("node", "clock", str(t))
         expected: dict[str, set[str]] = defaultdict(set)
-        for d in range(4):
+        for d in range(k):
             settled = nodes[f"donor{d}"]
 
             def settled_claims(node: ProcNode = settled) -> list:  # type: ignore[type-arg]
                 return node.rill("claims", "--outgoing", now=END + 61) or []
 
-            wait_for(lambda s=settled_claims: len(s()) == 4, 60, "donor settlement")
+            wait_for(lambda s=settled_claims: len(s()) == k, 60, "donor settlement")
             for c in settled_claims():
-                name = next(k for k, v in creators.items() if v == c["creator"])
+                name = next(n for n, v in creators.items() if v == c["creator"])
                 expected[name].add(c["id"])
         # every creator ends up with all and only its claims
         for name in creators:
@@ -72,13 +84,13 @@ def test_a_month_across_twelve_processes(tmp_path: Path) -> None:
             node = nodes[name]
             for cid in expected[name]:
                 node.rill("receipt", cid, "--reference", f"ref-{cid[:8]}", now=END + 120)
-        for d in range(4):
+        for d in range(k):
             donor = nodes[f"donor{d}"]
             wait_for(lambda donor=donor: all(
                 c["state"] == "receipted"
                 for c in donor.rill("claims", "--outgoing", now=END + 200)), 60,
                 f"donor{d}'s receipts")
-        status = nodes["relay2"].rill("node", "status")
+        status = nodes[f"relay{k // 2}"].rill("node", "status")
         assert status["peers"] >= 2 and status["counters"]["rejected"] == 0
         peers = nodes["relay0"].rill("peers")
         assert peers and all("score" in p and "last_sync" in p for p in peers)

@@ -532,7 +532,9 @@ def test_cli_failed_verdicts(tmp_path: Path, site: Site, site2: Site) -> None:
         assert proc.returncode == 1
         assert set(out) == VERDICT_KEYS and not out["valid"]
         assert out["reason"].startswith("timeout"), out
-        assert sites.TOTAL_TIMEOUT - 0.1 <= ended[0] - t0 < sites.TOTAL_TIMEOUT + 2.0
+        # the upper bound leaves room for the CLI process to start on a loaded machine;
+        # the trickling document would take minutes to arrive in full
+        assert sites.TOTAL_TIMEOUT - 0.1 <= ended[0] - t0 < sites.TOTAL_TIMEOUT + 8.0
         assert slow.requests == [WELL_KNOWN]
     assert not nohome.exists()
 

@@ -34,7 +34,7 @@ def _fields_to_body(type_name: str, fields: dict[str, Any], bytes_fields: set[st
 
 
 BYTES_FIELDS = {"prev", "creator", "head", "commit", "settlement", "salt", "claim", "box",
-                "donor", "a", "b", "pseudonym", "to", "proof", "disclosure"}
+                "donor", "a", "b", "receipt", "pseudonym", "to", "proof", "disclosure"}
 
 
 @pytest.mark.parametrize("vec", DATA["positive"], ids=lambda v: v["name"])

@@ -90,9 +90,9 @@ def test_gossip_refuses_settlements_without_enough_work() -> None:
     bare = settle(DONOR, MONTH, 100, "EUR", bytes(32), THINGS, work_bits=0)
     assert _code(topic, bare.settlement.raw, 1) == "insufficient-work"
     assert _code(topic, bare.settlement.raw, 0) is None
-    # claims and sealed claims carry no work and need none
-    assert _code(topic, bare.claims[0].raw, 20) is None
+    # sealed claims carry no work and need none; plain claims travel by no topic
     assert _code(topic, bare.sealed[0].raw, 20) is None
+    assert _code(topic, bare.claims[0].raw, 20) == "wrong-topic"
     # the other gossip rules come first: a settlement of a month not ended is `future`
     early = settle(DONOR, "2027-01", 100, "EUR", bytes(32), THINGS, work_bits=0)
     assert _code(topic, early.settlement.raw, 20) == "future"

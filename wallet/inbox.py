@@ -226,6 +226,9 @@ class Inbox:
         known = self.db.execute("SELECT 1 FROM objects WHERE id = ?", (obj.id,)).fetchone()
         if isinstance(body, m.ClickEntry):
             raise Refused("click-log entries travel only inside an export (`rill import`)")
+        if isinstance(body, m.Statement):
+            raise Refused("a statement is a creator's document for its accountant: "
+                          "`rill verify` checks it; a home does not keep it")
         if isinstance(body, m.SealedClaim) and body.creator == self.identity:
             claim = open_claim(obj, self.key)
             result = self._take_claim(claim, now, obj.id)

@@ -434,6 +434,11 @@ def build() -> dict[str, Any]:
     neg.extend(cbor_negatives(base, receipt, claim_alice))
     pseudonyms = anonymous_vectors(pos, neg, entries[-1].id, things)
     neg += field_negatives(res.settlement, claim_alice, receipt, kd, rot)
+    statement = statement_vector(claim_alice, receipt)
+    pos.append(positive("statement", statement, "alice",
+                        "alice's statement for the month: the donor's claim, receipted, and "
+                        "a claim in another currency still owed; totals per currency"))
+    neg += statement_negatives(statement)
 
     return {
         "description": "Rill protocol v1 test vectors; see SPEC.md section 10. "
@@ -673,6 +678,75 @@ def field_negatives(settlement: m.Signed[Any], claim: m.Signed[Any], receipt: m.
     proof = m.sign(m.Equivocation(a.raw, b.raw), key("carol"))
     add("equivocation-9999-12", proof.raw, "future",
         "a valid proof of two 9999-12 settlements: dated by its settlements' month (§7.4)")
+    return neg
+
+
+def statement_vector(claim: m.Signed[Any], receipt: m.Signed[Any]) -> m.Signed[Any]:
+    """Alice's statement (SPEC §5.9): her one claim of the month, receipted."""
+    from rill.protocol.statement import StatementRow, make_statement
+
+    rows = [StatementRow(claim.id, claim.signer, "EUR", claim.body.amount, "receipted",
+                         receipt.id, receipt.body.amount)]
+    return m.sign(make_statement(MONTH, month_end(MONTH) + 4 * 86400, rows), key("alice"))
+
+
+def statement_negatives(statement: m.Signed[Any]) -> list[dict[str, Any]]:
+    """One negative per rule of SPEC §5.9 (the statement's rows: its receipted row and an
+    owed row in USD added, whose claim ID is any 32 bytes)."""
+    from rill.protocol.statement import StatementRow, make_statement
+
+    neg: list[dict[str, Any]] = []
+    owed_row = StatementRow(hashlib.sha256(b"another claim").digest(), pub("bob"), "USD",
+                            1234, "owed")
+    body = statement.body
+    smap = make_statement(body.month, body.time, (*body.rows, owed_row)).to_map()
+
+    def add(name: str, body: dict[str, Any], reason: str, note: str) -> None:
+        neg.append(negative(name, envelope("statement", body, "alice"), reason, note))
+
+    totals = [dict(t) for t in smap["totals"]]
+    totals[0]["amount"] += 1
+    add("statement-total-off-by-one", dict(smap, totals=totals), "bad-total",
+        "the EUR total is one cent more than its rows")
+    add("statement-total-missing", dict(smap, totals=smap["totals"][:1]), "bad-total",
+        "no total for USD, which a row uses")
+    totals = [*smap["totals"], {"currency": "ZAR", "claims": 1, "amount": 0, "received": 0}]
+    add("statement-total-unused", dict(smap, totals=totals), "bad-total",
+        "a total for ZAR, which no row uses")
+    add("statement-part-after-parts", dict(smap, part=2, parts=1), "bad-total",
+        "part 2 of 1")
+    add("statement-rows-unsorted", dict(smap, rows=smap["rows"][::-1]), "schema",
+        "rows not ascending by claim")
+    r = next(i for i, row in enumerate(smap["rows"]) if row["state"] == "receipted")
+    o = 1 - r  # the owed row
+
+    def with_row(i: int, row: dict[str, Any]) -> list[Any]:
+        rows = list(smap["rows"])
+        rows[i] = row
+        return rows
+
+    receipted = dict(smap["rows"][r])
+    del receipted["receipt"]
+    add("statement-receipted-without-receipt", dict(smap, rows=with_row(r, receipted)), "schema",
+        "state receipted without 'receipt'")
+    owed = dict(smap["rows"][o], receipt=bytes(32), received=0)
+    add("statement-owed-with-receipt", dict(smap, rows=with_row(o, owed)), "schema",
+        "state owed with 'receipt' and 'received'")
+    add("statement-unknown-state",
+        dict(smap, rows=with_row(o, dict(smap["rows"][o], state="refunded"))), "schema",
+        "state is not owed, paid or receipted")
+    add("statement-row-bad-currency",
+        dict(smap, rows=with_row(o, dict(smap["rows"][o], currency="usd"))), "bad-currency",
+        "a row's currency in lower case")
+    totals = [dict(t) for t in smap["totals"]]
+    totals[0]["amount"] += 1
+    add("statement-row-unknown-field-before-totals",
+        dict(smap, rows=with_row(o, dict(smap["rows"][o], note="x")), totals=totals),
+        "schema", "an unknown field in a row (step 6) is found before wrong totals (step 9)")
+    add("statement-time-before-month-end", dict(smap, time=month_end(MONTH) - 301),
+        "bad-time", "signed before its month ended (§7.4)")
+    add("statement-time-future", dict(smap, time=VERIFY_AT + 301), "future",
+        "signed after verify_at plus the skew (§7.4)")
     return neg
 
 

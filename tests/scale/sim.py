@@ -1,0 +1,269 @@
+"""The scale simulation: N real Daemons in P worker processes (tests/scale/worker.py), one
+synthetic month each, measured; then a model fitted on the points and extrapolated.
+
+Each run: every node is a donor (budget 10.00 EUR, one click on each of ``k`` things of ``k``
+different creators); the first N/5 nodes are also creators.  Each node dials ``fanout``
+random earlier nodes.  The month ends on every worker's clock at once; the run measures
+until every creator holds every claim to it and every node holds every object it should
+(its shards' objects, or all of them without shards), by gossip, then by the daemons' own
+sync and reconciliation one grace period later.
+
+Usage: python tests/scale/sim.py N [N ...] [--procs P] [--shard-bits B] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+from rill.protocol.months import month_end, month_start  # noqa: E402
+
+MONTH = "2026-10"
+OCT, END = month_start(MONTH), month_end(MONTH)
+GRACE = 60
+#: seconds of one month, for extrapolating idle costs
+MONTH_S = 30 * 86400
+
+
+class Proc:
+    def __init__(self, base: Path, index: int) -> None:
+        self.base = base / f"w{index}"
+        self.base.mkdir(parents=True)
+        self.err = open(base / f"w{index}.log", "w")  # noqa: SIM115
+        self.p = subprocess.Popen([sys.executable, str(HERE / "worker.py"), str(self.base),
+                                   str(OCT + 3600)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                  cwd=ROOT)
+        self.pid = self.p.pid
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+
+    def recv(self) -> Any:
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.pid} ended (see {self.err.name})")
+        r = json.loads(line)
+        if "error" in r:
+            raise RuntimeError(f"worker {self.pid}: {r['error']}")
+        return r["ok"]
+
+
+def all_do(procs: list[Proc], cmds: list[dict[str, Any]]) -> list[Any]:
+    for p, c in zip(procs, cmds, strict=True):
+        p.send(c)
+    return [p.recv() for p in procs]
+
+
+def key_of(name: str) -> bytes:
+    import nacl.signing
+    return bytes(nacl.signing.SigningKey(hashlib.sha256(b"node " + name.encode()).digest())
+                 .verify_key)
+
+
+@dataclass
+class Run:
+    n: int
+    procs: int
+    shard_bits: int
+    k: int
+    creators: int
+    fanout: int
+    start_s: float = 0.0
+    mesh_s: float = 0.0
+    claims: int = 0
+    gossip_s: float | None = None
+    gossip_complete: str = ""
+    full_s: float | None = None
+    full_complete: str = ""
+    idle_bytes_s: float = 0.0
+    idle_cpu_s: float = 0.0
+    month_end_bytes: list[int] = field(default_factory=list)
+    month_end_cpu_s: float = 0.0
+    stored: list[int] = field(default_factory=list)
+    objects_held: list[int] = field(default_factory=list)
+    unattributed: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def per_node_month_mb(self) -> float:
+        """Traffic per node and month: month end (measured) + idle rate × a month."""
+        return (statistics.mean(self.month_end_bytes) + self.idle_bytes_s * MONTH_S) / 1e6
+
+    def per_node_core_pct(self) -> float:
+        """CPU per node averaged over a month, % of one core."""
+        return 100 * (self.month_end_cpu_s / self.n + self.idle_cpu_s * MONTH_S) / MONTH_S
+
+
+def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
+             ) -> tuple[dict[str, int], dict[str, int]]:
+    """Per node: incoming claims expected, and public objects of the month expected."""
+    incoming = {n: 0 for n in names}
+    for creators in plan.values():
+        for c in creators:
+            incoming[c] += 1
+    total = len(plan) + sum(len(v) for v in plan.values())
+    if shard_bits:
+        from rill.protocol.shards import expected_objects  # type: ignore[import-not-found]
+        held = expected_objects(names, plan, shard_bits, key_of)
+    else:
+        held = {n: total for n in names}
+    return incoming, held
+
+
+def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: int = 3,
+             seed: int = 1, timeout: float = 600.0, base: Path | None = None) -> Run:
+    rng = random.Random(seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f"rill-scale-{n}-", dir=base))
+    names = [f"n{i:05d}" for i in range(n)]
+    ncreators = max(k + 1, n // 5)
+    creators = names[:ncreators]
+    plan = {d: rng.sample([c for c in creators if c != d], k) for d in names}
+    run = Run(n, procs, shard_bits, k, ncreators, fanout, claims=n * k)
+    workers = [Proc(tmp, i) for i in range(procs)]
+    where = {name: i % procs for i, name in enumerate(names)}
+    try:
+        t = time.perf_counter()
+        config = {"shard_bits": shard_bits} if shard_bits else {}
+        info: dict[str, Any] = {}
+        for r in all_do(workers, [{"op": "start", "config": config,
+                                   "names": [x for x in names if where[x] == i]}
+                                  for i in range(procs)]):
+            info.update(r)
+        run.start_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pairs: list[list[list[str]]] = [[] for _ in range(procs)]
+        for i, name in enumerate(names):
+            for other in rng.sample(names[:i], min(fanout, i)):
+                pairs[where[name]].append([name, info[other]["addr"]])
+        all_do(workers, [{"op": "connect", "pairs": p} for p in pairs])
+        deadline = time.monotonic() + 120
+        while True:
+            st = status(workers)
+            lonely = [x for x, s in st["nodes"].items() if s["peers"] < 1]
+            if not lonely or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        run.mesh_s = time.perf_counter() - t
+        donors = {d: {"budget": 1000, "clicks": [
+            [key_of(c).hex(), f"https://{c}.example/thing/{d}"] for c in plan[d]]}
+            for d in names}
+        all_do(workers, [{"op": "clicks", "at": OCT + 100,
+                          "donors": {d: v for d, v in donors.items() if where[d] == i}}
+                         for i in range(procs)])
+        # idle: 10 s with nothing to send (heartbeats, gossip control, pings)
+        a = status(workers)
+        time.sleep(10)
+        b = status(workers)
+        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / 10
+        run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / 10
+        incoming, held = expected(names, plan, shard_bits)
+        # the month ends everywhere at once
+        before = status(workers)
+        t0 = time.perf_counter()
+        all_do(workers, [{"op": "clock", "t": END + GRACE + 1}] * procs)
+        deadline = time.monotonic() + timeout
+        synced = False
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            st = status(workers)
+            claims_ok = sum(st["nodes"][x]["incoming"] >= incoming[x] for x in names)
+            held_ok = sum(sum(st["nodes"][x]["types"].values()) >= held[x] for x in names)
+            if run.gossip_s is None and claims_ok == n:
+                run.gossip_s = time.perf_counter() - t0
+            if claims_ok == n and held_ok == n:
+                run.full_s = time.perf_counter() - t0
+                break
+            if not synced and time.perf_counter() - t0 > 60:
+                # what gossip did not deliver in 60 s: the daemons' own sync and
+                # reconciliation, one grace period later
+                run.gossip_complete = f"{claims_ok}/{n} creators, {held_ok}/{n} full sets"
+                all_do(workers, [{"op": "clock", "t": END + 2 * GRACE + 1}] * procs)
+                synced = True
+        st = status(workers)
+        run.full_complete = (
+            f"{sum(st['nodes'][x]['incoming'] >= incoming[x] for x in names)}/{n} creators, "
+            f"{sum(sum(st['nodes'][x]['types'].values()) >= held[x] for x in names)}/{n} "
+            "full sets")
+        if not run.gossip_complete:
+            run.gossip_complete = run.full_complete
+        run.month_end_bytes = [_bytes(st, x) - _bytes(before, x) for x in names]
+        run.month_end_cpu_s = st["cpu"] - before["cpu"]
+        run.stored = [st["nodes"][x]["stored_bytes"] for x in names]
+        run.objects_held = [sum(st["nodes"][x]["types"].values()) for x in names]
+        run.unattributed = st["unattributed"]
+        for x in names:
+            for c, v in st["nodes"][x]["counters"].items():
+                run.counters[c] = run.counters.get(c, 0) + v
+        all_do(workers, [{"op": "stop"}] * procs)
+        return run
+    finally:
+        for w in workers:
+            if w.p.poll() is None:
+                w.p.kill()
+            w.p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bytes(st: dict[str, Any], name: str) -> int:
+    s = st["nodes"][name]
+    return int(s["sent"]) + int(s["received"])
+
+
+def status(workers: list[Proc]) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": {}, "cpu": 0.0, "unattributed": 0}
+    for r in all_do(workers, [{"op": "status", "month": MONTH}] * len(workers)):
+        out["nodes"].update(r["nodes"])
+        out["cpu"] += r["cpu_s"]
+        out["unattributed"] += r["unattributed"]["sent"] + r["unattributed"]["received"]
+    return out
+
+
+def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares y = a + b·N."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sizes", nargs="+", type=int)
+    ap.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 2))
+    ap.add_argument("--shard-bits", type=int, default=0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    runs = []
+    for n in args.sizes:
+        r = simulate(n, args.procs, args.shard_bits)
+        runs.append(r)
+        print(json.dumps(r.__dict__ | {"month_mb": r.per_node_month_mb(),
+                                       "core_pct": r.per_node_core_pct()},
+                         default=str)[:2000], flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in runs], default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

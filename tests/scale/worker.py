@@ -1,0 +1,183 @@
+"""One process of the scale simulation: many real Daemons (real py-libp2p hosts on
+127.0.0.1, the daemon's own gossip gate, validation and store) in one trio run, driven by
+JSON lines on stdin; each answer is one JSON line on stdout.
+
+Commands: ``start``, ``connect``, ``clicks``, ``clock``, ``status``, ``stop``
+(see :func:`handle`).  Bytes on the wire are counted per node at the raw TCP connection
+(``RawConnection.read``/``write``, below Noise and Yamux: what a router would count).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import hashlib
+import json
+import logging
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from libp2p.network.connection import raw_connection  # noqa: E402
+from nodes import Net, free_port, make_home  # noqa: E402
+
+from rill.node.clock import ManualClock  # noqa: E402
+from rill.node.relay import totals  # noqa: E402
+
+#: the node whose task is running (inherited by the tasks each node starts)
+NODE: contextvars.ContextVar[str] = contextvars.ContextVar("node", default="?")
+SENT: dict[str, int] = {}
+RECEIVED: dict[str, int] = {}
+
+
+def _count_bytes() -> None:
+    cls = raw_connection.RawConnection
+    write, read = cls.write, cls.read
+
+    async def counted_write(self: Any, data: bytes) -> None:
+        name = getattr(self, "_rill_node", None) or NODE.get()
+        self._rill_node = name
+        SENT[name] = SENT.get(name, 0) + len(data)
+        await write(self, data)
+
+    async def counted_read(self: Any, n: int | None = None) -> bytes:
+        data = await read(self, n)
+        name = getattr(self, "_rill_node", None) or NODE.get()
+        self._rill_node = name
+        RECEIVED[name] = RECEIVED.get(name, 0) + len(data)
+        return data
+
+    cls.write, cls.read = counted_write, counted_read  # type: ignore[method-assign]
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Worker:
+    def __init__(self, net: Net) -> None:
+        self.net = net
+
+    async def handle(self, cmd: dict[str, Any]) -> Any:
+        op = cmd["op"]
+        net = self.net
+        if op == "start":
+            out = {}
+            for name in cmd["names"]:
+                if not (net.base / name).exists():
+                    make_home(net.base, name)
+                net.ports.setdefault(name, free_port())
+                token = NODE.set(name)
+                try:
+                    d = await net.start(name, housekeeping=5.0, work_bits=0,
+                                        **cmd.get("config", {}))
+                finally:
+                    NODE.reset(token)
+                assert d.p2p is not None
+                out[name] = {"addr": str(d.p2p.addrs()[0]) + f"/p2p/{d.p2p.peer_id}",
+                             "key": d.identity.hex()}
+            gc.freeze()  # thousands of long-lived objects: keep the collector off them
+            return out
+        if op == "connect":
+            async def dial(name: str, addr: str) -> None:
+                NODE.set(name)
+                d = net.nodes[name]
+                assert d.p2p is not None
+                with trio.move_on_after(30):
+                    await d.p2p.connect(addr)
+
+            async with trio.open_nursery() as n:
+                for name, addr in cmd["pairs"]:
+                    n.start_soon(dial, name, addr)
+                    await trio.sleep(0.005)  # paced dials (LIBP2P_NOTES)
+            return {"ok": True}
+        if op == "clicks":
+            for name, spec in cmd["donors"].items():
+                w = net.wallet(name)
+                try:
+                    w.set_budget(spec["budget"], "EUR", cmd["at"])
+                    for i, (creator, url) in enumerate(spec["clicks"]):
+                        w.click(url, cmd["at"] + 1 + i, creator=bytes.fromhex(creator))
+                finally:
+                    w.close()
+            return {"ok": True}
+        if op == "clock":
+            net.clock.set(cmd["t"])
+            return {"ok": True}
+        if op == "status":
+            month = cmd["month"]
+            out = {}
+            for name, d in net.nodes.items():
+                out[name] = await d.db(_node_status, d, month)
+                out[name]["sent"] = SENT.get(name, 0)
+                out[name]["received"] = RECEIVED.get(name, 0)
+                out[name]["peers"] = len(d.p2p.pubsub.peers) if d.p2p else 0
+            return {"nodes": out, "cpu_s": cpu_s(), "unattributed": {
+                "sent": SENT.get("?", 0), "received": RECEIVED.get("?", 0)}}
+        if op == "stop":
+            for name in list(net.scopes):
+                await net.stop(name)
+            return {"ok": True}
+        raise ValueError(f"unknown op {op!r}")
+
+
+def _node_status(d: Any, month: str) -> dict[str, Any]:
+    db = d.wallet.db
+    types = dict(db.execute("SELECT type, count(*) FROM objects WHERE month = ? AND "
+                            "private = 0 GROUP BY type", (month,)).fetchall())
+    ids = [bytes(r[0]).hex()[:16] for r in db.execute(
+        "SELECT id FROM objects WHERE month = ? AND private = 0", (month,))]
+    incoming = db.execute("SELECT count(*) FROM obligations WHERE direction = 'in' AND "
+                          "month = ?", (month,)).fetchone()[0]
+    t = totals(d.wallet)
+    return {"types": types, "ids": ids, "incoming": incoming,
+            "stored_bytes": t.own + t.relay, "counters": dict(d.counters)}
+
+
+async def main(base: Path, start: int) -> None:
+    _count_bytes()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    stdin = trio.lowlevel.FdStream(0)
+    buf = b""
+    async with trio.open_nursery() as nursery:
+        net = Net(nursery, base, ManualClock(start))
+        worker = Worker(net)
+        while True:
+            chunk = await stdin.receive_some(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                cmd = json.loads(line)
+                try:
+                    result = {"ok": await worker.handle(cmd)}
+                except Exception as exc:  # reported to the driver, which stops the run
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                sys.stdout.write(json.dumps(result) + "\n")
+                sys.stdout.flush()
+                if cmd["op"] == "stop":
+                    nursery.cancel_scope.cancel()
+                    return
+
+
+def seed_key(name: str) -> bytes:
+    """The key tests/nodes.make_home gives ``name`` (the driver derives it too)."""
+    return hashlib.sha256(b"node " + name.encode()).digest()
+
+
+if __name__ == "__main__":
+    if os.environ.get("RILL_SCALE_PROFILE"):  # a cProfile dump per worker, for finding costs
+        import cProfile
+        cProfile.run("trio.run(main, Path(sys.argv[1]), int(sys.argv[2]))",
+                     f"{os.environ['RILL_SCALE_PROFILE']}.{os.getpid()}")
+    else:
+        trio.run(main, Path(sys.argv[1]), int(sys.argv[2]))
