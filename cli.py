@@ -470,6 +470,7 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 # the other commands register themselves on `main` when imported
 from . import (  # noqa: E402, F401
     cli_anon,
+    cli_catalogue,
     cli_creator,
     cli_events,
     cli_money,

@@ -13,7 +13,9 @@ something it already holds, and IGNOREs it otherwise (neither forwarded nor pena
 * a settlement is not forwarded once its donor's month is proven equivocating, nor a
   third one for a donor's month;
 * an equivocation proof is forwarded only if no proof of that donor's month is held
-  (the first one wins).
+  (the first one wins);
+* a listing needs a key document of its signer naming the thing's origin, and must be
+  news within its signer's bounds (rill.node.catalogue.relate_listing).
 
 Objects that concern this node (signed by it or naming it) are always taken.
 
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..protocol import messages as m
 from ..protocol.preview import Preview
+from .catalogue import relate_listing
 
 ACCEPT, IGNORE, REJECT = "accept", "ignore", "reject"
 #: The reason of an IGNORE for a claim whose settlement is not held (the node keeps it
@@ -43,8 +47,10 @@ MAX_ORPHANS_PER_SETTLEMENT = 2 * m.Settlement.MAX_LINES
 
 
 class Admission:
-    def __init__(self, db_path: Path, identity: bytes) -> None:
+    def __init__(self, db_path: Path, identity: bytes,
+                 now: Callable[[], int] | None = None) -> None:
         self.identity = identity
+        self.now = now
         self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
                                   check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA query_only = ON")
@@ -83,6 +89,8 @@ class Admission:
                          (p.signer, p.signer, p.signer, p.signer)):
                 return ACCEPT, "key of a known creator"
             return IGNORE, "key document of a creator nobody here pays"
+        if p.type == "listing":
+            return relate_listing(self.db, p, self.now() if self.now else None)
         if p.type == "equivocation":
             assert p.donor is not None and p.month is not None
             if self._proven(p.donor, p.month):

@@ -57,6 +57,7 @@ from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
 from .anonpub import publish_as
+from .catalogue import CatalogueNode
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
 from .diskstate import DiskState
@@ -159,7 +160,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py)."""
@@ -239,7 +240,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
             except HookConfigError as exc:
                 raise StartupError(f"config.toml: {exc}") from None
             self.held = await self.db(relay.held_ids, self.wallet)
-            self.admission = Admission(self.wallet.home.db_path, self.identity)
+            self.admission = Admission(self.wallet.home.db_path, self.identity,
+                                       now=self.clock.now)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns, gate=self._gate,
                                on_verdict=self._on_verdict,
@@ -355,6 +357,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                 await self._publish_quietly(raw)
         for raw in await self.db(self.wallet.receipts_signed):
             await self._publish_quietly(raw)
+        await self._publish_own_listings()
 
     async def _publish_quietly(self, raw: bytes) -> None:
         try:
@@ -370,6 +373,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
             for raw in await self.db(self.wallet.receipts_signed):
                 if m.decode(raw).id not in self._published:
                     await self._publish_quietly(raw)
+            await self._publish_own_listings()
             try:
                 await self.db(self._prune)
             except DiskFull as exc:

@@ -103,6 +103,7 @@ class Dashboard:
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
         from .dashboard_anon import AnonymousActions
+        from .dashboard_discover import Discover
         from .dashboard_statements import Statements
 
         routes = [
@@ -118,6 +119,7 @@ class Dashboard:
             Route("/favicon.ico", self.favicon),
             *Actions(self).routes(),
             *Statements(self).routes(),
+            *Discover(self).routes(),
             *AnonymousActions(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={

@@ -229,6 +229,7 @@ class Actions:
             await d.db(d.wallet.record_site, origin, verdict.document, verdict.reason,
                        d.clock.now())
             if verdict.valid and verdict.document is not None:
+                await d._adopt_listings(verdict.document.signer)  # listings that waited
                 text = f"{origin} is verified: {verdict.document.body.name}."
             else:
                 text = f"{origin} is NOT verified: {verdict.reason}"

@@ -22,6 +22,7 @@ from ..protocol.preview import Preview, check_preview, preview
 from ..wallet.errors import DiskFull, WalletError
 from . import relay
 from .admission import ORPHAN
+from .catalogue import UNLISTED
 from .gate import ACCEPT, IGNORE, KNOWN, REJECT, Outcome, Verdict
 from .pubsub import peer_key
 
@@ -73,6 +74,8 @@ class GossipIn:
                 self.counters["duplicates"] += 1
             elif verdict.reason == ORPHAN and self.admission is not None:
                 self.admission.hold_orphan(verdict.obj.settlement, bytes(msg.data))
+            elif verdict.reason == UNLISTED:
+                self._hold_listing(verdict.obj, bytes(msg.data))
             log.debug("ignored a message on %s from %s: %s", list(msg.topicIDs), forwarder,
                       verdict.reason)
         else:
@@ -184,6 +187,8 @@ class GossipIn:
                  result.detail)
         if result.type == "settlement" and self.admission is not None:
             await self._adopt_orphans(result.id)
+        if result.type == "key":
+            await self._adopt_listings(m.decode(raw, verify_signature=False).signer)
         if result.action == "equivocation":
             await self._on_equivocation(result)
         elif result.type == "equivocation":

@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from ..protocol import keys
 from ..protocol import messages as m
 from ..protocol.errors import RillError
 from ..protocol.months import month_end, month_of, previous_month
@@ -59,6 +60,9 @@ class MonthEnd:
                                         clock=self.clock.now)
         except* DiskFull as group:  # the verdicts could not be recorded: checked again later
             self._disk_full(group.exceptions[0])
+        for r in results:  # listings that waited for a verified creator's key document
+            if r["valid"] and r["creator"]:
+                await self._adopt_listings(keys.key_from_did(r["creator"]))
         return sum(r["valid"] for r in results)
 
     async def _resolver(self) -> None:

@@ -405,10 +405,12 @@ class Equivocation:
         return self.settlements[0].body.month
 
 
+from .listing import Listing  # noqa: E402  (its own module: SPEC §5.8)
+
 BODY_TYPES: Mapping[str, Any] = {
     cls.TYPE: cls
     for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation,
-                Statement, Disclosure)
+                Statement, Listing, Disclosure)
 }
 MAX_OBJECT_SIZE = max(cls.MAX_SIZE for cls in BODY_TYPES.values())
 

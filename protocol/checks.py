@@ -20,6 +20,7 @@ from .messages import (
     ClickEntry,
     Equivocation,
     KeyDocument,
+    Listing,
     Receipt,
     SealedClaim,
     Settlement,
@@ -195,7 +196,7 @@ def check_time(obj: Signed[Any], now: int, skew: int = MAX_SKEW) -> None:
             raise RuleError("statement time is in the future", code="future")
         if body.time < month_end(body.month) - skew:
             raise RuleError("statement time is before its month ended", code="bad-time")
-    elif isinstance(body, ClickEntry | KeyDocument):
-        t = body.time if isinstance(body, ClickEntry) else body.valid_from
+    elif isinstance(body, ClickEntry | KeyDocument | Listing):
+        t = body.valid_from if isinstance(body, KeyDocument) else body.time
         if t > now + skew:
             raise RuleError(f"{body.TYPE} time is in the future", code="future")

@@ -55,12 +55,14 @@ from .envelope import (
 )
 from .errors import DecodeError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH
+from .listing import LISTING_KINDS, Listing
 from .statement import Statement, StatementRow, StatementTotal
 
 __all__ = [
     "BODY_TYPES",
     "CLICK_KINDS",
     "HASH_BYTES",
+    "LISTING_KINDS",
     "MAX_LINE_THINGS",
     "MAX_OBJECT_SIZE",
     "MAX_REFERENCE_BYTES",
@@ -78,6 +80,7 @@ __all__ = [
     "Disclosure",
     "Equivocation",
     "KeyDocument",
+    "Listing",
     "Receipt",
     "SealedClaim",
     "Settlement",

@@ -24,6 +24,7 @@ TOPICS: dict[str, frozenset[str]] = {
     "rill/1/receipts": frozenset({"receipt"}),
     "rill/1/keys": frozenset({"key"}),
     "rill/1/equivocations": frozenset({"equivocation"}),
+    "rill/1/catalogue": frozenset({"listing"}),
 }
 TOPIC_OF: dict[str, str] = {t: topic for topic, types in TOPICS.items() for t in types}
 #: Largest gossip message per topic (the largest cap of its types).

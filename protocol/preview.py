@@ -46,6 +46,8 @@ class Preview:
     time: int | None = None
     work_bits: int = 0
     subjects: frozenset[bytes] = frozenset()
+    #: a listing's thing (unchecked text: the full check normalises it)
+    thing: str | None = None
 
 
 def _loads(raw: bytes) -> Any:
@@ -135,6 +137,13 @@ def preview(topic: str, raw: bytes) -> Preview:
     if t == "key":
         return Preview(oid, t, signer, time=_uint(body, "valid_from", "key"),
                        subjects=frozenset(subjects))
+    if t == "listing":
+        time = _uint(body, "time", "listing")
+        thing = body.get("thing")
+        if type(thing) is not str:
+            raise SchemaError("listing.thing: expected text", code="bad-thing")
+        return Preview(oid, t, signer, month_of(time), time=time,
+                       subjects=frozenset(subjects), thing=thing)
     # an equivocation proof: two settlements of one donor and month, as byte strings
     inner = []
     for name in ("a", "b"):
@@ -170,7 +179,7 @@ def check_preview(p: Preview, now: int, window_months: int, work_bits: int,
         if p.time < month_end(p.month) - skew:
             raise RuleError("receipt time is before its month ended", code="bad-time")
     elif p.time is not None and p.time > now + skew:
-        raise RuleError("key time is in the future", code="future")
+        raise RuleError(f"{p.type} time is in the future", code="future")
     if p.month is not None and \
             month_index(p.month) < month_index(month_of(now)) - window_months:
         oldest = months_back(month_of(now), window_months)

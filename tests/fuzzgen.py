@@ -43,6 +43,7 @@ from fuzzvalues import (
     Values,
     bad_key,
     month_end,
+    text,
 )
 from hypothesis import strategies as st
 
@@ -144,6 +145,42 @@ class Gen:
         if v.bend("cosig"):
             cosig_sk = None if cosig_sk is not None else r.choice(self.w.creators)
         return self._done(Sample("key", body, sk, cosig_sk=cosig_sk), v)
+
+    def listing(self) -> Sample:
+        """A listing (SPEC §5.8) of a thing on one of the sites the creators' key
+        documents name (c0..c23.example), an announcement or a withdrawal."""
+        v, r = self._values(), self.r
+        sk = r.choice(self.w.creators)
+        body: dict[str, Any] = {
+            "thing": v.either("thing", lambda: f"https://c{r.randrange(24)}.example/p/"
+                                               f"{r.randrange(40)}",
+                              lambda: r.choice([*INVALID_THINGS, "urn:isbn:9780141036144",
+                                                "did:key:z6Mk", "https://C1.example/p"])),
+            "time": v.time("time", self.w.near_times)}
+        announce = r.random() < 0.8
+        if announce or v.bend("half-withdrawal"):
+            body["title"] = v.label("title", 200)
+            if announce:
+                body["kind"] = v.either("kind", lambda: r.choice(
+                    ["text", "audio", "video", "image", "software", "other"]),
+                    lambda: r.choice(["Text", "music", "", 3]))
+            if r.random() < 0.6:
+                body["description"] = v.either(
+                    "description", lambda: text(r, 1000, clean=True, allow_empty=True),
+                    lambda: r.choice(["x" * 1001, "a\nb", "\u202e"]))
+            if r.random() < 0.6:
+                pool = ["rain", "essay", "field-recording", "music", "été", "日本", "x" * 32]
+                body["tags"] = v.either(
+                    "tags", lambda: sorted(r.sample(pool, r.randint(0, 5)),
+                                           key=lambda t: t.encode()),
+                    lambda: r.choice([["b", "a"], ["Rain"], ["two words"], ["x" * 33],
+                                      [f"t{i:02d}" for i in range(11)], [""], [1], "rain"]))
+            if r.random() < 0.5:
+                body["lang"] = v.either("lang", lambda: r.choice(["en", "pt-BR", "gsw",
+                                                                  "zh-Hant-TW"]),
+                                        lambda: r.choice(["EN", "english", "e", "en_GB",
+                                                          "en-", ""]))
+        return self._done(Sample("listing", body, sk), v)
 
     def bundle(self, *, donor: nacl.signing.SigningKey | None = None, month: Any = None,
                max_lines: int | None = None, claims: int = 3, seal: bool = True,

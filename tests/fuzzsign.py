@@ -23,7 +23,8 @@ import nacl.bindings as nb
 import nacl.signing
 from fuzzvalues import month_end, month_start, signing_key
 
-TYPES = ("click", "key", "settlement", "claim", "sealed-claim", "receipt", "equivocation")
+TYPES = ("click", "key", "settlement", "claim", "sealed-claim", "receipt", "equivocation",
+         "listing")
 ZERO = bytes(32)
 
 # -- the local signer ------------------------------------------------------------------

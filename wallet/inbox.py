@@ -26,7 +26,7 @@ from ..protocol import checks, keys
 from ..protocol import messages as m
 from ..protocol.errors import RemoteError
 from ..protocol.settle import open_claim
-from . import store
+from . import listings, store
 from .errors import Corrupt, NotFound, Refused, WalletError
 from .home import Config
 from .results import ImportResult, format_amount_safe
@@ -226,6 +226,8 @@ class Inbox:
         known = self.db.execute("SELECT 1 FROM objects WHERE id = ?", (obj.id,)).fetchone()
         if isinstance(body, m.ClickEntry):
             raise Refused("click-log entries travel only inside an export (`rill import`)")
+        if isinstance(body, m.Listing):
+            return listings.take(self, obj, now, known is not None)
         if isinstance(body, m.Statement):
             raise Refused("a statement is a creator's document for its accountant: "
                           "`rill verify` checks it; a home does not keep it")

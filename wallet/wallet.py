@@ -32,7 +32,7 @@ from ..protocol.settle import SettlementResult, blind_head, settle
 from ..protocol.shares import group_things, thing_shares
 from ..protocol.things import check_new_thing, normalise_thing
 from ..protocol.work import find_work
-from . import store
+from . import listings, store
 from .attribution import Attribution
 from .errors import Corrupt, NotFound, Refused
 from .home import Config, Home
@@ -93,6 +93,7 @@ class Wallet(Pseudonyms, Attribution):
             raise
         w = cls(home, db, key)
         w.check_head()
+        listings.ensure_schema(db)
         if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
             w._reclassify()  # first open after a schema upgrade
         return w

@@ -39,6 +39,10 @@ OCT, END = month_start(MONTH), month_end(MONTH)
 GRACE = 60
 #: seconds of one month, for extrapolating idle costs
 MONTH_S = 30 * 86400
+#: the daemon's periodic sync round (NodeConfig.sync_interval default)
+SYNC_INTERVAL_S = 600
+#: at month end the driver runs a round this often (real seconds)
+ROUND_S = 30
 
 
 class Proc:
@@ -103,10 +107,14 @@ class Run:
     objects_held: list[int] = field(default_factory=list)
     unattributed: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    round_bytes: float = 0.0
 
     def per_node_month_mb(self) -> float:
-        """Traffic per node and month: month end (measured) + idle rate × a month."""
-        return (statistics.mean(self.month_end_bytes) + self.idle_bytes_s * MONTH_S) / 1e6
+        """Traffic per node and month: month end (measured) + idle rate × a month + the
+        periodic sync rounds (every SYNC_INTERVAL_S, each measured on an agreeing network)."""
+        return (statistics.mean(self.month_end_bytes) + self.idle_bytes_s * MONTH_S +
+                self.round_bytes * MONTH_S / SYNC_INTERVAL_S) / 1e6
 
     def per_node_core_pct(self) -> float:
         """CPU per node averaged over a month, % of one core."""
@@ -169,19 +177,22 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         all_do(workers, [{"op": "clicks", "at": OCT + 100,
                           "donors": {d: v for d, v in donors.items() if where[d] == i}}
                          for i in range(procs)])
-        # idle: 10 s with nothing to send (heartbeats, gossip control, pings)
+        # idle: 10 s with nothing to send (heartbeats, gossip control, pings), once the
+        # connections' own start-up traffic is over
+        time.sleep(10)
         a = status(workers)
         time.sleep(10)
         b = status(workers)
         run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / 10
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / 10
         incoming, held = expected(names, plan, shard_bits)
-        # the month ends everywhere at once
+        # the month ends everywhere at once; every ROUND_S the nodes run one sync and
+        # reconciliation round (the daemons' periodic round, here on the driver's beat)
         before = status(workers)
         t0 = time.perf_counter()
         all_do(workers, [{"op": "clock", "t": END + GRACE + 1}] * procs)
         deadline = time.monotonic() + timeout
-        synced = False
+        next_round = t0 + ROUND_S
         while time.monotonic() < deadline:
             time.sleep(1)
             st = status(workers)
@@ -192,12 +203,12 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             if claims_ok == n and held_ok == n:
                 run.full_s = time.perf_counter() - t0
                 break
-            if not synced and time.perf_counter() - t0 > 60:
-                # what gossip did not deliver in 60 s: the daemons' own sync and
-                # reconciliation, one grace period later
-                run.gossip_complete = f"{claims_ok}/{n} creators, {held_ok}/{n} full sets"
-                all_do(workers, [{"op": "clock", "t": END + 2 * GRACE + 1}] * procs)
-                synced = True
+            if time.perf_counter() >= next_round:
+                if not run.gossip_complete:
+                    run.gossip_complete = f"{claims_ok}/{n} creators, {held_ok}/{n} full sets"
+                all_do(workers, [{"op": "round"}] * procs)
+                run.rounds += 1
+                next_round = time.perf_counter() + ROUND_S
         st = status(workers)
         run.full_complete = (
             f"{sum(st['nodes'][x]['incoming'] >= incoming[x] for x in names)}/{n} creators, "
@@ -213,14 +224,26 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         for x in names:
             for c, v in st["nodes"][x]["counters"].items():
                 run.counters[c] = run.counters.get(c, 0) + v
+        # two rounds more, on a network that agrees: the first moves every sync cursor past
+        # the month's objects, the second costs what each periodic round costs
+        all_do(workers, [{"op": "round"}] * procs)
+        a = status(workers)
+        all_do(workers, [{"op": "round"}] * procs)
+        b = status(workers)
+        run.round_bytes = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names)
         all_do(workers, [{"op": "stop"}] * procs)
         return run
     finally:
         for w in workers:
-            if w.p.poll() is None:
+            try:
+                w.p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 w.p.kill()
-            w.p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+                w.p.wait()
+        if os.environ.get("RILL_SCALE_KEEP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _bytes(st: dict[str, Any], name: str) -> int:
@@ -246,12 +269,55 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def report(runs: list[Run]) -> str:
+    """A markdown table of the runs, then the fitted model extrapolated."""
+    lines = [
+        "| N | procs | shard bits | claims | month end: creators complete (s) | all sets "
+        "complete (s) | by gossip alone | rounds | traffic per node, month end (MB) | idle "
+        "(B/s per node) | one sync round on agreeing nodes (KB per node) | traffic per node "
+        "and month (MB) | CPU per node, month end (s) | CPU per node, month average (% core) "
+        "| stored per node (KB, median) |",
+        "|" + "---|" * 15,
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.n} | {r.procs} | {r.shard_bits} | {r.claims:,} | "
+            f"{_s(r.gossip_s)} | {_s(r.full_s)} | {r.gossip_complete} | {r.rounds} | "
+            f"{statistics.mean(r.month_end_bytes) / 1e6:.2f} | {r.idle_bytes_s:.0f} | "
+            f"{r.round_bytes / 1e3:.1f} | {r.per_node_month_mb():.1f} | "
+            f"{r.month_end_cpu_s / r.n:.2f} | {r.per_node_core_pct():.3f} | "
+            f"{statistics.median(r.stored) / 1e3:.0f} |")
+    by_bits: dict[int, list[Run]] = {}
+    for r in runs:
+        by_bits.setdefault(r.shard_bits, []).append(r)
+    for bits, rs in sorted(by_bits.items()):
+        if len({r.n for r in rs}) < 2:
+            continue
+        mb = fit([(r.n, r.per_node_month_mb()) for r in rs])
+        cpu = fit([(r.n, r.per_node_core_pct()) for r in rs])
+        st = fit([(r.n, statistics.median(r.stored) / 1e6) for r in rs])
+        lines += ["", f"Model (shard bits {bits}), least squares y = a + b·N on the points above:"
+                  f" traffic MB/month = {mb[0]:.2f} + {mb[1]:.4f}·N; CPU % of a core = "
+                  f"{cpu[0]:.4f} + {cpu[1]:.6f}·N; stored MB = {st[0]:.3f} + {st[1]:.5f}·N", "",
+                  "| N | traffic per node and month (MB) | CPU (% of a core) | stored (MB) |",
+                  "|---|---|---|---|"]
+        for n in (10**4, 10**5, 10**6):
+            lines.append(f"| {n:,} | {mb[0] + mb[1] * n:,.0f} | {cpu[0] + cpu[1] * n:,.2f} | "
+                         f"{st[0] + st[1] * n:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _s(x: float | None) -> str:
+    return "never" if x is None else f"{x:.1f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="+", type=int)
     ap.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 2))
     ap.add_argument("--shard-bits", type=int, default=0)
     ap.add_argument("--json")
+    ap.add_argument("--out", help="write the markdown report here")
     args = ap.parse_args()
     runs = []
     for n in args.sizes:
@@ -262,6 +328,10 @@ def main() -> int:
                          default=str)[:2000], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in runs], default=str))
+    text = report(runs)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
     return 0
 
 

@@ -109,6 +109,15 @@ class Worker:
                 finally:
                     w.close()
             return {"ok": True}
+        if op == "round":  # one sync + reconciliation round of every node with its peers
+            async def one(name: str) -> None:
+                NODE.set(name)
+                await net.nodes[name]._sync_all()
+
+            async with trio.open_nursery() as n:
+                for name in net.nodes:
+                    n.start_soon(one, name)
+            return {"ok": True}
         if op == "clock":
             net.clock.set(cmd["t"])
             return {"ok": True}
@@ -144,7 +153,10 @@ def _node_status(d: Any, month: str) -> dict[str, Any]:
 
 async def main(base: Path, start: int) -> None:
     _count_bytes()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("RILL_SCALE_LOG"):
+        logging.getLogger("rill").setLevel(os.environ["RILL_SCALE_LOG"])
     stdin = trio.lowlevel.FdStream(0)
     buf = b""
     async with trio.open_nursery() as nursery:

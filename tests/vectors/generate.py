@@ -439,6 +439,7 @@ def build() -> dict[str, Any]:
                         "alice's statement for the month: the donor's claim, receipted, and "
                         "a claim in another currency still owed; totals per currency"))
     neg += statement_negatives(statement)
+    listing_vectors(pos, neg)
 
     return {
         "description": "Rill protocol v1 test vectors; see SPEC.md section 10. "
@@ -748,6 +749,54 @@ def statement_negatives(statement: m.Signed[Any]) -> list[dict[str, Any]]:
     add("statement-time-future", dict(smap, time=VERIFY_AT + 301), "future",
         "signed after verify_at plus the skew (§7.4)")
     return neg
+
+
+def listing_vectors(pos: list[dict[str, Any]], neg: list[dict[str, Any]]) -> None:
+    """SPEC §5.8: an announcement, a withdrawal, and one negative per field decision."""
+    t = VERIFY_AT - 86400
+    full = m.Listing("https://alice.example/songs/rain", t, "Rain on the roof", "audio",
+                     "A field recording, twelve minutes.", ("field-recording", "rain"),
+                     "en-GB")
+    pos.append(positive("listing", m.sign(full, key("alice")), "alice",
+                        "alice lists one of her things (every field)"))
+    short = m.Listing("https://alice.example/blog", t, "Alice's blog", "text")
+    pos.append(positive("listing-minimal", m.sign(short, key("alice")), "alice",
+                        "an announcement with only the required fields"))
+    gone = m.Listing("https://alice.example/songs/rain", t + 60)
+    pos.append(positive("listing-withdrawal", m.sign(gone, key("alice")), "alice",
+                        "a withdrawal: only thing and time"))
+    base = full.to_map()
+
+    def add(name: str, body: dict[str, Any], reason: str, note: str) -> None:
+        neg.append(negative(name, envelope("listing", body, "alice"), reason, note))
+
+    add("listing-non-web-thing", dict(base, thing="urn:isbn:9780141036144"), "bad-thing",
+        "only a web thing has an origin, so only a web thing can be listed")
+    add("listing-unnormalised-thing", dict(base, thing="https://Alice.example/songs/rain"),
+        "bad-thing", "the thing must be normalised (§6.1)")
+    add("listing-bad-kind", dict(base, kind="music"), "schema", "kind is one of six words")
+    add("listing-title-white-space", dict(base, title=" Rain"), "schema",
+        "a title is a label: no white space at either end")
+    add("listing-description-too-long", dict(base, description="x" * 1001), "schema",
+        "description: at most 1,000 bytes")
+    add("listing-tags-unsorted", dict(base, tags=["rain", "field-recording"]), "schema",
+        "tags sorted by their UTF-8 bytes")
+    add("listing-tag-capital", dict(base, tags=["Rain"]), "schema",
+        "no ASCII capital in a tag")
+    add("listing-tag-space", dict(base, tags=["field recording"]), "schema",
+        "a tag is one word")
+    add("listing-eleven-tags", dict(base, tags=[f"t{i:02d}" for i in range(11)]), "schema",
+        "at most 10 tags")
+    add("listing-bad-lang", dict(base, lang="EN"), "schema",
+        "lang: a lowercase primary subtag of 2 or 3 letters")
+    add("listing-half-withdrawal", {"thing": base["thing"], "time": t, "tags": ["rain"]},
+        "schema", "tags without a title and kind: neither an announcement nor a withdrawal")
+    add("listing-title-without-kind", {"thing": base["thing"], "time": t, "title": "Rain"},
+        "schema", "an announcement has both title and kind")
+    add("listing-thing-before-kind", dict(base, thing="urn:isbn:9780141036144", kind="music"),
+        "bad-thing", "thing is the first row of the table: its code wins over a later field")
+    add("listing-future", dict(base, time=VERIFY_AT + 3600), "future",
+        "dated an hour after verify_at (§7.4)")
 
 
 def render() -> str:
