@@ -49,9 +49,11 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
         cid = _claim_arg(w, claim_id)
         o = w.obligation(cid)
         minor = None if amount is None else parse_amount(amount, o.currency)
-        r = w.sign_receipt(cid, _now(), reference, minor)
+        now = _now()
+        r = w.sign_receipt(cid, now, reference, minor)
     _notify_daemon(home)
     text = armour(r.raw, r.type)
+    warning = _receipt_window_warning(r.body.month, now, out)
     if out is not None:
         try:
             clikit.write_atomic(out, text.encode())
@@ -62,11 +64,31 @@ def receipt(claim_id: str, reference: str, amount: str | None, out: str | None,
     if as_json:
         _emit_json({"receipt": r.id_hex, "claim": cid.hex(), "amount": r.body.amount,
                     "currency": r.body.currency, "file": out,
-                    "armour": text if out is None else None})
-    elif out is None:
+                    "armour": text if out is None else None, "warning": warning})
+        return
+    if warning is not None:
+        click.echo(f"warning: {warning['message']}", err=True)
+    if out is None:
         click.echo(text, nl=False)
     else:
         click.echo(f"Receipt {r.id_hex} written to {out}")
+
+
+def _receipt_window_warning(month: str, now: int, out: str | None) -> dict[str, str] | None:
+    """A receipt for a month outside the gossip window never leaves this node (SPEC
+    §11.2, §13): the creator must hand the file to the donor.  None when it travels."""
+    from .protocol.network import outside_window
+
+    oldest = outside_window(month, now)
+    if oldest is None:
+        return None
+    where = f"the file {out}" if out is not None else "this receipt (or write it to a " \
+        "file: run the same command again with --out FILE, it gives the same receipt)"
+    return {"code": "outside-window",
+            "message": f"the claim is for {month}, outside the gossip window (from "
+                       f"{oldest}): this receipt will not travel by gossip or sync, so the "
+                       f"donor's node will not learn of it. Hand {where} to the donor, who "
+                       "runs `rill import-object FILE`."}
 
 
 @main.command()

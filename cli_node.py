@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import clikit
-from .cli import _emit_json, _fail, _home_path, _leaf, _table, main, wallet_command
+from .cli import _emit_json, _fail, _home_path, _leaf, _money, _table, main, wallet_command
 from .clikit import EXIT_FAIL, EXIT_OK, TIME, home_option, iso, json_option, who
 
 # --------------------------------------------------------------------------------------
@@ -251,6 +251,7 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
                                   for t, n in sorted(s["mesh"].items())) or "-"),
         ("settled months", ", ".join(s["settled"]) or "-"),
+        *([("held back", _held_back_rows(s["held_back"]))] if s.get("held_back") else []),
         ("store", f"{clikit.human_bytes(st['own_bytes'])} of yours, "
                   f"{clikit.human_bytes(st['relay_bytes'])} of others "
                   f"(cap {clikit.human_bytes(st['cap_bytes'])})"),
@@ -272,6 +273,15 @@ def _events_row(e: dict[str, Any] | None) -> str:
                      f"{h['dropped']} dropped, {h['failed']} given up"
                      + (f" (last error: {h['last_error']})" if h["last_error"] else ""))
     return "\n".join(lines)
+
+
+def _held_back_rows(rows: list[dict[str, Any]]) -> str:
+    """Months settled while outside the gossip window (the node was off): they travel
+    only as files (SPEC §13)."""
+    lines = [f"{r['month']}: {r['claims']} claim(s), {_money(r['amount'], r['currency'])} "
+             "not receipted; settled outside the gossip window, so not published"
+             for r in rows]
+    return "\n".join([*lines, f"hand each over: {rows[0]['advice']}"])
 
 
 def _disk_row(d: dict[str, Any] | None) -> str:

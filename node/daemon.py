@@ -78,6 +78,7 @@ from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
 from .reconciling import Reconciling
+from .sleepers import Sleepers, held_back
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -160,10 +161,11 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
-    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py)."""
+    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
+    catalogue (node/catalogue.py), months slept past the window (node/sleepers.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -492,6 +494,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode):
             "blocked": len(self.blocked),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
             "settled": settled,
+            "held_back": await self.db(held_back, self.wallet, self.clock.now(),
+                                       self.config.window_months),
             "stored_bytes": totals.own + totals.relay,
             "store": {"own_bytes": totals.own, "relay_bytes": totals.relay,
                       "cap_bytes": self.config.disk_cap},

@@ -30,6 +30,7 @@ from ..protocol.currency import known_currency, parse_amount
 from ..protocol.errors import LocalError, RillError
 from ..protocol.messages import parse_object_id
 from ..protocol.months import month_end, month_of, parse_month, previous_month
+from ..protocol.network import outside_window
 from ..protocol.things import origin_of
 from ..wallet.errors import Refused, WalletError
 from . import sites
@@ -199,8 +200,16 @@ class Actions:
             if amount_text:
                 o = await d.db(d.wallet.obligation, cid)
                 amount = parse_amount(amount_text, o.currency)
-            await d.db(d.wallet.sign_receipt, cid, d.clock.now(), form.get("reference", ""),
-                       amount)
+            r = await d.db(d.wallet.sign_receipt, cid, d.clock.now(),
+                           form.get("reference", ""), amount)
+            oldest = outside_window(r.body.month, d.clock.now())
+            if oldest is not None:  # SPEC §13: it cannot travel; the creator hands it over
+                return self.dash.back("/creator", (
+                    f"Receipt signed, but NOT published: the claim is for {r.body.month}, "
+                    f"outside the gossip window (from {oldest}), so the donor's node will "
+                    "not learn of it. Hand the receipt file to the donor: `rill receipt "
+                    f"{cid.hex()[:16]} --out receipt.rill` writes it (the same receipt); "
+                    "the donor runs `rill import-object receipt.rill`."))
             await d._control({"cmd": "publish-new"})
             return self.dash.back("/creator", "Receipt signed and published.")
         return await self._post(request, "/creator", body)

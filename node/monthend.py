@@ -75,13 +75,18 @@ class MonthEnd:
         settled = set(await self.db(self.wallet.settled_months))
         if month not in settled:
             await self.resolve_pending(month)
-        oldest = months_back(month, self.config.window_months)
+        # the window is counted from the current month (SPEC §11.2), not the ended one:
+        # a month older than that would be refused by every node as outside-window
+        oldest = months_back(month_of(self.clock.now()), self.config.window_months)
+        # months that left the window while the node was off: settled first (settlements
+        # go in month order) but kept here (node/sleepers.py)
+        outside = await self._months_outside(oldest, len(settled))
         candidates = []
         m_ = month
         while m_ >= oldest and m_ not in settled:
             candidates.append(m_)
             m_ = previous_month(m_)
-        for mo in reversed(candidates):
+        for mo in [*outside, *reversed(candidates)]:
             if await self.db(self.wallet.budget, mo) is None:
                 continue
             try:
@@ -96,6 +101,10 @@ class MonthEnd:
                 self.counters["settled"] += 1
                 log.info("settled %s: %s, %d claim(s)", mo, result.settlement.id_hex,
                          len(result.claims))
+            if mo < oldest:
+                if new:
+                    self._settled_outside(mo, oldest, len(result.claims))
+                continue
             for raw in (result.settlement.raw, *(s.raw for s in result.sealed)):
                 await self._publish_quietly(raw)
             self._republish[result.settlement.id] = (0, self.clock.now()

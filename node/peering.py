@@ -11,6 +11,7 @@ import multiaddr
 import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
 
 from ..protocol import keys
 from ..protocol.errors import LocalError
@@ -282,10 +283,14 @@ class Peering:
         for peer in sorted(p2p.pubsub.peers, key=str):
             state = self.peers.get(peer, PeerState())
             key = key_from_peer_id(peer)
+            try:
+                addrs = [str(a) for a in p2p.host.get_peerstore().addrs(peer)]
+            except PeerStoreError:  # a peer going away: still in pubsub, gone from the store
+                addrs = []
             out.append({
                 "peer_id": str(peer),
                 "id": keys.did_from_key(key) if key else None,
-                "addrs": [str(a) for a in p2p.host.get_peerstore().addrs(peer)],
+                "addrs": addrs,
                 "score": p2p.score(peer, list(TOPICS)),
                 "topics": sorted(t for t in TOPICS if peer in p2p.pubsub.peer_topics.get(t,
                                                                                        ())),

@@ -54,6 +54,16 @@ def settlement_work_bits(obj: m.Signed[Any]) -> int:
     return 0
 
 
+def outside_window(month: str, now: int,
+                   window_months: int = DEFAULT_WINDOW_MONTHS) -> str | None:
+    """The oldest month of the acceptance window at ``now`` when ``month`` is older than
+    it (every node refuses that month's objects as ``outside-window``: they cannot be
+    gossiped or synced), else None."""
+    if month_index(month) < month_index(month_of(now)) - window_months:
+        return months_back(month_of(now), window_months)
+    return None
+
+
 def check_gossip(topic: str, raw: bytes, now: int,
                  window_months: int = DEFAULT_WINDOW_MONTHS,
                  work_bits: int = NETWORK_WORK_BITS, *,

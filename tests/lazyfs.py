@@ -24,6 +24,7 @@ as root when missing).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -116,7 +117,7 @@ fifo_path_completed="{done}"
 [cache]
 apply_eviction=false
 [cache.simple]
-custom_size="512mb"
+custom_size="{cache_mb}mb"
 blocks_per_page=1
 [filesystem]
 log_all_operations=false
@@ -127,7 +128,9 @@ logfile=""
 class LazyFS:
     """One LazyFS mount: files live in ``root`` (the "disk"), are used through ``mnt``."""
 
-    def __init__(self, binary: Path, base: Path) -> None:
+    def __init__(self, binary: Path, base: Path, cache_mb: int = 512) -> None:
+        """``cache_mb``: LazyFS's page cache, allocated up front (what it can hold
+        unsynced)."""
         self.binary = binary
         self.base = base
         self.root = base / "root"
@@ -141,7 +144,8 @@ class LazyFS:
         self.mounts = 0
         for d in (self.root, self.mnt):
             d.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(CONFIG.format(fifo=self.fifo, done=self.done))
+        self.config.write_text(CONFIG.format(fifo=self.fifo, done=self.done,
+                                             cache_mb=cache_mb))
 
     def mount(self) -> None:
         assert self.proc is None
@@ -167,7 +171,22 @@ class LazyFS:
         self.mounts += 1
 
     def command(self, text: str) -> None:
-        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        # LazyFS reads its FIFO 100 bytes at a time and parses each read alone: a longer
+        # command is cut short (a fault's attributes silently lost)
+        if len(text) + 1 > 100:
+            raise ValueError(f"a LazyFS command must be under 100 bytes: {text!r}")
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                # ENXIO: nobody reads the FIFO yet (LazyFS opens it a moment after the
+                # mount appears; a trial armed right after a reboot met that)
+                if exc.errno != errno.ENXIO or self.crashed() \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         try:
             os.write(fd, (text + "\n").encode())  # one write per command (LazyFS reads so)
         finally:

@@ -513,8 +513,9 @@ def power_cut_recovery() -> list[Row]:
          "objects",
          f"runs {each('lost_published', n0)} lost of {each('held_published', n0)} held at the "
          f"cut; {each('lost_ours', n0)} of them concerning the node, all back by sync (the "
-         "publisher had restarted: nothing re-offered them by gossip); the others are relay "
-         "copies sync does not ask for (it asks only for what concerns the asker); rows of "
+         "publisher had restarted: nothing re-offered them by gossip); the others, relay "
+         "copies, all back by reconciliation (/rill/reconcile/1.0.0) in "
+         f"{each('relay_back_s')} s from the restart; rows of "
          f"its object store lost, with the claims it had opened from sealed ones: "
          f"{each('lost', n0)}; the gossip store commits with synchronous=NORMAL, so a cut "
          "loses what was stored since the WAL's last fsync, and every FULL commit (a claim "
