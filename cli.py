@@ -136,6 +136,11 @@ def verify(files: Sequence[str], at: int | None, jobs: int | None, as_json: bool
                                f"{o}` checks that it serves this document)")
                 for p in k["payto"]:
                     click.echo(f"    pays to {p}")
+            elif v.link is not None:
+                d = v.link
+                to = f", addressed to {d['to']}" if d["to"] else ""
+                click.echo(f"    {d['pseudonym']} is the {d['month']} pseudonym of "
+                           f"{d['identity']} (signed by both keys{to})")
         bad = sum(not v.valid for v in verdicts)
         click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
     sys.exit(EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAIL)
@@ -464,6 +469,7 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
 
 # the other commands register themselves on `main` when imported
 from . import (  # noqa: E402, F401
+    cli_anon,
     cli_catalogue,
     cli_creator,
     cli_events,

@@ -205,6 +205,9 @@ def status(month: str | None, home: str | None, as_json: bool) -> None:
              _money(r["share"], p["currency"]) if not r["pending"] else "-"]
             for r in p["things"]])
     _print_left_out(p["left_out"], p["settled"] is not None)
+    if p["anonymous"]:
+        click.echo(f"{mo} is given anonymously, as the pseudonym {p['anonymous']['pseudonym']} "
+                   "(`rill anonymous`).")
     if p["left_out"] and not p["settled"]:
         click.echo(f"`rill settle --month {mo} --dry-run` checks their sites now.")
 
@@ -349,15 +352,19 @@ def settle(month: str, out: str | None, yes: bool, dry_run: bool, allow_http: bo
                   f"files were not all written: {why} (run `rill settle --month {mo} --out "
                   f"{out}` again to write them)", getattr(exc, "code", "os"))
     claims = [{"id": c.id_hex, "creator": _did(c.body.creator),
-               "amount": c.body.amount, "things": len(c.body.things)} for c in res.claims]
+               "amount": c.body.amount, "things": len(c.body.things),
+               "discloses": c.body.disclosure is not None} for c in res.claims]
+    anon = s.signer != w.identity
     if as_json:
         _emit_json({"settlement": s.id_hex, "month": mo, "budget": s.body.budget,
                     "currency": s.body.currency, "new": new, "claims": claims,
+                    "signer": _did(s.signer), "anonymous": anon,
                     "files": files,
                     "left_out": preview["left_out"] if preview is not None else None,
                     "checked": preview["checked"] if preview is not None else []})
         return
-    click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}")
+    click.echo(f"{'Settled' if new else 'Already settled'} {mo}: {s.id_hex}"
+               + (f" (anonymously, as the pseudonym {_did(s.signer)})" if anon else ""))
     _table(f"{_money(s.body.budget, s.body.currency)} over {s.body.things} thing(s)",
            ["claim", "creator", "things", "amount"],
            [[c["id"][:16], c["creator"], c["things"], _money(c["amount"], s.body.currency)]
@@ -381,14 +388,25 @@ def _did(key: bytes) -> str:
 @wallet_command
 def claims(month: str | None, direction: str | None, home: str | None, as_json: bool) -> None:
     """Claims with their state: owed, paid or receipted."""
+    from .wallet.pseudonyms import label
+
     with _open(home) as w:
         rows = w.obligations(_month_arg(month), direction)
+        disclosed = w.disclosed_identities()
+        identity = w.identity
+    # a claim of one of our anonymous months, or from a donor that disclosed itself to us
+    anon = {o.claim: o.direction == "out" and o.donor != identity for o in rows}
+    who = {o.claim: disclosed.get(o.donor) for o in rows if o.direction == "in"}
     if as_json:
-        _emit_json([o.as_json() for o in rows])
+        _emit_json([dict(o.as_json(), anonymous=anon[o.claim],
+                         disclosed=_did(who[o.claim]) if who.get(o.claim) else None)
+                    for o in rows])
         return
     _table("Claims", ["id", "month", "direction", "counterpart", "amount", "state"],
            [[short_id(o.claim), o.month, "out" if o.direction == "out" else "in",
-             _did(o.creator if o.direction == "out" else o.donor),
+             (_did(o.creator) + (f" ({label(o.donor)})" if anon[o.claim] else ""))
+             if o.direction == "out" else
+             (f"{_did(who[o.claim])} (disclosed)" if who.get(o.claim) else _did(o.donor)),
              _money(o.amount, o.currency),
              o.state + ("" if o.payable else " (carried forward)")] for o in rows])
 
@@ -399,6 +417,8 @@ def claims(month: str | None, direction: str | None, home: str | None, as_json: 
 @wallet_command
 def due(home: str | None, as_json: bool) -> None:
     """What to pay now: owed claims summed per creator, with payto: links."""
+    from .wallet.pseudonyms import label
+
     with _open(home) as w:
         pays = w.due()
         minimum = w.config.min_payout
@@ -417,7 +437,8 @@ def due(home: str | None, as_json: bool) -> None:
                    "(rill import-object FILE) or verify its site (rill creator verify ORIGIN)")
         else:
             how = "\n".join(p.uris)
-        rows.append([who(p.creator), _money(p.amount, p.currency),
+        rows.append([who(p.creator) + (f" ({label(p.pseudonym)})" if p.pseudonym else ""),
+                     _money(p.amount, p.currency),
                      " ".join(short_id(c) for c in p.claims), how])
     _table("Due: pay these, then record it with  rill pay CLAIM... --reference REF",
            ["creator", "amount", "claims", "pay to"], rows)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from libp2p.peer.id import ID
 
 from ..protocol import keys
 from ..protocol import messages as m
+from ..protocol.disclosure import pseudonym_seed
 from ..protocol.errors import RemoteError
 from ..protocol.months import month_of
 from ..protocol.network import (
@@ -54,6 +56,7 @@ from ..wallet.home import parse_blocked
 from ..wallet.wallet import Wallet
 from . import control, relay
 from .admission import Admission
+from .anonpub import publish_as
 from .catalogue import CatalogueNode
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
@@ -65,6 +68,7 @@ from .host import (
     P2P,
     PortInUse,
     framed_handler,
+    peer_id_from_seed,
     running,
 )
 from .intake import GossipIn
@@ -110,6 +114,9 @@ class NodeConfig:
     #: Reconcile with each peer after syncing (``/rill/reconcile/1.0.0``, SPEC §11.4):
     #: fetch every public object of the window that the peer holds and we lack.
     reconcile: bool = True
+    #: Largest random delay (real seconds) before a pseudonym's object is published, so
+    #: that it does not leave in the same burst as our identity's (SPEC §13).
+    pseudonym_jitter: float = 30.0
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -125,6 +132,11 @@ class NodeConfig:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
                 setattr(cfg, name, node[name])
+        if "pseudonym_jitter" in node:
+            if type(node["pseudonym_jitter"]) not in (int, float) or \
+                    not 0 <= node["pseudonym_jitter"] <= 3600:
+                raise ValueError("node.pseudonym_jitter must be a number of seconds 0..3600")
+            cfg.pseudonym_jitter = float(node["pseudonym_jitter"])
         if "disk_cap_mb" in node:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
@@ -172,6 +184,10 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
+        #: our pseudonyms' objects waiting for their random delay, per pseudonym, in order
+        self._held: dict[bytes, list[bytes]] = {}
+        #: the peer IDs our pseudonyms publish under (their echoes are not "received")
+        self.own_authors: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
         self.peers: dict[ID, PeerState] = {}
         #: peers never connected with (``rill peers block``, config ``[network] blocked``)
@@ -294,7 +310,23 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             log.debug("not publishing %s: forwarded less than 20 minutes ago", obj.id_hex)
             return
         self._published.add(obj.id)
+        if (obj.signer != self.identity and self.config.pseudonym_jitter > 0
+                and self._nursery is not None
+                and await self.db(self.wallet.pseudonym_of, obj.signer) is not None):
+            # one random delay per pseudonym, its objects kept in order (a settlement
+            # before its claims: nodes ignore a claim that hangs off nothing they hold)
+            held = self._held.setdefault(obj.signer, [])
+            held.append(raw)
+            if len(held) == 1:
+                self._nursery.start_soon(self._send_later, obj.signer,
+                                         random.uniform(0, self.config.pseudonym_jitter))
+            return
         await self._outbox_send.send(raw)
+
+    async def _send_later(self, signer: bytes, delay: float) -> None:
+        await trio.sleep(delay)
+        for raw in self._held.pop(signer, []):
+            await self._outbox_send.send(raw)
 
     async def _publisher(self) -> None:
         assert self.p2p is not None
@@ -303,9 +335,22 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             topic = TOPIC_OF[m.peek_type(raw) or ""]
             while not any(True for _ in ps.peer_topics.get(topic, ())):
                 await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
-            await ps.publish(topic, raw)
+            seed = await self._pseudonym_seed(raw)
+            if seed is None:
+                await ps.publish(topic, raw)
+            else:  # signed by one of our pseudonyms: not under our peer ID (SPEC §13)
+                self.own_authors.add(peer_id_from_seed(seed).to_bytes())
+                await publish_as(ps, topic, raw, seed)
             self.counters["published"] += 1
             await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
+
+    async def _pseudonym_seed(self, raw: bytes) -> bytes | None:
+        """The key seed of our pseudonym that signed ``raw``, if one did."""
+        signer = m.decode(raw, verify_signature=False).signer
+        if signer == self.identity:
+            return None
+        month = await self.db(self.wallet.pseudonym_of, signer)
+        return None if month is None else pseudonym_seed(bytes(self.wallet.key), month)
 
     async def _publish_known(self) -> None:
         """On start: what we signed and may not have reached anyone yet."""

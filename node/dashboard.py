@@ -102,6 +102,7 @@ class Dashboard:
 
     def app(self) -> Starlette:
         from .dashboard_actions import Actions
+        from .dashboard_anon import AnonymousActions
         from .dashboard_discover import Discover
         from .dashboard_statements import Statements
 
@@ -119,6 +120,7 @@ class Dashboard:
             *Actions(self).routes(),
             *Statements(self).routes(),
             *Discover(self).routes(),
+            *AnonymousActions(self).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
             404: self.not_found, 405: self.not_allowed, HTTPException: self.http_error,
@@ -352,10 +354,11 @@ class Dashboard:
         payments = [{"p": p, "qr": qr_data_uri(p.uris[0]) if p.uris else None,
                      "creator": keys.did_from_key(p.creator)} for p in due]
         return self.render(request, "claims.html", rows=rows, payments=payments,
-                           did=keys.did_from_key, names=names)
+                           did=keys.did_from_key, names=names, identity=d.identity)
 
     async def settlements(self, request: Request) -> Response:
         from .dashboard_actions import settle_candidates
+        from .dashboard_anon import anonymous_rows
 
         d = self.daemon
         months = await d.db(d.wallet.settled_months)
@@ -367,14 +370,18 @@ class Dashboard:
         names = await d.db(names_of, d.wallet, [line.creator for r in rows
                                                 for line in r.settlement.body.lines])
         ready = await d.db(settle_candidates, d.wallet, d.clock.now())
+        anonymous = await d.db(anonymous_rows, d.wallet)
         return self.render(request, "settlements.html", rows=rows, did=keys.did_from_key,
-                           names=names, ready=ready, current=month_of(d.clock.now()))
+                           names=names, ready=ready, current=month_of(d.clock.now()),
+                           anonymous=anonymous, identity=d.identity)
 
     async def creator(self, request: Request) -> Response:
         d = self.daemon
         incoming = await d.db(d.wallet.obligations, None, "in")
         earnings = await d.db(d.wallet.earnings)
-        names = await d.db(names_of, d.wallet, [o.donor for o in incoming])
+        disclosed = await d.db(d.wallet.disclosed_identities)
+        names = await d.db(names_of, d.wallet, [o.donor for o in incoming]
+                           + list(disclosed.values()))
         chart = income_chart(earnings)
         latest = earnings[-1] if earnings else None
         stats = await d.db(creator_stats, d.wallet)
@@ -383,7 +390,7 @@ class Dashboard:
                   for t in stats["things"][:THING_CHARTS]]
         return self.render(request, "creator.html", incoming=incoming, earnings=earnings,
                            chart=chart, latest=latest, did=keys.did_from_key, names=names,
-                           figures=figures, things=things)
+                           disclosed=disclosed, figures=figures, things=things)
 
     async def events_page(self, request: Request) -> Response:
         from . import events

@@ -89,8 +89,8 @@ class GossipIn:
         rest): our own publishes are skipped, the others queued for the store loop."""
         own = self.p2p.peer_id.to_bytes() if self.p2p else b""
         async for msg in sub:
-            if msg.from_id == own:
-                continue
+            if msg.from_id == own or msg.from_id in self.own_authors:
+                continue  # our own publishes, under our peer ID or a pseudonym's
             self.counters["received"] += 1
             try:
                 self._inbox_send.send_nowait(msg.data)

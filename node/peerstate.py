@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -14,3 +14,5 @@ class PeerState:
     since: float = 0.0
     #: the peer does not serve /rill/sync/1.0.0 (said once, then not asked again)
     no_sync: bool = False
+    #: sync cursors of our pseudonyms' subjects (rill.node.anonpub)
+    pseudonym_cursors: dict[bytes, int] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from ..protocol.network import (
 )
 from ..wallet.errors import DiskFull
 from . import relay
+from .anonpub import sync_pseudonyms
 from .host import request
 from .peerstate import PeerState
 
@@ -108,6 +109,8 @@ class Syncing:
                 if page == MAX_SYNC_PAGES - 1:
                     log.info("sync with %s: %d pages and it says more; the rest next time",
                              peer, MAX_SYNC_PAGES)
+        with trio.fail_after(SYNC_SESSION_S):
+            new += await sync_pseudonyms(self, peer, state)
         if retry is not None:
             # Objects from a clock ahead of ours (a month that has not ended here yet):
             # without this the cursor passed them and this peer never offered them again

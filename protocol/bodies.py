@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from . import keys
+from .disclosure import Disclosure
 from .errors import RemoteError, RuleError, SchemaError
 from .fields import HASH_BYTES, MAX_TIME, ZERO_HASH, Reader
 from .statement import Statement
@@ -239,11 +240,16 @@ class Claim:
     amount: int
     things: tuple[str, ...]
     salt: bytes
+    #: optional: an encoded ``disclosure`` (§5.10) of the signing pseudonym, to the creator
+    disclosure: bytes | None = None
 
     def to_map(self) -> dict[str, Any]:
-        return {"settlement": self.settlement, "month": self.month, "creator": self.creator,
-                "currency": self.currency, "amount": self.amount,
-                "things": list(self.things), "salt": self.salt}
+        out = {"settlement": self.settlement, "month": self.month, "creator": self.creator,
+               "currency": self.currency, "amount": self.amount,
+               "things": list(self.things), "salt": self.salt}
+        if self.disclosure is not None:
+            out["disclosure"] = self.disclosure
+        return out
 
     @classmethod
     def from_map(cls, m: object) -> Claim:
@@ -255,11 +261,22 @@ class Claim:
         amount = r.uint("amount")
         things = r.things("things", lo=1, hi=cls.MAX_THINGS)
         salt = r.hash("salt")
+        disclosure = r.bstr("disclosure", lo=1, hi=Disclosure.MAX_SIZE, optional=True)
         r.done()
-        return cls(settlement, month, creator, currency, amount, things, salt)
+        return cls(settlement, month, creator, currency, amount, things, salt, disclosure)
 
     def check_rules(self, signer: bytes) -> None:
-        return None
+        if self.disclosure is None:
+            return
+        from .envelope import decode  # local import: the envelope module imports this one
+
+        try:
+            d = decode(self.disclosure, Disclosure)
+        except RemoteError as exc:
+            raise RuleError(f"claim.disclosure: {exc.reason}", code="bad-disclosure") from None
+        if (d.body.pseudonym, d.body.month, d.body.to) != (signer, self.month, self.creator):
+            raise RuleError("claim.disclosure: not the disclosure of this claim's signer and "
+                            "month to its creator", code="bad-disclosure")
 
 
 @dataclass(frozen=True)
@@ -393,7 +410,7 @@ from .listing import Listing  # noqa: E402  (its own module: SPEC §5.8)
 BODY_TYPES: Mapping[str, Any] = {
     cls.TYPE: cls
     for cls in (ClickEntry, KeyDocument, Settlement, Claim, SealedClaim, Receipt, Equivocation,
-                Statement, Listing)
+                Statement, Listing, Disclosure)
 }
 MAX_OBJECT_SIZE = max(cls.MAX_SIZE for cls in BODY_TYPES.values())
 
@@ -406,6 +423,7 @@ __all__ = [
     "BodyT",
     "Claim",
     "ClickEntry",
+    "Disclosure",
     "Equivocation",
     "KeyDocument",
     "Receipt",

@@ -16,17 +16,36 @@ import nacl.signing
 
 from . import keys, seal
 from .errors import LocalError, MismatchError, RemoteError
-from .messages import Claim, SealedClaim, Settlement, SettlementLine, Signed, decode, sign
+from .messages import (
+    ZERO_HASH,
+    Claim,
+    SealedClaim,
+    Settlement,
+    SettlementLine,
+    Signed,
+    decode,
+    sign,
+)
 from .shares import commit_things, derive_salt, group_things, line_amounts
 from .work import NETWORK_WORK_BITS, find_work
 
 SECRET_DOMAIN = b"rill/1/settlement-secret"
 EPHEMERAL_DOMAIN = b"rill/1/seal\n"
+HEAD_DOMAIN = b"rill/1/head\n"
 
 
 def settlement_secret(signing_key: nacl.signing.SigningKey) -> bytes:
     """A donor-private secret derived from its key seed (never published)."""
     return hmac.new(bytes(signing_key), SECRET_DOMAIN, hashlib.sha256).digest()
+
+
+def blind_head(signing_key: nacl.signing.SigningKey, head: bytes) -> bytes:
+    """The ``head`` of a settlement signed by a pseudonym (SPEC §2.4): the click-log
+    entry's ID (an object of the identity) hidden under the pseudonym's secret."""
+    if head == ZERO_HASH:
+        return head
+    return hmac.new(settlement_secret(signing_key), HEAD_DOMAIN + head,
+                    hashlib.sha256).digest()
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,7 @@ def settle(
     head: bytes,
     things: Mapping[str, bytes],
     work_bits: int = NETWORK_WORK_BITS,
+    disclosures: Mapping[bytes, bytes] | None = None,
 ) -> SettlementResult:
     """Split ``budget`` equally over ``things`` (thing URI -> creator key).
 
@@ -51,7 +71,8 @@ def settle(
     left out by the caller (SPEC §6: no custody).  The settlement carries the
     smallest proof-of-work nonce reaching ``work_bits`` (SPEC §5.3; about
     2**work_bits hashes, cached per key and month); ``work_bits=0`` leaves ``work``
-    out.
+    out.  ``disclosures`` (creator key -> encoded disclosure, SPEC §5.10) go into those
+    creators' claims: a donor settling under a pseudonym reveals itself to them alone.
     """
     secret = settlement_secret(signing_key)
     groups = group_things(things)
@@ -65,8 +86,8 @@ def settle(
     settlement = sign(Settlement(month, currency, budget, len(things), head, lines, work),
                       signing_key)
     claims = tuple(
-        sign(Claim(settlement.id, month, creator, currency, amount, tuple(ts), salt),
-             signing_key)
+        sign(Claim(settlement.id, month, creator, currency, amount, tuple(ts), salt,
+                   (disclosures or {}).get(creator)), signing_key)
         for (creator, ts), amount, salt in zip(groups, amounts, salts, strict=True)
     )
     sealed = tuple(seal_claim(c, signing_key) for c in claims)

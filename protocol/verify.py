@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import armour, checks, sitekeys
+from . import armour, checks, keys, sitekeys
 from . import statement as statements
 from .errors import ArmourError, DecodeError, MismatchError, RemoteError
 from .messages import (
     Claim,
+    Disclosure,
     KeyDocument,
     Receipt,
     SealedClaim,
@@ -47,6 +48,8 @@ class Verdict:
     key: dict[str, Any] | None = None
     #: A statement's failing rows against the claims and receipts given with it.
     problems: list[str] = field(default_factory=list)
+    #: A valid disclosure's link: identity, pseudonym, month and recipient (SPEC §5.10).
+    link: dict[str, Any] | None = None
 
     def fail(self, exc: RemoteError) -> None:
         self.valid, self.reason = False, exc.reason
@@ -59,6 +62,8 @@ class Verdict:
             out["key"] = dict(self.key)
         if self.problems:
             out["problems"] = list(self.problems)
+        if self.link is not None:
+            out["disclosure"] = dict(self.link)
         return out
 
 
@@ -129,6 +134,10 @@ def _verify_one(raw: bytes, label: str | None, source: str, now: int | None) -> 
         b = obj.body
         v.key = {"name": b.name, "origins": list(b.origins), "payto": list(b.payto),
                  "valid_from": b.valid_from}
+    if isinstance(obj.body, Disclosure):
+        d = obj.body
+        v.link = {"identity": obj.signer_did, "pseudonym": keys.did_from_key(d.pseudonym),
+                  "month": d.month, "to": None if d.to is None else keys.did_from_key(d.to)}
     return v
 
 

@@ -34,7 +34,7 @@ def _fields_to_body(type_name: str, fields: dict[str, Any], bytes_fields: set[st
 
 
 BYTES_FIELDS = {"prev", "creator", "head", "commit", "settlement", "salt", "claim", "box",
-                "donor", "a", "b", "receipt"}
+                "donor", "a", "b", "receipt", "pseudonym", "to", "proof", "disclosure"}
 
 
 @pytest.mark.parametrize("vec", DATA["positive"], ids=lambda v: v["name"])
@@ -98,7 +98,7 @@ def test_positive_settlements_carry_network_work() -> None:
             assert work_bits(s.signer, s.body.month, work) >= NETWORK_WORK_BITS
             assert all(work_bits(s.signer, s.body.month, w) < NETWORK_WORK_BITS
                        for w in range(max(0, work - 2000), work))
-    assert seen == 4
+    assert seen == 5  # settlement, -empty, -anonymous, the equivocation proof (2)
 
 
 def test_negative_vectors_cover_the_required_cases() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import nacl.signing
 
-from ..protocol import checks
+from ..protocol import checks, keys
 from ..protocol import messages as m
 from ..protocol.errors import RemoteError
 from ..protocol.settle import open_claim
@@ -61,10 +61,16 @@ class Inbox:
     def config(self) -> Config:  # provided by Wallet
         raise NotImplementedError
 
+    def own_keys(self) -> set[bytes]:  # provided by Wallet (rill.wallet.pseudonyms)
+        return {self.identity}
+
+    def take_disclosure(self, claim: m.Signed[m.Claim]) -> bytes | None:  # idem
+        return None
+
     # -- storage ------------------------------------------------------------------------
 
     def _keep_of(self, obj: m.Signed[Any], subjects: set[bytes]) -> int:
-        if self.identity in subjects:
+        if subjects & self.own_keys():  # our identity or one of our month pseudonyms
             return OWN
         if isinstance(obj.body, m.KeyDocument) and self.db.execute(
                 "SELECT 1 FROM obligations WHERE direction = 'out' AND creator = ? UNION ALL "
@@ -232,7 +238,7 @@ class Inbox:
             return result
         if isinstance(body, m.Claim) and body.creator == self.identity:
             return self._take_claim(obj, now, None)
-        if isinstance(body, m.Receipt) and body.donor == self.identity:
+        if isinstance(body, m.Receipt) and body.donor in self.own_keys():
             return self._take_receipt(obj, now)
         if isinstance(body, m.Settlement) and not known:
             if any(line.creator == self.identity for line in body.lines):
@@ -317,9 +323,13 @@ class Inbox:
         self._store(claim, now, private=sealed is not None)
         self._add_obligation(claim, "in", sealed)
         c = claim.body
+        who = claim.signer_did
+        identity = self.take_disclosure(claim)
+        if identity is not None:
+            who = f"{keys.did_from_key(identity)} (disclosed pseudonym {who})"
         return ImportResult(claim.id, "claim", "claim-received",
                             f"{format_amount_safe(c.amount, c.currency)} for {len(c.things)} "
-                            f"thing(s) from {claim.signer_did}")
+                            f"thing(s) from {who}")
 
     def _take_pending(self, settlement: m.Signed[m.Settlement], now: int) -> int:
         """Claims to us that arrived before their settlement: check and take them in now."""

@@ -5,7 +5,11 @@ The file is one canonical CBOR map::
     {"format": "rill-export", "version": 1, "identity": did, ["seed": bytes32,]
      "config": text, "log": [entry bytes...], "objects": [object bytes...],
      "obligations": [{"claim", "direction", "state", "reference", "paid_at",
-                      "receipt", "sealed"}...]}
+                      "receipt", "sealed"}...],
+     ["anonymous": [{"month", ["only": [creator key...]]}...]]}
+
+``anonymous`` lists the months given under a pseudonym (only when there are some):
+import derives each pseudonym from the key and takes that month's settlement as ours.
 
 The private key (``seed``) is included only when asked.  Import verifies every
 signature, the whole chain and every cross-reference before it writes anything,
@@ -22,7 +26,10 @@ import nacl.signing
 
 from ..protocol import cbor, checks, keys
 from ..protocol import messages as m
+from ..protocol.disclosure import pseudonym_key
 from ..protocol.errors import RemoteError
+from ..protocol.months import check_month
+from ..protocol.settle import blind_head
 from . import store
 from .errors import Refused
 from .home import Home
@@ -52,6 +59,10 @@ def export_home(w: Wallet, with_key: bool = False) -> bytes:
         "config": w.home.config_path.read_text() if w.home.config_path.exists() else "",
         "log": log, "objects": objects, "obligations": obligations,
     }
+    anonymous = [{"month": a.month, **({} if a.only is None else {"only": list(a.only)})}
+                 for a in w.anonymous_months().values()]
+    if anonymous:  # months given under a pseudonym (rill.wallet.pseudonyms)
+        doc["anonymous"] = anonymous
     if with_key:
         doc["seed"] = bytes(w.key)
     return cbor.encode(doc)
@@ -124,12 +135,19 @@ def import_home(path: Path | str, data: bytes, now: int,
         if progress and (i % 2000 == 0 or i + 1 == total):
             progress("verifying objects", i + 1, total)
     by_id = {o.id: o for o in objects}
-    obligations = _check_obligations(doc["obligations"], by_id, identity)
+    anonymous = _anonymous(doc.get("anonymous", []))
+    pseudonyms = {mo: pseudonym_key(key, mo) for mo in anonymous}
+    signer_of = {mo: keys.public_key(k) for mo, k in pseudonyms.items()}
+    obligations = _check_obligations(doc["obligations"], by_id, identity,
+                                     {identity, *signer_of.values()})
     own_settled = {o.body.month: o for o in objects
-                   if isinstance(o.body, m.Settlement) and o.signer == identity}
+                   if isinstance(o.body, m.Settlement)
+                   and o.signer == signer_of.get(o.body.month, identity)}
     log_ids = {e.id for e in log}
     for month, s in own_settled.items():
-        if s.body.head != m.ZERO_HASH and s.body.head not in log_ids:
+        heads = log_ids if month not in pseudonyms else {
+            blind_head(pseudonyms[month], i) for i in log_ids}
+        if s.body.head != m.ZERO_HASH and s.body.head not in heads:
             raise Refused(f"the {month} settlement covers a click-log entry the export lacks",
                           code="bad-export")
 
@@ -161,6 +179,10 @@ def import_home(path: Path | str, data: bytes, now: int,
                              (e.body.seq, e.id, e.body.time, e.body.kind, e.body.target, e.raw))
             for o in objects:
                 w._store(o, now)
+            for month, only in anonymous.items():
+                w.db.execute("INSERT OR IGNORE INTO anonymous (month, pseudonym, only, since) "
+                             "VALUES (?,?,?,?)", (month, signer_of[month], None if only is None
+                                                  else " ".join(c.hex() for c in only), now))
             for month, s in own_settled.items():
                 w.db.execute("INSERT OR IGNORE INTO settled (month, settlement) VALUES (?,?)",
                              (month, s.id))
@@ -187,8 +209,23 @@ def import_home(path: Path | str, data: bytes, now: int,
     return w
 
 
-def _check_obligations(items: list[Any], by_id: dict[bytes, m.Signed[Any]], identity: bytes
-                       ) -> list[tuple[dict[str, Any], m.Signed[m.Claim]]]:
+def _anonymous(items: Any) -> dict[str, tuple[bytes, ...] | None]:
+    """The export's anonymous months: month -> the creators hidden from (None: all)."""
+    out: dict[str, tuple[bytes, ...] | None] = {}
+    if not isinstance(items, list):
+        raise Refused("export field 'anonymous' is malformed", code="bad-export")
+    for item in items:
+        try:
+            month = check_month(item["month"])
+            only = item.get("only")
+            out[month] = None if only is None else tuple(keys.admit_key(c) for c in only)
+        except (RemoteError, TypeError, KeyError, AttributeError):
+            raise Refused("export field 'anonymous' is malformed", code="bad-export") from None
+    return out
+
+
+def _check_obligations(items: list[Any], by_id: dict[bytes, m.Signed[Any]], identity: bytes,
+                       own: set[bytes]) -> list[tuple[dict[str, Any], m.Signed[m.Claim]]]:
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -197,7 +234,7 @@ def _check_obligations(items: list[Any], by_id: dict[bytes, m.Signed[Any]], iden
         if claim is None or not isinstance(claim.body, m.Claim):
             raise Refused(f"obligation {i} names a claim the export lacks", code="bad-export")
         direction, state = item.get("direction"), item.get("state")
-        mine = claim.signer == identity if direction == "out" else claim.body.creator == identity
+        mine = claim.signer in own if direction == "out" else claim.body.creator == identity
         if direction not in ("out", "in") or not mine:
             raise Refused(f"obligation {i} has a wrong direction", code="bad-export")
         if state not in ("owed", "paid", "receipted"):

@@ -61,12 +61,16 @@ class Payment:
     payable: bool
     uris: tuple[str, ...]
     name: str | None
+    #: the month pseudonym that owes these claims (None: our identity); never summed
+    #: with another key's claims, so one payment cannot link them (SPEC §13.1)
+    pseudonym: bytes | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"creator": keys.did_from_key(self.creator), "name": self.name,
                 "currency": self.currency, "amount": self.amount,
                 "claims": [c.hex() for c in self.claims], "payable": self.payable,
-                "payto": list(self.uris)}
+                "payto": list(self.uris),
+                "pseudonym": keys.did_from_key(self.pseudonym) if self.pseudonym else None}
 
 
 @dataclass(frozen=True)

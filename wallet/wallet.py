@@ -28,7 +28,7 @@ from ..protocol.currency import MINOR_UNITS, format_money, known_currency
 from ..protocol.errors import LocalError, RemoteError
 from ..protocol.months import month_end, month_of, month_start
 from ..protocol.payto import payment_uri
-from ..protocol.settle import SettlementResult, settle
+from ..protocol.settle import SettlementResult, blind_head, settle
 from ..protocol.shares import group_things, thing_shares
 from ..protocol.things import check_new_thing, normalise_thing
 from ..protocol.work import find_work
@@ -37,6 +37,7 @@ from .attribution import Attribution
 from .errors import Corrupt, NotFound, Refused
 from .home import Config, Home
 from .inbox import OWN, subjects_of
+from .pseudonyms import Pseudonyms, ensure_table
 from .results import (
     ClickResult,
     ImportResult,
@@ -57,7 +58,7 @@ MAX_BUDGET_MAJOR = 1_000_000
 Progress = Callable[[int, int], None]
 
 
-class Wallet(Attribution):
+class Wallet(Pseudonyms, Attribution):
     """One open home.  Not thread-safe: use one Wallet per thread."""
 
     def __init__(self, home: Home, db: sqlite3.Connection, key: nacl.signing.SigningKey) -> None:
@@ -85,6 +86,11 @@ class Wallet(Attribution):
         key = home.signing_key()
         home.config()  # fail early on a broken config
         db = store.connect(home.db_path)
+        try:
+            ensure_table(db)
+        except BaseException:
+            db.close()
+            raise
         w = cls(home, db, key)
         w.check_head()
         listings.ensure_schema(db)
@@ -159,14 +165,9 @@ class Wallet(Attribution):
             self.check_head()
         report = LogReport(len(entries), entries[-1].id if entries else m.ZERO_HASH,
                            entries=entries)
+        log_ids = {e.id for e in entries}
         for month, sid in self.db.execute("SELECT month, settlement FROM settled ORDER BY month"):
-            s = self._object(sid, m.Settlement)
-            if s.signer != self.identity or s.body.month != month:
-                raise Corrupt(f"stored settlement for {month} is not ours or not for {month}")
-            if s.body.head != m.ZERO_HASH and self.db.execute(
-                    "SELECT 1 FROM log WHERE id = ?", (s.body.head,)).fetchone() is None:
-                raise Corrupt(f"the click log lost entries: the {month} settlement covers an "
-                              "entry that is no longer there")
+            self.check_own_settlement(self._object(sid, m.Settlement), month, log_ids)
             report.settled.append(month)
         if progress:
             progress(total, total)
@@ -329,9 +330,11 @@ class Wallet(Attribution):
                   "reason": t["reason"]} for t in left_out]
         settled = self.db.execute("SELECT settlement FROM settled WHERE month = ?",
                                   (month,)).fetchone()
+        anon = self.anonymous_month(month)
         return {"month": month, "budget": view.budget, "currency": view.currency,
                 "things": rows, "counted": len(known), "pending": len(view.pending),
-                "left_out": left_out, "settled": settled[0].hex() if settled else None}
+                "left_out": left_out, "settled": settled[0].hex() if settled else None,
+                "anonymous": anon.to_json() if anon is not None else None}
 
     def settle(self, month: str, now: int) -> tuple[SettlementResult, bool]:
         """Settle ``month`` (after it ended, UTC); return (result, newly made).
@@ -343,10 +346,11 @@ class Wallet(Attribution):
             raise Refused(f"{month} has not ended yet (it ends {_iso(month_end(month))})",
                           code="not-ended")
         work_bits = self.config.work_bits
+        signer, _ = self.month_signer(month, set())
         if work_bits and self.db.execute("SELECT 1 FROM settled WHERE month = ?",
                                          (month,)).fetchone() is None:
             # about a second of hashing: done before the write transaction (and cached)
-            find_work(self.identity, month, work_bits)
+            find_work(keys.public_key(signer), month, work_bits)
         with store.transaction(self.db):
             existing = self.stored_settlement(month)
             if existing is not None:
@@ -362,9 +366,11 @@ class Wallet(Attribution):
             if view.budget is None or view.currency is None:
                 raise Refused(f"no budget was set for {month}: nothing to settle (use "
                               "`rill budget set`)", code="no-budget")
+            signer, disclosures = self.month_signer(month, set(view.known.values()))
+            head = view.head if signer is self.key else blind_head(signer, view.head)
             try:
-                result = settle(self.key, month, view.budget, view.currency, view.head,
-                                view.known, work_bits=work_bits)
+                result = settle(signer, month, view.budget, view.currency, head,
+                                view.known, work_bits=work_bits, disclosures=disclosures)
             except LocalError as exc:
                 raise Refused(f"cannot settle {month}: {exc}", code=exc.code) from None
             self._store(result.settlement, now)
@@ -458,13 +464,15 @@ class Wallet(Attribution):
         it carries forward and is added to the creator's next claims.
         """
         minimum = self.config.min_payout
-        groups: dict[tuple[bytes, str], list[tuple[bytes, int]]] = defaultdict(list)
-        for claim, creator, amount, currency in self.db.execute(
-                "SELECT claim, creator, amount, currency FROM obligations "
+        # one group per creator, currency and signing key: an anonymous month's claims
+        # are paid apart from the identity's and from other months' pseudonyms
+        groups: dict[tuple[bytes, str, bytes], list[tuple[bytes, int]]] = defaultdict(list)
+        for claim, creator, amount, currency, donor in self.db.execute(
+                "SELECT claim, creator, amount, currency, donor FROM obligations "
                 "WHERE direction = 'out' AND state = 'owed' ORDER BY month, claim"):
-            groups[(creator, currency)].append((claim, amount))
+            groups[(creator, currency, donor)].append((claim, amount))
         out = []
-        for (creator, currency), items in sorted(groups.items()):
+        for (creator, currency, donor), items in sorted(groups.items()):
             total = sum(a for _, a in items)
             ids = tuple(c for c, _ in items)
             doc = self.key_document(creator)
@@ -474,7 +482,8 @@ class Wallet(Attribution):
                 uris = tuple(payment_uri(p, text, currency, ",".join(c.hex() for c in ids))
                              for p in doc.body.payto)
             out.append(Payment(creator, currency, total, ids, total >= minimum and total > 0,
-                               uris, doc.body.name if doc else None))
+                               uris, doc.body.name if doc else None,
+                               None if donor == self.identity else donor))
         return out
 
     def pay(self, claim_ids: Iterable[bytes], reference: str, now: int, force: bool = False

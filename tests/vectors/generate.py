@@ -432,6 +432,7 @@ def build() -> dict[str, Any]:
                         envelope("receipt", dict(rmap, donor=alice), "alice"),
                         "self-receipt", "a receipt whose donor is its own signer"))
     neg.extend(cbor_negatives(base, receipt, claim_alice))
+    pseudonyms = anonymous_vectors(pos, neg, entries[-1].id, things)
     neg += field_negatives(res.settlement, claim_alice, receipt, kd, rot)
     statement = statement_vector(claim_alice, receipt)
     pos.append(positive("statement", statement, "alice",
@@ -446,7 +447,73 @@ def build() -> dict[str, Any]:
         "verify_at": VERIFY_AT,
         "positive": pos,
         "negative": neg,
+        "pseudonyms": pseudonyms,
     }
+
+
+def anonymous_vectors(pos: list[dict[str, Any]], neg: list[dict[str, Any]], head: bytes,
+                      things: dict[str, bytes]) -> list[dict[str, Any]]:
+    """Pseudonyms (SPEC §2.4), disclosures (§5.10) and a month settled under a pseudonym
+    whose claim to bob discloses it; returns the derivation vectors."""
+    from rill.protocol.disclosure import make_disclosure, pseudonym_key, pseudonym_seed
+    from rill.protocol.settle import blind_head
+
+    alice, bob = pub("alice"), pub("bob")
+    derivations = []
+    for month in (MONTH, "2026-11"):
+        ps = pseudonym_seed(seed("donor"), month)
+        derivations.append({"identity_seed": seed("donor").hex(), "month": month,
+                            "pseudonym_seed": ps.hex(),
+                            "pseudonym": keys.did_from_key(keys.public_key(
+                                nacl.signing.SigningKey(ps)))})
+    pkey = pseudonym_key(key("donor"), MONTH)
+    pseed = pseudonym_seed(seed("donor"), MONTH).hex()
+
+    def as_pseudonym(v: dict[str, Any]) -> dict[str, Any]:
+        return dict(v, signer_seed=pseed)
+
+    d = make_disclosure(key("donor"), MONTH, to=alice)
+    pos.append(positive("disclosure", d, "donor", "the donor discloses its 2026-10 pseudonym "
+                        "to alice: signed by the identity, proof by the pseudonym"))
+    public = make_disclosure(key("donor"), MONTH)
+    pos.append(positive("disclosure-public", public, "donor",
+                        "a disclosure without recipient ('to' left out)"))
+    to_bob = make_disclosure(key("donor"), MONTH, to=bob)
+    res = settle(pkey, MONTH, 1001, "EUR", blind_head(pkey, head), things,
+                 disclosures={bob: to_bob.raw})
+    pos.append(as_pseudonym(positive(
+        "settlement-anonymous", res.settlement, "donor",
+        "the month settled under the donor's pseudonym (signer_seed: the pseudonym seed); "
+        "head blinded, salts, seals and work from the pseudonym")))
+    for c, sc in zip(res.claims, res.sealed, strict=True):
+        if c.body.creator == bob:
+            pos.append(as_pseudonym(positive("claim-anonymous-disclosed", c, "donor",
+                                             "bob's claim carries the disclosure to bob")))
+            pos.append(as_pseudonym(positive("sealed-claim-anonymous-disclosed", sc, "donor",
+                                             "that claim sealed to bob")))
+    dmap = d.body.to_map()
+    link = m.Disclosure.link_map(d.body)
+    wrong_proof = keys.sign(key("donor"), b"rill/1/disclosure-link\n" + pub("donor")
+                            + cbor.encode(link))
+    neg.append(negative("disclosure-proof-by-identity",
+                        envelope("disclosure", dict(dmap, proof=wrong_proof), "donor"),
+                        "bad-disclosure", "proof signed by the identity, not the pseudonym"))
+    self_link = {"pseudonym": pub("donor"), "month": MONTH}
+    self_proof = keys.sign(key("donor"), b"rill/1/disclosure-link\n" + pub("donor")
+                           + cbor.encode(self_link))
+    neg.append(negative("disclosure-of-itself",
+                        envelope("disclosure", dict(self_link, proof=self_proof), "donor"),
+                        "bad-disclosure", "pseudonym = signer"))
+    neg.append(negative("disclosure-short-proof",
+                        envelope("disclosure", dict(dmap, proof=dmap["proof"][:63]), "donor"),
+                        "schema", "a 63-byte proof"))
+    claim_bob = next(c for c in res.claims if c.body.creator == bob)
+    cmap = dict(claim_bob.body.to_map(), disclosure=d.raw)
+    raw = write({"v": 1, "t": "claim", "body": cmap, "signer": keys.public_key(pkey),
+                 "sig": keys.sign(pkey, m.signing_input("claim", write(cmap)))})
+    neg.append(negative("claim-disclosure-to-another", raw, "bad-disclosure",
+                        "bob's claim carrying the disclosure addressed to alice"))
+    return derivations
 
 
 def field_negatives(settlement: m.Signed[Any], claim: m.Signed[Any], receipt: m.Signed[Any],
