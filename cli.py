@@ -461,8 +461,9 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
                    "settlement pays the verified key.", err=True)
 
 
-# the other commands register themselves on `main` when imported
-from . import cli_creator, cli_money, cli_node, cli_statements  # noqa: E402, F401
+# the other commands register themselves on `main` when imported (cli_network adds
+# `peers add` to cli_node's `peers` group)
+from . import cli_creator, cli_money, cli_network, cli_node, cli_statements  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

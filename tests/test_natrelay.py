@@ -69,78 +69,77 @@ def test_settings_from_toml() -> None:
 
 async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path) -> None:
     relay_port = free_port()
-    async with network(tmp_path, OCT + 3600) as net:
-        async with trio.open_nursery() as nursery:
-            relay_up = trio.Event()
-            stop_relay = trio.Event()
-            relay_box: list[P2P] = []
+    async with network(tmp_path, OCT + 3600) as net, trio.open_nursery() as nursery:
+        relay_up = trio.Event()
+        stop_relay = trio.Event()
+        relay_box: list[P2P] = []
 
-            async def run_relay() -> None:
-                async with bare_relay(relay_port) as r:
-                    relay_box.append(r)
-                    relay_up.set()
-                    await stop_relay.wait()
+        async def run_relay() -> None:
+            async with bare_relay(relay_port) as r:
+                relay_box.append(r)
+                relay_up.set()
+                await stop_relay.wait()
 
-            nursery.start_soon(run_relay)
-            await relay_up.wait()
-            relay = relay_box[0]
-            # the creator: no listen address at all ("auto" -> private), only the relay known
-            creator = await net.start("creator", listen=[], bootstrap=[relay.addrs()[0]],
-                                      grace=GRACE)
-            assert creator.p2p is not None
-            assert creator.p2p.host.get_transport_addrs() == []  # accepts nothing directly
-            await eventually(lambda: creator.p2p is not None and creator.p2p.nat.reserved(),
-                             what="a reservation on the relay")
-            status = await creator.status()
-            reach = status["reachability"]
-            assert reach["reachability"] == "private" and reach["relay"] == str(relay.peer_id)
-            (addr,) = reach["relayed_addrs"]
-            assert addr == (f"{relay.addrs()[0]}/p2p-circuit/p2p/{creator.p2p.peer_id}")
-            assert status["dialable"] == [addr]
-            # the donor knows only the creator's relayed address
-            donor = await net.start("donor", bootstrap=[addr], grace=GRACE)
-            assert donor.p2p is not None
-            await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers
-                             and donor.p2p.peer_id in creator.p2p.pubsub.peers,
-                             what="gossip peers through the relay")
-            assert relayed(donor.p2p, creator.p2p.peer_id)
-            assert relayed(creator.p2p, donor.p2p.peer_id)
-            w = net.wallet("donor")
-            w.set_budget(900, "EUR", OCT + 10)
-            w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
-            w.close()
-            # the settlement's proof of work depends on the donor's key and the month only
-            # (3.9 s for this donor here): done before, so the clock measures the network
-            await trio.to_thread.run_sync(find_work, donor.identity, "2026-10",
-                                          NETWORK_WORK_BITS)
-            net.clock.set(END + GRACE + 1)  # month end + grace: the donor settles now
-            t0 = trio.current_time()
-            await eventually(lambda: len(obligations(net, "creator")) == 1, timeout=5.0,
-                             what="the sealed claim at the NAT'd creator within 5 s")
-            latency = trio.current_time() - t0
-            (ob,) = obligations(net, "creator")
-            assert (ob.amount, ob.direction) == (900, "in")
-            cw = net.wallet("creator")
-            cw.sign_receipt(ob.claim, END + 120, "ref-nat")
-            cw.close()
-            await eventually(lambda: [o.state for o in obligations(net, "donor")]
-                             == ["receipted"], what="the receipt back at the donor")
-            print(f"month end -> claim at the NAT'd creator: {latency * 1000:.0f} ms")
+        nursery.start_soon(run_relay)
+        await relay_up.wait()
+        relay = relay_box[0]
+        # the creator: no listen address at all ("auto" -> private), only the relay known
+        creator = await net.start("creator", listen=[], bootstrap=[relay.addrs()[0]],
+                                  grace=GRACE)
+        assert creator.p2p is not None
+        assert creator.p2p.host.get_transport_addrs() == []  # accepts nothing directly
+        await eventually(lambda: creator.p2p is not None and creator.p2p.nat.reserved(),
+                         what="a reservation on the relay")
+        status = await creator.status()
+        reach = status["reachability"]
+        assert reach["reachability"] == "private" and reach["relay"] == str(relay.peer_id)
+        (addr,) = reach["relayed_addrs"]
+        assert addr == (f"{relay.addrs()[0]}/p2p-circuit/p2p/{creator.p2p.peer_id}")
+        assert status["dialable"] == [addr]
+        # the donor knows only the creator's relayed address
+        donor = await net.start("donor", bootstrap=[addr], grace=GRACE)
+        assert donor.p2p is not None
+        await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers
+                         and donor.p2p.peer_id in creator.p2p.pubsub.peers,
+                         what="gossip peers through the relay")
+        assert relayed(donor.p2p, creator.p2p.peer_id)
+        assert relayed(creator.p2p, donor.p2p.peer_id)
+        w = net.wallet("donor")
+        w.set_budget(900, "EUR", OCT + 10)
+        w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
+        w.close()
+        # the settlement's proof of work depends on the donor's key and the month only
+        # (3.9 s for this donor here): done before, so the clock measures the network
+        await trio.to_thread.run_sync(find_work, donor.identity, "2026-10",
+                                      NETWORK_WORK_BITS)
+        net.clock.set(END + GRACE + 1)  # month end + grace: the donor settles now
+        t0 = trio.current_time()
+        await eventually(lambda: len(obligations(net, "creator")) == 1, timeout=5.0,
+                         what="the sealed claim at the NAT'd creator within 5 s")
+        latency = trio.current_time() - t0
+        (ob,) = obligations(net, "creator")
+        assert (ob.amount, ob.direction) == (900, "in")
+        cw = net.wallet("creator")
+        cw.sign_receipt(ob.claim, END + 120, "ref-nat")
+        cw.close()
+        await eventually(lambda: [o.state for o in obligations(net, "donor")]
+                         == ["receipted"], what="the receipt back at the donor")
+        print(f"month end -> claim at the NAT'd creator: {latency * 1000:.0f} ms")
 
-            # the relay restarts (same key, same port): the creator reserves again and
-            # the donor reaches it again through the new relay process
-            made = creator.p2p.nat.reservations
-            stop_relay.set()
-            await eventually(lambda: not listening(relay_port), what="the relay gone")
-            relay_box.clear()
-            relay_up = trio.Event()
-            stop_relay = trio.Event()
-            nursery.start_soon(run_relay)
-            await relay_up.wait()
-            await eventually(lambda: creator.p2p.nat.reserved()
-                             and creator.p2p.nat.reservations > made, timeout=20,
-                             what="a new reservation after the relay restarted")
-            await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers,
-                             timeout=20, what="the donor redials the creator via the relay")
-            assert relayed(donor.p2p, creator.p2p.peer_id)
-            stop_relay.set()
+        # the relay restarts (same key, same port): the creator reserves again and
+        # the donor reaches it again through the new relay process
+        made = creator.p2p.nat.reservations
+        stop_relay.set()
+        await eventually(lambda: not listening(relay_port), what="the relay gone")
+        relay_box.clear()
+        relay_up = trio.Event()
+        stop_relay = trio.Event()
+        nursery.start_soon(run_relay)
+        await relay_up.wait()
+        await eventually(lambda: creator.p2p.nat.reserved()
+                         and creator.p2p.nat.reservations > made, timeout=20,
+                         what="a new reservation after the relay restarted")
+        await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers,
+                         timeout=20, what="the donor redials the creator via the relay")
+        assert relayed(donor.p2p, creator.p2p.peer_id)
+        stop_relay.set()
