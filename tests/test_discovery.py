@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import subprocess
-import sys
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,18 +13,19 @@ from pathlib import Path
 import multiaddr
 import pytest
 import trio
+from click.testing import CliRunner, Result
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from nodes import eventually, free_port, make_home, network
 
+from rill.cli import main
 from rill.node.discovery import RENDEZVOUS_KEY, check_peer_addr, mdns_scoped
 from rill.node.host import make_host
 from rill.protocol.months import month_start
 from rill.wallet.home import Config, Home
 
 OCT = month_start("2026-10")
-RILL = str(Path(sys.executable).parent / "rill")
 PEER = "12D3KooWG3L2Lg4RSGihRyir6Lu6bL6zKfDsms8xhixNGGzfVz2Q"
 
 
@@ -108,13 +108,14 @@ async def test_peers_add_remembers_and_applies_to_the_running_node(tmp_path: Pat
         assert a.p2p is not None and b.p2p is not None
         addr = b.p2p.addrs()[0]
 
-        def add(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([RILL, "peers", "add", "--home", str(tmp_path / "a"),
-                                   *args], capture_output=True, text=True, timeout=60)
+        def add(*args: str) -> Result:  # the CLI in a thread (its socket call blocks)
+            return CliRunner().invoke(main, ["peers", "add", "--home", str(tmp_path / "a"),
+                                             *args])
 
-        proc = await trio.to_thread.run_sync(add, "--json", addr)
-        assert proc.returncode == 0, proc.stderr
-        assert '"connected": true' in proc.stdout and '"remembered": true' in proc.stdout
+        result = await trio.to_thread.run_sync(add, "--json", addr)
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output)
+        assert out["connected"] and out["remembered"] and out["node"] == "applied"
         assert b.p2p.peer_id in a.p2p.host.get_network().connections
         assert Home(tmp_path / "a").config().raw["node"]["bootstrap"] == [addr]
         assert addr in a.config.bootstrap  # kept connected (redialled) by this run too

@@ -143,3 +143,41 @@ async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path)
                          timeout=20, what="the donor redials the creator via the relay")
         assert relayed(donor.p2p, creator.p2p.peer_id)
         stop_relay.set()
+
+
+async def test_a_relay_keeps_to_its_slots_and_private_nodes_relay_for_nobody(
+        tmp_path: Path) -> None:
+    async with network(tmp_path, OCT + 3600) as net:
+        relay = await net.start("relay", nat=NatSettings(relay_slots=1))
+        assert relay.p2p is not None
+        boot = [relay.p2p.addrs()[0]]
+        first = await net.start("first", listen=[], bootstrap=boot)
+        await eventually(lambda: first.p2p.nat.reserved(), what="the one slot taken")
+        second = await net.start("second", listen=[], bootstrap=boot)
+        assert second.p2p is not None
+        await eventually(lambda: second.p2p.nat.last_error is not None, what="a refusal")
+        assert "refused" in second.p2p.nat.last_error and not second.p2p.nat.reserved()
+        reach = (await second.status())["reachability"]
+        assert reach["relay"] is None and reach["relayed_addrs"] == []
+        relay_status = (await relay.status())["reachability"]
+        assert relay_status["reachability"] == "public" and relay_status["relaying"]
+        assert relay_status["relaying_for"] == 1
+        assert relay_status["relay_limits"]["slots"] == 1
+        # the relay still carries the refused node's gossip as an ordinary peer
+        assert second.p2p.peer_id in relay.p2p.pubsub.peers
+        # a private node offers no hop (it could not carry anyone's circuit anyway)
+        protocols = first.p2p.host.get_mux().get_protocols()
+        assert natrelay.HOP_PROTOCOL not in protocols
+        assert natrelay.STOP_PROTOCOL in protocols
+
+
+@pytest.mark.soak
+def test_nat_claim_latency_with_node_processes(tmp_path: Path) -> None:
+    """The bench's run (three `rill node run` processes, the creator with --no-listen)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "bench"))
+    import nat_bench
+
+    out = nat_bench.nat_once(tmp_path, 0)
+    assert out["relayed"] and out["latency"] < 5.0 and out["exit"] == [0, 0, 0], out
