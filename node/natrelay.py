@@ -58,15 +58,20 @@ class NatSettings:
     reachable: str = "auto"
     #: Offer the hop protocol to others (only while this node is public).
     relay: bool = True
+    # Defaults (README "Behind NAT" says why): a reservation costs the relay a table entry;
+    # a circuit costs what it carries.  A NAT'd node's own month is ~100 KB and a sharded
+    # node's traffic ~50 MB a month (issue 12): 16 MiB per circuit-hour is ample for it,
+    # and 16 slots x 4 circuits x 16 MiB bounds what strangers get from one hour of
+    # circuits (1 GiB; py-libp2p 0.8.1 has no rate limit: a relay may be redialled).
     #: Reservations held for others at once.
-    relay_slots: int = 32
+    relay_slots: int = 16
     #: Circuits at once per reserved peer.
-    relay_circuits: int = 8
+    relay_circuits: int = 4
     #: A circuit is reset after this many seconds (its dialer dials again).
     relay_circuit_s: int = 3600
-    #: ... or after this many bytes, counted both ways.
-    relay_circuit_mb: int = 64
-    #: Lifetime of a reservation given to others (seconds).
+    #: ... or after this many MiB, counted both ways.
+    relay_circuit_mb: int = 16
+    #: Lifetime of a reservation given to others (seconds); renewed by its holder.
     relay_reservation_s: int = 3600
 
     @classmethod
