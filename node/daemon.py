@@ -273,7 +273,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, Discovery):
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
-                    log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
+                    log.info("node %s listening on %s", p2p.peer_id,
+                             ", ".join(p2p.addrs()) or "nothing (reached through a relay)")
                     self.ready.set()
                     task_status.started(self)
         except PortInUse as exc:

@@ -23,6 +23,7 @@ from typing import Any
 import multiaddr
 import trio
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
@@ -75,7 +76,8 @@ class Discovery:
         async with natrelay.running(p2p.host, self.config.nat, private,
                                     self._relay_candidates) as nat:
             p2p.nat = nat
-            if private:
+            if private:  # nobody can reach it to ask: the DHT as a client only (SPEC §11.1)
+                await p2p.dht.switch_mode(DHTMode.CLIENT)
                 log.info("not dialable (reachable = %s): keeping a slot on a relay peer",
                          self.config.nat.reachable)
             task_status.started(nat)

@@ -40,6 +40,27 @@ from libp2p.tools.anyio_service import background_trio_service
 log = logging.getLogger("rill.node.natrelay")
 
 REACHABILITY = ("auto", "public", "private")
+
+
+class _QuietCircuitEnds(logging.Filter):
+    """py-libp2p 0.8.1's relay logs every normal end of a hop or relayed stream (a
+    reservation stream the client closed, a circuit its ends closed) as an ERROR with an
+    empty message, and each first circuit dial as a WARNING: expected, so DEBUG."""
+
+    EXPECTED = ("Error reading from hop stream", "Unexpected error reading from stream",
+                "Error writing to destination stream", "Error sending status message",
+                "Unexpected error handling hop stream", "Error relaying data",
+                "Failed to fetch stored addresses", "Error handling stop stream")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and str(record.msg).startswith(self.EXPECTED):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("libp2p").isEnabledFor(logging.DEBUG)
+        return True
+
+
+for _name in ("libp2p.relay.circuit_v2.protocol", "libp2p.relay.circuit_v2.transport"):
+    logging.getLogger(_name).addFilter(_QuietCircuitEnds())
 #: How often the reservation is looked at (real seconds): a relay that restarted is
 #: reserved on again within about this long once its connection is back.
 WATCH_S = 1.0
