@@ -176,7 +176,7 @@ class Discovery:
                 if len(p2p.pubsub.peers) >= RENDEZVOUS_PEERS:
                     continue
                 with trio.fail_after(30):
-                    found = await p2p.dht.find_providers(RENDEZVOUS_KEY, RENDEZVOUS_ASK)
+                    found = await find_providers(p2p.dht, RENDEZVOUS_KEY, RENDEZVOUS_ASK)
                 self.rendezvous["last_found"] = len(found)
                 dialled = 0
                 for info in found:
@@ -212,6 +212,39 @@ class Discovery:
                 "rendezvous": self.config.rendezvous,
                 "rendezvous_key": RENDEZVOUS_KEY, **self.rendezvous,
                 "bootstrap": list(self.config.bootstrap)}
+
+
+#: Peers closest to the key asked for its providers at once, and how long each may take.
+LOOKUP_PEERS, LOOKUP_TIMEOUT_S = 8, 5.0
+
+
+async def find_providers(dht: Any, key_hex: str, count: int) -> list[PeerInfo]:
+    """Providers of a key: those this node holds plus those the peers closest to the key
+    hold.  Not ``KadDHT.find_providers``: in py-libp2p 0.8.1 it answers from the local
+    store alone whenever that has any record, so a node that announced itself (or a DHT
+    server holding one record) never looked further and found only itself."""
+    key = bytes.fromhex(key_hex)
+    store = dht.provider_store
+    found: dict[ID, PeerInfo] = {p.peer_id: p for p in store.get_providers(key)}
+    me = dht.host.get_id()
+    closest = [p for p in await dht.peer_routing.find_closest_peers_network(key)
+               if p != me][:LOOKUP_PEERS]
+
+    async def ask(peer: ID) -> None:
+        with trio.move_on_after(LOOKUP_TIMEOUT_S):
+            try:
+                providers, _closer = await store._get_providers_from_peer_with_closers(peer,
+                                                                                      key)
+            except Exception as exc:  # a peer that does not answer: the others may
+                log.debug("providers from %s: %r", peer, exc)
+                return
+            for info in providers:
+                found.setdefault(info.peer_id, info)
+
+    async with trio.open_nursery() as nursery:
+        for peer in closest:
+            nursery.start_soon(ask, peer)
+    return list(found.values())[:count]
 
 
 def _offer(send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:

@@ -15,6 +15,7 @@ import pytest
 import trio
 from click.testing import CliRunner, Result
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.connection.raw_connection import ConnectionType
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from nodes import eventually, free_port, make_home, network
@@ -122,3 +123,23 @@ async def test_peers_add_remembers_and_applies_to_the_running_node(tmp_path: Pat
         with pytest.raises(ValueError):  # the control socket refuses a bad address too
             await a.add_peer("/ip4/1.2.3.4/tcp/1")
         assert Home(tmp_path / "a").config().raw["node"]["bootstrap"] == [addr]
+
+
+async def test_a_node_behind_nat_is_found_in_the_dht_and_dialled_through_its_relay(
+        tmp_path: Path) -> None:
+    async with dht_server("s") as (h, _d), network(tmp_path, OCT + 3600) as net:
+        boot = [str(h.get_addrs()[0])]
+        relay = await net.start("relay", bootstrap=boot, rendezvous=True)
+        assert relay.p2p is not None
+        hidden = await net.start("hidden", listen=[], bootstrap=[relay.p2p.addrs()[0]],
+                                 rendezvous=True)
+        assert hidden.p2p is not None
+        await eventually(lambda: hidden.rendezvous["provided"], timeout=20,
+                         what="the NAT'd node's provider record, once it has a relay")
+        newcomer = await net.start("newcomer", bootstrap=boot, rendezvous=True)
+        assert newcomer.p2p is not None
+        await eventually(lambda: hidden.p2p.peer_id in newcomer.p2p.pubsub.peers, timeout=20,
+                         what="the newcomer dials the NAT'd node through its relay")
+        conns = newcomer.p2p.host.get_network().connections[hidden.p2p.peer_id]
+        assert all(c.get_connection_type() == ConnectionType.RELAYED for c in conns)
+        assert not hidden.p2p.host.get_transport_addrs()  # still no listener at all
