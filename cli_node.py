@@ -134,6 +134,9 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], no_listen: bool,
                     click.echo(f"Rill node {status['id']}\n  peer {status['peer_id']}")
                     for a in status["addrs"]:
                         click.echo(f"  listening on {a}")
+                    if not status["addrs"]:
+                        click.echo("  listening on nothing: reached through a relay peer "
+                                   "(rill node status shows which)")
                     if status["dashboard"]:
                         click.echo(f"  dashboard   {status['dashboard']}")
                     if log_file is not None:

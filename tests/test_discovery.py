@@ -14,6 +14,7 @@ import multiaddr
 import pytest
 import trio
 from click.testing import CliRunner, Result
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.connection.raw_connection import ConnectionType
 from libp2p.peer.peerinfo import PeerInfo
@@ -143,3 +144,25 @@ async def test_a_node_behind_nat_is_found_in_the_dht_and_dialled_through_its_rel
         conns = newcomer.p2p.host.get_network().connections[hidden.p2p.peer_id]
         assert all(c.get_connection_type() == ConnectionType.RELAYED for c in conns)
         assert not hidden.p2p.host.get_transport_addrs()  # still no listener at all
+
+
+async def test_what_mdns_finds_is_dialled(tmp_path: Path) -> None:
+    """py-libp2p's mDNS calls back from zeroconf's thread with a PeerInfo; the daemon takes
+    it over to trio and dials it (mDNS itself stays off on 127.0.0.1: simulated here)."""
+    async with network(tmp_path, OCT + 3600) as net:
+        a = await net.start("a")
+        b = await net.start("b")
+        assert a.p2p is not None and b.p2p is not None
+        assert a.p2p.host.mDNS is None  # scoped: a loopback listener announces nothing
+        async with trio.open_nursery() as watching:
+            watching.start_soon(a._mdns)
+            await trio.sleep(0.1)
+            info = PeerInfo(b.p2p.peer_id, b.p2p.host.get_addrs())
+            own = PeerInfo(a.p2p.peer_id, a.p2p.host.get_addrs())
+            await trio.to_thread.run_sync(peerDiscovery.emit_peer_discovered, own)
+            await trio.to_thread.run_sync(peerDiscovery.emit_peer_discovered, info)
+            await eventually(lambda: b.p2p.peer_id in a.p2p.pubsub.peers, timeout=10,
+                             what="the peer mDNS found, dialled")
+            watching.cancel_scope.cancel()
+        assert peerDiscovery._peer_discovered_handlers == []  # unregistered on the way out
+        assert a.counters["discovered"] == 1
