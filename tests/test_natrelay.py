@@ -27,12 +27,13 @@ GRACE = 60
 
 
 @asynccontextmanager
-async def bare_relay(port: int, name: str = "relay") -> AsyncIterator[P2P]:
+async def bare_relay(port: int, name: str = "relay",
+                     settings: NatSettings | None = None) -> AsyncIterator[P2P]:
     """A public peer offering only the hop: libp2p host, pubsub subscribed to no Rill
     topic (so it forwards no gossip), circuit relay v2 with the default limits."""
     seed = hashlib.sha256(b"relay " + name.encode()).digest()
     async with running(seed, [f"/ip4/127.0.0.1/tcp/{port}"]) as p2p, \
-            natrelay.running(p2p.host, NatSettings(), False, lambda: []) as nat:
+            natrelay.running(p2p.host, settings or NatSettings(), False, lambda: []) as nat:
         p2p.nat = nat
         yield p2p
 
@@ -181,3 +182,33 @@ def test_nat_claim_latency_with_node_processes(tmp_path: Path) -> None:
 
     out = nat_bench.nat_once(tmp_path, 0)
     assert out["relayed"] and out["latency"] < 5.0 and out["exit"] == [0, 0, 0], out
+
+
+@pytest.mark.soak
+async def test_a_circuit_reset_by_its_relay_limit_loses_nothing(tmp_path: Path) -> None:
+    """Circuits of 2 s: the month's claim still reaches the NAT'd creator (the donor dials
+    again through the relay and syncs), and how long that takes is printed."""
+    async with network(tmp_path, OCT + 3600) as net, \
+            bare_relay(free_port(), settings=NatSettings(relay_circuit_s=2)) as relay:
+        creator = await net.start("creator", listen=[], bootstrap=[relay.addrs()[0]],
+                                  grace=GRACE)
+        await eventually(lambda: creator.p2p.nat.reserved(), what="a reservation")
+        (addr,) = creator.p2p.nat.relayed_addrs()
+        # the donor knows the creator only by its relayed address; the relay carries no
+        # gossip: every object to the creator has to cross a circuit
+        donor = await net.start("donor", bootstrap=[addr], grace=GRACE)
+        assert donor.p2p is not None
+        await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers,
+                         what="the circuit")
+        w = net.wallet("donor")
+        w.set_budget(900, "EUR", OCT + 10)
+        w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
+        w.close()
+        await trio.to_thread.run_sync(find_work, donor.identity, "2026-10",
+                                      NETWORK_WORK_BITS)
+        await trio.sleep(3)  # past the circuit's 2 s: the next bytes reset it
+        net.clock.set(END + GRACE + 1)
+        t0 = trio.current_time()
+        await eventually(lambda: len(obligations(net, "creator")) == 1, timeout=60,
+                         what="the claim despite the reset circuit")
+        print(f"claim through a reset circuit after {trio.current_time() - t0:.1f} s")
