@@ -67,6 +67,8 @@ WATCH_S = 1.0
 #: A reservation is renewed when less than this fraction of its lifetime is left.
 RENEW_FRACTION = 0.1
 RESERVE_TIMEOUT_S = 10.0
+#: A relay that refused (full, or no longer relaying) is asked again after this long.
+REFUSED_RETRY_S = 60.0
 DIAL_TIMEOUT_S = 15.0
 
 
@@ -165,8 +167,10 @@ class NatRelay:
         self.relay_addr: str | None = None
         self._reserved_conn: Any = None
         self.expires: float = 0.0
+        self.lifetime: float = 0.0  # of the reservation the relay gave (seconds)
         self.reservations = 0  # reservations made (renewals included)
         self.last_error: str | None = None
+        self._refused: dict[ID, float] = {}  # relay -> when it refused (trio time)
         self._announce()
 
     # -- announcing ----------------------------------------------------------------------
@@ -225,24 +229,28 @@ class NatRelay:
             await trio.sleep(WATCH_S)
 
     async def _check(self) -> None:
-        ttl = self.settings.relay_reservation_s
         if self.relay is not None and self.reserved():
-            if self.expires - time.time() > RENEW_FRACTION * max(ttl, 60):
+            if self.expires - time.time() > max(RENEW_FRACTION * self.lifetime, 5.0):
                 return
             if await self._reserve(self.relay):  # renew on the same relay
                 return
         elif (self.relay is not None and self._conn(self.relay) is not None
-              and await self._reserve(self.relay)):
+              and self._may_ask(self.relay) and await self._reserve(self.relay)):
             # connected again after a restart (or the reservation lapsed): reserved again
             log.info("reserved again on relay %s (its connection changed)", self.relay)
             return
         for peer in self._candidates():
-            if peer == self.relay or self._conn(peer) is None:
+            if peer == self.relay or self._conn(peer) is None or not self._may_ask(peer):
                 continue
             if not self._offers_hop(peer):
                 continue
             if await self._reserve(peer):
                 return
+
+    def _may_ask(self, peer: ID) -> bool:
+        """Not refused by ``peer`` in the last REFUSED_RETRY_S seconds."""
+        when = self._refused.get(peer)
+        return when is None or trio.current_time() - when >= REFUSED_RETRY_S
 
     def _offers_hop(self, peer: ID) -> bool:
         try:
@@ -265,11 +273,14 @@ class NatRelay:
                     log.debug("closing a reservation stream: %r", exc)
             if not ok:
                 self.last_error = f"relay {peer} refused a reservation"
+                if len(self._refused) >= 1024:
+                    self._refused.clear()
+                self._refused[peer] = trio.current_time()
                 return False
             expires = float(self.transport._reservations.get(peer, 0))
             new_relay = peer != self.relay
             self.relay, self._reserved_conn = peer, conn
-            self.expires = expires
+            self.expires, self.lifetime = expires, max(0.0, expires - time.time())
             self.relay_addr = self._transport_addr(peer)
             self.reservations += 1
             self.last_error = None

@@ -149,7 +149,8 @@ async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path)
 async def test_a_relay_keeps_to_its_slots_and_private_nodes_relay_for_nobody(
         tmp_path: Path) -> None:
     async with network(tmp_path, OCT + 3600) as net:
-        relay = await net.start("relay", nat=NatSettings(relay_slots=1))
+        # reservations of 6 s: renewed when less than 5 s are left
+        relay = await net.start("relay", nat=NatSettings(relay_slots=1, relay_reservation_s=6))
         assert relay.p2p is not None
         boot = [relay.p2p.addrs()[0]]
         first = await net.start("first", listen=[], bootstrap=boot)
@@ -170,6 +171,14 @@ async def test_a_relay_keeps_to_its_slots_and_private_nodes_relay_for_nobody(
         protocols = first.p2p.host.get_mux().get_protocols()
         assert natrelay.HOP_PROTOCOL not in protocols
         assert natrelay.STOP_PROTOCOL in protocols
+        # the holder renews before expiry; the relay extends the same reservation
+        expires = first.p2p.nat.expires
+        await eventually(lambda: first.p2p.nat.expires > expires, timeout=10,
+                         what="a renewal")
+        assert first.p2p.nat.reserved() and first.p2p.nat.reservations >= 2
+        assert (await relay.status())["reachability"]["relaying_for"] == 1
+        # the refused node does not ask the full relay again every second
+        assert second.p2p.nat.relay is None and len(second.p2p.nat._refused) == 1
 
 
 @pytest.mark.soak
