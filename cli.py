@@ -467,13 +467,15 @@ def import_(file: str, home: str | None, as_json: bool) -> None:
                    "settlement pays the verified key.", err=True)
 
 
-# the other commands register themselves on `main` when imported
+# the other commands register themselves on `main` when imported (cli_network adds
+# `peers add` to cli_node's `peers` group)
 from . import (  # noqa: E402, F401
     cli_anon,
     cli_catalogue,
     cli_creator,
     cli_events,
     cli_money,
+    cli_network,
     cli_node,
     cli_statements,
 )

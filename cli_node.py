@@ -29,7 +29,17 @@ def node() -> None:
               help="Listen address (default /ip4/0.0.0.0/tcp/4741; repeatable).")
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
               help="Peer to connect to at start, /ip4/../tcp/../p2p/.. (repeatable).")
-@click.option("--mdns/--no-mdns", default=None, help="Find peers on the LAN (default off).")
+@click.option("--no-listen", is_flag=True, help="Listen on nothing: a node behind NAT "
+              "reached through a relay peer ([node] listen = []).")
+@click.option("--mdns/--no-mdns", default=None, help="Find peers on the LAN (default on, "
+              "only when listening on a non-loopback address).")
+@click.option("--rendezvous/--no-rendezvous", default=None,
+              help="Look for Rill peers in the DHT (default on).")
+@click.option("--reachable", type=click.Choice(["auto", "public", "private"]), default=None,
+              help="Whether others can dial this node (default auto: private when it "
+              "listens on nothing); private nodes keep a slot on a relay peer.")
+@click.option("--relay/--no-relay", default=None,
+              help="Relay for nodes behind NAT while public (default on).")
 @click.option("--clock", "clock_spec", default="wall", show_default=True,
               help="wall, manual:START or fast:START:RATE (tests and demos).")
 @click.option("--grace", type=click.IntRange(0), default=None,
@@ -44,9 +54,11 @@ def node() -> None:
 @home_option
 @json_option
 @wallet_command
-def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
-             clock_spec: str, grace: int | None, dashboard_port: int | None, log_level: str,
-             log_file: str | None, home: str | None, as_json: bool) -> None:
+def node_run(listen: Sequence[str], bootstrap: Sequence[str], no_listen: bool,
+             mdns: bool | None, rendezvous: bool | None, reachable: str | None,
+             relay: bool | None, clock_spec: str, grace: int | None,
+             dashboard_port: int | None, log_level: str, log_file: str | None,
+             home: str | None, as_json: bool) -> None:
     """Run the daemon until SIGINT/SIGTERM (creates the home if it has none)."""
     import logging
     import logging.handlers
@@ -80,8 +92,16 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
         cfg.listen = list(listen)
     if bootstrap:
         cfg.bootstrap = list(bootstrap)
+    if no_listen:
+        cfg.listen = []
     if mdns is not None:
         cfg.mdns = mdns
+    if rendezvous is not None:
+        cfg.rendezvous = rendezvous
+    if reachable is not None:
+        cfg.nat.reachable = reachable
+    if relay is not None:
+        cfg.nat.relay = relay
     if grace is not None:
         cfg.grace = grace
     if dashboard_port is not None:
@@ -114,6 +134,9 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], mdns: bool | None,
                     click.echo(f"Rill node {status['id']}\n  peer {status['peer_id']}")
                     for a in status["addrs"]:
                         click.echo(f"  listening on {a}")
+                    if not status["addrs"]:
+                        click.echo("  listening on nothing: reached through a relay peer "
+                                   "(rill node status shows which)")
                     if status["dashboard"]:
                         click.echo(f"  dashboard   {status['dashboard']}")
                     if log_file is not None:
@@ -244,7 +267,9 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("id", s["id"]),
         ("peer id", s["peer_id"]),
         ("dial me at", "\n".join(s.get("dialable") or s["addrs"]) or "-"),
-        ("listening on", "\n".join(s["addrs"]) or "-"),
+        ("listening on", "\n".join(a for a in s["addrs"] if "/p2p-circuit" not in a)
+         or "nothing"),
+        ("reachability", _reach_row(s.get("reachability"))),
         ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
         ("peers", s["peers"] if not s.get("blocked") else
          f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
@@ -282,6 +307,23 @@ def _held_back_rows(rows: list[dict[str, Any]]) -> str:
              "not receipted; settled outside the gossip window, so not published"
              for r in rows]
     return "\n".join([*lines, f"hand each over: {rows[0]['advice']}"])
+
+
+def _reach_row(r: dict[str, Any] | None) -> str:
+    """``rill node status``'s reachability row: public (relaying or not) or private with
+    the relay used."""
+    if not r:
+        return "-"
+    if r["reachability"] == "public":
+        lim = r.get("relay_limits")
+        if not r["relaying"] or not lim:
+            return "public (not relaying)"
+        return (f"public; relaying for {r['relaying_for']} of {lim['slots']} peers "
+                f"({lim['circuit_s']} s, {clikit.human_bytes(lim['circuit_bytes'])} "
+                "per circuit)")
+    if r["relay"]:
+        return f"private: through relay {r['relay']} until {iso(r['reserved_until'])}"
+    return "private: looking for a relay" + (f" ({r['error']})" if r.get("error") else "")
 
 
 def _disk_row(d: dict[str, Any] | None) -> str:

@@ -60,6 +60,7 @@ from .anonpub import publish_as
 from .catalogue import CatalogueNode
 from .clock import Clock, ManualClock
 from .dashboard import Dashboard
+from .discovery import Discovery, mdns_scoped
 from .diskstate import DiskState
 from .gate import Gate
 from .hookconfig import HookConfigError, parse_hooks
@@ -73,6 +74,7 @@ from .host import (
 )
 from .intake import GossipIn
 from .monthend import MonthEnd
+from .natrelay import NatSettings
 from .netaddrs import dialable
 from .peering import Peering
 from .peerstate import PeerState
@@ -88,7 +90,12 @@ T = TypeVar("T")
 class NodeConfig:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4741"])
     bootstrap: list[str] = field(default_factory=list)
-    mdns: bool = False
+    #: mDNS on the LAN (only while listening on a non-loopback address: node/discovery.py)
+    mdns: bool = True
+    #: Look for Rill peers under the rendezvous key in the DHT (node/discovery.py).
+    rendezvous: bool = True
+    #: Reachability and relaying (``[node] reachable``, ``relay``...: node/natrelay.py).
+    nat: NatSettings = field(default_factory=NatSettings)
     #: Settle a month this long (clock seconds) after it ended.
     grace: int = 3600
     #: Republish unreceipted claims this long (clock seconds) after each attempt.
@@ -127,7 +134,7 @@ class NodeConfig:
         for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
                           ("grace", int), ("window_months", int),
                           ("dashboard_port", int), ("allow_http", bool),
-                          ("reconcile", bool)):
+                          ("reconcile", bool), ("rendezvous", bool)):
             if name in node:
                 if not isinstance(node[name], typ):
                     raise ValueError(f"node.{name} must be a {typ.__name__}")
@@ -141,6 +148,7 @@ class NodeConfig:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
             cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
+        cfg.nat = NatSettings.from_toml(node)
         network = data.get("network", {})
         if isinstance(network, dict) and "blocked" in network:
             try:
@@ -161,11 +169,13 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
+             Discovery):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
-    catalogue (node/catalogue.py), months slept past the window (node/sleepers.py)."""
+    catalogue (node/catalogue.py), months slept past the window (node/sleepers.py),
+    NAT, relays and finding peers (node/discovery.py, node/natrelay.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -214,6 +224,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         #: events and [hooks] notifications (node/hooks.py)
         self.hooks = Hooks(self.db, self.wallet, self.clock.now)
         self.ready = trio.Event()
+        #: the DHT rendezvous: whether this node announced itself, providers last found
+        self.rendezvous: dict[str, Any] = {"provided": False, "last_found": None}
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -244,11 +256,12 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity,
                                        now=self.clock.now)
+            mdns = mdns_scoped(self.config.mdns, self.config.listen)
             async with running(bytes(self.wallet.key), self.config.listen,
-                               mdns=self.config.mdns, gate=self._gate,
+                               mdns=mdns, gate=self._gate,
                                on_verdict=self._on_verdict,
                                blocked=self.is_blocked) as p2p:
-                if not p2p.addrs():
+                if self.config.listen and not p2p.addrs():  # none: behind NAT (natrelay)
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
@@ -263,6 +276,11 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     await nursery.start(self.hooks.run)  # its first scan before any intake
+                    await nursery.start(self._run_nat)
+                    if mdns:
+                        nursery.start_soon(self._mdns)
+                    if self.config.rendezvous:
+                        nursery.start_soon(self._rendezvous)
                     for topic, sub in subs.items():
                         nursery.start_soon(self._receive, topic, sub)
                     nursery.start_soon(self._publisher)
@@ -286,7 +304,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
-                    log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
+                    log.info("node %s listening on %s", p2p.peer_id,
+                             ", ".join(p2p.addrs()) or "nothing (reached through a relay)")
                     self.ready.set()
                     task_status.started(self)
         except PortInUse as exc:
@@ -447,6 +466,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         if cmd == "sync":
             assert self.p2p is not None
             return {str(p): await self.sync_with(p) for p in list(self.p2p.pubsub.peers)}
+        if cmd == "add-peer":
+            return await self.add_peer(req.get("addr"))
         if cmd == "connect":
             assert self.p2p is not None
             with trio.fail_after(15):
@@ -505,4 +526,6 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
                           else None),
+            "reachability": p2p.nat.status() if p2p.nat is not None else None,
+            "discovery": self.discovery_status(),
         }

@@ -248,6 +248,8 @@ class P2P:
     pubsub: RillPubsub
     gossipsub: GossipSub
     dht: KadDHT
+    #: circuit relay v2 (node/natrelay.py), set by the daemon: dials relayed addresses
+    nat: Any = None
 
     @property
     def peer_id(self) -> ID:
@@ -265,6 +267,9 @@ class P2P:
         return float(self.scorer.score(peer, topics))
 
     async def connect(self, addr: str) -> ID:
+        if "/p2p-circuit" in addr and self.nat is not None:  # the swarm skips these
+            peer: ID = await self.nat.dial(addr)
+            return peer
         info: PeerInfo = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         await self.host.connect(info)
         await self.dht.routing_table.add_peer(info.peer_id)

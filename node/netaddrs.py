@@ -48,6 +48,11 @@ def dialable(addrs: Iterable[str], peer_id: str,
     v4, v6 = interface_addresses() if interfaces is None else interfaces
     out: list[str] = []
     for a in addrs:
+        if "/p2p-circuit" in a:  # relayed (node/natrelay.py): dialled as it is
+            full = a if a.endswith(f"/p2p/{peer_id}") else f"{a}/p2p/{peer_id}"
+            if full not in out:
+                out.append(full)
+            continue
         a = a.split("/p2p/")[0]
         wild = _WILD.match(a)
         if wild is None:

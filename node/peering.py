@@ -167,8 +167,13 @@ class Peering:
                     # would cost a minute; this loop is its own backoff
                     self.p2p.host.get_network().unblock_peer(peer)
                     with trio.fail_after(15):
-                        await self.p2p.host.connect(PeerInfo(peer,
-                                                             self._bootstrap_addrs(peer)))
+                        relayed = [a for a in self.config.bootstrap if "/p2p-circuit" in a
+                                   and a.endswith(f"/p2p/{peer}")]
+                        direct = self._bootstrap_addrs(peer)
+                        if relayed and all("/p2p-circuit" in str(a) for a in direct):
+                            await self.p2p.connect(relayed[0])  # through its relay
+                        else:
+                            await self.p2p.host.connect(PeerInfo(peer, direct))
                     log.info("connected again to bootstrap peer %s", peer)
                 except (Exception, trio.TooSlowError) as exc:
                     log.info("redialling bootstrap peer %s: %s (retrying)", peer, exc)

@@ -13,17 +13,24 @@ def set_blocked_text(text: str, blocked: tuple[str, ...],
     """config.toml's text with ``blocked = [...]`` of the ``[network]`` table replaced
     (or added), one peer per line; every other line kept.  The caller checks the result
     parses to what it wanted (a hand-written layout this does not follow is refused)."""
-    body = "".join(f"  {quote(p)},\n" for p in blocked)
-    line = f"blocked = [\n{body}]" if blocked else "blocked = []"
-    header = re.search(r"^[ \t]*\[network\][ \t]*(#.*)?$", text, re.M)
+    return set_array_text(text, "network", "blocked", blocked, quote)
+
+
+def set_array_text(text: str, table_name: str, key: str, values: tuple[str, ...],
+                   quote: Callable[[str], str]) -> str:
+    """config.toml's text with ``key = [...]`` of the ``[table_name]`` table replaced (or
+    added), one string per line; every other line kept (the caller checks the result)."""
+    body = "".join(f"  {quote(p)},\n" for p in values)
+    line = f"{key} = [\n{body}]" if values else f"{key} = []"
+    header = re.search(r"^[ \t]*\[" + re.escape(table_name) + r"\][ \t]*(#.*)?$", text, re.M)
     if header is None:
         sep = "" if not text or text.endswith("\n") else "\n"
-        return f"{text}{sep}\n[network]\n{line}\n"
+        return f"{text}{sep}\n[{table_name}]\n{line}\n"
     start = header.end()
     nxt = re.search(r"^[ \t]*\[", text[start:], re.M)
     end = start + nxt.start() if nxt else len(text)
     table = text[start:end]
-    found = re.search(r"^[ \t]*blocked[ \t]*=[ \t]*", table, re.M)
+    found = re.search(r"^[ \t]*" + re.escape(key) + r"[ \t]*=[ \t]*", table, re.M)
     if found is None:  # right below the header (the header's line ends at ``start``)
         return text[:start] + "\n" + line + table + text[end:]
     value_end = _array_end(table, found.end())

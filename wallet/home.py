@@ -17,7 +17,7 @@ import nacl.signing
 from ..protocol.errors import LocalError
 from ..protocol.keys import parse_peer
 from ..protocol.work import MAX_WORK_BITS, NETWORK_WORK_BITS
-from .configtext import set_blocked_text
+from .configtext import set_array_text, set_blocked_text
 from .errors import HomeError
 
 IDENTITY_FILE = "identity.key"
@@ -277,6 +277,40 @@ class Home:
             if peer not in blocked:
                 return False
             self._write_blocked(tuple(p for p in blocked if p != peer))
+            return True
+
+    def remember_peer(self, addr: str) -> bool:
+        """Add a multiaddr to ``[node] bootstrap`` (``rill peers add``); True if it was not
+        there.  Every other line of config.toml is kept as it is."""
+        with self._config_lock():
+            try:
+                text = self.config_path.read_text()
+            except FileNotFoundError:
+                text = ""
+            raw = Config.parse(text, str(self.config_path)).raw if text else {}
+            node = raw.get("node", {})
+            if not isinstance(node, dict):
+                raise HomeError(f"{self.config_path}: [node] must be a table")
+            known = node.get("bootstrap", [])
+            if not isinstance(known, list) or not all(isinstance(a, str) for a in known):
+                raise HomeError(f"{self.config_path}: node.bootstrap must be a list of "
+                                "multiaddrs")
+            if addr in known:
+                return False
+            wanted = (*known, addr)
+            new = set_array_text(text, "node", "bootstrap", wanted, _toml_string)
+            try:
+                after = Config.parse(new, str(self.config_path)).raw
+            except HomeError:
+                after = None
+            if (after is None or after.get("node", {}).get("bootstrap") != list(wanted)
+                    or {k: v for k, v in after.items() if k != "node"}
+                    != {k: v for k, v in raw.items() if k != "node"}
+                    or {k: v for k, v in after.get("node", {}).items() if k != "bootstrap"}
+                    != {k: v for k, v in node.items() if k != "bootstrap"}):
+                raise HomeError(f"{self.config_path}: could not change [node] bootstrap; "
+                                "edit it by hand (bootstrap = [\"/ip4/.../p2p/...\", ...])")
+            self.write_config(new)
             return True
 
     @contextlib.contextmanager

@@ -530,6 +530,12 @@ def power_cut_recovery() -> list[Row]:
 
 
 @bench
+def nat_claim_latency() -> list[Row]:
+    import nat_bench  # month end -> claim at a creator behind NAT, median of 3
+    return nat_bench.nat_claim_latency(_WORK / "nat", runs=3)
+
+
+@bench
 def open_network_gate() -> list[Row]:
     import open_bench
     return open_bench.gate_costs()
