@@ -160,7 +160,11 @@ def test_init_click_and_budget_on_a_full_disk(disk: SmallDisk) -> None:
 
     failed, _ = sweep(disk, home, lambda leave: rill(
         "click", f"https://a.example/{leave}", "--json", home=home, code=None))
-    assert failed[0] == 0 and opened(failed), failed
+    # a click needs the WAL index (32 KiB) only when no earlier process left it: in one
+    # full-suite run of many the click went through from 16 KiB free; every failure is
+    # the clean refusal all the same (sweep checks it), and the budget sweep below
+    # fails after the home was open
+    assert failed[0] == 0, failed
     assert len(snapshot(home)["log"]) == size + 1
     failed_b, _ = sweep(disk, home, lambda leave: rill(
         "budget", "set", "7", "EUR", "--json", home=home, code=None))

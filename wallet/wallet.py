@@ -86,16 +86,16 @@ class Wallet(Pseudonyms, Attribution):
         key = home.signing_key()
         home.config()  # fail early on a broken config
         db = store.connect(home.db_path)
-        try:
+        try:  # any failure (a full disk...) closes the database: no WAL files left behind
             ensure_table(db)
+            w = cls(home, db, key)
+            w.check_head()
+            listings.ensure_schema(db)
+            if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
+                w._reclassify()  # first open after a schema upgrade
         except BaseException:
             db.close()
             raise
-        w = cls(home, db, key)
-        w.check_head()
-        listings.ensure_schema(db)
-        if db.execute("SELECT 1 FROM meta WHERE key = 'reclassify'").fetchone():
-            w._reclassify()  # first open after a schema upgrade
         return w
 
     def close(self) -> None:
