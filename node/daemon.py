@@ -41,9 +41,9 @@ from ..protocol.months import month_of
 from ..protocol.network import (
     DEFAULT_WINDOW_MONTHS,
     MAX_REQUEST,
+    MAX_SHARD_BITS,
     SYNC_PROTOCOL,
     TOPIC_OF,
-    TOPICS,
     check_gossip,
     months_back,
 )
@@ -71,6 +71,7 @@ from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
 from .reconciling import Reconciling
+from .sharding import Sharding
 from .syncing import Syncing
 
 log = logging.getLogger("rill.node")
@@ -106,6 +107,11 @@ class NodeConfig:
     #: Reconcile with each peer after syncing (``/rill/reconcile/1.0.0``, SPEC §11.4):
     #: fetch every public object of the window that the peer holds and we lack.
     reconcile: bool = True
+    #: Shard bits of the network (SPEC §11.6, ``[network] shard_bits``): 2**bits shards;
+    #: 0 is one shard on the four topics of §11.2.  Every node of a network alike.
+    shard_bits: int = 0
+    #: Backbone shards joined besides the key's own (``[network] shard_backbone``).
+    shard_backbone: int = 2
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -126,6 +132,12 @@ class NodeConfig:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
             cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
         network = data.get("network", {})
+        for name, hi in (("shard_bits", MAX_SHARD_BITS), ("shard_backbone", 8)):
+            if isinstance(network, dict) and name in network:
+                value = network[name]
+                if type(value) is not int or not 0 <= value <= hi:
+                    raise ValueError(f"network.{name} must be an integer 0..{hi}")
+                setattr(cfg, name, value)
         if isinstance(network, dict) and "blocked" in network:
             try:
                 cfg.blocked = list(parse_blocked(network["blocked"], "config.toml"))
@@ -145,10 +157,11 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
+class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, Sharding):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
-    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py)."""
+    (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py),
+    shards and publishing (node/sharding.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -160,11 +173,14 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
         self.work_bits: int = (config.work_bits if config.work_bits is not None
                                else self.wallet.config.work_bits)
         self.identity = self.wallet.identity
+        self._init_shards()
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
         self.held: set[bytes] = set()
         self._db_limiter = trio.CapacityLimiter(1)
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
+        #: raw objects to publish on their topics, or (topic, raw) on that topic only
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[
+            bytes | tuple[str, bytes]](10000)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
         self._republish: dict[bytes, tuple[int, int]] = {}  # settlement -> (attempt, due)
@@ -184,7 +200,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
         #: the disk holding the home: full since when, objects not stored
         self.disk = DiskState(self.home)
         self._nursery: trio.Nursery | None = None
-        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
+        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._gossip_precheck,
                          check=self._check, now=self.clock.now, relate=self._relate)
         self.admission: Admission | None = None
         self.marked: set[bytes] = set()
@@ -230,7 +246,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                     TProtocol(RECONCILE_PROTOCOL),
                     framed_handler(self._serve_reconcile, MAX_RECONCILE_REQUEST))
                 subs = {}
-                for topic in TOPICS:
+                for topic in self.topics:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -257,6 +273,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
+                    nursery.start_soon(self._provide_shards)
                     log.info("node %s listening on %s", p2p.peer_id, ", ".join(p2p.addrs()))
                     self.ready.set()
                     task_status.started(self)
@@ -282,17 +299,6 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
             return
         self._published.add(obj.id)
         await self._outbox_send.send(raw)
-
-    async def _publisher(self) -> None:
-        assert self.p2p is not None
-        ps = self.p2p.pubsub
-        async for raw in self._outbox_recv:
-            topic = TOPIC_OF[m.peek_type(raw) or ""]
-            while not any(True for _ in ps.peer_topics.get(topic, ())):
-                await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
-            await ps.publish(topic, raw)
-            self.counters["published"] += 1
-            await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
 
     async def _publish_known(self) -> None:
         """On start: what we signed and may not have reached anyone yet."""
@@ -428,10 +434,11 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering):
             "dialable": dialable(p2p.addrs(), str(p2p.peer_id)),
             "clock": self.clock.describe(),
             "now": self.clock.now(),
-            "topics": sorted(TOPICS),
+            "topics": sorted(self.topics),
+            "shards": {"bits": self.shard_bits, "joined": sorted(self.shards)},
             "peers": len(p2p.pubsub.peers),
             "blocked": len(self.blocked),
-            "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
+            "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in self.topics},
             "settled": settled,
             "stored_bytes": totals.own + totals.relay,
             "store": {"own_bytes": totals.own, "relay_bytes": totals.relay,

@@ -27,7 +27,7 @@ from .checks import MAX_SKEW
 from .errors import DecodeError, RemoteError, RuleError, SchemaError, TooLarge
 from .fields import MAX_TIME, check_key_field
 from .months import check_month, month_end, month_index, month_of, months_back
-from .network import TOPIC_MAX, TOPICS
+from .network import topic_max, topic_types
 from .work import work_bits as stamp_bits
 
 
@@ -110,10 +110,10 @@ def _settlement(signer: bytes, body: dict[str, Any]) -> tuple[str, int, frozense
 def preview(topic: str, raw: bytes) -> Preview:
     """The header of one gossip message; :class:`RemoteError` for what cannot be a valid
     object of the topic."""
-    types = TOPICS.get(topic)
+    types = topic_types(topic)
     if types is None:
-        raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
-    if len(raw) > TOPIC_MAX[topic]:
+        raise SchemaError(f"unknown topic {topic[:80]!r}", code="wrong-topic")
+    if len(raw) > topic_max(topic):
         raise TooLarge(f"{len(raw)} bytes is more than {topic} carries")
     t, signer, body = _envelope(raw, types)
     oid = hashlib.sha256(raw).digest()
