@@ -231,7 +231,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, Sharding):
             if problem:  # before anything starts: one clear line, not an [Errno 98]
                 raise StartupError(problem)
             self.held = await self.db(relay.held_ids, self.wallet)
-            self.admission = Admission(self.wallet.home.db_path, self.identity)
+            self.admission = Admission(self.wallet.home.db_path, self.identity,
+                                       sharded=self.shard_bits > 0)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=self.config.mdns, gate=self._gate,
                                on_verdict=self._on_verdict,

@@ -47,6 +47,10 @@ SUBSCRIBED_S = 5.0
 MAX_DEFERRED = 10_000
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
+#: A member looks for more peers of each of its shards this often (real seconds) while a
+#: shard topic has fewer than SHARD_PEERS of them (GossipSub's D_low).
+JOIN_EVERY_S = 10.0
+SHARD_PEERS = 4
 #: Placement points remembered for the reconcile server (object ID -> points).
 MAX_POINTS = 500_000
 
@@ -191,11 +195,12 @@ class Sharding:
         for raw in waiting:
             await self._outbox_send.send((topic, raw))
 
-    async def reach_shard(self, topic: str) -> bool:
-        """Become a gossip peer of at least one member of a shard topic: the providers
-        of the shard's DHT key (§11.6), dialled until one announces the topic."""
+    async def reach_shard(self, topic: str, want: int = 1) -> bool:
+        """Become a gossip peer of at least ``want`` members of a shard topic: the
+        providers of the shard's DHT key (§11.6), dialled until enough announce the
+        topic (at most DIAL_PROVIDERS dials)."""
         assert self.p2p is not None
-        if self._has_peers(topic):
+        if self._peer_count(topic) >= want:
             return True
         if topic == EQUIVOCATION_TOPIC or not self.shard_bits:
             return False
@@ -207,7 +212,8 @@ class Sharding:
         self.counters["shard_lookups"] = self.counters.get("shard_lookups", 0) + 1
         dialled = 0
         for info in infos:
-            if info.peer_id == p2p.peer_id or self.is_blocked(info.peer_id):
+            if (info.peer_id == p2p.peer_id or self.is_blocked(info.peer_id) or
+                    info.peer_id in p2p.pubsub.peers):
                 continue
             if dialled == DIAL_PROVIDERS:
                 break
@@ -220,20 +226,44 @@ class Sharding:
                     log.debug("provider %s of %s: %r", info.peer_id, topic, exc)
                     continue
             with trio.move_on_after(SUBSCRIBED_S):
-                while not self._has_peers(topic):
+                while not (info.peer_id in p2p.pubsub.peer_topics.get(topic, ()) or
+                           self._peer_count(topic) >= want):
                     await trio.sleep(0.05)
-            if self._has_peers(topic):
+            if self._peer_count(topic) >= want:
                 return True
-        return self._has_peers(topic)
+        return self._peer_count(topic) >= min(want, 1)
+
+    def _peer_count(self, topic: str) -> int:
+        assert self.p2p is not None
+        return len(self.p2p.pubsub.peer_topics.get(topic, ()))
 
     # -- provider records ------------------------------------------------------------------
 
+    async def _join_shards(self) -> None:
+        """Keep SHARD_PEERS gossip peers in each of our shard topics: look for the shard's
+        providers in the DHT every JOIN_EVERY_S while there are fewer."""
+        if not self.shard_bits:
+            return
+        while True:
+            for index in sorted(self.shards):
+                topic = shard_topic(self.shard_bits, index)
+                if self._peer_count(topic) >= SHARD_PEERS:
+                    continue
+                try:
+                    await self.reach_shard(topic, SHARD_PEERS)
+                except Exception as exc:  # the DHT and dials: try again next round
+                    log.debug("looking for peers of %s: %r", topic, exc)
+            await trio.sleep(JOIN_EVERY_S)
+
     async def _provide_shards(self) -> None:
         """Announce this node under each of its shards' DHT keys (§11.6), again every
-        PROVIDE_EVERY; the first time as soon as the DHT knows a peer."""
+        PROVIDE_EVERY; the first time as soon as the DHT knows a peer.  Then look for
+        the shards' other members."""
         if not self.shard_bits:
             return
         assert self.p2p is not None
+        assert self._nursery is not None
+        self._nursery.start_soon(self._join_shards)
         dht = self.p2p.dht
         while True:
             pending = sorted(self.shards)

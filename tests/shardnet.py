@@ -1,0 +1,127 @@
+"""A sharded month on the in-process test network (tests/nodes.py): N daemons that know
+only one bootstrap node, each a donor paying three others, then month end.  Used by
+tests/test_shard_nodes.py and, for figures with shards on and off, by ``month_figures``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from nodes import Net, eventually, make_home, network
+
+from rill.node.daemon import Daemon
+from rill.protocol.months import month_end, month_start
+from rill.protocol.shard import object_shards, preview_stored
+
+OCT = month_start("2026-10")
+END = month_end("2026-10")
+#: each donor pays this many creators (the next ones by name, round the ring)
+PAYS = 3
+
+
+def stored(net: Net, name: str) -> list[bytes]:
+    w = net.wallet(name)
+    try:
+        return [bytes(r[0]) for r in w.db.execute("SELECT raw FROM objects WHERE private = 0")]
+    finally:
+        w.close()
+
+
+def incoming(net: Net, name: str) -> int:
+    w = net.wallet(name)
+    try:
+        return sum(1 for o in w.obligations() if o.direction == "in")
+    finally:
+        w.close()
+
+
+def foreign(node: Daemon, raws: list[bytes]) -> list[bytes]:
+    """The stored objects a node should not hold: not of its shards, not about it."""
+    out = []
+    for raw in raws:
+        p = preview_stored(raw)
+        assert p is not None
+        if p.type == "equivocation" or node.identity in p.subjects:
+            continue
+        if not node.shard_bits or object_shards(p, node.shard_bits) & node.shards:
+            continue
+        out.append(raw)
+    return out
+
+
+async def start(net: Net, n: int, **kw: Any) -> list[str]:
+    """n daemons; every one dials only the first (the bootstrap)."""
+    names = [f"n{i:02d}" for i in range(n)]
+    for name in names:
+        home = net.base / name
+        if not home.exists():  # a test network: no proof of work on settlements
+            make_home(net.base, name)
+            cfg = home / "config.toml"
+            cfg.write_text(cfg.read_text().replace("work_bits = 20", "work_bits = 0"))
+        await net.start(name, **kw)
+    for name in names[1:]:
+        await net.connect(name, names[0])
+    return names
+
+
+async def month(net: Net, names: list[str], timeout: float = 60.0) -> float:
+    """Each node donates to the PAYS next ones; the month ends; wait until every creator
+    has every claim.  Returns the seconds from month end to the last claim."""
+    nodes = net.nodes
+    for i, name in enumerate(names):
+        w = net.wallet(name)
+        w.set_budget(900, "EUR", OCT + 10)
+        for j in range(1, PAYS + 1):
+            creator = nodes[names[(i + j) % len(names)]]
+            w.click(f"https://{names[(i + j) % len(names)]}.example/{i}", OCT + 20 + j,
+                    creator=creator.identity)
+        w.close()
+    t0 = time.monotonic()
+    net.clock.set(END + 61)
+    await eventually(lambda: all(incoming(net, x) == PAYS for x in names), timeout,
+                     what="every creator has every claim")
+    return time.monotonic() - t0
+
+
+async def month_figures(base: Path, n: int, shard_bits: int, **kw: Any) -> dict[str, Any]:
+    """One month of ``n`` daemons with ``shard_bits``: seconds to deliver every claim, and
+    per node the objects stored and the gossip messages judged (mean and max)."""
+    async with network(base, OCT + 3600) as net:
+        names = await start(net, n, shard_bits=shard_bits, **kw)
+        if shard_bits:
+            await shard_meshes(net, names)
+        seconds = await month(net, names)
+        await trio.sleep(2)  # late copies
+        objects = [len(stored(net, x)) for x in names]
+        messages = [net.nodes[x].traffic()["total"].get("messages", 0) for x in names]
+        received = [net.nodes[x].traffic()["total"].get("bytes", 0) for x in names]
+        return {"n": n, "shard_bits": shard_bits, "seconds": round(seconds, 2),
+                "objects_mean": sum(objects) / n, "objects_max": max(objects),
+                "messages_mean": sum(messages) / n, "messages_max": max(messages),
+                "bytes_mean": sum(received) / n}
+
+
+async def shard_meshes(net: Net, names: list[str], timeout: float = 40.0) -> None:
+    """Wait until every node has a gossip peer in each of its shards that has another
+    member."""
+    def members(index: int) -> int:
+        return sum(1 for x in names if index in net.nodes[x].shards)
+
+    def ready() -> bool:
+        for x in names:
+            d = net.nodes[x]
+            assert d.p2p is not None
+            for i in d.shards:
+                topic = f"rill/1/b{d.shard_bits}/s{i}"
+                if members(i) > 1 and not d.p2p.pubsub.peer_topics.get(topic):
+                    return False
+        return True
+
+    await eventually(ready, timeout, what="shard meshes")
+
+
+__all__ = ["END", "OCT", "PAYS", "foreign", "incoming", "month", "month_figures", "network",
+           "shard_meshes", "start", "stored"]
