@@ -40,6 +40,11 @@ log = logging.getLogger("rill.node")
 #: most this many providers dialled, each within DIAL_S, then up to SUBSCRIBED_S for one
 #: of them to announce its subscription to the shard's topic.
 FIND_S = 10.0
+#: Objects for a shard without known peers: the lookup is tried this many times, the
+#: first retry FIND_RETRY_S after the first, twice as long each time (the DHT may not
+#: know anyone yet right after start).
+FIND_TRIES = 4
+FIND_RETRY_S = 2.0
 DIAL_PROVIDERS = 3
 DIAL_S = 5.0
 SUBSCRIBED_S = 5.0
@@ -47,9 +52,11 @@ SUBSCRIBED_S = 5.0
 MAX_DEFERRED = 10_000
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
-#: A member looks for more peers of each of its shards this often (real seconds) while a
-#: shard topic has fewer than SHARD_PEERS of them (GossipSub's D_low).
-JOIN_EVERY_S = 10.0
+#: A member looks for more peers of each of its shards while a shard topic has fewer than
+#: SHARD_PEERS of them (GossipSub's D_low): after JOIN_FIRST_S (real seconds), then twice
+#: as long each round, at most JOIN_EVERY_S.
+JOIN_FIRST_S = 1.0
+JOIN_EVERY_S = 60.0
 SHARD_PEERS = 4
 #: Placement points remembered for the reconcile server (object ID -> points).
 MAX_POINTS = 500_000
@@ -181,9 +188,17 @@ class Sharding:
     async def _find_then_publish(self, topic: str) -> None:
         reached = False
         try:
-            reached = await self.reach_shard(topic)
-        except Exception as exc:  # the DHT and dials: a failure is "not reached"
-            log.info("looking for peers of %s failed: %r", topic, exc)
+            delay = FIND_RETRY_S
+            for attempt in range(FIND_TRIES):
+                if attempt:
+                    await trio.sleep(delay)
+                    delay *= 2
+                try:
+                    reached = await self.reach_shard(topic)
+                except Exception as exc:  # the DHT and dials: a failure is "not reached"
+                    log.info("looking for peers of %s failed: %r", topic, exc)
+                if reached:
+                    break
         finally:
             self._finding.discard(topic)
             waiting = self._deferred.pop(topic, [])
@@ -244,7 +259,10 @@ class Sharding:
         providers in the DHT every JOIN_EVERY_S while there are fewer."""
         if not self.shard_bits:
             return
+        delay = JOIN_FIRST_S
         while True:
+            await trio.sleep(delay)
+            delay = min(2 * delay, JOIN_EVERY_S)
             for index in sorted(self.shards):
                 topic = shard_topic(self.shard_bits, index)
                 if self._peer_count(topic) >= SHARD_PEERS:
@@ -253,7 +271,6 @@ class Sharding:
                     await self.reach_shard(topic, SHARD_PEERS)
                 except Exception as exc:  # the DHT and dials: try again next round
                     log.debug("looking for peers of %s: %r", topic, exc)
-            await trio.sleep(JOIN_EVERY_S)
 
     async def _provide_shards(self) -> None:
         """Announce this node under each of its shards' DHT keys (§11.6), again every

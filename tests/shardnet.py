@@ -125,3 +125,27 @@ async def shard_meshes(net: Net, names: list[str], timeout: float = 40.0) -> Non
 
 __all__ = ["END", "OCT", "PAYS", "foreign", "incoming", "month", "month_figures", "network",
            "shard_meshes", "start", "stored"]
+
+
+def settlements_expected(net: Net, names: list[str]) -> dict[str, set[bytes]]:
+    """Per node, the IDs of the settlements (of every node's stores) placed in its
+    shards or concerning it."""
+    import hashlib
+
+    every: dict[bytes, bytes] = {}
+    for x in names:
+        for raw in stored(net, x):
+            p = preview_stored(raw)
+            if p is not None and p.type == "settlement":
+                every[hashlib.sha256(raw).digest()] = raw
+    out: dict[str, set[bytes]] = {}
+    for x in names:
+        node = net.nodes[x]
+        out[x] = {oid for oid, raw in every.items() if not foreign(node, [raw])}
+    return out
+
+
+def held(net: Net, name: str) -> set[bytes]:
+    import hashlib
+
+    return {hashlib.sha256(raw).digest() for raw in stored(net, name)}

@@ -1,23 +1,137 @@
 """Sharded gossip (SPEC §11.6) with real daemons on 127.0.0.1, in one process: b = 2 (four
-shards), every node knowing only one bootstrap node."""
+shards), every node knowing only one bootstrap node (n00).  The month test runs in
+``make test``; the larger ones are soak tests."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
-from shardnet import END, foreign, month, network, shard_meshes, start, stored
+import pytest
+import trio
+from helpers import signing_key
+from nodes import eventually
+from shardnet import (
+    END,
+    foreign,
+    held,
+    month,
+    month_figures,
+    network,
+    settlements_expected,
+    shard_meshes,
+    start,
+    stored,
+)
+
+from rill.protocol.settle import settle
+from rill.protocol.shard import node_shards, object_shards, preview_stored, shard_topic
 
 
-async def test_a_sharded_month_delivers_every_claim_and_stores_only_its_shards(
+async def test_a_sharded_month_equivocation_and_a_node_that_lost_its_shards(
         tmp_path: Path) -> None:
     t0 = time.monotonic()
     async with network(tmp_path, END - 86400 * 30) as net:
-        names = await start(net, 8, shard_bits=2)
+        names = await start(net, 6, shard_bits=2)
         await shard_meshes(net, names)
         t1 = time.monotonic()
+        # a month: every creator gets every claim, by gossip through its shard
         seconds = await month(net, names)
-        print(f"mesh {t1 - t0:.1f} s, month end {seconds:.1f} s")
-        for x in names:
-            node = net.nodes[x]
-            assert foreign(node, stored(net, x)) == [], x
+        for x in names:  # each node holds only its shards' objects and its own
+            assert foreign(net.nodes[x], stored(net, x)) == [], x
+        # a newcomer that knows only the bootstrap finds a shard neither is in (3)
+        # through the DHT's provider records
+        z = await net.start("z", shard_bits=2)
+        n00 = net.nodes["n00"]
+        assert 3 not in z.shards | n00.shards
+        await net.connect("z", "n00")
+        topic = shard_topic(2, 3)
+        with trio.fail_after(20):
+            while not await z.reach_shard(topic):
+                await trio.sleep(0.5)  # n00 may not know the providers yet
+        assert z.p2p is not None
+        found = set(z.p2p.pubsub.peer_topics[topic])
+        members = {net.nodes[x].p2p.peer_id for x in names if 3 in net.nodes[x].shards}
+        assert found and found <= members
+        # an equivocating donor: its two settlements meet in its shard, the proof
+        # goes to every node on the global topic
+        key = signing_key("cheater")
+        creator = net.nodes["n04"].identity
+        one = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://1.example/": creator})
+        two = settle(key, "2026-10", 100, "EUR", bytes(32), {"https://2.example/": creator})
+        await net.nodes["n01"].publish(one.settlement.raw)
+        await net.nodes["n05"].publish(two.settlement.raw)
+        donor = one.settlement.signer
+        await eventually(lambda: all(donor in n.marked for n in net.nodes.values()), 20,
+                         what="every node marks the donor")
+        # a node loses every object of its shards that does not concern it; after a
+        # restart it reconciles shard by shard with its shards' peers and has them back
+        victim = net.nodes["n03"]
+        ident = victim.identity
+        lost = []
+        for raw in stored(net, "n03"):
+            p = preview_stored(raw)
+            assert p is not None
+            # (the cheater's settlements are not taken again: its month is proven)
+            if ident not in p.subjects and p.type != "equivocation" and p.signer != donor:
+                lost.append(hashlib.sha256(raw).digest())
+        assert len(lost) >= 5
+
+        def lose() -> None:
+            victim.wallet.db.execute("PRAGMA foreign_keys = ON")
+            victim.wallet.db.executemany("DELETE FROM objects WHERE id = ?",
+                                         [(oid,) for oid in lost])
+            victim.wallet.db.commit()
+            victim._forget(lost)
+
+        await victim.db(lose)
+        assert not set(lost) & held(net, "n03")
+        # one round with each peer, as after a sync: per shard, only shared shards
+        assert victim.p2p is not None
+        got = 0
+        for peer in list(victim.p2p.pubsub.peers):
+            got += await victim.reconcile_with(peer)
+        assert got == len(lost) and set(lost) <= held(net, "n03")
+        assert foreign(victim, stored(net, "n03")) == []
+        print(f"meshes {t1 - t0:.1f} s, month end {seconds:.1f} s, "
+              f"total {time.monotonic() - t0:.1f} s")
+        t2 = time.monotonic()
+    print(f"teardown {time.monotonic() - t2:.1f} s")
+
+
+@pytest.mark.soak
+async def test_gossip_alone_brings_every_node_the_settlements_of_its_shards(
+        tmp_path: Path) -> None:
+    """A settlement travels on several shard topics under one message ID: a node in two of
+    them forwards it on both (SPEC §11.6), so members of the second shard get it too."""
+    async with network(tmp_path, END - 86400 * 30) as net:
+        names = await start(net, 12, shard_bits=2, reconcile=False)
+        await shard_meshes(net, names)
+        await month(net, names)
+        want = settlements_expected(net, names)
+        await eventually(lambda: all(want[x] <= held(net, x) for x in names), 10,
+                         what="every settlement in every node of its shards")
+        assert sum(net.nodes[x].p2p.pubsub.forwarded_on_another_topic  # type: ignore
+                   for x in names) > 0
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("n", [8, 16])
+async def test_figures_with_shards_on_and_off(tmp_path: Path, n: int) -> None:
+    """Per node: objects stored and gossip messages judged, b = 0 against b = 2."""
+    off = await month_figures(tmp_path / "off", n, 0)
+    on = await month_figures(tmp_path / "on", n, 2)
+    print(f"\nshards off: {off}\nshards on:  {on}")
+    assert on["objects_mean"] < off["objects_mean"]
+    assert on["messages_mean"] < off["messages_mean"]
+
+
+def test_the_names_used_here_fall_in_the_shards_assumed() -> None:
+    from nacl.signing import SigningKey
+
+    def ident(name: str) -> bytes:
+        return bytes(SigningKey(hashlib.sha256(b"node " + name.encode()).digest()).verify_key)
+
+    assert node_shards(ident("n00"), 2) == {0, 1} and node_shards(ident("z"), 2) == {0, 2}
+    assert object_shards  # used by shardnet.foreign
