@@ -52,8 +52,10 @@ def foreign(node: Daemon, raws: list[bytes]) -> list[bytes]:
     return out
 
 
-async def start(net: Net, n: int, **kw: Any) -> list[str]:
-    """n daemons; every one dials only the first (the bootstrap)."""
+async def start(net: Net, n: int, ring: bool = False, **kw: Any) -> list[str]:
+    """n daemons; every one dials the first (the bootstrap) and, with ``ring``, also the
+    one before it (so that a network without shards is not a star: the hub's mesh
+    holds at most D_high = 12 of its peers)."""
     names = [f"n{i:02d}" for i in range(n)]
     for name in names:
         home = net.base / name
@@ -62,8 +64,10 @@ async def start(net: Net, n: int, **kw: Any) -> list[str]:
             cfg = home / "config.toml"
             cfg.write_text(cfg.read_text().replace("work_bits = 20", "work_bits = 0"))
         await net.start(name, **kw)
-    for name in names[1:]:
+    for i, name in enumerate(names[1:], 1):
         await net.connect(name, names[0])
+        if ring and i >= 2:
+            await net.connect(name, names[i - 1])
     return names
 
 
@@ -90,7 +94,7 @@ async def month_figures(base: Path, n: int, shard_bits: int, **kw: Any) -> dict[
     """One month of ``n`` daemons with ``shard_bits``: seconds to deliver every claim, and
     per node the objects stored and the gossip messages judged (mean and max)."""
     async with network(base, OCT + 3600) as net:
-        names = await start(net, n, shard_bits=shard_bits, **kw)
+        names = await start(net, n, ring=True, shard_bits=shard_bits, **kw)
         if shard_bits:
             await shard_meshes(net, names)
         seconds = await month(net, names)

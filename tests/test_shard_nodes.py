@@ -26,7 +26,7 @@ from shardnet import (
 )
 
 from rill.protocol.settle import settle
-from rill.protocol.shard import node_shards, object_shards, preview_stored, shard_topic
+from rill.protocol.shard import node_shards, preview_stored, shard_topic
 
 
 async def test_a_sharded_month_equivocation_and_a_node_that_lost_its_shards(
@@ -134,4 +134,4 @@ def test_the_names_used_here_fall_in_the_shards_assumed() -> None:
         return bytes(SigningKey(hashlib.sha256(b"node " + name.encode()).digest()).verify_key)
 
     assert node_shards(ident("n00"), 2) == {0, 1} and node_shards(ident("z"), 2) == {0, 2}
-    assert object_shards  # used by shardnet.foreign
+    assert node_shards(ident("n03"), 2) == {1, 2, 3}
