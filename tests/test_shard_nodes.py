@@ -135,3 +135,40 @@ def test_the_names_used_here_fall_in_the_shards_assumed() -> None:
 
     assert node_shards(ident("n00"), 2) == {0, 1} and node_shards(ident("z"), 2) == {0, 2}
     assert node_shards(ident("n03"), 2) == {1, 2, 3}
+
+
+def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
+    """Two `rill node run` processes with ``[network] shard_bits = 2``: they join their
+    shards' topics (and the equivocation topic), and `rill node status` says which."""
+    from nodes import make_home
+    from procnet import ProcNode, wait_for
+
+    nodes = [ProcNode(tmp_path, n, END + 3600) for n in ("n00", "z")]
+    for node in nodes:
+        make_home(tmp_path, node.name)
+        cfg = node.home / "config.toml"
+        cfg.write_text(cfg.read_text().replace("work_bits = 20",
+                                               "work_bits = 0\nshard_bits = 2"))
+    try:
+        nodes[0].start([])
+        nodes[0].wait_started()
+        nodes[1].start([nodes[0].addr])
+        nodes[1].wait_started()
+        want = {"n00": [0, 1], "z": [0, 2]}
+        for node in nodes:
+            s = node.rill("node", "status")
+            assert s["shards"] == {"bits": 2, "joined": want[node.name]}
+            assert s["topics"] == sorted([*(f"rill/1/b2/s{i}" for i in want[node.name]),
+                                          "rill/1/equivocations"])
+        # they share shard 0: each becomes the other's peer in its topic
+        wait_for(lambda: nodes[1].rill("node", "status")["mesh"]["rill/1/b2/s0"] == 1, 20,
+                 "a mesh peer in shard 0")
+        import subprocess
+
+        from procnet import RILL
+        out = subprocess.run([RILL, "node", "status"], env=nodes[1].env(), text=True,
+                             capture_output=True, timeout=60).stdout
+        assert "0, 2 of 4 (shard_bits 2)" in out
+    finally:
+        for node in nodes:
+            node.stop()
