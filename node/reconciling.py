@@ -43,7 +43,7 @@ from ..wallet.wallet import Wallet
 from .admission import ORPHAN
 from .gate import ACCEPT
 from .host import request
-from .sharding import shard_month_ids
+from .sharding import Placements, shard_month_ids
 
 log = logging.getLogger("rill.node")
 
@@ -63,18 +63,18 @@ _STAGE = {"key": 0, "settlement": 1, "equivocation": 1, "claim": 2, "sealed-clai
 
 
 def month_ids(w: Wallet, month: str, shard: tuple[int, int] | None = None,
-              cache: dict[bytes, tuple[bytes, ...]] | None = None) -> list[bytes]:
+              cache: Placements | None = None) -> list[bytes]:
     """IDs of the public objects of ``month`` held (opened claims are private: never);
     with ``shard`` (bits, index), only those placed in that shard (SPEC §11.6)."""
     if shard is not None:
-        return shard_month_ids(w, month, shard, {} if cache is None else cache)
+        return shard_month_ids(w, month, shard, Placements() if cache is None else cache)
     return [bytes(r[0]) for r in w.db.execute(
         "SELECT id FROM objects WHERE month = ? AND private = 0", (month,))]
 
 
 def bucket_ids(w: Wallet, month: str, buckets: tuple[int, ...], limit: int = MAX_IDS,
                shard: tuple[int, int] | None = None,
-               cache: dict[bytes, tuple[bytes, ...]] | None = None) -> IdList:
+               cache: Placements | None = None) -> IdList:
     """The public IDs of ``month`` in ``buckets``: whole buckets, in order, while they fit
     in ``limit`` IDs (a bucket that does not fit is left for the next request)."""
     ids: list[bytes] = []

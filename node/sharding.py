@@ -58,30 +58,57 @@ PROVIDE_RETRY_S = 2.0
 JOIN_FIRST_S = 1.0
 JOIN_EVERY_S = 60.0
 SHARD_PEERS = 4
-#: Placement points remembered for the reconcile server (object ID -> points).
-MAX_POINTS = 500_000
+#: Placement prefixes remembered for the reconcile server, in bytes (then forgotten).
+MAX_PREFIX_BYTES = 16 * 1024 * 1024
 
 
-def in_shard(points: tuple[bytes, ...], shard: tuple[int, int]) -> bool:
+class Placements:
+    """Object ID -> the first 16 bits of each of its placement points (2 bytes each,
+    sorted, no repeats): enough to place it at any b <= 16.  Bounded in bytes; a full
+    cache is cleared (each entry is recomputed from the stored object on demand)."""
+
+    def __init__(self, limit: int = MAX_PREFIX_BYTES) -> None:
+        self.limit = limit
+        self.entries: dict[bytes, bytes] = {}
+        self.size = 0
+
+    def get(self, oid: bytes) -> bytes | None:
+        return self.entries.get(oid)
+
+    def put(self, oid: bytes, raw: bytes) -> bytes:
+        p = preview_stored(raw)
+        prefixes = b"" if p is None else b"".join(sorted(
+            {prefix(pt, 16).to_bytes(2, "big") for pt in placement_points(p)}))
+        if self.size + len(prefixes) + 64 > self.limit:
+            self.entries.clear()
+            self.size = 0
+        self.entries[oid] = prefixes
+        self.size += len(prefixes) + 64
+        return prefixes
+
+
+def in_shard(prefixes: bytes, shard: tuple[int, int]) -> bool:
     bits, index = shard
-    return any(prefix(p, bits) == index for p in points)
+    return any(int.from_bytes(prefixes[k:k + 2], "big") >> (16 - bits) == index
+               for k in range(0, len(prefixes), 2))
 
 
 def shard_month_ids(w: Wallet, month: str, shard: tuple[int, int],
-                    cache: dict[bytes, tuple[bytes, ...]]) -> list[bytes]:
+                    cache: Placements) -> list[bytes]:
     """In a worker thread: the public IDs of ``month`` placed in ``shard`` (SPEC §11.6).
-    Placement points are computed once per object (a preview parse) and cached."""
-    if len(cache) > MAX_POINTS:
-        cache.clear()
+    An object's placement is computed once (one preview parse of its stored bytes, read
+    only when not cached)."""
     out = []
-    for oid_, raw_ in w.db.execute(
-            "SELECT id, raw FROM objects WHERE month = ? AND private = 0", (month,)):
+    for (oid_,) in w.db.execute("SELECT id FROM objects WHERE month = ? AND private = 0",
+                                (month,)).fetchall():
         oid = bytes(oid_)
-        points = cache.get(oid)
-        if points is None:
-            p = preview_stored(bytes(raw_))
-            points = cache[oid] = placement_points(p) if p is not None else ()
-        if in_shard(points, shard):
+        prefixes = cache.get(oid)
+        if prefixes is None:
+            row = w.db.execute("SELECT raw FROM objects WHERE id = ?", (oid,)).fetchone()
+            if row is None:  # gone meanwhile
+                continue
+            prefixes = cache.put(oid, bytes(row[0]))
+        if in_shard(prefixes, shard):
             out.append(oid)
     return out
 
@@ -99,7 +126,7 @@ class Sharding:
         self.topic_counters: dict[str, Counter[str]] = {}
         self._deferred: dict[str, list[bytes]] = {}
         self._finding: set[str] = set()
-        self._points: dict[bytes, tuple[bytes, ...]] = {}
+        self._points = Placements()
 
     # -- the gate -------------------------------------------------------------------------
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import hashlib
 
-from . import messages as m
 from .errors import SchemaError
 from .network import EQUIVOCATION_TOPIC, MAX_SHARD_BITS, TOPIC_OF, TOPICS
-from .preview import Preview, preview
+from .preview import Preview, preview_object
 
 SHARD_TAG = b"rill/1/shard"
 BACKBONE_TAG = b"rill/1/backbone"
@@ -125,13 +124,11 @@ def check_topic(p: Preview, topic: str, bits: int) -> None:
 
 
 def preview_stored(raw: bytes) -> Preview | None:
-    """The preview of a stored object of a gossiped type, or None (a plain claim, or
+    """The preview of a stored object of a placed type (settlement, claim, sealed claim,
+    receipt, key document, equivocation proof), or None (a click entry, a statement, or
     anything that does not preview)."""
-    topic = TOPIC_OF.get(m.peek_type(raw) or "")
-    if topic is None:
-        return None
     try:
-        return preview(topic, raw)
+        return preview_object(raw)
     except Exception:  # stored objects were checked; refuse quietly anyway
         return None
 

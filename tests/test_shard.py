@@ -168,3 +168,24 @@ def test_config_reads_shard_bits_and_backbone() -> None:
     for bad in (17, -1, "4", True):
         with pytest.raises(ValueError):
             NodeConfig.from_toml({"network": {"shard_bits": bad}})
+
+
+def test_the_reconcile_servers_placement_cache_agrees_with_object_shards() -> None:
+    from rill.node.sharding import Placements, in_shard
+    from rill.protocol.shard import object_shards
+
+    cache = Placements(limit=200)  # small: cleared and refilled on the way
+    for _ in range(3):
+        for name in ("settlement", "sealed-claim-bob", "receipt", "key-document",
+                     "equivocation"):
+            oid = hashlib.sha256(V[name]).digest()
+            prefixes = cache.get(oid) or cache.put(oid, V[name])
+            assert cache.size <= 200
+            for bits in (1, 2, 4, 9, 16):
+                want = object_shards(pv(name), bits)
+                assert {i for i in range(1 << bits) if in_shard(prefixes, (bits, i))} == want
+    # a plain claim (never gossiped, but reconciled when held) is its creator's
+    alice = m.decode(V["claim-alice"]).body.creator
+    assert Placements().put(b"x" * 32, V["claim-alice"]) == \
+        shard_of(alice, 16).to_bytes(2, "big")
+    assert Placements().put(b"y" * 32, V["click-1-click"]) == b""  # not an object placed
