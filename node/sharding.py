@@ -188,8 +188,9 @@ class Sharding:
                     log.warning("not publishing an object: %r", exc)
                     continue
             for topic in topics:
-                if self.shard_bits and not self._has_peers(topic):
-                    self._defer(topic, raw)
+                if (self.shard_bits and topic != EQUIVOCATION_TOPIC and
+                        not self._has_peers(topic)):
+                    self._defer(topic, raw)  # every node joins the equivocation topic
                     continue
                 while not self._has_peers(topic):
                     await trio.sleep(0.05)  # nobody to publish to yet (trap 12)

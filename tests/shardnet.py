@@ -58,17 +58,22 @@ async def start(net: Net, n: int, ring: bool = False, **kw: Any) -> list[str]:
     holds at most D_high = 12 of its peers)."""
     names = [f"n{i:02d}" for i in range(n)]
     for name in names:
-        home = net.base / name
-        if not home.exists():  # a test network: no proof of work on settlements
-            make_home(net.base, name)
-            cfg = home / "config.toml"
-            cfg.write_text(cfg.read_text().replace("work_bits = 20", "work_bits = 0"))
-        await net.start(name, **kw)
+        await start_one(net, name, **kw)
     for i, name in enumerate(names[1:], 1):
         await net.connect(name, names[0])
         if ring and i >= 2:
             await net.connect(name, names[i - 1])
     return names
+
+
+async def start_one(net: Net, name: str, **kw: Any) -> Daemon:
+    """One daemon on a test network's home: no proof of work on settlements."""
+    home = net.base / name
+    if not home.exists():
+        make_home(net.base, name)
+        cfg = home / "config.toml"
+        cfg.write_text(cfg.read_text().replace("work_bits = 20", "work_bits = 0"))
+    return await net.start(name, **kw)
 
 
 async def month(net: Net, names: list[str], timeout: float = 60.0) -> float:
@@ -127,8 +132,8 @@ async def shard_meshes(net: Net, names: list[str], timeout: float = 40.0) -> Non
     await eventually(ready, timeout, what="shard meshes")
 
 
-__all__ = ["END", "OCT", "PAYS", "foreign", "incoming", "month", "month_figures", "network",
-           "shard_meshes", "start", "stored"]
+__all__ = ["END", "OCT", "PAYS", "foreign", "held", "incoming", "month", "month_figures",
+           "network", "settlements_expected", "shard_meshes", "start", "start_one", "stored"]
 
 
 def settlements_expected(net: Net, names: list[str]) -> dict[str, set[bytes]]:

@@ -22,11 +22,12 @@ from shardnet import (
     settlements_expected,
     shard_meshes,
     start,
+    start_one,
     stored,
 )
 
 from rill.protocol.settle import settle
-from rill.protocol.shard import node_shards, preview_stored, shard_topic
+from rill.protocol.shard import node_shards, object_topics, preview_stored, shard_topic
 
 
 async def test_a_sharded_month_equivocation_and_a_node_that_lost_its_shards(
@@ -98,6 +99,39 @@ async def test_a_sharded_month_equivocation_and_a_node_that_lost_its_shards(
               f"total {time.monotonic() - t0:.1f} s")
         t2 = time.monotonic()
     print(f"teardown {time.monotonic() - t2:.1f} s")
+
+
+async def test_a_node_in_two_shards_of_a_settlement_forwards_it_in_both(
+        tmp_path: Path) -> None:
+    """P (shard 0) publishes a settlement placed in shards 1 and 2 through X (shards 0, 1,
+    2), its only peer; Y (shards 2, 3) hears only X.  The two copies have one message ID:
+    X accepts the first (shard 1) and must forward the second on shard 2, or Y never
+    gets it (gossip alone: no sync, no reconciliation)."""
+    async with network(tmp_path, END + 3600) as net:
+        kw = {"shard_bits": 2, "reconcile": False}
+        y = await start_one(net, "m14", **kw)
+        x = await start_one(net, "m01", **kw)
+        assert y.p2p is not None
+        # P never connects with Y (the DHT would otherwise dial it while providing)
+        p = await start_one(net, "m30", blocked=[str(y.p2p.peer_id)], **kw)
+        assert (p.shards, x.shards, y.shards) == ({0}, {0, 1, 2}, {2, 3})
+        await net.connect("m30", "m01")
+        await net.connect("m14", "m01")
+        s1, s2 = shard_topic(2, 1), shard_topic(2, 2)
+        assert p.p2p is not None and x.p2p is not None and y.p2p is not None
+        await eventually(lambda: x.p2p.peer_id in p.p2p.pubsub.peer_topics.get(s1, ()) and
+                         x.p2p.peer_id in p.p2p.pubsub.peer_topics.get(s2, ()) and
+                         y.p2p.peer_id in x.p2p.gossipsub.mesh.get(s2, ()),
+                         what="P sees X in shards 1 and 2, X has Y in its shard-2 mesh")
+        creator = signing_key("k4").verify_key.encode()
+        res = settle(signing_key("k2"), "2026-10", 100, "EUR", bytes(32),
+                     {"https://k4.example/": creator})
+        assert object_topics(preview_stored(res.settlement.raw), 2) == (s1, s2)  # type: ignore
+        await p.publish(res.settlement.raw)
+        await eventually(lambda: res.settlement.id in held(net, "m14"), 10,
+                         what="Y has the settlement")
+        assert x.p2p.pubsub.forwarded_on_another_topic >= 1
+        assert y.counters["received"] == 1 and y.traffic()["topics"][s2]["accept"] == 1
 
 
 @pytest.mark.soak
