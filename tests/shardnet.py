@@ -96,21 +96,26 @@ async def month(net: Net, names: list[str], timeout: float = 60.0) -> float:
 
 
 async def month_figures(base: Path, n: int, shard_bits: int, **kw: Any) -> dict[str, Any]:
-    """One month of ``n`` daemons with ``shard_bits``: seconds to deliver every claim, and
-    per node the objects stored and the gossip messages judged (mean and max)."""
+    """One month of ``n`` daemons with ``shard_bits``, on a ring with the bootstrap as hub:
+    seconds to deliver every claim, and per node the objects (and bytes) stored and the
+    gossip messages judged and their bytes (mean and max).  Larger simulations call this
+    or read ``Daemon.traffic()`` themselves."""
     async with network(base, OCT + 3600) as net:
         names = await start(net, n, ring=True, shard_bits=shard_bits, **kw)
         if shard_bits:
             await shard_meshes(net, names)
         seconds = await month(net, names)
         await trio.sleep(2)  # late copies
-        objects = [len(stored(net, x)) for x in names]
+        held_raw = [stored(net, x) for x in names]
+        objects = [len(r) for r in held_raw]
+        stored_bytes = [sum(len(o) for o in r) for r in held_raw]
         messages = [net.nodes[x].traffic()["total"].get("messages", 0) for x in names]
         received = [net.nodes[x].traffic()["total"].get("bytes", 0) for x in names]
         return {"n": n, "shard_bits": shard_bits, "seconds": round(seconds, 2),
                 "objects_mean": sum(objects) / n, "objects_max": max(objects),
                 "messages_mean": sum(messages) / n, "messages_max": max(messages),
-                "bytes_mean": sum(received) / n}
+                "stored_bytes_mean": sum(stored_bytes) / n,
+                "received_bytes_mean": sum(received) / n}
 
 
 async def shard_meshes(net: Net, names: list[str], timeout: float = 40.0) -> None:

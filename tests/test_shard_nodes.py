@@ -151,11 +151,11 @@ async def test_gossip_alone_brings_every_node_the_settlements_of_its_shards(
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("n", [8, 16])
-async def test_figures_with_shards_on_and_off(tmp_path: Path, n: int) -> None:
-    """Per node: objects stored and gossip messages judged, b = 0 against b = 2."""
+@pytest.mark.parametrize(("n", "bits"), [(8, 2), (16, 2), (16, 3), (24, 3)])
+async def test_figures_with_shards_on_and_off(tmp_path: Path, n: int, bits: int) -> None:
+    """Per node: objects stored and gossip messages judged, b = 0 against b = bits."""
     off = await month_figures(tmp_path / "off", n, 0)
-    on = await month_figures(tmp_path / "on", n, 2)
+    on = await month_figures(tmp_path / "on", n, bits)
     print(f"\nshards off: {off}\nshards on:  {on}")
     assert on["objects_mean"] < off["objects_mean"]
     assert on["messages_mean"] < off["messages_mean"]
