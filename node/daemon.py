@@ -241,6 +241,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, Sharding):
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
+                p2p.pubsub.multi_topic = self.shard_bits > 0
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 p2p.host.set_stream_handler(

@@ -87,6 +87,9 @@ class RillPubsub(Pubsub):
         #: travels on several topics under one message ID (SPEC §11.6)
         self._forwarded_on: OrderedDict[bytes, set[str]] = OrderedDict()
         self.forwarded_on_another_topic = 0
+        #: set by a sharded node: objects may travel on several topics (else one each,
+        #: and none of this costs a hash)
+        self.multi_topic = False
 
     def set_gate(self, gate: GateFn, on_verdict: VerdictFn | None = None) -> None:
         self.gate = gate
@@ -209,7 +212,7 @@ class RillPubsub(Pubsub):
         node in two of those shards must forward it in both, or members of the second
         one that hear it only through this node miss it.  Forwarded only (delivered and
         judged once), and only with a valid envelope signature (it covers the topic)."""
-        if forwarder == self.my_id or len(msg.topicIDs) != 1:
+        if not self.multi_topic or forwarder == self.my_id or len(msg.topicIDs) != 1:
             return False
         topic = msg.topicIDs[0]
         done = self._forwarded_on.get(self.get_message_id(msg))
@@ -228,6 +231,8 @@ class RillPubsub(Pubsub):
         return True
 
     def _note_forwarded(self, msg: rpc_pb2.Message) -> None:
+        if not self.multi_topic:
+            return
         mid = self.get_message_id(msg)
         done = self._forwarded_on.get(mid)
         if done is None:
