@@ -134,6 +134,35 @@ async def test_a_node_in_two_shards_of_a_settlement_forwards_it_in_both(
         assert y.counters["received"] == 1 and y.traffic()["topics"][s2]["accept"] == 1
 
 
+async def test_an_object_on_a_shard_topic_not_its_own_is_rejected_and_scored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from rill.node.pubsub import envelope_only
+
+    caplog.set_level(logging.INFO, logger="rill.node")
+    async with network(tmp_path, END + 3600) as net:
+        a = await start_one(net, "n00", shard_bits=2)
+        b = await start_one(net, "n01", shard_bits=2)
+        assert {0} <= a.shards & b.shards
+        await net.connect("n00", "n01")
+        creator = signing_key("k4").verify_key.encode()
+        res = settle(signing_key("k0"), "2026-10", 100, "EUR", bytes(32),
+                     {"https://k4.example/": creator})  # placed in shards 3 and 2
+        p = preview_stored(res.settlement.raw)
+        assert p is not None and object_topics(p, 2) == (shard_topic(2, 2), shard_topic(2, 3))
+        assert a.p2p is not None and b.p2p is not None
+        await eventually(lambda: a.p2p.peer_id in b.p2p.gossipsub.mesh.get(shard_topic(2, 0),
+                                                                          ()))
+        a.p2p.pubsub.set_gate(envelope_only)  # as a node that ignores the shard rule
+        await a.p2p.pubsub.publish(shard_topic(2, 0), res.settlement.raw)
+        await eventually(lambda: b.counters["rejected"] >= 1, 10, what="rejected")
+        assert b.topic_counters[shard_topic(2, 0)]["reject"] == 1
+        assert b.p2p.scorer.score(a.p2p.peer_id, [shard_topic(2, 0)]) < 0
+        assert res.settlement.id not in held(net, "n01")
+        assert any("does not belong on rill/1/b2/s0" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.soak
 async def test_gossip_alone_brings_every_node_the_settlements_of_its_shards(
         tmp_path: Path) -> None:
