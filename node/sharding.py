@@ -18,7 +18,7 @@ from libp2p.peer.id import ID
 
 from ..protocol import messages as m
 from ..protocol.network import EQUIVOCATION_TOPIC, TOPIC_OF
-from ..protocol.preview import Preview
+from ..protocol.preview import Preview, check_preview, preview
 from ..protocol.shard import (
     PROVIDE_EVERY,
     check_topic,
@@ -133,9 +133,11 @@ class Sharding:
     def _gossip_precheck(self, topic: str, raw: bytes, now: int) -> Preview:
         """The gate's cheap checks plus, in a sharded network, the object's topic: one of
         its shards' (or the equivocation topic for a proof), else ``wrong-topic``."""
-        p = self._precheck(topic, raw, now)
-        if self.shard_bits:
-            check_topic(p, topic, self.shard_bits)
+        if not self.shard_bits:
+            return self._precheck(topic, raw, now)
+        p = preview(topic, raw)
+        check_topic(p, topic, self.shard_bits)  # right after the type (SPEC §11.6)
+        check_preview(p, now, self.config.window_months, self.work_bits)
         return p
 
     def keeps(self, p: Preview) -> bool:
