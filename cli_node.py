@@ -273,6 +273,9 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
         ("peers", s["peers"] if not s.get("blocked") else
          f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
+        *([("shards", f"{', '.join(map(str, s['shards']['joined']))} of "
+                      f"{2 ** s['shards']['bits']} (shard_bits {s['shards']['bits']})")]
+          if s.get("shards", {}).get("bits") else []),
         ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
                                   for t, n in sorted(s["mesh"].items())) or "-"),
         ("settled months", ", ".join(s["settled"]) or "-"),

@@ -7,7 +7,8 @@ something it already holds, and IGNOREs it otherwise (neither forwarded nor pena
 
 * a claim or sealed claim needs its settlement (same donor, a line for its creator);
   the first cover per settlement line wins;
-* a receipt needs a claim or sealed claim from its donor to its signer for its month;
+* a receipt needs a claim or sealed claim from its donor to its signer for its month
+  (in a sharded network, or the donor's settlement with a line for its signer);
 * a key document needs its signer to be a creator named in a settlement held here, a
   creator whose site we verified, or a relation;
 * a settlement is not forwarded once its donor's month is proven equivocating, nor a
@@ -48,9 +49,11 @@ MAX_ORPHANS_PER_SETTLEMENT = 2 * m.Settlement.MAX_LINES
 
 class Admission:
     def __init__(self, db_path: Path, identity: bytes,
-                 now: Callable[[], int] | None = None) -> None:
+                 now: Callable[[], int] | None = None, sharded: bool = False) -> None:
         self.identity = identity
         self.now = now
+        #: a sharded network (SPEC §11.6): a receipt may also hang off the settlement line
+        self.sharded = sharded
         self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
                                   check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA query_only = ON")
@@ -80,6 +83,12 @@ class Admission:
                          "o.type IN ('sealed-claim', 'claim') AND o.signer = ? AND o.month = ? "
                          "AND s.subject = ? LIMIT 1", (p.donor, p.month, p.signer)):
                 return ACCEPT, "receipt for a claim held here"
+            if self.sharded and self._one(
+                    "SELECT 1 FROM objects o JOIN subjects s ON s.object = o.id WHERE "
+                    "o.type = 'settlement' AND o.signer = ? AND o.month = ? AND "
+                    "s.subject = ? LIMIT 1", (p.donor, p.month, p.signer)):
+                # the donor's shard holds its settlement, not the sealed claims (§11.6)
+                return ACCEPT, "receipt for a settlement line held here"
             return IGNORE, "receipt for a claim not held here"
         if p.type == "key":
             if self._one("SELECT 1 FROM subjects s JOIN objects o ON o.id = s.object WHERE "

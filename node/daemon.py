@@ -43,9 +43,9 @@ from ..protocol.months import month_of
 from ..protocol.network import (
     DEFAULT_WINDOW_MONTHS,
     MAX_REQUEST,
+    MAX_SHARD_BITS,
     SYNC_PROTOCOL,
     TOPIC_OF,
-    TOPICS,
     check_gossip,
     months_back,
 )
@@ -80,6 +80,7 @@ from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
 from .reconciling import Reconciling
+from .sharding import Sharding
 from .sleepers import Sleepers, held_back
 from .syncing import Syncing
 
@@ -124,6 +125,11 @@ class NodeConfig:
     #: Largest random delay (real seconds) before a pseudonym's object is published, so
     #: that it does not leave in the same burst as our identity's (SPEC §13).
     pseudonym_jitter: float = 30.0
+    #: Shard bits of the network (SPEC §11.6, ``[network] shard_bits``): 2**bits shards;
+    #: 0 is one shard on the four topics of §11.2.  Every node of a network alike.
+    shard_bits: int = 0
+    #: Backbone shards joined besides the key's own (``[network] shard_backbone``).
+    shard_backbone: int = 2
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -150,6 +156,12 @@ class NodeConfig:
             cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
         cfg.nat = NatSettings.from_toml(node)
         network = data.get("network", {})
+        for name, hi in (("shard_bits", MAX_SHARD_BITS), ("shard_backbone", 8)):
+            if isinstance(network, dict) and name in network:
+                value = network[name]
+                if type(value) is not int or not 0 <= value <= hi:
+                    raise ValueError(f"network.{name} must be an integer 0..{hi}")
+                setattr(cfg, name, value)
         if isinstance(network, dict) and "blocked" in network:
             try:
                 cfg.blocked = list(parse_blocked(network["blocked"], "config.toml"))
@@ -170,12 +182,13 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
-             Discovery):
+             Discovery, Sharding):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
     catalogue (node/catalogue.py), months slept past the window (node/sleepers.py),
-    NAT, relays and finding peers (node/discovery.py, node/natrelay.py)."""
+    NAT, relays and finding peers (node/discovery.py, node/natrelay.py), shards and
+    publishing (node/sharding.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -187,11 +200,14 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         self.work_bits: int = (config.work_bits if config.work_bits is not None
                                else self.wallet.config.work_bits)
         self.identity = self.wallet.identity
+        self._init_shards()
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
         self.held: set[bytes] = set()
         self._db_limiter = trio.CapacityLimiter(1)
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](10000)
+        #: raw objects to publish on their topics, or (topic, raw) on that topic only
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[
+            bytes | tuple[str, bytes]](10000)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](10000)
         self._published: set[bytes] = set()
         #: our pseudonyms' objects waiting for their random delay, per pseudonym, in order
@@ -215,7 +231,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         #: the disk holding the home: full since when, objects not stored
         self.disk = DiskState(self.home)
         self._nursery: trio.Nursery | None = None
-        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._precheck,
+        self.gate = Gate(held=lambda oid: oid in self.held, precheck=self._gossip_precheck,
                          check=self._check, now=self.clock.now, relate=self._relate)
         self.admission: Admission | None = None
         self.marked: set[bytes] = set()
@@ -255,7 +271,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                 raise StartupError(f"config.toml: {exc}") from None
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity,
-                                       now=self.clock.now)
+                                       now=self.clock.now, sharded=self.shard_bits > 0)
             mdns = mdns_scoped(self.config.mdns, self.config.listen)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=mdns, gate=self._gate,
@@ -265,13 +281,14 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
+                p2p.pubsub.multi_topic = self.shard_bits > 0
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 p2p.host.set_stream_handler(
                     TProtocol(RECONCILE_PROTOCOL),
                     framed_handler(self._serve_reconcile, MAX_RECONCILE_REQUEST))
                 subs = {}
-                for topic in TOPICS:
+                for topic in self.topics:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -304,6 +321,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
+                    nursery.start_soon(self._provide_shards)
                     log.info("node %s listening on %s", p2p.peer_id,
                              ", ".join(p2p.addrs()) or "nothing (reached through a relay)")
                     self.ready.set()
@@ -347,21 +365,17 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         for raw in self._held.pop(signer, []):
             await self._outbox_send.send(raw)
 
-    async def _publisher(self) -> None:
+    async def _publish_on(self, topic: str, raw: bytes) -> None:
+        """One object on one topic: under our peer ID, or under its pseudonym's when one of
+        our pseudonyms signed it (SPEC §13)."""
         assert self.p2p is not None
         ps = self.p2p.pubsub
-        async for raw in self._outbox_recv:
-            topic = TOPIC_OF[m.peek_type(raw) or ""]
-            while not any(True for _ in ps.peer_topics.get(topic, ())):
-                await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
-            seed = await self._pseudonym_seed(raw)
-            if seed is None:
-                await ps.publish(topic, raw)
-            else:  # signed by one of our pseudonyms: not under our peer ID (SPEC §13)
-                self.own_authors.add(peer_id_from_seed(seed).to_bytes())
-                await publish_as(ps, topic, raw, seed)
-            self.counters["published"] += 1
-            await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
+        seed = await self._pseudonym_seed(raw)
+        if seed is None:
+            await ps.publish(topic, raw)
+        else:
+            self.own_authors.add(peer_id_from_seed(seed).to_bytes())
+            await publish_as(ps, topic, raw, seed)
 
     async def _pseudonym_seed(self, raw: bytes) -> bytes | None:
         """The key seed of our pseudonym that signed ``raw``, if one did."""
@@ -510,10 +524,11 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             "dialable": dialable(p2p.addrs(), str(p2p.peer_id)),
             "clock": self.clock.describe(),
             "now": self.clock.now(),
-            "topics": sorted(TOPICS),
+            "topics": sorted(self.topics),
+            "shards": {"bits": self.shard_bits, "joined": sorted(self.shards)},
             "peers": len(p2p.pubsub.peers),
             "blocked": len(self.blocked),
-            "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in TOPICS},
+            "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in self.topics},
             "settled": settled,
             "held_back": await self.db(held_back, self.wallet, self.clock.now(),
                                        self.config.window_months),

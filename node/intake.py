@@ -66,6 +66,7 @@ class GossipIn:
                 log.info("not publishing a message on %s: %s", list(msg.topicIDs),
                          verdict.reason)
             return
+        self._count_topic(msg, verdict.outcome.value)
         if verdict.outcome is ACCEPT:
             self.counters["accepted"] += 1
         elif verdict.outcome is IGNORE:

@@ -15,7 +15,6 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from ..protocol import keys
 from ..protocol.errors import LocalError
-from ..protocol.network import TOPICS
 from ..wallet import store
 from ..wallet.errors import DiskFull
 from .host import key_from_peer_id
@@ -71,7 +70,7 @@ class Peering:
         """Graylisted peers go to the blacklist for good (checked once a second, and at
         once after each message the gate rejects)."""
         p2p = self.p2p
-        if (p2p is not None and p2p.scorer.is_graylisted(peer, list(TOPICS))
+        if (p2p is not None and p2p.scorer.is_graylisted(peer, list(self.topics))
                 and not p2p.pubsub.is_peer_blacklisted(peer)):
             log.warning("peer %s sent invalid messages: blacklisted", peer)
             p2p.pubsub.add_to_blacklist(peer)
@@ -296,8 +295,8 @@ class Peering:
                 "peer_id": str(peer),
                 "id": keys.did_from_key(key) if key else None,
                 "addrs": addrs,
-                "score": p2p.score(peer, list(TOPICS)),
-                "topics": sorted(t for t in TOPICS if peer in p2p.pubsub.peer_topics.get(t,
+                "score": p2p.score(peer, list(self.topics)),
+                "topics": sorted(t for t in self.topics if peer in p2p.pubsub.peer_topics.get(t,
                                                                                        ())),
                 "blacklisted": p2p.pubsub.is_peer_blacklisted(peer),
                 "last_sync": state.last_sync,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,8 @@ VerdictFn = Callable[[ID, rpc_pb2.Message, Verdict], None]
 
 #: Object IDs whose internal error was logged; cleared when full.
 LOGGED_MAX = 4096
+#: Message IDs accepted lately, with the topics each was forwarded on (oldest out).
+FORWARDED_MAX = 50_000
 #: The identity-multihash prefix of an Ed25519 peer ID (protobuf PublicKey, type 1).
 _ED25519_PEER_ID = b"\x00\x24\x08\x01\x12\x20"
 
@@ -80,6 +83,13 @@ class RillPubsub(Pubsub):
             weakref.WeakKeyDictionary())
         #: inbound pubsub streams reset because what came on them broke the reader
         self.broken_streams = 0
+        #: message ID -> the topics we forwarded it on: in a sharded network one object
+        #: travels on several topics under one message ID (SPEC §11.6)
+        self._forwarded_on: OrderedDict[bytes, set[str]] = OrderedDict()
+        self.forwarded_on_another_topic = 0
+        #: set by a sharded node: objects may travel on several topics (else one each,
+        #: and none of this costs a hash)
+        self.multi_topic = False
 
     def set_gate(self, gate: GateFn, on_verdict: VerdictFn | None = None) -> None:
         self.gate = gate
@@ -173,6 +183,15 @@ class RillPubsub(Pubsub):
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         """Judge one message (ours or a peer's) and act on the verdict; never raises."""
         try:
+            if self._another_topic(msg_forwarder, msg):
+                self.forwarded_on_another_topic += 1
+                await self.router.publish(msg_forwarder, msg)
+                return
+        except Exception as exc:  # never into the Pubsub service
+            self._log_once(msg, "forwarding a message from %s on another topic failed: %r",
+                           msg_forwarder, exc)
+            return
+        try:
             judged = self._judge(msg_forwarder, msg)
         except Exception as exc:  # the trust boundary (trap 19)
             judged = self._internal_error(msg_forwarder, msg, exc), False
@@ -183,6 +202,44 @@ class RillPubsub(Pubsub):
         except Exception as exc:  # never into the Pubsub service
             self._log_once(msg, "acting on the verdict for a message from %s failed: %r",
                            msg_forwarder, exc)
+
+    # -- one object on several topics ----------------------------------------------------
+
+    def _another_topic(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """Whether a peer's message is one we accepted and forwarded on another topic,
+        now on a topic we are subscribed to and have not forwarded it on: a settlement
+        goes to several shard topics under one message ID (SHA-256(from || data)), and a
+        node in two of those shards must forward it in both, or members of the second
+        one that hear it only through this node miss it.  Forwarded only (delivered and
+        judged once), and only with a valid envelope signature (it covers the topic)."""
+        if not self.multi_topic or forwarder == self.my_id or len(msg.topicIDs) != 1:
+            return False
+        topic = msg.topicIDs[0]
+        done = self._forwarded_on.get(self.get_message_id(msg))
+        if done is None or topic in done or topic not in self.topic_ids:
+            return False
+        if (self.is_peer_blacklisted(forwarder) or self.blocked(forwarder)
+                or self.is_peer_blacklisted(ID(msg.from_id))):
+            return False
+        if self.strict_signing and not signature_validator(msg):
+            # a forged copy of a known message: invalid, scored like any (trap 20)
+            scorer = getattr(self.router, "scorer", None)
+            if scorer is not None:
+                scorer.on_invalid_message(forwarder, topic)
+            return False
+        done.add(topic)
+        return True
+
+    def _note_forwarded(self, msg: rpc_pb2.Message) -> None:
+        if not self.multi_topic:
+            return
+        mid = self.get_message_id(msg)
+        done = self._forwarded_on.get(mid)
+        if done is None:
+            done = self._forwarded_on[mid] = set()
+            if len(self._forwarded_on) > FORWARDED_MAX:
+                self._forwarded_on.popitem(last=False)
+        done.update(msg.topicIDs)
 
     # -- judging -------------------------------------------------------------------------
 
@@ -268,6 +325,7 @@ class RillPubsub(Pubsub):
             log.debug("dropping a message claiming to be from us, forwarded by %s", forwarder)
             return
         self.notify_subscriptions(msg)
+        self._note_forwarded(msg)
         await self.router.publish(forwarder, msg)
 
     def _tell(self, forwarder: ID, msg: rpc_pb2.Message, verdict: Verdict) -> None:

@@ -36,6 +36,7 @@ from ..protocol.reconcile import (
     IdList,
     Objects,
     ReconcileRequest,
+    Root,
     Roots,
     Summary,
 )
@@ -44,6 +45,7 @@ from ..wallet.wallet import Wallet
 from .admission import ORPHAN
 from .gate import ACCEPT
 from .host import request
+from .sharding import Placements, shard_month_ids
 
 log = logging.getLogger("rill.node")
 
@@ -62,18 +64,34 @@ _STAGE = {"key": 0, "settlement": 1, "equivocation": 1, "claim": 2, "sealed-clai
 # -- the store side (worker thread) ----------------------------------------------------
 
 
-def month_ids(w: Wallet, month: str) -> list[bytes]:
-    """IDs of the public objects of ``month`` held (opened claims are private: never)."""
+def month_ids(w: Wallet, month: str, shard: tuple[int, int] | None = None,
+              cache: Placements | None = None) -> list[bytes]:
+    """IDs of the public objects of ``month`` held (opened claims are private: never);
+    with ``shard`` (bits, index), only those placed in that shard (SPEC §11.6)."""
+    if shard is not None:
+        return shard_month_ids(w, month, shard, Placements() if cache is None else cache)
     return [bytes(r[0]) for r in w.db.execute(
         "SELECT id FROM objects WHERE month = ? AND private = 0", (month,))]
 
 
-def bucket_ids(w: Wallet, month: str, buckets: tuple[int, ...], limit: int = MAX_IDS
-               ) -> IdList:
+def bucket_ids(w: Wallet, month: str, buckets: tuple[int, ...], limit: int = MAX_IDS,
+               shard: tuple[int, int] | None = None,
+               cache: Placements | None = None) -> IdList:
     """The public IDs of ``month`` in ``buckets``: whole buckets, in order, while they fit
     in ``limit`` IDs (a bucket that does not fit is left for the next request)."""
     ids: list[bytes] = []
     done: list[int] = []
+    if shard is not None:
+        by_bucket: dict[int, list[bytes]] = {}
+        for oid in sorted(month_ids(w, month, shard, cache)):
+            by_bucket.setdefault(oid[0], []).append(oid)
+        for b in buckets:
+            rows = by_bucket.get(b, [])
+            if len(ids) + len(rows) > limit:
+                break
+            ids += rows
+            done.append(b)
+        return IdList(tuple(ids), tuple(done))
     for b in buckets:
         lo = bytes([b])
         hi = bytes([b + 1]) if b < BUCKETS - 1 else None
@@ -113,16 +131,17 @@ class Reconciling:
         if req.op == "roots":
             roots = []
             for month in req.months:
-                ids = await self.db(month_ids, self.wallet, month)
+                ids = await self.db(month_ids, self.wallet, month, req.shard, self._points)
                 roots.append(Summary.of(month, ids).root)
             return Roots(tuple(roots)).encode()
         if req.op == "summary":
             assert req.month is not None
-            ids = await self.db(month_ids, self.wallet, req.month)
+            ids = await self.db(month_ids, self.wallet, req.month, req.shard, self._points)
             return Summary.of(req.month, ids).encode()
         if req.op == "ids":
             assert req.month is not None
-            lst = await self.db(bucket_ids, self.wallet, req.month, req.buckets)
+            lst = await self.db(bucket_ids, self.wallet, req.month, req.buckets,
+                                shard=req.shard, cache=self._points)
             return lst.encode()
         objs = await self.db(objects_by_id, self.wallet, req.ids,
                              MAX_RECONCILE_RESPONSE - 1024 * 1024)
@@ -160,28 +179,37 @@ class Reconciling:
         months = [months_back(month_of(now), k) for k in range(self.config.window_months + 1)]
         new = 0
         pages = 0
+        #: (month, shard) where the peer holds something, with its root
+        rounds: list[tuple[str, tuple[int, int] | None]] = []
+        roots_of: dict[tuple[str, tuple[int, int] | None], Root] = {}
         with trio.fail_after(RECONCILE_SESSION_S):
-            try:
-                roots = Roots.decode(await self._ask(peer, ReconcileRequest(
-                    "roots", months=tuple(months))), len(months)).roots
-            except StreamFailure:
-                if self._serves(peer, RECONCILE_PROTOCOL) is not True:
-                    log.debug("peer %s does not serve %s", peer, RECONCILE_PROTOCOL)
-                    return new
-                raise
-            for month, root in zip(months, roots, strict=True):
-                mine = Summary.of(month, await self.db(month_ids, self.wallet, month))
-                if root.count == 0 or root == mine.root:
-                    continue  # nothing there, or the same set
+            for shard in self.reconcile_scopes(peer):
+                try:
+                    roots = Roots.decode(await self._ask(peer, ReconcileRequest(
+                        "roots", months=tuple(months), shard=shard)), len(months)).roots
+                except StreamFailure:
+                    if self._serves(peer, RECONCILE_PROTOCOL) is not True:
+                        log.debug("peer %s does not serve %s", peer, RECONCILE_PROTOCOL)
+                        return new
+                    raise
+                for month, root in zip(months, roots, strict=True):
+                    if root.count:
+                        rounds.append((month, shard))
+                        roots_of[(month, shard)] = root
+            for month, shard in rounds:
+                mine = Summary.of(month, await self.db(month_ids, self.wallet, month, shard,
+                                                       self._points))
+                if roots_of.get((month, shard)) == mine.root:
+                    continue  # the same set
                 theirs = Summary.decode(await self._ask(peer, ReconcileRequest(
-                    "summary", month)))
+                    "summary", month, shard=shard)))
                 if theirs.month != month:
                     raise RemoteError(f"summary for {theirs.month}, asked for {month}")
                 buckets = tuple(mine.differing(theirs))
                 if not buckets:
                     continue
                 listed = IdList.decode(await self._ask(peer, ReconcileRequest(
-                    "ids", month, buckets=buckets)))
+                    "ids", month, buckets=buckets, shard=shard)))
                 unwanted = self._unwanted_now()
                 missing = [i for i in listed.ids if i not in self.held and i not in unwanted]
                 for start in range(0, len(missing), MAX_GET):
@@ -230,6 +258,9 @@ class Reconciling:
                 topic = TOPIC_OF.get(m.peek_type(raw) or "", "")
                 try:
                     p = self._precheck(topic, raw, now)
+                    if not self.keeps(p):  # a server may list what is not of our shards
+                        log.debug("reconcile from %s: not of our shards", peer)
+                        continue
                     outcome, reason = self._relate(p)
                     if outcome is not ACCEPT:
                         if reason == ORPHAN and self.admission is not None and p.settlement:

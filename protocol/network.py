@@ -7,6 +7,7 @@ length-prefixed frames.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,40 @@ TOPIC_OF: dict[str, str] = {t: topic for topic, types in TOPICS.items() for t in
 TOPIC_MAX: dict[str, int] = {
     topic: max(m.BODY_TYPES[t].MAX_SIZE for t in types) for topic, types in TOPICS.items()
 }
+#: The topic of equivocation proofs, the same whatever the shard count (SPEC §11.6).
+EQUIVOCATION_TOPIC = "rill/1/equivocations"
+#: What a shard topic ``rill/1/b{b}/s{i}`` carries (SPEC §11.6): every gossiped type but
+#: equivocation proofs, which stay on EQUIVOCATION_TOPIC.
+SHARD_TYPES: frozenset[str] = frozenset({"settlement", "sealed-claim", "receipt", "key"})
+SHARD_MAX = max(m.BODY_TYPES[t].MAX_SIZE for t in SHARD_TYPES)
+#: Most shard bits a network may use (65,536 shards).
+MAX_SHARD_BITS = 16
+_SHARD_TOPIC = re.compile(r"rill/1/b(0|[1-9][0-9]?)/s(0|[1-9][0-9]{0,4})")
+
+
+def parse_shard_topic(topic: str) -> tuple[int, int] | None:
+    """``(bits, index)`` of a shard topic ``rill/1/b{bits}/s{index}`` (decimal, no leading
+    zeros, 1 <= bits <= MAX_SHARD_BITS, index < 2**bits), else None."""
+    hit = _SHARD_TOPIC.fullmatch(topic)
+    if hit is None:
+        return None
+    bits, index = int(hit[1]), int(hit[2])
+    if not 1 <= bits <= MAX_SHARD_BITS or index >= 1 << bits:
+        return None
+    return bits, index
+
+
+def topic_types(topic: str) -> frozenset[str] | None:
+    """The object types a topic carries (one of TOPICS or a shard topic), else None."""
+    types = TOPICS.get(topic)
+    if types is None and parse_shard_topic(topic) is not None:
+        return SHARD_TYPES
+    return types
+
+
+def topic_max(topic: str) -> int:
+    """The largest ``data`` a known topic carries."""
+    return int(TOPIC_MAX.get(topic, SHARD_MAX))
 
 SYNC_PROTOCOL = "/rill/sync/1.0.0"
 FRAME_HEADER = 4
@@ -76,11 +111,11 @@ def check_gossip(topic: str, raw: bytes, now: int,
     ``verify_signature=False``: every check but the signatures (steps 7-8 of SPEC §4.4),
     the node's cheap first pass; the object returned is then not authenticated.
     """
-    types = TOPICS.get(topic)
+    types = topic_types(topic)
     if types is None:
-        raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
-    if len(raw) > TOPIC_MAX[topic]:
-        raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({TOPIC_MAX[topic]})")
+        raise SchemaError(f"unknown topic {topic[:80]!r}", code="wrong-topic")
+    if len(raw) > topic_max(topic):
+        raise TooLarge(f"{len(raw)} bytes is more than {topic} carries ({topic_max(topic)})")
     # any CBOR failure is a rejection: skip the reason scan
     obj = m.decode(raw, verify_signature=verify_signature, exact=False)
     if obj.type not in types:
@@ -180,5 +215,7 @@ class SyncResponse:
         return cls(tuple(objs), nxt, bool(more))
 
 
-__all__ = ["TOPICS", "TOPIC_OF", "RemoteError", "SyncRequest", "SyncResponse", "check_gossip",
-           "frame", "frame_length", "months_back", "settlement_work_bits"]
+__all__ = ["EQUIVOCATION_TOPIC", "MAX_SHARD_BITS", "SHARD_TYPES", "TOPICS", "TOPIC_OF",
+           "RemoteError", "SyncRequest", "SyncResponse", "check_gossip", "frame",
+           "frame_length", "months_back", "parse_shard_topic", "settlement_work_bits",
+           "topic_max", "topic_types"]

@@ -27,7 +27,7 @@ from .checks import MAX_SKEW
 from .errors import DecodeError, RemoteError, RuleError, SchemaError, TooLarge
 from .fields import MAX_TIME, check_key_field
 from .months import check_month, month_end, month_index, month_of, months_back
-from .network import TOPIC_MAX, TOPICS
+from .network import topic_max, topic_types
 from .work import work_bits as stamp_bits
 
 
@@ -109,14 +109,29 @@ def _settlement(signer: bytes, body: dict[str, Any]) -> tuple[str, int, frozense
     return month, stamp_bits(signer, month, work), creators
 
 
+#: The types :func:`preview_object` reads: the gossiped ones and plain claims.
+PREVIEW_TYPES = frozenset({"settlement", "claim", "sealed-claim", "receipt", "key",
+                           "equivocation"})
+
+
 def preview(topic: str, raw: bytes) -> Preview:
     """The header of one gossip message; :class:`RemoteError` for what cannot be a valid
     object of the topic."""
-    types = TOPICS.get(topic)
+    types = topic_types(topic)
     if types is None:
-        raise SchemaError(f"unknown topic {topic!r}", code="wrong-topic")
-    if len(raw) > TOPIC_MAX[topic]:
+        raise SchemaError(f"unknown topic {topic[:80]!r}", code="wrong-topic")
+    if len(raw) > topic_max(topic):
         raise TooLarge(f"{len(raw)} bytes is more than {topic} carries")
+    return _preview(raw, types)
+
+
+def preview_object(raw: bytes) -> Preview:
+    """The header of an object of any type in PREVIEW_TYPES, on no topic (a stored
+    object, for its shard placement: SPEC §11.6)."""
+    return _preview(raw, PREVIEW_TYPES)
+
+
+def _preview(raw: bytes, types: frozenset[str]) -> Preview:
     t, signer, body = _envelope(raw, types)
     oid = hashlib.sha256(raw).digest()
     subjects = {signer}
@@ -190,4 +205,4 @@ def check_preview(p: Preview, now: int, window_months: int, work_bits: int,
                         f"asks for {work_bits}", code="insufficient-work")
 
 
-__all__ = ["Preview", "check_preview", "preview"]
+__all__ = ["PREVIEW_TYPES", "Preview", "check_preview", "preview", "preview_object"]

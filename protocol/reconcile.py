@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from . import cbor
 from .errors import SchemaError, TooLarge
 from .months import check_month
+from .network import MAX_SHARD_BITS
 
 RECONCILE_PROTOCOL = "/rill/reconcile/1.0.0"
 #: Buckets of a summary: the first byte of an object ID.
@@ -134,13 +135,16 @@ class ReconcileRequest:
     """``{"v": 1, "op": "roots", "months": [M...]}``,
     ``{"v": 1, "op": "summary", "month": M}``,
     ``{"v": 1, "op": "ids", "month": M, "buckets": [b...]}`` or
-    ``{"v": 1, "op": "get", "ids": [id...]}``."""
+    ``{"v": 1, "op": "get", "ids": [id...]}``; a summary or ids request scoped to one
+    shard (SPEC §11.6) also has ``"shard": [bits, index]``, 1 <= bits <= 16."""
 
     op: str
     month: str | None = None
     buckets: tuple[int, ...] = ()
     ids: tuple[bytes, ...] = ()
     months: tuple[str, ...] = ()
+    #: (bits, index): only the objects placed in that shard; None: all (SPEC §11.4)
+    shard: tuple[int, int] | None = None
 
     def encode(self) -> bytes:
         v: dict[str, object] = {"v": 1, "op": self.op}
@@ -148,6 +152,8 @@ class ReconcileRequest:
             v["months"] = list(self.months)
         elif self.op != "get":
             v["month"] = self.month
+        if self.op != "get" and self.shard is not None:
+            v["shard"] = list(self.shard)
         if self.op == "ids":
             v["buckets"] = list(self.buckets)
         if self.op == "get":
@@ -164,6 +170,10 @@ class ReconcileRequest:
         op = v["op"]
         want = {"roots": {"v", "op", "months"}, "summary": {"v", "op", "month"},
                 "ids": {"v", "op", "month", "buckets"}, "get": {"v", "op", "ids"}}[op]
+        shard = None
+        if op != "get" and "shard" in v:
+            shard = _shard(v["shard"])
+            want = want | {"shard"}
         if set(v) != want:
             raise SchemaError(f"reconcile request: {op} has exactly {', '.join(sorted(want))}")
         _version(v)
@@ -174,7 +184,7 @@ class ReconcileRequest:
             ms = tuple(_month(x) for x in months)
             if len(set(ms)) != len(ms):
                 raise SchemaError("reconcile roots: a month twice")
-            return cls(op, months=ms)
+            return cls(op, months=ms, shard=shard)
         if op == "get":
             ids = v["ids"]
             if (type(ids) is not list or not 1 <= len(ids) <= MAX_GET or
@@ -183,13 +193,13 @@ class ReconcileRequest:
             return cls(op, ids=tuple(ids))
         month = _month(v["month"])
         if op == "summary":
-            return cls(op, month)
+            return cls(op, month, shard=shard)
         buckets = v["buckets"]
         if (type(buckets) is not list or not 1 <= len(buckets) <= BUCKETS or
                 any(type(b) is not int or not 0 <= b < BUCKETS for b in buckets) or
                 buckets != sorted(set(buckets))):
             raise SchemaError("reconcile ids: 1..256 bucket numbers 0..255, ascending")
-        return cls(op, month, buckets=tuple(buckets))
+        return cls(op, month, buckets=tuple(buckets), shard=shard)
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,14 @@ def _map(raw: bytes, fields: set[str], limit: int, what: str) -> dict[str, objec
 def _version(v: dict[str, object]) -> None:
     if v["v"] != 1 or type(v["v"]) is not int:
         raise SchemaError("reconcile: unsupported version", code="unsupported-version")
+
+
+def _shard(value: object) -> tuple[int, int]:
+    if (type(value) is not list or len(value) != 2 or
+            any(type(x) is not int for x in value) or
+            not 1 <= value[0] <= MAX_SHARD_BITS or not 0 <= value[1] < 1 << value[0]):
+        raise SchemaError(f"reconcile shard: [bits 1..{MAX_SHARD_BITS}, index < 2**bits]")
+    return value[0], value[1]
 
 
 def _month(value: object) -> str:

@@ -1,0 +1,349 @@
+"""Shards (SPEC §11.6): the daemon's topics, the shard check of the gossip gate, publishing
+to shards the node is not in (fanout through peers found in the DHT), the provider records
+of its own shards, per-topic counters, and the store side of shard-scoped reconciliation
+(a mixin of :class:`rill.node.daemon.Daemon`).
+
+With ``shard_bits = 0`` (the default) nothing here changes what the node does: it joins
+the four topics of §11.2 and publishes each object on its type's topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+
+from ..protocol import messages as m
+from ..protocol.network import EQUIVOCATION_TOPIC, TOPIC_OF
+from ..protocol.preview import Preview, check_preview, preview
+from ..protocol.shard import (
+    PROVIDE_EVERY,
+    check_topic,
+    node_shards,
+    node_topics,
+    object_shards,
+    object_topics,
+    placement_points,
+    prefix,
+    preview_stored,
+    provider_key,
+    shard_topic,
+)
+from ..wallet.wallet import Wallet
+
+log = logging.getLogger("rill.node")
+
+#: Finding a shard's peers: one DHT lookup at most this long (real seconds), then at
+#: most this many providers dialled, each within DIAL_S, then up to SUBSCRIBED_S for one
+#: of them to announce its subscription to the shard's topic.
+FIND_S = 10.0
+#: Objects for a shard without known peers: the lookup is tried this many times, the
+#: first retry FIND_RETRY_S after the first, twice as long each time (the DHT may not
+#: know anyone yet right after start).
+FIND_TRIES = 4
+FIND_RETRY_S = 2.0
+DIAL_PROVIDERS = 3
+DIAL_S = 5.0
+SUBSCRIBED_S = 5.0
+#: Objects waiting for a shard's peers to be found, in all.
+MAX_DEFERRED = 10_000
+#: A member retries its first provide this often until the DHT has a peer to take it.
+PROVIDE_RETRY_S = 2.0
+#: A member looks for more peers of each of its shards while a shard topic has fewer than
+#: SHARD_PEERS of them (GossipSub's D_low): after JOIN_FIRST_S (real seconds), then twice
+#: as long each round, at most JOIN_EVERY_S.
+JOIN_FIRST_S = 1.0
+JOIN_EVERY_S = 60.0
+SHARD_PEERS = 4
+#: Placement prefixes remembered for the reconcile server, in bytes (then forgotten).
+MAX_PREFIX_BYTES = 16 * 1024 * 1024
+
+
+class Placements:
+    """Object ID -> the first 16 bits of each of its placement points (2 bytes each,
+    sorted, no repeats): enough to place it at any b <= 16.  Bounded in bytes; a full
+    cache is cleared (each entry is recomputed from the stored object on demand)."""
+
+    def __init__(self, limit: int = MAX_PREFIX_BYTES) -> None:
+        self.limit = limit
+        self.entries: dict[bytes, bytes] = {}
+        self.size = 0
+
+    def get(self, oid: bytes) -> bytes | None:
+        return self.entries.get(oid)
+
+    def put(self, oid: bytes, raw: bytes) -> bytes:
+        p = preview_stored(raw)
+        prefixes = b"" if p is None else b"".join(sorted(
+            {prefix(pt, 16).to_bytes(2, "big") for pt in placement_points(p)}))
+        if self.size + len(prefixes) + 64 > self.limit:
+            self.entries.clear()
+            self.size = 0
+        self.entries[oid] = prefixes
+        self.size += len(prefixes) + 64
+        return prefixes
+
+
+def in_shard(prefixes: bytes, shard: tuple[int, int]) -> bool:
+    bits, index = shard
+    return any(int.from_bytes(prefixes[k:k + 2], "big") >> (16 - bits) == index
+               for k in range(0, len(prefixes), 2))
+
+
+def shard_month_ids(w: Wallet, month: str, shard: tuple[int, int],
+                    cache: Placements) -> list[bytes]:
+    """In a worker thread: the public IDs of ``month`` placed in ``shard`` (SPEC §11.6).
+    An object's placement is computed once (one preview parse of its stored bytes, read
+    only when not cached)."""
+    out = []
+    for (oid_,) in w.db.execute("SELECT id FROM objects WHERE month = ? AND private = 0",
+                                (month,)).fetchall():
+        oid = bytes(oid_)
+        prefixes = cache.get(oid)
+        if prefixes is None:
+            row = w.db.execute("SELECT raw FROM objects WHERE id = ?", (oid,)).fetchone()
+            if row is None:  # gone meanwhile
+                continue
+            prefixes = cache.put(oid, bytes(row[0]))
+        if in_shard(prefixes, shard):
+            out.append(oid)
+    return out
+
+
+class Sharding:
+    def _init_shards(self) -> None:
+        bits = self.config.shard_bits
+        self.shard_bits: int = bits
+        self.shards: frozenset[int] = (node_shards(self.identity, bits,
+                                                    self.config.shard_backbone)
+                                       if bits else frozenset({0}))
+        self.topics: tuple[str, ...] = node_topics(self.identity, bits,
+                                                   self.config.shard_backbone)
+        #: per topic: verdicts on peers' messages and their bytes (what the node received)
+        self.topic_counters: dict[str, Counter[str]] = {}
+        self._deferred: dict[str, list[bytes]] = {}
+        self._finding: set[str] = set()
+        self._points = Placements()
+
+    # -- the gate -------------------------------------------------------------------------
+
+    def _gossip_precheck(self, topic: str, raw: bytes, now: int) -> Preview:
+        """The gate's cheap checks plus, in a sharded network, the object's topic: one of
+        its shards' (or the equivocation topic for a proof), else ``wrong-topic``."""
+        if not self.shard_bits:
+            return self._precheck(topic, raw, now)
+        p = preview(topic, raw)
+        check_topic(p, topic, self.shard_bits)  # right after the type (SPEC §11.6)
+        check_preview(p, now, self.config.window_months, self.work_bits)
+        return p
+
+    def keeps(self, p: Preview) -> bool:
+        """Whether this node keeps an object fetched by reconciliation: it concerns us, or
+        it is placed in one of our shards (always, without shards)."""
+        if not self.shard_bits or self.identity in p.subjects or p.type == "equivocation":
+            return True
+        return bool(object_shards(p, self.shard_bits) & self.shards)
+
+    def _count_topic(self, msg: Any, outcome: str) -> None:
+        for topic in msg.topicIDs:
+            c = self.topic_counters.setdefault(str(topic), Counter())
+            c["messages"] += 1
+            c[outcome] += 1
+            c["bytes"] += len(msg.data)
+
+    def traffic(self) -> dict[str, Any]:
+        """Counters to compare shards on and off: per topic messages judged (accepted,
+        ignored, rejected) and their bytes, and the totals."""
+        total: Counter[str] = Counter()
+        for c in self.topic_counters.values():
+            total.update(c)
+        return {"shard_bits": self.shard_bits, "shards": sorted(self.shards),
+                "topics": {t: dict(c) for t, c in sorted(self.topic_counters.items())},
+                "total": dict(total)}
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _topics_of(self, raw: bytes) -> tuple[str, ...]:
+        if not self.shard_bits:
+            return (TOPIC_OF[m.peek_type(raw) or ""],)
+        p = self._precheck(TOPIC_OF.get(m.peek_type(raw) or "", ""), raw, self.clock.now())
+        return object_topics(p, self.shard_bits)
+
+    async def _publisher(self) -> None:
+        """Publish queued objects, paced, on every topic they belong on.  Without shards
+        (or on a topic with known peers) as always: held until the topic has peers.  A
+        shard topic without known peers: the objects wait while the shard's members are
+        looked for in the DHT (one lookup task per topic)."""
+        assert self.p2p is not None
+        ps = self.p2p.pubsub  # noqa: F841
+        async for item in self._outbox_recv:
+            if isinstance(item, tuple):
+                topics, raw = (item[0],), item[1]
+            else:
+                raw = item
+                try:
+                    topics = self._topics_of(raw)
+                except Exception as exc:  # checked when queued; never stop the publisher
+                    log.warning("not publishing an object: %r", exc)
+                    continue
+            for topic in topics:
+                if (self.shard_bits and topic != EQUIVOCATION_TOPIC and
+                        not self._has_peers(topic)):
+                    self._defer(topic, raw)  # every node joins the equivocation topic
+                    continue
+                while not self._has_peers(topic):
+                    await trio.sleep(0.05)  # nobody to publish to yet (trap 12)
+                await self._publish_on(topic, raw)
+                self.counters["published"] += 1
+                await trio.sleep(0.002)  # pace: the per-peer queue holds 32 (trap 3)
+
+    def _has_peers(self, topic: str) -> bool:
+        assert self.p2p is not None
+        return any(True for _ in self.p2p.pubsub.peer_topics.get(topic, ()))
+
+    def _defer(self, topic: str, raw: bytes) -> None:
+        if sum(len(v) for v in self._deferred.values()) >= MAX_DEFERRED:
+            self.counters["unpublished"] = self.counters.get("unpublished", 0) + 1
+            log.warning("too many objects wait for shard peers: not publishing one on %s",
+                        topic)
+            return
+        self._deferred.setdefault(topic, []).append(raw)
+        if topic not in self._finding and self._nursery is not None:
+            self._finding.add(topic)
+            self._nursery.start_soon(self._find_then_publish, topic)
+
+    async def _find_then_publish(self, topic: str) -> None:
+        reached = False
+        try:
+            delay = FIND_RETRY_S
+            for attempt in range(FIND_TRIES):
+                if attempt:
+                    await trio.sleep(delay)
+                    delay *= 2
+                try:
+                    reached = await self.reach_shard(topic)
+                except Exception as exc:  # the DHT and dials: a failure is "not reached"
+                    log.info("looking for peers of %s failed: %r", topic, exc)
+                if reached:
+                    break
+        finally:
+            self._finding.discard(topic)
+            waiting = self._deferred.pop(topic, [])
+        if not reached:
+            self.counters["unpublished"] = self.counters.get("unpublished", 0) + len(waiting)
+            log.info("no peer of %s found: %d object(s) not published there (republished "
+                     "later if unreceipted)", topic, len(waiting))
+            return
+        for raw in waiting:
+            await self._outbox_send.send((topic, raw))
+
+    async def reach_shard(self, topic: str, want: int = 1) -> bool:
+        """Become a gossip peer of at least ``want`` members of a shard topic: the
+        providers of the shard's DHT key (§11.6), dialled until enough announce the
+        topic (at most DIAL_PROVIDERS dials)."""
+        assert self.p2p is not None
+        if self._peer_count(topic) >= want:
+            return True
+        if topic == EQUIVOCATION_TOPIC or not self.shard_bits:
+            return False
+        index = int(topic.rsplit("/s", 1)[1])
+        p2p = self.p2p
+        infos: list[Any] = []
+        with trio.move_on_after(FIND_S):
+            infos = await p2p.dht.find_providers(provider_key(self.shard_bits, index).hex())
+        self.counters["shard_lookups"] = self.counters.get("shard_lookups", 0) + 1
+        dialled = 0
+        for info in infos:
+            if (info.peer_id == p2p.peer_id or self.is_blocked(info.peer_id) or
+                    info.peer_id in p2p.pubsub.peers):
+                continue
+            if dialled == DIAL_PROVIDERS:
+                break
+            dialled += 1
+            with trio.move_on_after(DIAL_S):
+                try:
+                    await p2p.host.connect(info)  # liveness: a dead provider fails here
+                    await p2p.dht.routing_table.add_peer(info.peer_id)
+                except Exception as exc:
+                    log.debug("provider %s of %s: %r", info.peer_id, topic, exc)
+                    continue
+            with trio.move_on_after(SUBSCRIBED_S):
+                while not (info.peer_id in p2p.pubsub.peer_topics.get(topic, ()) or
+                           self._peer_count(topic) >= want):
+                    await trio.sleep(0.05)
+            if self._peer_count(topic) >= want:
+                return True
+        return self._peer_count(topic) >= min(want, 1)
+
+    def _peer_count(self, topic: str) -> int:
+        assert self.p2p is not None
+        return len(self.p2p.pubsub.peer_topics.get(topic, ()))
+
+    # -- provider records ------------------------------------------------------------------
+
+    async def _join_shards(self) -> None:
+        """Keep SHARD_PEERS gossip peers in each of our shard topics: look for the shard's
+        providers in the DHT every JOIN_EVERY_S while there are fewer."""
+        if not self.shard_bits:
+            return
+        delay = JOIN_FIRST_S
+        while True:
+            await trio.sleep(delay)
+            delay = min(2 * delay, JOIN_EVERY_S)
+            for index in sorted(self.shards):
+                topic = shard_topic(self.shard_bits, index)
+                if self._peer_count(topic) >= SHARD_PEERS:
+                    continue
+                try:
+                    await self.reach_shard(topic, SHARD_PEERS)
+                except Exception as exc:  # the DHT and dials: try again next round
+                    log.debug("looking for peers of %s: %r", topic, exc)
+
+    async def _provide_shards(self) -> None:
+        """Announce this node under each of its shards' DHT keys (§11.6), again every
+        PROVIDE_EVERY; the first time as soon as the DHT knows a peer.  Then look for
+        the shards' other members."""
+        if not self.shard_bits:
+            return
+        assert self.p2p is not None
+        assert self._nursery is not None
+        self._nursery.start_soon(self._join_shards)
+        dht = self.p2p.dht
+        while True:
+            pending = sorted(self.shards)
+            while pending:
+                if dht.get_routing_table_size() == 0:
+                    await trio.sleep(PROVIDE_RETRY_S)
+                    continue
+                index = pending[0]
+                try:
+                    with trio.fail_after(FIND_S):
+                        ok = await dht.provide(provider_key(self.shard_bits, index).hex())
+                except (Exception, trio.TooSlowError) as exc:
+                    log.debug("providing shard %d: %r", index, exc)
+                    ok = False
+                if ok:
+                    pending.pop(0)
+                    self.counters["provided"] = self.counters.get("provided", 0) + 1
+                else:
+                    await trio.sleep(PROVIDE_RETRY_S)
+            await trio.sleep(PROVIDE_EVERY)
+
+    # -- reconciliation scopes -------------------------------------------------------------
+
+    def reconcile_scopes(self, peer: ID) -> list[tuple[int, int] | None]:
+        """What to reconcile with a peer: everything without shards; else each of our
+        shards the peer is subscribed to (all of ours while its subscriptions are not
+        known yet)."""
+        if not self.shard_bits:
+            return [None]
+        assert self.p2p is not None
+        topics = self.p2p.pubsub.peer_topics
+        ours = sorted(self.shards)
+        theirs = [i for i in ours
+                  if peer in topics.get(shard_topic(self.shard_bits, i), ())]
+        known = any(peer in peers for peers in topics.values())
+        return [(self.shard_bits, i) for i in (theirs if known else ours)]

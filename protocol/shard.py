@@ -1,0 +1,151 @@
+"""Shards (SPEC.md §11.6): which gossip topics carry an object, which shards a node joins,
+and the DHT key under which a shard's members announce themselves.
+
+A network of ``b`` shard bits has S = 2**b shards.  A key's *shard point* is
+SHA-256("rill/1/shard" || key); its shard at ``b`` bits is the first ``b`` bits of the point
+(big-endian), so shard ``i`` at ``b`` bits is exactly shards ``2i`` and ``2i + 1`` at
+``b + 1``: a network grows by splitting shards, never by moving an object to an unrelated
+shard.  ``b = 0`` is one shard, carried by the four topics of §11.2 (no shard topics).
+
+Objects are placed by *placement keys*: a sealed claim (and a plain claim) by its creator,
+a receipt by its signer (the creator) and its donor, a settlement by its donor and every
+creator its lines name, a key document by its signer, an equivocation proof by its donor
+(for reconciliation only: proofs travel on the global ``rill/1/equivocations`` topic).
+
+Pure: no I/O, no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .errors import SchemaError
+from .network import EQUIVOCATION_TOPIC, MAX_SHARD_BITS, TOPIC_OF, TOPICS
+from .preview import Preview, preview_object
+
+#: Their own global topics whatever the shard bits (small, rare, or bounded per creator).
+CATALOGUE_TOPIC = "rill/1/catalogue"
+GLOBAL_TYPES = frozenset({"equivocation", "listing"})
+
+SHARD_TAG = b"rill/1/shard"
+BACKBONE_TAG = b"rill/1/backbone"
+PROVIDERS_TAG = b"rill/1/shard-providers/"
+#: Long-lived backbone shards a node joins besides its own (SPEC §11.6), as the Ethereum
+#: consensus layer's 2 attestation subnets per node.
+BACKBONE_SHARDS = 2
+#: How often a member announces itself again under its shards' provider keys (seconds);
+#: the DHT keeps a provider record 48 h.
+PROVIDE_EVERY = 12 * 3600
+
+
+def check_bits(bits: int) -> int:
+    if type(bits) is not int or not 0 <= bits <= MAX_SHARD_BITS:
+        raise SchemaError(f"shard bits must be an integer 0..{MAX_SHARD_BITS}, not {bits!r}")
+    return bits
+
+
+def point(key: bytes) -> bytes:
+    """A key's shard point: SHA-256("rill/1/shard" || key)."""
+    return hashlib.sha256(SHARD_TAG + key).digest()
+
+
+def prefix(digest: bytes, bits: int) -> int:
+    """The first ``bits`` bits of ``digest`` as an unsigned integer (0 for 0 bits)."""
+    return int.from_bytes(digest[:4], "big") >> (32 - check_bits(bits))
+
+
+def shard_of(key: bytes, bits: int) -> int:
+    """The shard of a key at ``bits`` bits."""
+    return prefix(point(key), bits)
+
+
+def backbone_shards(key: bytes, bits: int, k: int = BACKBONE_SHARDS) -> tuple[int, ...]:
+    """The node's ``k`` backbone shards: the first ``bits`` bits of
+    SHA-256("rill/1/backbone" || key || j) for j = 0..k-1 (one byte j); they may repeat or
+    equal the node's own shard."""
+    return tuple(prefix(hashlib.sha256(BACKBONE_TAG + key + bytes([j])).digest(), bits)
+                 for j in range(k))
+
+
+def node_shards(key: bytes, bits: int, k: int = BACKBONE_SHARDS) -> frozenset[int]:
+    """The shards a node joins: its key's shard and its backbone shards."""
+    return frozenset({shard_of(key, bits), *backbone_shards(key, bits, k)})
+
+
+def shard_topic(bits: int, index: int) -> str:
+    """The gossip topic of shard ``index`` at ``bits`` >= 1 bits: ``rill/1/b{bits}/s{index}``."""
+    if check_bits(bits) < 1 or not 0 <= index < 1 << bits:
+        raise SchemaError(f"no shard {index} at {bits} bits")
+    return f"rill/1/b{bits}/s{index}"
+
+
+def node_topics(key: bytes, bits: int, k: int = BACKBONE_SHARDS) -> tuple[str, ...]:
+    """The topics a node subscribes to: those of §11.2 at 0 bits; else its shards'
+    topics, the equivocation topic and the catalogue topic (both stay global)."""
+    if check_bits(bits) == 0:
+        return tuple(TOPICS)
+    return (*(shard_topic(bits, i) for i in sorted(node_shards(key, bits, k))),
+            EQUIVOCATION_TOPIC, CATALOGUE_TOPIC)
+
+
+def placement_keys(p: Preview) -> frozenset[bytes]:
+    """The keys whose shards an object belongs to (see the module docstring)."""
+    if p.type == "settlement":
+        return p.subjects  # the donor and the creators of its lines
+    if p.type in ("claim", "sealed-claim"):
+        assert p.creator is not None
+        return frozenset({p.creator})
+    if p.type == "receipt":
+        assert p.donor is not None
+        return frozenset({p.signer, p.donor})
+    if p.type == "equivocation":
+        assert p.donor is not None
+        return frozenset({p.donor})
+    return frozenset({p.signer})  # a key document
+
+
+def placement_points(p: Preview) -> tuple[bytes, ...]:
+    return tuple(sorted(point(k) for k in placement_keys(p)))
+
+
+def object_shards(p: Preview, bits: int) -> frozenset[int]:
+    return frozenset(prefix(pt, bits) for pt in placement_points(p))
+
+
+def object_topics(p: Preview, bits: int) -> tuple[str, ...]:
+    """The topics an object is published on: its §11.2 topic at 0 bits and for an
+    equivocation proof or a listing; else the topics of its shards, in ascending order."""
+    if check_bits(bits) == 0 or p.type in GLOBAL_TYPES:
+        return (TOPIC_OF[p.type],)
+    return tuple(shard_topic(bits, i) for i in sorted(object_shards(p, bits)))
+
+
+def check_topic(p: Preview, topic: str, bits: int) -> None:
+    """A gossip message's topic must be one the object is published on in a network of
+    ``bits`` shard bits (``wrong-topic``)."""
+    if topic not in object_topics(p, bits):
+        raise SchemaError(f"a {p.type} does not belong on {topic[:80]}", code="wrong-topic")
+
+
+def preview_stored(raw: bytes) -> Preview | None:
+    """The preview of a stored object of a placed type (settlement, claim, sealed claim,
+    receipt, key document, equivocation proof), or None (a click entry, a statement, or
+    anything that does not preview)."""
+    try:
+        return preview_object(raw)
+    except Exception:  # stored objects were checked; refuse quietly anyway
+        return None
+
+
+def provider_key(bits: int, index: int) -> bytes:
+    """The DHT key (a SHA-256 multihash, 34 bytes) under which the members of shard
+    ``index`` at ``bits`` bits announce themselves: 0x12 0x20 ||
+    SHA-256("rill/1/shard-providers/" || u8 bits || u32be index)."""
+    shard_topic(bits, index)  # range checks
+    return b"\x12\x20" + hashlib.sha256(
+        PROVIDERS_TAG + bytes([bits]) + index.to_bytes(4, "big")).digest()
+
+
+__all__ = ["BACKBONE_SHARDS", "PROVIDE_EVERY", "backbone_shards", "check_topic", "node_shards",
+           "node_topics", "object_shards", "object_topics", "placement_keys", "point", "prefix",
+           "preview_stored", "provider_key", "shard_of", "shard_topic"]
