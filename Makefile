@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/rill node run $(ARGS)
 
-## test: create the venv, install, run the whole suite (soak tests excluded)
+## test: create the venv, install, run the whole suite (soak tests excluded), one worker
+## per core with each test file kept in one worker (TEST_WORKERS=0: one process)
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory browser || \
 	  echo "note: Chromium missing and not installable here: browser tests will be skipped"
-	$(BIN)/python -m pytest -q -m "not soak" $(ARGS)
+	$(BIN)/python -m pytest -q -m "not soak" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(ARGS)
 
 ## browser: install Debian's Chromium for the browser tests (needs root and apt-get)
 browser:

@@ -66,7 +66,7 @@ def test_the_examples_of_spec_11_6() -> None:
                                                                    57237]
     assert backbone_shards(DONOR, 4) == (5, 8)
     assert node_topics(DONOR, 4) == ("rill/1/b4/s5", "rill/1/b4/s8", "rill/1/b4/s13",
-                                     EQUIVOCATION_TOPIC)
+                                     EQUIVOCATION_TOPIC, "rill/1/catalogue")
     assert object_topics(pv("settlement"), 4) == (
         "rill/1/b4/s2", "rill/1/b4/s8", "rill/1/b4/s9", "rill/1/b4/s13")
     assert object_topics(pv("sealed-claim-alice"), 4) == ("rill/1/b4/s8",)

@@ -222,7 +222,7 @@ def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
             s = node.rill("node", "status")
             assert s["shards"] == {"bits": 2, "joined": want[node.name]}
             assert s["topics"] == sorted([*(f"rill/1/b2/s{i}" for i in want[node.name]),
-                                          "rill/1/equivocations"])
+                                          "rill/1/equivocations", "rill/1/catalogue"])
         # they share shard 0: each becomes the other's peer in its topic
         wait_for(lambda: nodes[1].rill("node", "status")["mesh"]["rill/1/b2/s0"] == 1, 20,
                  "a mesh peer in shard 0")
