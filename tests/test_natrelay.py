@@ -140,9 +140,13 @@ async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path)
         await eventually(lambda: creator.p2p.nat.reserved()
                          and creator.p2p.nat.reservations > made, timeout=20,
                          what="a new reservation after the relay restarted")
+        # connected again: through the new relay, or by the creator dialling out to the
+        # donor (whose address it learnt meanwhile: a node behind NAT can dial out), which
+        # ever comes first; the creator still listens on nothing
         await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers,
-                         timeout=20, what="the donor redials the creator via the relay")
-        assert relayed(donor.p2p, creator.p2p.peer_id)
+                         timeout=20, what="the donor and the creator connected again")
+        assert creator.p2p.addrs() == [] or all("p2p-circuit" in a
+                                                for a in creator.p2p.addrs())
         stop_relay.set()
 
 

@@ -129,11 +129,23 @@ def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
         for c in creators:
             incoming[c] += 1
     total = len(plan) + sum(len(v) for v in plan.values())
-    if shard_bits:
-        from rill.protocol.shards import expected_objects  # type: ignore[import-not-found]
-        held = expected_objects(names, plan, shard_bits, key_of)
-    else:
-        held = {n: total for n in names}
+    if not shard_bits:
+        return incoming, {n: total for n in names}
+    from rill.protocol.shard import node_shards, shard_of
+    key = {n: key_of(n) for n in names}
+    shard = {n: shard_of(key[n], shard_bits) for n in names}
+    joined = {n: node_shards(key[n], shard_bits) for n in names}
+    held = {n: 0 for n in names}
+    for d, creators in plan.items():
+        # the settlement: the donor's shard and its creators' (SPEC §11.6); each sealed
+        # claim: its creator's; a node keeps what is placed in its shards or concerns it
+        s_shards = {shard[d], *(shard[c] for c in creators)}
+        for n in names:
+            if joined[n] & s_shards or n == d or n in creators:
+                held[n] += 1
+            for c in creators:
+                if shard[c] in joined[n] or n in (d, c):
+                    held[n] += 1
     return incoming, held
 
 
