@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # extra arguments for the command a target runs: make run ARGS="--dashboard-port 4800"
 ARGS   ?=
 
-.PHONY: run test soak chaos bench lint vectors clean browser demo
+.PHONY: run test soak chaos bench scale lint vectors clean browser demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ soak: $(STAMP)
 ## faults; RILL_CHAOS_MONTHS / RILL_CHAOS_NODES / RILL_CHAOS_SEED); logs in tests/artifacts/chaos/
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m soak tests/test_chaos.py $(ARGS)
+
+## scale: the scale simulation (tests/scale/sim.py): real Daemons in worker processes, one
+## month each, shards off then on; the table and the fitted model go to docs/SCALE.md
+## (SCALE_SIZES, SCALE_PROCS)
+SCALE_SIZES ?= 50 100 200
+SCALE_PROCS ?= 2
+scale: $(STAMP)
+	$(BIN)/python tests/scale/sim.py $(SCALE_SIZES) --procs $(SCALE_PROCS) --shard-bits -1 \
+	  --out docs/SCALE.md $(ARGS)
 
 ## bench: measure, and write the table to docs/BENCHMARKS.md
 bench: $(STAMP)

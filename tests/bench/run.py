@@ -362,14 +362,13 @@ def node_resources() -> list[Row]:
         rows.append(("month end: claims gossip lost, recovered by the daemons' own sync one "
                      "grace period later", secs(r["sync_s"]) if r["sync_s"] else "never",
                      "s", "from the clocks passing end + 2 × grace until every node holds all "
-                     "its incoming claims; copies of others' objects that gossip lost stay missing "
-                     "(sync asks only for objects concerning the asker; the donors' republish "
-                     f"1 h later would bring them): {r['after_sync']}"))
+                     "its incoming claims; copies of others' objects that gossip lost come back "
+                     "by reconciliation in the same round (SPEC §11.4; not timed in this row): "
+                     f"{r['after_sync']}"))
     elif r["me_counts"]:
         rows[-1] = (*rows[-1][:3], rows[-1][3] + "; no node lacked its own incoming claims; "
-                    "the lost copies of others' objects stay missing (sync asks only for "
-                    "objects concerning the asker; the donors' republish 1 h later would bring "
-                    "them)")
+                    "the lost copies of others' objects come back by reconciliation "
+                    "(SPEC §11.4; not timed in this row)")
     rows += [
         (f"peak RSS (VmHWM) after month end, max of {n}", f"{max(r['peak_rss']):.1f}", "MB",
          f"median {statistics.median(r['peak_rss']):.1f} MB; exit codes on SIGTERM "

@@ -150,7 +150,7 @@ def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
 
 
 def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: int = 3,
-             seed: int = 1, timeout: float = 600.0, base: Path | None = None) -> Run:
+             seed: int = 1, timeout: float = 240.0, base: Path | None = None) -> Run:
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix=f"rill-scale-{n}-", dir=base))
     names = [f"n{i:05d}" for i in range(n)]
@@ -272,6 +272,11 @@ def status(workers: list[Proc]) -> dict[str, Any]:
     return out
 
 
+def spec_bits(n: int) -> int:
+    """SPEC §11.6: b = max(0, floor(log2(N/16)))."""
+    return max(0, (n // 16).bit_length() - 1) if n >= 16 else 0
+
+
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least squares y = a + b·N."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -299,16 +304,17 @@ def report(runs: list[Run]) -> str:
             f"{r.round_bytes / 1e3:.1f} | {r.per_node_month_mb():.1f} | "
             f"{r.month_end_cpu_s / r.n:.2f} | {r.per_node_core_pct():.3f} | "
             f"{statistics.median(r.stored) / 1e3:.0f} |")
-    by_bits: dict[int, list[Run]] = {}
+    groups: dict[str, list[Run]] = {}
     for r in runs:
-        by_bits.setdefault(r.shard_bits, []).append(r)
-    for bits, rs in sorted(by_bits.items()):
+        groups.setdefault("on (SPEC §11.6 bits)" if r.shard_bits else "off",
+                          []).append(r)
+    for bits, rs in sorted(groups.items()):
         if len({r.n for r in rs}) < 2:
             continue
         mb = fit([(r.n, r.per_node_month_mb()) for r in rs])
         cpu = fit([(r.n, r.per_node_core_pct()) for r in rs])
         st = fit([(r.n, statistics.median(r.stored) / 1e6) for r in rs])
-        lines += ["", f"Model (shard bits {bits}), least squares y = a + b·N on the points above:"
+        lines += ["", f"Model (shards {bits}), least squares y = a + b·N on the points above:"
                   f" traffic MB/month = {mb[0]:.2f} + {mb[1]:.4f}·N; CPU % of a core = "
                   f"{cpu[0]:.4f} + {cpu[1]:.6f}·N; stored MB = {st[0]:.3f} + {st[1]:.5f}·N", "",
                   "| N | traffic per node and month (MB) | CPU (% of a core) | stored (MB) |",
@@ -327,13 +333,17 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="+", type=int)
     ap.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 2))
-    ap.add_argument("--shard-bits", type=int, default=0)
+    ap.add_argument("--shard-bits", type=int, default=0,
+                    help="-1: each size twice, without shards and with SPEC §11.6's bits "
+                    "for it, max(0, floor(log2(N/16)))")
     ap.add_argument("--json")
     ap.add_argument("--out", help="write the markdown report here")
     args = ap.parse_args()
     runs = []
-    for n in args.sizes:
-        r = simulate(n, args.procs, args.shard_bits)
+    plan = [(n, b) for n in args.sizes
+            for b in ((0, spec_bits(n)) if args.shard_bits < 0 else (args.shard_bits,))]
+    for n, b in plan:
+        r = simulate(n, args.procs, b)
         runs.append(r)
         print(json.dumps(r.__dict__ | {"month_mb": r.per_node_month_mb(),
                                        "core_pct": r.per_node_core_pct()},

@@ -1,0 +1,95 @@
+"""The daemon's settings (config.toml ``[node]`` and ``[network]``, and the flags of
+``rill node run``), with their defaults and the reasons for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.network import DEFAULT_WINDOW_MONTHS, MAX_SHARD_BITS
+from ..wallet.errors import HomeError
+from ..wallet.home import parse_blocked
+from .natrelay import NatSettings
+
+
+@dataclass
+class NodeConfig:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4741"])
+    bootstrap: list[str] = field(default_factory=list)
+    #: mDNS on the LAN (only while listening on a non-loopback address: node/discovery.py)
+    mdns: bool = True
+    #: Look for Rill peers under the rendezvous key in the DHT (node/discovery.py).
+    rendezvous: bool = True
+    #: Reachability and relaying (``[node] reachable``, ``relay``...: node/natrelay.py).
+    nat: NatSettings = field(default_factory=NatSettings)
+    #: Settle a month this long (clock seconds) after it ended.
+    grace: int = 3600
+    #: Republish unreceipted claims this long (clock seconds) after each attempt.
+    republish: tuple[int, ...] = (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
+    window_months: int = DEFAULT_WINDOW_MONTHS
+    disk_cap: int = 256 * 1024 * 1024
+    #: Pull from every peer this often (real seconds), besides on connect.
+    sync_interval: float = 600.0
+    #: Housekeeping period (real seconds): new receipts to publish, pruning.
+    housekeeping: float = 5.0
+    #: How often (real seconds) pending things' sites are checked in the background.
+    resolve_interval: float = 900.0
+    #: Accept creator sites over plain HTTP (loopback hosts always are).
+    allow_http: bool = False
+    #: The local dashboard's port on 127.0.0.1 (0: no dashboard).
+    dashboard_port: int = 4742
+    #: Proof of work asked of settlements (SPEC §11.2); None: the home's [network]
+    #: work_bits, which its own settlements carry too.
+    work_bits: int | None = None
+    #: Peers never connected with (config.toml ``[network] blocked``; ``rill peers
+    #: block`` changes it, and a running node at once), as peer ID text.
+    blocked: list[str] = field(default_factory=list)
+    #: Reconcile with each peer after syncing (``/rill/reconcile/1.0.0``, SPEC §11.4):
+    #: fetch every public object of the window that the peer holds and we lack.
+    reconcile: bool = True
+    #: Largest random delay (real seconds) before a pseudonym's object is published, so
+    #: that it does not leave in the same burst as our identity's (SPEC §13).
+    pseudonym_jitter: float = 30.0
+    #: Shard bits of the network (SPEC §11.6, ``[network] shard_bits``): 2**bits shards;
+    #: 0 is one shard on the four topics of §11.2.  Every node of a network alike.
+    shard_bits: int = 0
+    #: Backbone shards joined besides the key's own (``[network] shard_backbone``).
+    shard_backbone: int = 2
+
+    @classmethod
+    def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
+        node = data.get("node", {})
+        if not isinstance(node, dict):
+            raise ValueError("[node] must be a table")
+        cfg = cls()
+        for name, typ in (("listen", list), ("bootstrap", list), ("mdns", bool),
+                          ("grace", int), ("window_months", int),
+                          ("dashboard_port", int), ("allow_http", bool),
+                          ("reconcile", bool), ("rendezvous", bool)):
+            if name in node:
+                if not isinstance(node[name], typ):
+                    raise ValueError(f"node.{name} must be a {typ.__name__}")
+                setattr(cfg, name, node[name])
+        if "pseudonym_jitter" in node:
+            if type(node["pseudonym_jitter"]) not in (int, float) or \
+                    not 0 <= node["pseudonym_jitter"] <= 3600:
+                raise ValueError("node.pseudonym_jitter must be a number of seconds 0..3600")
+            cfg.pseudonym_jitter = float(node["pseudonym_jitter"])
+        if "disk_cap_mb" in node:
+            if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
+                raise ValueError("node.disk_cap_mb must be a positive integer")
+            cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
+        cfg.nat = NatSettings.from_toml(node)
+        network = data.get("network", {})
+        for name, hi in (("shard_bits", MAX_SHARD_BITS), ("shard_backbone", 8)):
+            if isinstance(network, dict) and name in network:
+                value = network[name]
+                if type(value) is not int or not 0 <= value <= hi:
+                    raise ValueError(f"network.{name} must be an integer 0..{hi}")
+                setattr(cfg, name, value)
+        if isinstance(network, dict) and "blocked" in network:
+            try:
+                cfg.blocked = list(parse_blocked(network["blocked"], "config.toml"))
+            except HomeError as exc:
+                raise ValueError(str(exc).removeprefix("config.toml: ")) from None
+        return cfg
