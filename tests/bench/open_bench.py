@@ -182,7 +182,8 @@ async def _in_process(base: Path) -> list[Row]:
             m.decode(raw, verify_signature=False)
             t_full.append(time.perf_counter_ns() - t0)
         rows.append(("junk: a plain claim of 10,000 things (rejected on its preview: plain "
-                     "claims travel by no topic)", f"{_us(t_claim) / 1000:.1f}", "ms per message at the node",
+                     "claims travel by no topic)", f"{_us(t_claim) / 1000:.1f}",
+                     "ms per message at the node",
                      f"{len(claims[0]):,} bytes; checking all its things would cost "
                      f"{_us(t_full) / 1000:.0f} ms; the sender: {make_claim / 1000:.1f} ms to "
                      "sign one (the things normalised by messages.sign too)"))
