@@ -243,7 +243,10 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         all_do(workers, [{"op": "round"}] * procs)
         b = status(workers)
         run.round_bytes = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names)
-        all_do(workers, [{"op": "stop"}] * procs)
+        try:
+            all_do(workers, [{"op": "stop"}] * procs)
+        except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand
+            print(f"stopping the workers: {exc}", file=sys.stderr)
         return run
     finally:
         for w in workers:

@@ -132,9 +132,13 @@ class Worker:
             return {"nodes": out, "cpu_s": cpu_s(), "unattributed": {
                 "sent": SENT.get("?", 0), "received": RECEIVED.get("?", 0)}}
         if op == "stop":
+            slow = []
             for name in list(net.scopes):
-                await net.stop(name)
-            return {"ok": True}
+                try:
+                    await net.stop(name)
+                except trio.TooSlowError:
+                    slow.append(name)
+            return {"ok": True, "slow_to_stop": slow}
         raise ValueError(f"unknown op {op!r}")
 
 
