@@ -148,6 +148,8 @@ class Reconciling:
         return objs.encode()
 
     def _serves(self, peer: ID, protocol: str) -> bool | None:
+        """Whether identify listed ``protocol`` for ``peer``: True/False, or None if it has
+        not told us yet."""
         assert self.p2p is not None
         try:
             protocols = self.p2p.host.get_peerstore().get_protocols(peer)

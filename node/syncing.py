@@ -48,14 +48,7 @@ class Syncing:
 
     def _serves_sync(self, peer: ID) -> bool | None:
         """What identify told us: True/False, or None if it has not told us yet."""
-        assert self.p2p is not None
-        try:
-            protocols = self.p2p.host.get_peerstore().get_protocols(peer)
-        except Exception:  # the peerstore raises its own error for an unknown peer
-            return None
-        if not protocols:
-            return None
-        return SYNC_PROTOCOL in protocols
+        return self._serves(peer, SYNC_PROTOCOL)
 
     async def sync_with(self, peer: ID) -> int:
         """Pull the objects concerning us that ``peer`` holds; return how many were new.
