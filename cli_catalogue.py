@@ -126,12 +126,19 @@ def catalogue_announce(thing: str, title: str, kind: str, tags: Sequence[str],
     desc = description.strip() if description is not None else None
     obj, result, raws = _sign(home, lambda t: m.Listing(target, t, title, kind, desc or None,
                                                   tag_tuple, lang))
+    _publish_and_report(home, as_json, target, obj, result, raws,
+                        f"Listed {target} ({result.action}): {obj.id_hex}")
+
+
+def _publish_and_report(home: str | None, as_json: bool, target: str, obj: Any, result: Any,
+                        raws: Any, done: str) -> None:
+    """Hand a signed listing to the running node, then say what happened."""
     published = _publish(home, raws)
     if as_json:
         _emit_json({"listing": obj.id_hex, "thing": target, "action": result.action,
                     "published": published})
     else:
-        click.echo(f"Listed {target} ({result.action}): {obj.id_hex}")
+        click.echo(done)
         click.echo("Published." if published else
                    "No node running: it is published when `rill node run` starts.")
 
@@ -151,14 +158,8 @@ def catalogue_withdraw(thing: str, home: str | None, as_json: bool) -> None:
         if listings.held(w.db, w.identity, target) is None:
             _fail(f"you have no listing of {target}", "not-found")
     obj, result, raws = _sign(home, lambda t: m.Listing(target, t))
-    published = _publish(home, raws)
-    if as_json:
-        _emit_json({"listing": obj.id_hex, "thing": target, "action": result.action,
-                    "published": published})
-    else:
-        click.echo(f"Withdrew {target}: {obj.id_hex}")
-        click.echo("Published." if published else
-                   "No node running: it is published when `rill node run` starts.")
+    _publish_and_report(home, as_json, target, obj, result, raws,
+                        f"Withdrew {target}: {obj.id_hex}")
 
 
 def _site(r: dict[str, Any]) -> str:

@@ -65,16 +65,21 @@ class ProcNode:
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
     def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+        code = terminate(self.proc)
         self.proc = None
         return code
+
+
+def terminate(proc: subprocess.Popen[str] | None) -> int:
+    """SIGTERM, then SIGKILL after 30 s; the exit code (0 when there was no process)."""
+    if proc is None:
+        return 0
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from nodes import free_port  # noqa: E402
-from procnet import RILL  # noqa: E402
+from procnet import RILL, terminate  # noqa: E402
 
 from rill.node import control  # noqa: E402
 from rill.protocol.months import month_end, month_start  # noqa: E402
@@ -68,14 +67,7 @@ class Proc:
         return control.call(self.home / control.SOCKET_NAME, cmd, 30, **args)
 
     def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+        code = terminate(self.proc)
         self.proc = None
         return code
 
