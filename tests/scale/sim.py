@@ -109,6 +109,10 @@ class Run:
     counters: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
     round_bytes: float = 0.0
+    dials_failed: int = 0
+    redials: int = 0
+    #: nodes still with fewer than 2 gossip peers when the month ended
+    lonely: int = 0
 
     def per_node_month_mb(self) -> float:
         """Traffic per node and month: month end (measured) + idle rate × a month + the
@@ -174,14 +178,24 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         for i, name in enumerate(names):
             for other in rng.sample(names[:i], min(fanout, i)):
                 pairs[where[name]].append([name, info[other]["addr"]])
-        all_do(workers, [{"op": "connect", "pairs": p} for p in pairs])
-        deadline = time.monotonic() + 120
+        for r in all_do(workers, [{"op": "connect", "pairs": p} for p in pairs]):
+            run.dials_failed += len(r["failed"])
+        # a loaded machine loses dials: whoever has fewer than 2 gossip peers dials again,
+        # slower, to other random nodes, until everyone has 2 or the deadline passes
+        deadline = time.monotonic() + 180
         while True:
+            time.sleep(2)
             st = status(workers)
-            lonely = [x for x, s in st["nodes"].items() if s["peers"] < 1]
+            lonely = [x for x, s in st["nodes"].items() if s["peers"] < min(2, n - 1)]
             if not lonely or time.monotonic() > deadline:
+                run.lonely = len(lonely)
                 break
-            time.sleep(1)
+            pairs = [[] for _ in range(procs)]
+            for x in lonely:
+                other = rng.choice([y for y in names if y != x])
+                pairs[where[x]].append([x, info[other]["addr"]])
+            run.redials += len(lonely)
+            all_do(workers, [{"op": "connect", "pairs": p, "pace": 0.05} for p in pairs])
         run.mesh_s = time.perf_counter() - t
         donors = {d: {"budget": 1000, "clicks": [
             [key_of(c).hex(), f"https://{c}.example/thing/{d}"] for c in plan[d]]}
@@ -339,6 +353,10 @@ def main() -> int:
     ap.add_argument("--shard-bits", type=int, default=0,
                     help="-1: each size twice, without shards and with SPEC §11.6's bits "
                     "for it, max(0, floor(log2(N/16)))")
+    ap.add_argument("--clicks", type=int, default=8,
+                    help="things (of as many creators) each donor clicks")
+    ap.add_argument("--timeout", type=float, default=240.0,
+                    help="seconds after month end before the run gives up")
     ap.add_argument("--json")
     ap.add_argument("--out", help="write the markdown report here")
     args = ap.parse_args()
@@ -346,7 +364,7 @@ def main() -> int:
     plan = [(n, b) for n in args.sizes
             for b in ((0, spec_bits(n)) if args.shard_bits < 0 else (args.shard_bits,))]
     for n, b in plan:
-        r = simulate(n, args.procs, b)
+        r = simulate(n, args.procs, b, k=args.clicks, timeout=args.timeout)
         runs.append(r)
         print(json.dumps(r.__dict__ | {"month_mb": r.per_node_month_mb(),
                                        "core_pct": r.per_node_core_pct()},
