@@ -457,4 +457,5 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                           else None),
             "reachability": p2p.nat.status() if p2p.nat is not None else None,
             "discovery": self.discovery_status(),
+            "sync_rounds": self.round_status(),
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from typing import Any
 
 import trio
 from libp2p.host.exceptions import StreamFailure
@@ -175,6 +176,13 @@ class Syncing:
         if self.rounds.reset(trio.current_time()):
             self._round_wake.set()
 
+    def round_status(self) -> dict[str, Any]:
+        """For ``rill node status``: the periodic rounds' pace (node/rounds.py)."""
+        r = self.rounds
+        return {"peers_per_round": self.config.sync_peers, "interval_s": r.interval,
+                "next_in_s": round(max(0.0, r.due - trio.current_time()), 1) if r.due else None,
+                "rounds": r.rounds, "quiet": r.quiet}
+
     async def _periodic_sync(self) -> None:
         pacer = self.rounds
         pacer.start(trio.current_time())
@@ -217,7 +225,6 @@ class Syncing:
             for peer in peers:
                 n.start_soon(one, peer)
         self.rounds.after_round(found[0], trio.current_time())
-        self.counters["rounds"] = self.counters.get("rounds", 0) + 1
         if found[0]:
             log.info("periodic round with %d peer(s): %d new object(s)", len(peers),
                      found[0])

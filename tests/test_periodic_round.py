@@ -18,6 +18,8 @@ from libp2p.network.connection import raw_connection
 from libp2p.peer.id import ID
 from nodes import eventually, make_home, network
 
+from rill import cli  # noqa: F401  (imports cli_node the way `rill` does)
+from rill.cli_node import _rounds_row
 from rill.node.daemon import Daemon
 from rill.node.host import framed_handler
 from rill.node.nodeconfig import NodeConfig
@@ -133,12 +135,13 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def quiet(served: Counter[str]) -> None:
-    """Until no stream was served for a while (the syncs on connect are over)."""
+    """Until no stream was served for a while (the syncs on connect are over: new peers
+    are looked for every second, node/peering.py)."""
     before = None
     with trio.fail_after(30):
         while before != dict(served):
             before = dict(served)
-            await trio.sleep(0.5)
+            await trio.sleep(1.5)
 
 
 def third_party_settlement(base: Path, to: bytes) -> bytes:
@@ -166,6 +169,7 @@ async def test_a_round_asks_few_peers_and_costs_a_fraction_of_the_full_round(
         for name in names:
             count_served(await net.start(name), served, name)
             await net.connect("hub", name)
+        await eventually(lambda: len(served) == 8, what="the syncs on connect")
         await quiet(served)
         rounds: list[set[str]] = []
         costs: list[int] = []
@@ -245,3 +249,7 @@ async def test_the_loop_backs_off_and_a_new_peer_brings_it_back(tmp_path: Path) 
         assert trio.current_time() - start < 5
         n = hub.rounds.rounds
         await eventually(lambda: hub.rounds.rounds > n, timeout=10, what="rounds go on")
+        st = (await hub.status())["sync_rounds"]
+        assert st["peers_per_round"] == 2 and st["rounds"] >= n + 1
+        assert 0 <= st["next_in_s"] <= 0.8
+        assert _rounds_row(st).startswith("2 peers every ")
