@@ -273,6 +273,7 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("clock", f"{s['clock']}, now {iso(s.get('now'))}"),
         ("peers", s["peers"] if not s.get("blocked") else
          f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
+        *([("sync rounds", _rounds_row(s["sync_rounds"]))] if s.get("sync_rounds") else []),
         *([("shards", f"{', '.join(map(str, s['shards']['joined']))} of "
                       f"{2 ** s['shards']['bits']} (shard_bits {s['shards']['bits']})")]
           if s.get("shards", {}).get("bits") else []),
@@ -288,6 +289,13 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("counters", "\n".join(f"{k}: {v}" for k, v in sorted(s["counters"].items())) or "-"),
         ("dashboard", s.get("dashboard") or "off"),
     ])
+
+
+def _rounds_row(r: dict[str, Any]) -> str:
+    """``rill node status``'s periodic sync + reconciliation rounds (SPEC §11.4)."""
+    k = r["peers_per_round"] or "all"
+    nxt = "" if r["next_in_s"] is None else f", next in {r['next_in_s']:.0f} s"
+    return f"{k} peers every {r['interval_s']:.0f} s{nxt} ({r['rounds']} run)"
 
 
 def _events_row(e: dict[str, Any] | None) -> str:

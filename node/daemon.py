@@ -114,6 +114,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                                else self.wallet.config.work_bits)
         self.identity = self.wallet.identity
         self._init_shards()
+        self._init_rounds()
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
         self.held: set[bytes] = set()
@@ -456,4 +457,5 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                           else None),
             "reachability": p2p.nat.status() if p2p.nat is not None else None,
             "discovery": self.discovery_status(),
+            "sync_rounds": self.round_status(),
         }

@@ -28,8 +28,13 @@ class NodeConfig:
     republish: tuple[int, ...] = (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
     window_months: int = DEFAULT_WINDOW_MONTHS
     disk_cap: int = 256 * 1024 * 1024
-    #: Pull from every peer this often (real seconds), besides on connect.
+    #: The periodic sync + reconciliation round (SPEC §11.4, node/rounds.py): every
+    #: ``sync_interval`` real seconds it asks ``sync_peers`` peers (0: all), least recently
+    #: asked first; after a round that found nothing new the wait doubles, up to
+    #: ``sync_interval_max``.  Every peer is still asked on connect and after month end.
     sync_interval: float = 600.0
+    sync_interval_max: float = 3600.0
+    sync_peers: int = 2
     #: Housekeeping period (real seconds): new receipts to publish, pruning.
     housekeeping: float = 5.0
     #: How often (real seconds) pending things' sites are checked in the background.
@@ -75,6 +80,15 @@ class NodeConfig:
                     not 0 <= node["pseudonym_jitter"] <= 3600:
                 raise ValueError("node.pseudonym_jitter must be a number of seconds 0..3600")
             cfg.pseudonym_jitter = float(node["pseudonym_jitter"])
+        for name, lo, hi in (("sync_interval", 10, 86400), ("sync_interval_max", 10, 86400)):
+            if name in node:
+                if type(node[name]) not in (int, float) or not lo <= node[name] <= hi:
+                    raise ValueError(f"node.{name} must be a number of seconds {lo}..{hi}")
+                setattr(cfg, name, float(node[name]))
+        if "sync_peers" in node:
+            if type(node["sync_peers"]) is not int or not 0 <= node["sync_peers"] <= 1000:
+                raise ValueError("node.sync_peers must be an integer 0..1000 (0: every peer)")
+            cfg.sync_peers = node["sync_peers"]
         if "disk_cap_mb" in node:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")

@@ -48,8 +48,10 @@ class Peering:
                     if self.is_blocked(peer):  # let in before it was blocked: cut off
                         nursery.start_soon(self._disconnect_blocked, peer)
                         continue
-                    self.peers.setdefault(peer, PeerState()).since = now
+                    state = self.peers.setdefault(peer, PeerState())
+                    state.since, state.last_round = now, now
                     nursery.start_soon(self._sync_quietly, peer)
+                    self._round_reset()  # a new peer: the periodic rounds at base again
                 if self._bootstrap_dialled:  # a bootstrap peer gone: dialled again
                     for peer in self._bootstrap_peers() - current - self._redialling:
                         if not self.is_blocked(peer):

@@ -10,6 +10,8 @@ class PeerState:
     last_sync: int | None = None
     cursor: int = 0
     synced_objects: int = 0
+    #: trio.current_time() when a sync + reconciliation round last asked it (node/rounds.py)
+    last_round: float | None = None
     #: trio.current_time() when the peer was first seen connected in this run
     since: float = 0.0
     #: the peer does not serve /rill/sync/1.0.0 (said once, then not asked again)

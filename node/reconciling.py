@@ -288,10 +288,12 @@ class Reconciling:
                 break
         return new, full
 
-    async def _reconcile_quietly(self, peer: ID) -> None:
+    async def _reconcile_quietly(self, peer: ID) -> int:
         try:
             n = await self.reconcile_with(peer)
             if n:
                 log.info("reconcile with %s: %d new object(s)", peer, n)
+            return n
         except (Exception, trio.TooSlowError) as exc:
             log.info("reconcile with %s failed: %s", peer, exc)
+            return 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+from typing import Any
 
 import trio
 from libp2p.host.exceptions import StreamFailure
@@ -22,11 +24,13 @@ from ..protocol.network import (
     SyncResponse,
     check_gossip,
 )
+from ..protocol.shard import shard_topic
 from ..wallet.errors import DiskFull
 from . import relay
 from .anonpub import sync_pseudonyms
 from .host import request
 from .peerstate import PeerState
+from .rounds import RoundPacer, pick_peers
 
 log = logging.getLogger("rill.node")
 
@@ -145,9 +149,10 @@ class Syncing:
                 new += 1
         return new, any(isinstance(r, DiskFull) for r in results), future
 
-    async def _sync_quietly(self, peer: ID) -> None:
+    async def _sync_quietly(self, peer: ID) -> int:
         """Sync with ``peer`` (what concerns us), then reconcile (every public object of
-        the window): each failure is logged, never raised."""
+        the window): each failure is logged, never raised.  Returns the objects stored."""
+        n = 0
         try:
             n = await self.sync_with(peer)
             if n:
@@ -155,19 +160,93 @@ class Syncing:
         except (Exception, trio.TooSlowError) as exc:
             log.info("sync with %s failed: %s", peer, exc)
         if self.config.reconcile:
-            await self._reconcile_quietly(peer)
+            n += await self._reconcile_quietly(peer)
+        return n
+
+    # -- rounds (node/rounds.py) ----------------------------------------------------------
+
+    def _init_rounds(self) -> None:
+        self.rounds = RoundPacer(self.config.sync_interval, self.config.sync_interval_max)
+        self._round_wake = trio.Event()
+        self._rng = random.Random()
+
+    def _round_reset(self) -> None:
+        """Something may be missing (a new peer, month end, room on a full disk): the next
+        periodic round comes at most one base interval from now."""
+        if self.rounds.reset(trio.current_time()):
+            self._round_wake.set()
+
+    def round_status(self) -> dict[str, Any]:
+        """For ``rill node status``: the periodic rounds' pace (node/rounds.py)."""
+        r = self.rounds
+        return {"peers_per_round": self.config.sync_peers, "interval_s": r.interval,
+                "next_in_s": round(max(0.0, r.due - trio.current_time()), 1) if r.due else None,
+                "rounds": r.rounds, "quiet": r.quiet}
 
     async def _periodic_sync(self) -> None:
+        pacer = self.rounds
+        pacer.start(trio.current_time())
         while True:
-            await trio.sleep(self.config.sync_interval)
-            await self._sync_all()
+            while trio.current_time() < pacer.due:
+                self._round_wake = trio.Event()
+                with trio.move_on_at(pacer.due):
+                    await self._round_wake.wait()
+            await self._periodic_round()
 
-    async def _sync_all(self) -> None:
+    def _round_peers(self) -> list[ID]:
+        """The peers of the next periodic round (node/rounds.py ``pick_peers``)."""
         assert self.p2p is not None
+        peers = [p for p in self.p2p.pubsub.peers if not self.is_blocked(p)]
+        last = {p: s.last_round for p in peers
+                if (s := self.peers.get(p)) is not None and s.last_round is not None}
+        shards_of: dict[ID, frozenset[int]] = {}
+        if self.shard_bits:
+            topics = self.p2p.pubsub.peer_topics
+            for p in peers:
+                shards_of[p] = frozenset(
+                    i for i in self.shards
+                    if p in topics.get(shard_topic(self.shard_bits, i), ()))
+        return pick_peers(peers, self.config.sync_peers, last, shards_of, self._rng)
+
+    async def _periodic_round(self) -> int:
+        """One periodic round: sync and reconcile with at most ``sync_peers`` peers (least
+        recently asked first), then pace the next round by what it found.  Returns the
+        objects stored.  (:meth:`_sync_all` is the full round: every peer, now.)"""
+        peers = self._round_peers()
+        now = trio.current_time()
+        for p in peers:
+            self.peers.setdefault(p, PeerState()).last_round = now
+        found = [0]
+
+        async def one(peer: ID) -> None:
+            found[0] += await self._sync_quietly(peer)
+
+        async with trio.open_nursery() as n:
+            for peer in peers:
+                n.start_soon(one, peer)
+        self.rounds.after_round(found[0], trio.current_time())
+        if found[0]:
+            log.info("periodic round with %d peer(s): %d new object(s)", len(peers),
+                     found[0])
+        return found[0]
+
+    async def _sync_all(self) -> int:
+        """The full round: sync and reconcile with every peer now (month end, room on a
+        full disk); the periodic rounds go back to their base interval.  Returns the
+        objects stored."""
+        assert self.p2p is not None
+        self._round_reset()
+        found = [0]
+
+        async def one(peer: ID) -> None:
+            found[0] += await self._sync_quietly(peer)
+
+        now = trio.current_time()
         async with trio.open_nursery() as n:
             for peer in list(self.p2p.pubsub.peers):
-                n.start_soon(self._sync_quietly, peer)
-
+                self.peers.setdefault(peer, PeerState()).last_round = now
+                n.start_soon(one, peer)
+        return found[0]
 
 
 def _sync_order(objects: tuple[bytes, ...]) -> list[bytes]:

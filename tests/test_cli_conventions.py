@@ -231,6 +231,8 @@ def test_node_status_peers_and_clock_print_tables_and_iso_times(tmp_path: Path) 
         assert f"127.0.0.1/tcp/{port}/p2p/" in text
         assert "now 2026-10-01T00:00:00Z" in text
         assert "settlements: 0" in text
+        assert "2 peers every 600 s, next in " in text  # the periodic rounds' pace
+        assert status["sync_rounds"]["peers_per_round"] == 2
         p = proc("node", "clock", "2026-10-02T00:00:00Z", env=env)
         assert p.returncode == 0 and p.stdout.strip() == "clock set to 2026-10-02T00:00:00Z"
         assert json.loads(proc("node", "clock", str(OCT + 2 * 86400), "--json",
