@@ -32,15 +32,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
+from model import report, spec_bits  # noqa: E402
+
 from rill.protocol.months import month_end, month_start  # noqa: E402
 
 MONTH = "2026-10"
 OCT, END = month_start(MONTH), month_end(MONTH)
 GRACE = 60
-#: seconds of one month, for extrapolating idle costs
-MONTH_S = 30 * 86400
-#: the daemon's periodic sync round (NodeConfig.sync_interval default)
-SYNC_INTERVAL_S = 600
 #: at month end the driver runs a round this often (real seconds)
 ROUND_S = 30
 
@@ -108,21 +106,14 @@ class Run:
     unattributed: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
+    #: one periodic round (NodeConfig.sync_peers peers each) on an agreeing network
     round_bytes: float = 0.0
+    #: one round with every peer (month end's) on an agreeing network
+    full_round_bytes: float = 0.0
     dials_failed: int = 0
     redials: int = 0
     #: nodes still with fewer than 2 gossip peers when the month ended
     lonely: int = 0
-
-    def per_node_month_mb(self) -> float:
-        """Traffic per node and month: month end (measured) + idle rate × a month + the
-        periodic sync rounds (every SYNC_INTERVAL_S, each measured on an agreeing network)."""
-        return (statistics.mean(self.month_end_bytes) + self.idle_bytes_s * MONTH_S +
-                self.round_bytes * MONTH_S / SYNC_INTERVAL_S) / 1e6
-
-    def per_node_core_pct(self) -> float:
-        """CPU per node averaged over a month, % of one core."""
-        return 100 * (self.month_end_cpu_s / self.n + self.idle_cpu_s * MONTH_S) / MONTH_S
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
@@ -256,7 +247,11 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         a = status(workers)
         all_do(workers, [{"op": "round"}] * procs)
         b = status(workers)
-        run.round_bytes = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names)
+        run.full_round_bytes = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names)
+        # and the periodic round the daemon runs by itself (a few peers each)
+        all_do(workers, [{"op": "periodic"}] * procs)
+        c = status(workers)
+        run.round_bytes = statistics.mean(_bytes(c, x) - _bytes(b, x) for x in names)
         try:
             all_do(workers, [{"op": "stop"}] * procs)
         except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand
@@ -289,63 +284,6 @@ def status(workers: list[Proc]) -> dict[str, Any]:
     return out
 
 
-def spec_bits(n: int) -> int:
-    """SPEC §11.6: b = max(0, floor(log2(N/16)))."""
-    return max(0, (n // 16).bit_length() - 1) if n >= 16 else 0
-
-
-def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least squares y = a + b·N."""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    mx, my = statistics.mean(xs), statistics.mean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
-    return my - b * mx, b
-
-
-def report(runs: list[Run]) -> str:
-    """A markdown table of the runs, then the fitted model extrapolated."""
-    lines = [
-        "| N | procs | shard bits | claims | month end: creators complete (s) | all sets "
-        "complete (s) | by gossip alone | rounds | traffic per node, month end (MB) | idle "
-        "(B/s per node) | one sync round on agreeing nodes (KB per node) | traffic per node "
-        "and month (MB) | CPU per node, month end (s) | CPU per node, month average (% core) "
-        "| stored per node (KB, median) |",
-        "|" + "---|" * 15,
-    ]
-    for r in runs:
-        lines.append(
-            f"| {r.n} | {r.procs} | {r.shard_bits} | {r.claims:,} | "
-            f"{_s(r.gossip_s)} | {_s(r.full_s)} | {r.gossip_complete} | {r.rounds} | "
-            f"{statistics.mean(r.month_end_bytes) / 1e6:.2f} | {r.idle_bytes_s:.0f} | "
-            f"{r.round_bytes / 1e3:.1f} | {r.per_node_month_mb():.1f} | "
-            f"{r.month_end_cpu_s / r.n:.2f} | {r.per_node_core_pct():.3f} | "
-            f"{statistics.median(r.stored) / 1e3:.0f} |")
-    groups: dict[str, list[Run]] = {}
-    for r in runs:
-        groups.setdefault("on (SPEC §11.6 bits)" if r.shard_bits else "off",
-                          []).append(r)
-    for bits, rs in sorted(groups.items()):
-        if len({r.n for r in rs}) < 2:
-            continue
-        mb = fit([(r.n, r.per_node_month_mb()) for r in rs])
-        cpu = fit([(r.n, r.per_node_core_pct()) for r in rs])
-        st = fit([(r.n, statistics.median(r.stored) / 1e6) for r in rs])
-        lines += ["", f"Model (shards {bits}), least squares y = a + b·N on the points above:"
-                  f" traffic MB/month = {mb[0]:.2f} + {mb[1]:.4f}·N; CPU % of a core = "
-                  f"{cpu[0]:.4f} + {cpu[1]:.6f}·N; stored MB = {st[0]:.3f} + {st[1]:.5f}·N", "",
-                  "| N | traffic per node and month (MB) | CPU (% of a core) | stored (MB) |",
-                  "|---|---|---|---|"]
-        for n in (10**4, 10**5, 10**6):
-            lines.append(f"| {n:,} | {mb[0] + mb[1] * n:,.0f} | {cpu[0] + cpu[1] * n:,.2f} | "
-                         f"{st[0] + st[1] * n:,.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _s(x: float | None) -> str:
-    return "never" if x is None else f"{x:.1f}"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="+", type=int)
@@ -366,12 +304,10 @@ def main() -> int:
     for n, b in plan:
         r = simulate(n, args.procs, b, k=args.clicks, timeout=args.timeout)
         runs.append(r)
-        print(json.dumps(r.__dict__ | {"month_mb": r.per_node_month_mb(),
-                                       "core_pct": r.per_node_core_pct()},
-                         default=str)[:2000], flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in runs], default=str))
-    text = report(runs)
+        print(json.dumps(r.__dict__, default=str)[:2000], flush=True)
+        if args.json:  # after each run: a long series keeps what it measured
+            Path(args.json).write_text(json.dumps([x.__dict__ for x in runs], default=str))
+    text = report([r.__dict__ for r in runs])
     print(text)
     if args.out:
         Path(args.out).write_text(text)

@@ -126,6 +126,15 @@ class Worker:
                 for name in net.nodes:
                     n.start_soon(one, name)
             return {"ok": True}
+        if op == "periodic":  # one periodic round of every node (a few peers each)
+            async def periodic(name: str) -> None:
+                NODE.set(name)
+                await net.nodes[name]._periodic_round()
+
+            async with trio.open_nursery() as n:
+                for name in net.nodes:
+                    n.start_soon(periodic, name)
+            return {"ok": True}
         if op == "clock":
             net.clock.set(cmd["t"])
             return {"ok": True}

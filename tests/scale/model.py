@@ -1,0 +1,190 @@
+"""The scale simulation's report and model: the measured runs as a table, then a model
+fitted on them and extrapolated to 10^4..10^6 participants.
+
+The model is mechanistic, not a curve through N: a node's month-end cost is taken as
+proportional to the objects it handles, and how many objects a node handles at N
+participants with ``b`` shard bits follows from SPEC §11.6's placement rules
+(:func:`objects_per_node`).  So the runs give the cost per object (least squares through
+the points of both settings), and the placement arithmetic gives the objects at any N.
+A straight line y = a + b·N per setting is printed too, to show the slope the runs have.
+
+Usage: python tests/scale/model.py RUNS.json [RUNS.json ...] [--out docs/part.md]
+(the ``--json`` files sim.py writes; several files are merged, so sizes run apart can be
+reported together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+#: seconds of one month
+MONTH_S = 30 * 86400
+#: the daemon's periodic round on a network that agrees: it backs off from
+#: NodeConfig.sync_interval (600 s) to sync_interval_max (3,600 s) after three quiet
+#: rounds, asking sync_peers (2) peers each time
+PERIODIC_S = 3600
+#: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
+SPEC_K = 8
+#: backbone shards per node (SPEC §11.6, [network] shard_backbone)
+BACKBONE = 2
+
+
+def spec_bits(n: int) -> int:
+    """SPEC §11.6: b = max(0, floor(log2(N/16)))."""
+    return max(0, (n // 16).bit_length() - 1) if n >= 16 else 0
+
+
+def objects_per_node(n: int, bits: int, k: int) -> float:
+    """Expected public objects of a month a node holds (settlements and sealed claims) when
+    each of ``n`` participants settles one month with ``k`` creators (SPEC §11.6).
+
+    Without shards: every object, n·(1 + k).  With S = 2^bits shards, a node is in s of
+    them (its own and BACKBONE backbone shards, uniform and independent, so
+    E[s] = S·(1 − (1 − 1/S)^(1+BACKBONE))); it holds a sealed claim whose creator's shard
+    is one of its s (probability s/S), and a settlement when one of the 1 + k shards of its
+    donor and creators is (probability 1 − (1 − s/S)^(1+k))."""
+    if not bits:
+        return n * (1 + k)
+    shards = 2 ** bits
+    s = shards * (1 - (1 - 1 / shards) ** (1 + BACKBONE))
+    p = s / shards
+    return n * k * p + n * (1 - (1 - p) ** (1 + k))
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares y = a + b·x."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+class Point:
+    """One run's figures, per node (from sim.Run's fields)."""
+
+    def __init__(self, r: dict[str, Any]) -> None:
+        self.r = r
+        self.n: int = r["n"]
+        self.bits: int = r["shard_bits"]
+        self.k: int = r["k"]
+        self.held = statistics.mean(r["objects_held"])
+        self.month_end_mb = statistics.mean(r["month_end_bytes"]) / 1e6
+        self.month_end_cpu = r["month_end_cpu_s"] / self.n
+        self.idle_cpu = r["idle_cpu_s"]  # CPU-s per s per node
+        self.idle_bps = r["idle_bytes_s"]
+        self.round_kb = r["round_bytes"] / 1e3
+        self.stored_mb = statistics.median(r["stored"]) / 1e6
+
+    def month_mb(self) -> float:
+        """Traffic per node and month: the month end (measured), idle traffic over a month,
+        and the periodic rounds at their pace on an agreeing network."""
+        return (self.month_end_mb + self.idle_bps * MONTH_S / 1e6 +
+                self.round_kb * MONTH_S / PERIODIC_S / 1e3)
+
+    def core_pct(self) -> float:
+        """CPU per node averaged over a month, % of one core."""
+        return 100 * (self.month_end_cpu + self.idle_cpu * MONTH_S) / MONTH_S
+
+
+def _s(x: float | None) -> str:
+    return "never" if x is None else f"{x:.0f}"
+
+
+def table(points: list[Point]) -> list[str]:
+    lines = [
+        "| N | shard bits | clicks per donor | objects of the month | held per node "
+        "(mean) | all claims at their creators (s) | every node's set complete (s) | "
+        "after gossip alone (first 30 s) | traffic per node, month end (MB) | "
+        "one periodic round (KB per node) | idle (B/s per node) | traffic per node and "
+        "month (MB) | CPU per node, month end (s) | CPU per object held (ms) | idle CPU "
+        "(% core) | CPU per node, month average (% core) | stored per node (KB, median) |",
+        "|" + "---|" * 17,
+    ]
+    for p in points:
+        r = p.r
+        lines.append(
+            f"| {p.n} | {p.bits} | {p.k} | {p.n * (1 + p.k):,} | {p.held:,.0f} | "
+            f"{_s(r['gossip_s'])} | {_s(r['full_s'])} | {r['gossip_complete']} | "
+            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {p.idle_bps:.0f} | "
+            f"{p.month_mb():.1f} | {p.month_end_cpu:.2f} | "
+            f"{1e3 * p.month_end_cpu / p.held:.1f} | {100 * p.idle_cpu:.3f} | "
+            f"{p.core_pct():.3f} | {p.stored_mb * 1e3:.0f} |")
+    return lines
+
+
+def model(points: list[Point]) -> list[str]:
+    """The per-object fit and its extrapolation, then the straight lines in N."""
+    mb = fit([(p.held, p.month_end_mb) for p in points])
+    cpu = fit([(p.held, p.month_end_cpu) for p in points])
+    st = fit([(p.held, p.stored_mb) for p in points])
+    idle_cpu = statistics.median(p.idle_cpu for p in points)
+    idle_bps = statistics.median(p.idle_bps for p in points)
+    round_kb = statistics.median(p.round_kb for p in points)
+    fixed_mb = idle_bps * MONTH_S / 1e6 + round_kb * MONTH_S / PERIODIC_S / 1e3
+    lines = [
+        "", "**Per object handled** (least squares over every run above, both settings): "
+        f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; month-end "
+        f"CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored = "
+        f"{st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held. Fixed per node and month "
+        f"(medians of the runs): idle traffic {idle_bps:.1f} B/s and the periodic round "
+        f"{round_kb:.1f} KB per hour, {fixed_mb:.1f} MB a month; idle CPU "
+        f"{100 * idle_cpu:.3f}% of a core.", "",
+        f"**Extrapolated** with SPEC §11.6's {SPEC_K} creators per donor and month (objects "
+        "held from the placement arithmetic, `objects_per_node`; receipts are not in the "
+        "simulation and not counted):", "",
+        "| participants N | shard bits | objects held per node | month-end traffic (MB) | "
+        "traffic per node and month (MB) | month-end CPU per node (s) | CPU, month average "
+        "(% core) | stored per node (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in (10**3, 10**4, 10**5, 10**6):
+        for bits in (0, spec_bits(n)):
+            h = objects_per_node(n, bits, SPEC_K)
+            me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
+            avg = 100 * (me_cpu + idle_cpu * MONTH_S) / MONTH_S
+            lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | "
+                         f"{me_mb + fixed_mb:,.1f} | {me_cpu:,.1f} | {avg:.3f} | "
+                         f"{st[0] + st[1] * h:,.1f} |")
+    for sharded in (False, True):
+        ps = [p for p in points if bool(p.bits) == sharded]
+        if len({p.n for p in ps}) < 2:
+            continue
+        a, b = fit([(p.n, p.month_mb()) for p in ps])
+        c, d = fit([(p.n, p.month_end_cpu) for p in ps])
+        e, f = fit([(p.n, p.held) for p in ps])
+        lines += ["", f"Straight line through the runs {'with' if sharded else 'without'} "
+                  f"shards: traffic per node and month = {a:.2f} + {b:.4f}·N MB; month-end "
+                  f"CPU per node = {c:.2f} + {d:.4f}·N s; objects held = {e:.0f} + "
+                  f"{f:.2f}·N."]
+    return lines
+
+
+def report(runs: list[dict[str, Any]]) -> str:
+    points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
+    lines = table(points)
+    if len({p.held for p in points}) >= 2:
+        lines += model(points)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    runs = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    text = report(runs)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
