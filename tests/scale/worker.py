@@ -117,23 +117,22 @@ class Worker:
                 finally:
                     w.close()
             return {"ok": True}
-        if op == "round":  # one sync + reconciliation round of every node with its peers
+        if op in ("round", "periodic"):
+            # "round": every node syncs and reconciles with every peer (the daemon's round
+            # after month end); "periodic": the round a daemon runs by itself (a few peers).
+            # A few nodes at a time: each real node has a CPU of its own, and hundreds of
+            # rounds at once on one core time out opening their streams (10 s)
+            limit = trio.CapacityLimiter(cmd.get("at_once", 4))
+
             async def one(name: str) -> None:
                 NODE.set(name)
-                await net.nodes[name]._sync_all()
+                async with limit:
+                    d = net.nodes[name]
+                    await (d._sync_all() if op == "round" else d._periodic_round())
 
             async with trio.open_nursery() as n:
                 for name in net.nodes:
                     n.start_soon(one, name)
-            return {"ok": True}
-        if op == "periodic":  # one periodic round of every node (a few peers each)
-            async def periodic(name: str) -> None:
-                NODE.set(name)
-                await net.nodes[name]._periodic_round()
-
-            async with trio.open_nursery() as n:
-                for name in net.nodes:
-                    n.start_soon(periodic, name)
             return {"ok": True}
         if op == "clock":
             net.clock.set(cmd["t"])
