@@ -51,13 +51,18 @@ chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m soak tests/test_chaos.py $(ARGS)
 
 ## scale: the scale simulation (tests/scale/sim.py): real Daemons in worker processes, one
-## month each, shards off then on; the table and the fitted model go to docs/SCALE.md
-## (SCALE_SIZES, SCALE_PROCS)
+## month each, shards off then on (SCALE_BITS=-1; or a fixed number of bits); the runs join
+## docs/scale-runs.json and the table and fitted model go to docs/SCALE.md
+## (SCALE_SIZES, SCALE_PROCS, SCALE_CLICKS)
 SCALE_SIZES ?= 50 100 200
 SCALE_PROCS ?= 2
+SCALE_BITS ?= -1
+SCALE_CLICKS ?= 2
 scale: $(STAMP)
-	$(BIN)/python tests/scale/sim.py $(SCALE_SIZES) --procs $(SCALE_PROCS) --shard-bits -1 \
-	  --out docs/SCALE.md $(ARGS)
+	$(BIN)/python tests/scale/sim.py $(SCALE_SIZES) --procs $(SCALE_PROCS) \
+	  --shard-bits $(SCALE_BITS) --clicks $(SCALE_CLICKS) --json .scale-runs.json $(ARGS)
+	$(BIN)/python tests/scale/model.py .scale-runs.json --store docs/scale-runs.json \
+	  --doc docs/SCALE.md
 
 ## bench: measure, and write the table to docs/BENCHMARKS.md
 bench: $(STAMP)

@@ -8,9 +8,10 @@ participants with ``b`` shard bits follows from SPEC §11.6's placement rules
 the points of both settings), and the placement arithmetic gives the objects at any N.
 A straight line y = a + b·N per setting is printed too, to show the slope the runs have.
 
-Usage: python tests/scale/model.py RUNS.json [RUNS.json ...] [--out docs/part.md]
-(the ``--json`` files sim.py writes; several files are merged, so sizes run apart can be
-reported together).
+Usage: python tests/scale/model.py [RUNS.json ...] [--store docs/scale-runs.json]
+[--doc docs/SCALE.md]: the ``--json`` files sim.py writes, merged into the store of every
+run so far (so sizes run apart are reported together); the report replaces the measured
+section of the doc.
 """
 
 from __future__ import annotations
@@ -173,16 +174,44 @@ def report(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEGIN, END = "<!-- measured: begin (tests/scale/model.py) -->", "<!-- measured: end -->"
+
+
+def merge(store: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored runs with the new ones; a new run replaces a stored one of the same N,
+    shard bits and clicks."""
+    key = lambda r: (r["n"], r["shard_bits"], r["k"])  # noqa: E731
+    fresh = {key(r) for r in new}
+    return [r for r in store if key(r) not in fresh] + new
+
+
+def into_doc(doc: Path, text: str) -> None:
+    """Replace what stands between the markers in ``doc`` with ``text``."""
+    page = doc.read_text()
+    head, sep, rest = page.partition(BEGIN)
+    _, sep2, tail = rest.partition(END)
+    if not (sep and sep2):
+        raise SystemExit(f"{doc}: the markers {BEGIN!r} and {END!r} are missing")
+    doc.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("runs", nargs="+")
-    ap.add_argument("--out")
+    ap.add_argument("runs", nargs="*", help="JSON files sim.py wrote (--json)")
+    ap.add_argument("--store", help="a JSON file of every run so far: the new runs are "
+                    "merged into it and the report covers all of them")
+    ap.add_argument("--doc", help="a markdown file whose measured section (between the "
+                    "markers) gets the report")
     args = ap.parse_args()
     runs = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    if args.store:
+        store = Path(args.store)
+        runs = merge(json.loads(store.read_text()) if store.exists() else [], runs)
+        store.write_text(json.dumps(runs, indent=1, default=str) + "\n")
     text = report(runs)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if args.doc:
+        into_doc(Path(args.doc), text)
     return 0
 
 

@@ -304,7 +304,7 @@ def main() -> int:
     args = ap.parse_args()
     runs = []
     plan = [(n, b) for n in args.sizes
-            for b in ((0, spec_bits(n)) if args.shard_bits < 0 else (args.shard_bits,))]
+            for b in (sorted({0, spec_bits(n)}) if args.shard_bits < 0 else (args.shard_bits,))]
     for n, b in plan:
         r = simulate(n, args.procs, b, k=args.clicks, timeout=args.timeout)
         runs.append(r)
