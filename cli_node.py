@@ -132,6 +132,7 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], no_listen: bool,
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(daemon.run)
                 footprint.after_start()
+                nursery.start_soon(footprint.trim_every)
                 status = await daemon.status()
                 if as_json:
                     click.echo(json.dumps({"event": "started", **status}), nl=True)

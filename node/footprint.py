@@ -1,7 +1,8 @@
 """The daemon process's memory: what it never loads, and what it gives back after start.
 
-``rill node run`` calls :func:`skip_unused_imports` before anything imports libp2p and
-:func:`after_start` once the node runs (docs/BENCHMARKS.md, "node resources": idle RSS).
+``rill node run`` calls :func:`skip_unused_imports` before anything imports libp2p, then
+:func:`after_start` once the node runs and :func:`trim_every` while it runs
+(docs/BENCHMARKS.md, "node resources": idle RSS).
 Both act on the whole process, so only the daemon's entry point calls them, never the
 Daemon class (tests run many daemons in one process).
 
@@ -16,10 +17,14 @@ ImportError) keeps them out of the process.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import sys
 import warnings
+from collections.abc import Callable
+from typing import cast
+
+import trio
 
 #: modules the daemon does without: name -> why it is not needed, what the importer does
 #: instead, and about how much memory it saves (measured on x86_64, Python 3.11)
@@ -42,15 +47,23 @@ def skip_unused_imports() -> None:
     warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
 
 
-def _malloc_trim() -> None:
-    """Give the C heap's free pages back to the system (glibc only; else nothing)."""
+@functools.cache
+def _trim_function() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the interpreter runs on
+    except (OSError, AttributeError):
+        return None
     trim.argtypes = [ctypes.c_size_t]
-    trim(0)
+    trim.restype = ctypes.c_int
+    return cast(Callable[[int], int], trim)
+
+
+def malloc_trim() -> None:
+    """Give the C heap's free pages back to the system (~2 ms; glibc only)."""
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
 
 
 def after_start() -> None:
@@ -60,4 +73,16 @@ def after_start() -> None:
     the system."""
     gc.collect()
     gc.freeze()
-    _malloc_trim()
+    malloc_trim()
+
+
+#: seconds between two :func:`malloc_trim` calls while the node runs
+TRIM_INTERVAL = 30.0
+
+
+async def trim_every(seconds: float = TRIM_INTERVAL) -> None:
+    """:func:`malloc_trim` every ``seconds``: what site checks (a TLS context each), sync
+    and month end free stays in glibc's heap otherwise."""
+    while True:
+        await trio.sleep(seconds)
+        malloc_trim()
