@@ -199,8 +199,8 @@ class Hooks:
                 self._client = None
 
     def _http(self) -> httpx.AsyncClient:
-        """The client every webhook shares, made at the first webhook delivery: its TLS
-        context and CA bundle take ~2 MB that a node without webhooks never needs."""
+        """The client every webhook shares, made at the first delivery: its TLS context
+        and CA bundle take ~2 MB that a node without hooks never needs."""
         if self._client is None:
             self._client = httpx.AsyncClient()
         return self._client
