@@ -65,6 +65,10 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], no_listen: bool,
     import signal
     from pathlib import Path
 
+    from .node import footprint
+
+    footprint.skip_unused_imports()  # before libp2p is imported (node/footprint.py)
+
     import trio
 
     from .node.clock import parse_clock
@@ -127,6 +131,8 @@ def node_run(listen: Sequence[str], bootstrap: Sequence[str], no_listen: bool,
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(daemon.run)
+                footprint.after_start()
+                nursery.start_soon(footprint.trim_every)
                 status = await daemon.status()
                 if as_json:
                     click.echo(json.dumps({"event": "started", **status}), nl=True)

@@ -175,22 +175,35 @@ class Hooks:
         self._poke.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
-            self._client = client
-            self._nursery = nursery
-            self.config = await self.db(self.load_config)
-            await self._apply(self.config)
-            await self.scan()
-            task_status.started()
-            while True:
-                with trio.move_on_after(SCAN_INTERVAL):
-                    await self._poke.wait()
-                self._poke = trio.Event()
-                cfg = await self.db(self.load_config)
-                if cfg != self.config:
-                    self.config = cfg
-                    await self._apply(cfg)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.config = await self.db(self.load_config)
+                await self._apply(self.config)
                 await self.scan()
+                task_status.started()
+                while True:
+                    with trio.move_on_after(SCAN_INTERVAL):
+                        await self._poke.wait()
+                    self._poke = trio.Event()
+                    cfg = await self.db(self.load_config)
+                    if cfg != self.config:
+                        self.config = cfg
+                        await self._apply(cfg)
+                    await self.scan()
+        finally:
+            if self._client is not None:
+                with trio.move_on_after(5) as scope:
+                    scope.shield = True
+                    await self._client.aclose()
+                self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The client every webhook shares, made at the first delivery: its TLS context
+        and CA bundle take ~2 MB that a node without hooks never needs."""
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return self._client
 
     async def _apply(self, cfg: HookConfig) -> None:
         names = {t.name for t in cfg.all_targets()}
@@ -250,9 +263,8 @@ class Hooks:
                 self._wake[name] = trio.Event()
                 continue
             n, attempts, body = item
-            assert self._client is not None
             error = await deliver(target, body, self.config.timeout, self.wallet.key,
-                                  self._client)
+                                  self._http())
             try:
                 if error is None:
                     await self.db(events.delivered, self.wallet.db, name, n, self.now())

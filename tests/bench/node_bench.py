@@ -497,6 +497,17 @@ def vm_kb(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
+def import_rss(module: str) -> float:
+    """VmRSS in MB of a fresh Python process that has imported ``module`` and nothing
+    else (what an import costs before any work)."""
+    code = (f"import {module}\n"
+            "print(next(line.split()[1] for line in open('/proc/self/status')\n"
+            "           if line.startswith('VmRSS:')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    return int(out.stdout) / 1024
+
+
 def object_counts(home: Path) -> tuple[int, int, int]:
     """(settlements, sealed claims, incoming obligations) in a home, read-only."""
     db = sqlite3.connect(f"file:{home / 'rill.db'}?mode=ro", uri=True, timeout=5)
