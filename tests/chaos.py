@@ -42,6 +42,14 @@ within 60 s of the restart (waited for, timed: "back s"); the checker's invarian
 hold as after any other fault.  Where LazyFS is absent the run goes on without power
 cuts and says why.
 
+Shards (``shard_bits`` > 0, SPEC §11.6): every daemon runs with ``[network] shard_bits``
+and the invariants are the sharded ones: every creator still holds every claim to it and
+every receipt still reaches its donor, but a node must hold (step 3, "gaps") only the
+month's settlements and sealed claims placed in one of its shards (its key's and its
+backbone shards) or concerning it, and must hold none of the others ("frgn"); "held%"
+says how much of the month that is per node on average; the checker also asks every
+daemon's status for the shard bits and the shards its key gives it.
+
 The per-month table is printed and written, with every daemon's log, under
 ``tests/artifacts/chaos/<run>/``.
 
@@ -65,7 +73,9 @@ from chaoscheck import RECEIPT_LOST, check
 from chaosmonth import month
 from chaosnet import Row, Run, build, start_node, wait_connected
 
+from rill.protocol.keys import key_from_did
 from rill.protocol.months import month_start, next_month
+from rill.protocol.shard import node_shards
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "chaos"
 FAULT_KINDS = ("restart", "kill", "kill-at-settle", "partition", "power-cut")
@@ -88,27 +98,29 @@ def plans(months: int, rng: random.Random, every_kind: bool) -> list[list[str]]:
 
 def table(rows: list[Row]) -> str:
     head = (f"{'month':8} {'faults':62} {'settl':>5} {'claims':>6} {'paid':>4} {'rcpt':>4} "
-            f"{'gaps':>4} {'late':>4} {'conv s':>6} {'back s':>6} {'month s':>7} invariants")
+            f"{'gaps':>4} {'frgn':>4} {'held%':>5} {'late':>4} {'conv s':>6} {'back s':>6} "
+            f"{'month s':>7} invariants")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.month:8} {','.join(r.faults) or '-':62} {r.settlements:5d} "
                      f"{r.claims:6d} {r.paid:4d} {r.receipted:4d} {r.relay_gaps:4d} "
-                     f"{r.late_receipts:4d} "
-                     f"{r.converge_s:6.1f} "
-                     f"{r.power_back_s:6.1f} "
+                     f"{r.foreign:4d} {r.held_pct:5d} {r.late_receipts:4d} "
+                     f"{r.converge_s:6.1f} {r.power_back_s:6.1f} "
                      f"{r.month_s:7.1f} {r.invariants}")
     return "\n".join(lines)
 
 
 def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = False,
         first: str = "2026-01", artifacts: Path | None = None, power: int = 0,
-        note: Callable[[str], None] = print) -> tuple[list[Row], list[str]]:
+        shard_bits: int = 0, note: Callable[[str], None] = print) -> tuple[list[Row], list[str]]:
     """The whole run: its rows and every invariant violation (``month: what``), the run
     going on after a month that breaks one.  The runner's own waits (settling, creators'
     claims, connections) raise AssertionError at once.  The table and logs are written
     out either way.  ``power``: how many daemons (from the third on) keep their database on
-    LazyFS and can lose power (none where LazyFS is absent: ``Run.power.why_not``)."""
-    r = build(base, n, first, seed, note)
+    LazyFS and can lose power (none where LazyFS is absent: ``Run.power.why_not``).
+    ``shard_bits``: every daemon runs with ``[network] shard_bits`` (SPEC §11.6) and the
+    checker asks of each node only what is placed in its shards or concerns it."""
+    r = build(base, n, first, seed, note, shard_bits)
     schedule = plans(months, r.rng, every_kind)
     failure: str | None = None
     r.power = chaospower.setup(base, {x.name: x.proc.home for x in r.nodes[2:]}, power)
@@ -121,6 +133,10 @@ def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = F
             start_node(r, node, r.now)
         wait_connected(r, 60 + 10 * n)
         note(f"started {n} daemons in {time.monotonic() - t0:.1f} s")
+        if shard_bits:
+            note(f"shard_bits {shard_bits}: " + ", ".join(
+                f"{x.name[:3]} in {sorted(node_shards(key_from_did(x.did), shard_bits))}"
+                for x in r.nodes))
         mo = first
         for i in range(months):
             row = month(r, mo, schedule[i])
@@ -128,6 +144,9 @@ def run(base: Path, n: int, months: int, *, seed: int = 14, every_kind: bool = F
             if row.relay_gaps:
                 bad.append(f"{row.relay_gaps} settlement(s) and sealed claim(s) of {mo} "
                            "missing on some node after reconciliation")
+            if row.foreign:
+                bad.append(f"{row.foreign} settlement(s) and sealed claim(s) of {mo} held "
+                           "by nodes of other shards they do not concern")
             row.invariants = "ok" if not bad else f"FAIL ({len(bad)})"
             r.rows.append(row)
             note(table(r.rows[-1:]).splitlines()[-1])
@@ -156,7 +175,8 @@ def keep(r: Run, dest: Path, failure: str | None, codes: dict[str, int]) -> None
             shutil.copy(node.proc.log, dest / node.proc.log.name)
     (dest / "table.txt").write_text(table(r.rows) + "\n")
     (dest / "summary.json").write_text(json.dumps({
-        "nodes": len(r.nodes), "months": [vars(x) for x in r.rows], "failure": failure,
+        "nodes": len(r.nodes), "shard_bits": r.shard_bits,
+        "months": [vars(x) for x in r.rows], "failure": failure,
         "violations": r.violations,
         "restarts": r.restarts, "exit_codes": codes,
         "receipts": len(r.receipts),

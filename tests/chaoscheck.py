@@ -6,6 +6,9 @@ from __future__ import annotations
 import partition
 from chaosnet import Run, obligations
 
+from rill.protocol.keys import key_from_did
+from rill.protocol.shard import node_shards, object_shards, preview_stored
+
 STATE_ORDER = {"owed": 0, "paid": 1, "receipted": 2}
 
 #: The one traceback let through: py-libp2p's swarm logs (WARNING, with a traceback) an
@@ -13,6 +16,28 @@ STATE_ORDER = {"owed": 0, "paid": 1, "receipted": 2}
 #: exits 0 (checked).  Counted in the summary as "shutdown races".
 SHUTDOWN_RACE = "[ADDCONN_FAIL] add_conn failed for peer"
 RECEIPT_LOST = "receipt not at its donor after a month end"
+
+
+def should_hold(run: Run, objects: dict[str, bytes]) -> dict[str, set[str]]:
+    """Per node name, which of a month's settlements and sealed claims (ID hex -> bytes)
+    it must hold: every one without shards; with shards (SPEC §11.6), those placed in one
+    of the shards it joins (its key's and its backbone shards) and those concerning it (a
+    donor's own, a settlement naming a creator, a sealed claim to it): tests/scale/sim.py's
+    ``expected`` by object."""
+    if not run.shard_bits:
+        return {n.name: set(objects) for n in run.nodes}
+    placed = {}
+    for i, raw in objects.items():
+        p = preview_stored(raw)
+        assert p is not None, f"{i[:8]}: does not preview"
+        placed[i] = (object_shards(p, run.shard_bits), p.subjects)
+    out = {}
+    for n in run.nodes:
+        key = key_from_did(n.did)
+        joined = node_shards(key, run.shard_bits)
+        out[n.name] = {i for i, (shards, subjects) in placed.items()
+                       if shards & joined or key in subjects}
+    return out
 
 
 def tracebacks(log: str) -> list[str]:
@@ -93,7 +118,13 @@ def check(run: Run, upto: str) -> list[str]:
             bad.append(f"{n.name}: marked donors {st['marked_donors']}")
         if partition.equivocations(n):
             bad.append(f"{n.name}: equivocation objects")
+        # 7. every daemon runs with the run's shard bits, in the shards its key gives it
+        joined = sorted(node_shards(key_from_did(n.did), run.shard_bits)) \
+            if run.shard_bits else [0]
+        shards = st.get("shards", {})
+        if (shards.get("bits", 0), shards.get("joined", [0])) != (run.shard_bits, joined):
+            bad.append(f"{n.name}: shards {shards}, not bits {run.shard_bits} in {joined}")
     return bad
 
 
-__all__ = ["RECEIPT_LOST", "SHUTDOWN_RACE", "STATE_ORDER", "check", "tracebacks"]
+__all__ = ["RECEIPT_LOST", "SHUTDOWN_RACE", "STATE_ORDER", "check", "should_hold", "tracebacks"]

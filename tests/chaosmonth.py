@@ -8,6 +8,7 @@ import time
 
 import chaospower
 import partition
+from chaoscheck import should_hold
 from chaosnet import (
     GRACE,
     REPUBLISH_S,
@@ -17,6 +18,7 @@ from chaosnet import (
     clocks,
     month_objects,
     obligations,
+    raws,
     set_blocked,
     start_node,
     wait_connected,
@@ -86,6 +88,8 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
         set_blocked(run, False)
     wait_connected(run)
     everything = set().union(*(month_objects(d, mo) for d in run.donors))
+    want = should_hold(run, {i: raw for d in run.donors
+                             for i, raw in raws(d, month_objects(d, mo)).items()})
     clocks(run, end + GRACE + REPUBLISH_S - 10)
     clocks(run, end + 2 * GRACE + REPUBLISH_S + 60)
     expect = expected_incoming(run)
@@ -93,17 +97,22 @@ def month(run: Run, mo: str, plan: list[str]) -> Row:
                            for c in creators), 90, "every creator to hold its claims",
                lambda: {c.name: len(expect[c.did] - {o[0] for o in obligations(c, "in")})
                         for c in creators})
-    # relays: every node holds every settlement and sealed claim of the month: what gossip
+    # relays: every node holds every settlement and sealed claim of the month (with shards:
+    # those placed in its shards and those concerning it, ``should_hold``): what gossip
     # did not bring (a node down, a partition, a dropped message) reconciliation does
     # (SPEC §11.4; the clocks passed end + 2 grace: every node ran a round with every
     # peer); objects still missing 45 s later fail the month (checked with the invariants)
     def gaps() -> int:
-        return sum(len(everything - held(n)) for n in run.nodes)
+        return sum(len(want[n.name] - held(n)) for n in run.nodes)
 
     deadline = time.monotonic() + 45
     while gaps() and time.monotonic() < deadline:
         time.sleep(0.2)
     row.relay_gaps = gaps()
+    # and, with shards, none of the month's objects of other shards that do not concern it
+    row.foreign = sum(len((held(n) & everything) - want[n.name]) for n in run.nodes)
+    row.held_pct = round(100 * sum(map(len, want.values()))
+                         / max(1, len(everything) * len(run.nodes)))
     row.converge_s = time.monotonic() - t_conv
     row.settlements = len(run.donors)
     row.claims = sum(1 for d in run.donors for o in obligations(d, "out") if o[1] == mo)

@@ -35,6 +35,8 @@ class Row:
     paid: int = 0
     receipted: int = 0
     relay_gaps: int = 0
+    foreign: int = 0  # with shards: objects of the month held by a node that should not
+    held_pct: int = 100  # of the month's objects, how many each node must hold (mean, %)
     late_receipts: int = 0
     converge_s: float = 0.0
     power_back_s: float = 0.0  # power cut: restart -> what it lost of its own back
@@ -58,6 +60,7 @@ class Run:
     now: int = 0  # every daemon's clock (manual clocks never go back)
     blocked: set[tuple[str, str]] = field(default_factory=set)  # (node, peer) split apart
     power: chaospower.Power = field(default_factory=chaospower.Power)
+    shard_bits: int = 0  # every daemon's [network] shard_bits (SPEC §11.6); 0: no shards
 
     @property
     def donors(self) -> list[Node]:
@@ -102,10 +105,22 @@ def month_objects(node: Node, month: str) -> set[str]:
     return out
 
 
+def raws(node: Node, ids: set[str]) -> dict[str, bytes]:
+    """The stored bytes of those of ``ids`` (hex) the node holds."""
+    db = _db(node)
+    try:
+        return {bytes(i).hex(): bytes(r) for i, r in db.execute(
+            f"SELECT id, raw FROM objects WHERE id IN ({','.join('?' * len(ids))})",
+            [bytes.fromhex(x) for x in ids])}
+    finally:
+        db.close()
+
+
 # -- the network ----------------------------------------------------------------------------
 
 def build(base: Path, n: int, first: str, seed: int,
-          note: Callable[[str], None]) -> Run:
+          note: Callable[[str], None], shard_bits: int = 0) -> Run:
+    """The homes (no proof of work; ``[network] shard_bits`` when asked), nothing running."""
     nodes: list[Node] = []
     t0 = month_start(first) + 3600
     for i in range(n):
@@ -113,10 +128,16 @@ def build(base: Path, n: int, first: str, seed: int,
         group = "ab"[(i // 2) % 2] if n >= 4 else "ab"[i % 2]
         proc = ProcNode(base, f"n{i:02d}-{role}", t0)
         did = fast_home(proc.home, proc.name)
+        if shard_bits:
+            cfg = proc.home / "config.toml"
+            text = cfg.read_text()
+            assert "\nwork_bits = 0\n" in text, "config.toml: no [network] work_bits"
+            cfg.write_text(text.replace("\nwork_bits = 0\n",
+                                        f"\nwork_bits = 0\nshard_bits = {shard_bits}\n"))
         nodes.append(Node(proc, group, role, did, peer_id_from_key(key_from_did(did))))
     for i, node in enumerate(nodes):
         node.dials = [nodes[j].peer_id for j in range(max(0, i - 3), i)]
-    return Run(base, nodes, random.Random(seed), note)
+    return Run(base, nodes, random.Random(seed), note, shard_bits=shard_bits)
 
 
 def clocks(run: Run, t: int) -> None:
@@ -169,4 +190,4 @@ def bounce(run: Run, node: Node, now: int, hard: bool) -> None:
 
 
 __all__ = ["GRACE", "REPUBLISH_S", "Row", "Run", "bounce", "build", "clocks", "month_objects",
-           "obligations", "set_blocked", "start_node", "wait_connected"]
+           "obligations", "raws", "set_blocked", "start_node", "wait_connected"]
