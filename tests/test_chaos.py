@@ -1,7 +1,9 @@
 """A long run with invariants (issue 14, item 5): `rill node run` daemons with manual
 clocks live through simulated months under restarts, kill -9, power cuts (LazyFS) and
-partitions, and a checker asserts the invariants after every month (runner and checker:
-tests/chaos.py, power cuts: tests/chaospower.py).  The table and every daemon's log are
+partitions, and a checker asserts the invariants after every month (the driver:
+tests/chaos.py; the network: chaosnet.py; one month: chaosmonth.py; the checker:
+chaoscheck.py; power cuts: chaospower.py), with shards on or off.  The table and every
+daemon's log are
 kept under tests/artifacts/chaos/.  Where LazyFS is absent the runs go on without power
 cuts, and the test is reported skipped with the reason once everything else passed."""
 
