@@ -46,9 +46,10 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
 
 ## chaos: the long run with invariants alone (12 simulated months, 10 daemons, random
-## faults; RILL_CHAOS_MONTHS / RILL_CHAOS_NODES / RILL_CHAOS_SEED); logs in tests/artifacts/chaos/
+## faults; RILL_CHAOS_MONTHS / RILL_CHAOS_NODES / RILL_CHAOS_SEED / RILL_CHAOS_POWER;
+## RILL_CHAOS_SHARD_BITS=2 for shards on); logs in tests/artifacts/chaos/
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -s -m soak tests/test_chaos.py $(ARGS)
+	$(BIN)/python -m pytest -q -s -m soak tests/test_chaos.py -k soak_twelve $(ARGS)
 
 ## scale: the scale simulation (tests/scale/sim.py): real Daemons in worker processes, one
 ## month each, shards off then on (SCALE_BITS=-1; or a fixed number of bits); the runs join
