@@ -23,6 +23,8 @@ from typing import Any
 
 import nacl.signing
 
+from netvectors import SHARD_KEYS, reconcile_section, shard_section
+
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
 from rill.protocol.months import month_end
@@ -448,6 +450,8 @@ def build() -> dict[str, Any]:
         "positive": pos,
         "negative": neg,
         "pseudonyms": pseudonyms,
+        "reconcile": reconcile_section(pos),
+        "shard": shard_section(pos, {n: pub(n) for n in SHARD_KEYS}),
     }
 
 
