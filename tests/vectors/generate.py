@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
-
 from netvectors import SHARD_KEYS, reconcile_section, shard_section
 
 from rill.protocol import cbor, keys
