@@ -4,6 +4,7 @@ tests/vectors/rill_v1.json (SPEC §10), and those against SPEC §11.6's Examples
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,47 @@ def test_spec_examples_paragraph_agrees_with_the_vectors() -> None:
     pk = next(p for p in SH["provider_keys"] if (p["bits"], p["index"]) == (4, 8))
     assert f"The provider key of shard 8 at 4 bits is `{pk['key']}`" in para
     assert keys["alice"]["shards"]["4"] == 8
+
+
+def test_spec_refusal_order_is_the_codes() -> None:
+    """SPEC §11.4 "Refusals", as tests/test_vectors_stranger.py writes it from the text,
+    gives the reason rill.protocol gives, on requests with random faults."""
+    from test_vectors_stranger import enc, refusal
+
+    rnd = random.Random(11)
+    oid = b"\x07" * 32
+    pool: dict[str, list[object]] = {
+        "v": [1, 1, 1, 2, 0, "1", 2**40],
+        "op": ["roots", "summary", "ids", "get", "sum", 1],
+        "month": ["2026-10", "2026-10", "2026-13", "1999-12", 202610],
+        "months": [["2026-10"], ["2026-10", "2026-09"], [], ["2026-10", "2026-10"],
+                   ["2026-13", "2026-13"], [f"2026-{k:02d}" for k in range(1, 14)],
+                   "2026-10"],
+        "buckets": [[0, 7, 255], [3, 2], [], [256], [1, 1], [-1], 5],
+        "ids": [[oid], [oid[:31]], [], [oid] * 1001, [oid, oid], oid],
+        "shard": [[4, 8], [1, 0], [16, 65535], [0, 0], [17, 0], [4, 16], [4], "4/8"],
+        "extra": [1],
+    }
+    fields = {"roots": ["months"], "summary": ["month"], "ids": ["month", "buckets"],
+              "get": ["ids"], "sum": ["month"], 1: ["month"]}
+    codes: set[str | None] = set()
+    for _ in range(600):
+        op = rnd.choice(pool["op"])
+        req: dict[str, object] = {"v": rnd.choice(pool["v"]), "op": op}
+        for f in fields[op]:
+            req[f] = rnd.choice(pool[f])
+        for f in ("shard", "extra", "month", "v", "op"):
+            if rnd.random() < 0.15:
+                if f in req:
+                    del req[f]
+                else:
+                    req[f] = rnd.choice(pool[f])
+        raw = enc(req)
+        try:
+            ReconcileRequest.decode(raw)
+            code = None
+        except RemoteError as exc:
+            code = exc.code
+        assert refusal(raw) == code, req
+        codes.add(code)
+    assert codes >= {None, "schema", "bad-month", "unsupported-version"}

@@ -146,6 +146,20 @@ def reconcile_negatives() -> list[dict[str, Any]]:
         ("unknown-op", {"v": 1, "op": "sum", "month": MONTH}, "schema"),
         ("bad-month", {"v": 1, "op": "summary", "month": "2026-13"}, "bad-month"),
         ("version-2", {"v": 2, "op": "summary", "month": MONTH}, "unsupported-version"),
+        # two faults: the order of the checks (SPEC §11.4 "Refusals")
+        ("version-2-and-unknown-field", {"v": 2, "op": "summary", "month": MONTH, "x": 1},
+         "schema"),
+        ("version-2-and-bad-month", {"v": 2, "op": "summary", "month": "2026-13"},
+         "unsupported-version"),
+        ("bad-shard-and-bad-month", {"v": 1, "op": "summary", "month": "2026-13",
+                                     "shard": [4, 16]}, "schema"),
+        ("roots-13-months-one-bad", {"v": 1, "op": "roots",
+                                     "months": [f"2026-{k:02d}" for k in range(1, 14)]},
+         "schema"),
+        ("roots-bad-month-twice", {"v": 1, "op": "roots", "months": ["2026-13", "2026-13"]},
+         "bad-month"),
+        ("ids-bad-month-and-no-bucket", {"v": 1, "op": "ids", "month": "2026-13",
+                                         "buckets": []}, "bad-month"),
     ]
     out = [{"name": n, "bytes": cbor.encode(v).hex(), "reason": r} for n, v, r in cases]
     # not canonical CBOR (§3): keys out of order, then a key twice
