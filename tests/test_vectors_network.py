@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from helpers import load_vectors
 
+from rill.node.reconciling import bucket_ids, month_ids, objects_by_id
+from rill.node.sharding import Placements
 from rill.protocol.errors import RemoteError
 from rill.protocol.preview import preview_object
 from rill.protocol.reconcile import IdList, Objects, ReconcileRequest, Roots, Summary, digest
@@ -22,6 +24,7 @@ from rill.protocol.shard import (
     provider_key,
     shard_of,
 )
+from rill.wallet.wallet import Wallet
 
 DATA = load_vectors()
 POS = {v["name"]: bytes.fromhex(v["bytes"]) for v in DATA["positive"]}
@@ -77,6 +80,37 @@ def test_exchanges_decode_and_reencode() -> None:
                                           for p in POS.values())]
     assert seen == {("roots", False), ("roots", True), ("summary", False),
                     ("summary", True), ("ids", False), ("ids", True), ("get", False)}
+
+
+def test_the_reference_servers_store_answers_the_shard_exchanges(tmp_path: Path) -> None:
+    """A node holding the set's objects (made-up IDs are of no object, so only the
+    shard-scoped exchanges and ``get`` can be compared whole) answers byte for byte."""
+    w = Wallet.create(tmp_path / "n", "n", hashlib.sha256(b"vectors").digest())
+    try:
+        got = w.import_objects([POS[n] for n in ["key-document", *REC["objects"]]],
+                               DATA["verify_at"])
+        assert all(not isinstance(r, Exception) and r.action == "stored" for r in got), got
+        assert sorted(month_ids(w, REC["month"])) == sorted(_ids(REC["objects"]))
+        for e in REC["exchanges"]:
+            req = ReconcileRequest.decode(bytes.fromhex(e["request"]))
+            if req.op == "get":
+                resp = objects_by_id(w, req.ids, 4 << 20).encode()
+            elif req.shard is None:
+                continue
+            elif req.op == "roots":
+                resp = Roots(tuple(Summary.of(m_, month_ids(w, m_, req.shard, Placements()))
+                                   .root for m_ in req.months)).encode()
+            elif req.op == "summary":
+                assert req.month is not None
+                resp = Summary.of(req.month, month_ids(w, req.month, req.shard,
+                                                       Placements())).encode()
+            else:
+                assert req.month is not None
+                resp = bucket_ids(w, req.month, req.buckets, shard=req.shard,
+                                  cache=Placements()).encode()
+            assert resp.hex() == e["response"], e["name"]
+    finally:
+        w.close()
 
 
 @pytest.mark.parametrize("vec", REC["negative"], ids=lambda v: v["name"])
