@@ -210,3 +210,15 @@ def test_spec_refusal_order_is_the_codes() -> None:
         assert refusal(raw) == code, req
         codes.add(code)
     assert codes >= {None, "schema", "bad-month", "unsupported-version"}
+
+
+@pytest.mark.parametrize("vec", REC["negative_responses"], ids=lambda v: v["name"])
+def test_negative_responses_refused_with_reason(vec: dict[str, Any]) -> None:
+    raw = bytes.fromhex(vec["bytes"])
+    op, *n = vec["asked"].split()
+    with pytest.raises(RemoteError) as exc:
+        if op == "roots":
+            Roots.decode(raw, int(n[0]))
+        else:
+            {"summary": Summary.decode, "ids": IdList.decode, "get": Objects.decode}[op](raw)
+    assert exc.value.code == vec["reason"]

@@ -226,3 +226,55 @@ def test_provider_keys() -> None:
         d = hashlib.sha256(b"rill/1/shard-providers/" + bytes([p["bits"]]) +
                            p["index"].to_bytes(4, "big")).digest()
         assert p["key"] == (b"\x12\x20" + d).hex()
+
+
+def response_refusal(raw: bytes, asked: str) -> str | None:
+    """Why a client refuses a response (§11.4's table), or None."""
+    v = cbor2.loads(raw)
+    op, *n = asked.split()
+    fields = {"roots": {"v", "roots"}, "summary": {"v", "month", "counts", "digests"},
+              "ids": {"v", "ids", "done"}, "get": {"v", "objects"}}[op]
+    if not isinstance(v, dict) or set(v) != fields:
+        return "schema"
+    if v["v"] != 1 or type(v["v"]) is not int:
+        return "unsupported-version"
+
+    def uints(x: Any, count: int | None = None) -> bool:
+        return (type(x) is list and (count is None or len(x) == count) and
+                all(type(c) is int and c >= 0 for c in x))
+
+    def bstrs(x: Any, size: int | None, count: int | None = None) -> bool:
+        return (type(x) is list and (count is None or len(x) == count) and
+                all(type(c) is bytes and (size is None or len(c) == size) for c in x))
+
+    if op == "roots":
+        r = v["roots"]
+        ok = (type(r) is list and len(r) == int(n[0]) and
+              all(type(p) is list and len(p) == 2 and uints(p[:1]) and bstrs(p[1:], 16)
+                  for p in r))
+        return None if ok else "schema"
+    if op == "summary":
+        if not uints(v["counts"], 256) or not bstrs(v["digests"], 16, 256):
+            return "schema"
+        ok = type(v["month"]) is str and re.fullmatch(r"[2-9][0-9]{3}-(0[1-9]|1[0-2])",
+                                                       v["month"])
+        return None if ok else "bad-month"
+    if op == "ids":
+        done = v["done"]
+        if (not bstrs(v["ids"], 32) or not uints(done) or any(b > 255 for b in done) or
+                done != sorted(set(done)) or any(i[0] not in done for i in v["ids"])):
+            return "schema"
+        return None
+    return None if bstrs(v["objects"], None) else "schema"
+
+
+@pytest.mark.parametrize("vec", REC["negative_responses"], ids=lambda v: v["name"])
+def test_negative_responses_refused_with_spec_reason(vec: dict[str, Any]) -> None:
+    assert response_refusal(bytes.fromhex(vec["bytes"]), vec["asked"]) == vec["reason"]
+
+
+def test_the_exchanges_responses_are_valid() -> None:
+    for e in REC["exchanges"]:
+        req = cbor2.loads(bytes.fromhex(e["request"]))
+        asked = req["op"] + (f" {len(req['months'])}" if req["op"] == "roots" else "")
+        assert response_refusal(bytes.fromhex(e["response"]), asked) is None, e["name"]

@@ -115,6 +115,7 @@ def reconcile_section(pos: list[dict[str, Any]]) -> dict[str, Any]:
         "empty_month": {"month": "2026-09", "count": 0, "root": empty.root.digest.hex()},
         "exchanges": ex,
         "negative": reconcile_negatives(),
+        "negative_responses": response_negatives(sorted(ids)),
     }
 
 
@@ -177,6 +178,50 @@ def reconcile_negatives() -> list[dict[str, Any]]:
             assert exc.code == v["reason"], (v["name"], exc.code)
         else:
             raise AssertionError(f"{v['name']} decodes")
+    return out
+
+
+def response_negatives(ids: list[bytes]) -> list[dict[str, Any]]:
+    """Responses a client refuses (and ends the exchange): ``asked`` is the op asked and,
+    for ``roots``, the number of months asked."""
+    d16 = digest([])
+    counts, digests = [0] * 256, [d16] * 256
+    cases: list[tuple[str, str, Any, str]] = [
+        ("roots-one-pair-for-two-months", "roots 2", {"v": 1, "roots": [[0, d16]]}, "schema"),
+        ("roots-15-byte-root", "roots 1", {"v": 1, "roots": [[0, d16[:15]]]}, "schema"),
+        ("summary-255-counts", "summary",
+         {"v": 1, "month": MONTH, "counts": counts[:255], "digests": digests}, "schema"),
+        ("summary-bad-month", "summary",
+         {"v": 1, "month": "2026-13", "counts": counts, "digests": digests}, "bad-month"),
+        ("summary-version-2", "summary",
+         {"v": 2, "month": MONTH, "counts": counts, "digests": digests},
+         "unsupported-version"),
+        ("ids-id-outside-done", "ids",
+         {"v": 1, "ids": [ids[0], ids[-1]], "done": [ids[0][0]]}, "schema"),
+        ("ids-done-descending", "ids",
+         {"v": 1, "ids": [], "done": [2, 1]}, "schema"),
+        ("ids-31-byte-id", "ids", {"v": 1, "ids": [ids[0][:31]], "done": [ids[0][0]]},
+         "schema"),
+        ("objects-not-bytes", "get", {"v": 1, "objects": [1]}, "schema"),
+        ("objects-unknown-field", "get", {"v": 1, "objects": [], "more": 0}, "schema"),
+    ]
+    assert ids[0][0] != ids[-1][0]
+    decoders = {"roots": Roots.decode, "summary": Summary.decode, "ids": IdList.decode,
+                "get": Objects.decode}
+    out = []
+    for name, asked, value, reason in cases:
+        raw = cbor.encode(value)
+        op, *n = asked.split()
+        try:
+            if n:
+                Roots.decode(raw, int(n[0]))
+            else:
+                decoders[op](raw)  # type: ignore[operator]
+        except RemoteError as exc:
+            assert exc.code == reason, (name, exc.code)
+        else:
+            raise AssertionError(f"{name} decodes")
+        out.append({"name": name, "asked": asked, "bytes": raw.hex(), "reason": reason})
     return out
 
 
