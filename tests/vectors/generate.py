@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
+from netvectors import SHARD_KEYS, reconcile_section, shard_section
 
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
@@ -448,6 +449,8 @@ def build() -> dict[str, Any]:
         "positive": pos,
         "negative": neg,
         "pseudonyms": pseudonyms,
+        "reconcile": reconcile_section(pos),
+        "shard": shard_section(pos, {n: pub(n) for n in SHARD_KEYS}),
     }
 
 
