@@ -280,9 +280,8 @@ def node_status(home: str | None, as_json: bool) -> None:
         ("peers", s["peers"] if not s.get("blocked") else
          f"{s['peers']} ({s['blocked']} blocked: rill peers blocked)"),
         *([("sync rounds", _rounds_row(s["sync_rounds"]))] if s.get("sync_rounds") else []),
-        *([("shards", f"{', '.join(map(str, s['shards']['joined']))} of "
-                      f"{2 ** s['shards']['bits']} (shard_bits {s['shards']['bits']})")]
-          if s.get("shards", {}).get("bits") else []),
+        *([("shards", _shards_row(s["shards"]))]
+          if s.get("shards", {}).get("bits") or s.get("shards", {}).get("pending") else []),
         ("mesh peers", "\n".join(f"{t.removeprefix('rill/1/')}: {n}"
                                   for t, n in sorted(s["mesh"].items())) or "-"),
         ("settled months", ", ".join(s["settled"]) or "-"),
@@ -302,6 +301,21 @@ def _rounds_row(r: dict[str, Any]) -> str:
     k = r["peers_per_round"] or "all"
     nxt = "" if r["next_in_s"] is None else f", next in {r['next_in_s']:.0f} s"
     return f"{k} peers every {r['interval_s']:.0f} s{nxt} ({r['rounds']} run)"
+
+
+def _shards_row(sh: dict[str, Any]) -> str:
+    """``rill node status``'s shards row: the shards joined at the bits in force, a
+    growth's overlap (both bits' topics accepted) and the next scheduled change."""
+    bits = sh["bits"]
+    row = (f"{', '.join(map(str, sh['joined']))} of {2 ** bits} (shard_bits {bits})" if bits
+           else "none (shard_bits 0)")
+    accepted = sh.get("accepted_bits") or [bits]
+    if len(accepted) > 1:
+        row += f"\nbits {' and '.join(map(str, accepted))} both accepted (growth overlap)"
+    pending = sh.get("pending")
+    if pending:
+        row += f"\nshard_bits {pending['bits']} from {iso(pending['from'])} ({pending['month']})"
+    return row
 
 
 def _events_row(e: dict[str, Any] | None) -> str:

@@ -59,6 +59,7 @@ from .dashboard import Dashboard
 from .discovery import Discovery, mdns_scoped
 from .diskstate import DiskState
 from .gate import Gate
+from .growing import Growing
 from .hookconfig import HookConfigError, parse_hooks
 from .hooks import Hooks
 from .host import (
@@ -95,13 +96,14 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
-             Discovery, Sharding):
+             Discovery, Sharding, Growing):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
     catalogue (node/catalogue.py), months slept past the window (node/sleepers.py),
     NAT, relays and finding peers (node/discovery.py, node/natrelay.py), shards and
-    publishing (node/sharding.py)."""
+    publishing (node/sharding.py), shard bits growing at a month boundary
+    (node/growing.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -185,7 +187,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                 raise StartupError(f"config.toml: {exc}") from None
             self.held = await self.db(relay.held_ids, self.wallet)
             self.admission = Admission(self.wallet.home.db_path, self.identity,
-                                       now=self.clock.now, sharded=self.shard_bits > 0)
+                                       now=self.clock.now, sharded=bool(self.member_shards()))
             mdns = mdns_scoped(self.config.mdns, self.config.listen)
             async with running(bytes(self.wallet.key), self.config.listen,
                                mdns=mdns, gate=self._gate,
@@ -195,7 +197,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     raise StartupError(f"could not listen on {', '.join(self.config.listen)} "
                                        "(address in use or not available: see the log)")
                 self.p2p = p2p
-                p2p.pubsub.multi_topic = self.shard_bits > 0
+                p2p.pubsub.multi_topic = bool(self.member_shards())
                 p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                             framed_handler(self._serve_sync, MAX_REQUEST))
                 p2p.host.set_stream_handler(
@@ -235,7 +237,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
-                    nursery.start_soon(self._provide_shards)
+                    self._restart_provide()  # node/sharding.py, restarted on a growth
+                    nursery.start_soon(self._grow)
                     log.info("node %s listening on %s", p2p.peer_id,
                              ", ".join(p2p.addrs()) or "nothing (reached through a relay)")
                     self.ready.set()
@@ -439,7 +442,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             "clock": self.clock.describe(),
             "now": self.clock.now(),
             "topics": sorted(self.topics),
-            "shards": {"bits": self.shard_bits, "joined": sorted(self.shards)},
+            "shards": self.growth_status(),
             "peers": len(p2p.pubsub.peers),
             "blocked": len(self.blocked),
             "mesh": {t: len(p2p.gossipsub.mesh.get(t, ())) for t in self.topics},

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.errors import SchemaError
 from ..protocol.network import DEFAULT_WINDOW_MONTHS, MAX_SHARD_BITS
+from ..protocol.shard import ShardSchedule
 from ..wallet.errors import HomeError
 from ..wallet.home import parse_blocked
 from .natrelay import NatSettings
@@ -60,6 +62,12 @@ class NodeConfig:
     shard_bits: int = 0
     #: Backbone shards joined besides the key's own (``[network] shard_backbone``).
     shard_backbone: int = 2
+    #: Scheduled growth (``[network] shard_bits_from = { "2027-02" = 5 }``): from the
+    #: first instant of each month, the network's shard bits; one more than before each.
+    shard_bits_from: dict[str, int] = field(default_factory=dict)
+
+    def shard_schedule(self) -> ShardSchedule:
+        return ShardSchedule(self.shard_bits, tuple(sorted(self.shard_bits_from.items())))
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> NodeConfig:
@@ -101,9 +109,26 @@ class NodeConfig:
                 if type(value) is not int or not 0 <= value <= hi:
                     raise ValueError(f"network.{name} must be an integer 0..{hi}")
                 setattr(cfg, name, value)
+        if isinstance(network, dict) and "shard_bits_from" in network:
+            cfg.shard_bits_from = _shard_bits_from(network["shard_bits_from"], cfg.shard_bits)
         if isinstance(network, dict) and "blocked" in network:
             try:
                 cfg.blocked = list(parse_blocked(network["blocked"], "config.toml"))
             except HomeError as exc:
                 raise ValueError(str(exc).removeprefix("config.toml: ")) from None
         return cfg
+
+
+def _shard_bits_from(value: Any, bits: int) -> dict[str, int]:
+    """``[network] shard_bits_from``: a table of months to shard bits, checked as a whole
+    (each month's bits one more than the month before's, the first one more than
+    ``shard_bits``)."""
+    if not isinstance(value, dict):
+        raise ValueError('network.shard_bits_from must be a table of months to shard bits, '
+                         'e.g. { "2027-02" = 5 }')
+    try:
+        ShardSchedule(bits, tuple(sorted(value.items())))
+    except SchemaError as exc:
+        raise ValueError(f"network.shard_bits_from: {exc} (network.shard_bits is {bits})"
+                         ) from None
+    return dict(value)

@@ -21,9 +21,8 @@ from ..protocol.network import EQUIVOCATION_TOPIC, TOPIC_OF
 from ..protocol.preview import Preview, check_preview, preview
 from ..protocol.shard import (
     PROVIDE_EVERY,
-    check_topic,
+    check_topic_any,
     node_shards,
-    node_topics,
     object_shards,
     object_topics,
     placement_points,
@@ -87,6 +86,12 @@ class Placements:
         return prefixes
 
 
+def topic_shard(topic: str) -> tuple[int, int]:
+    """(bits, index) of a shard topic ``rill/1/b{bits}/s{index}``."""
+    bits, index = topic.removeprefix("rill/1/b").split("/s")
+    return int(bits), int(index)
+
+
 def in_shard(prefixes: bytes, shard: tuple[int, int]) -> bool:
     bits, index = shard
     return any(int.from_bytes(prefixes[k:k + 2], "big") >> (16 - bits) == index
@@ -115,28 +120,40 @@ def shard_month_ids(w: Wallet, month: str, shard: tuple[int, int],
 
 class Sharding:
     def _init_shards(self) -> None:
-        bits = self.config.shard_bits
-        self.shard_bits: int = bits
-        self.shards: frozenset[int] = (node_shards(self.identity, bits,
-                                                    self.config.shard_backbone)
-                                       if bits else frozenset({0}))
-        self.topics: tuple[str, ...] = node_topics(self.identity, bits,
-                                                   self.config.shard_backbone)
+        #: the network's shard bits over time (``[network] shard_bits``, ``shard_bits_from``)
+        self.shard_schedule = self.config.shard_schedule()
+        now = self.clock.now()
+        self._set_bits(self.shard_schedule.at(now))
+        #: the topics subscribed to: both bits' during a growth's overlap (node/growing.py)
+        self.topics: tuple[str, ...] = self.shard_schedule.topics(
+            self.identity, now, self.config.shard_backbone)
         #: per topic: verdicts on peers' messages and their bytes (what the node received)
         self.topic_counters: dict[str, Counter[str]] = {}
         self._deferred: dict[str, list[bytes]] = {}
         self._finding: set[str] = set()
         self._points = Placements()
 
+    def _set_bits(self, bits: int) -> None:
+        """The shard bits in force: published at, kept, reconciled, provided."""
+        self.shard_bits: int = bits
+        self.shards: frozenset[int] = (node_shards(self.identity, bits,
+                                                    self.config.shard_backbone)
+                                       if bits else frozenset({0}))
+
+    def member_shards(self) -> list[tuple[int, int]]:
+        """(bits, index) of each shard topic subscribed to (two bits' during an overlap)."""
+        return [topic_shard(t) for t in self.topics if t.startswith("rill/1/b")]
+
     # -- the gate -------------------------------------------------------------------------
 
     def _gossip_precheck(self, topic: str, raw: bytes, now: int) -> Preview:
         """The gate's cheap checks plus, in a sharded network, the object's topic: one of
         its shards' (or the equivocation topic for a proof), else ``wrong-topic``."""
-        if not self.shard_bits:
+        accepted = self.shard_schedule.accepted(now)  # two bits around a growth
+        if accepted == (0,):
             return self._precheck(topic, raw, now)
         p = preview(topic, raw)
-        check_topic(p, topic, self.shard_bits)  # right after the type (SPEC §11.6)
+        check_topic_any(p, topic, accepted)  # right after the type (SPEC §11.6)
         check_preview(p, now, self.config.window_months, self.work_bits)
         return p
 
@@ -161,6 +178,7 @@ class Sharding:
         for c in self.topic_counters.values():
             total.update(c)
         return {"shard_bits": self.shard_bits, "shards": sorted(self.shards),
+                "accepted_bits": list(self.shard_schedule.accepted(self.clock.now())),
                 "topics": {t: dict(c) for t, c in sorted(self.topic_counters.items())},
                 "total": dict(total)}
 
@@ -247,13 +265,13 @@ class Sharding:
         assert self.p2p is not None
         if self._peer_count(topic) >= want:
             return True
-        if topic == EQUIVOCATION_TOPIC or not self.shard_bits:
+        if not topic.startswith("rill/1/b"):
             return False
-        index = int(topic.rsplit("/s", 1)[1])
+        bits, index = topic_shard(topic)
         p2p = self.p2p
         infos: list[Any] = []
         with trio.move_on_after(FIND_S):
-            infos = await p2p.dht.find_providers(provider_key(self.shard_bits, index).hex())
+            infos = await p2p.dht.find_providers(provider_key(bits, index).hex())
         self.counters["shard_lookups"] = self.counters.get("shard_lookups", 0) + 1
         dialled = 0
         for info in infos:
@@ -287,14 +305,12 @@ class Sharding:
     async def _join_shards(self) -> None:
         """Keep SHARD_PEERS gossip peers in each of our shard topics: look for the shard's
         providers in the DHT every JOIN_EVERY_S while there are fewer."""
-        if not self.shard_bits:
-            return
         delay = JOIN_FIRST_S
         while True:
             await trio.sleep(delay)
             delay = min(2 * delay, JOIN_EVERY_S)
-            for index in sorted(self.shards):
-                topic = shard_topic(self.shard_bits, index)
+            for bits, index in self.member_shards():
+                topic = shard_topic(bits, index)
                 if self._peer_count(topic) >= SHARD_PEERS:
                     continue
                 try:
@@ -304,26 +320,29 @@ class Sharding:
 
     async def _provide_shards(self) -> None:
         """Announce this node under each of its shards' DHT keys (§11.6), again every
-        PROVIDE_EVERY; the first time as soon as the DHT knows a peer.  Then look for
-        the shards' other members."""
-        if not self.shard_bits:
-            return
+        PROVIDE_EVERY; the first time as soon as the DHT knows a peer (and again when the
+        shards change: node/growing.py restarts this).  The first call also starts
+        looking for the shards' other members."""
+        if not self.shard_bits and not self.shard_schedule.changes:
+            return  # never sharded
         assert self.p2p is not None
         assert self._nursery is not None
-        self._nursery.start_soon(self._join_shards)
+        if not getattr(self, "_joining", False):
+            self._joining = True
+            self._nursery.start_soon(self._join_shards)
         dht = self.p2p.dht
         while True:
-            pending = sorted(self.shards)
+            pending = self.member_shards()
             while pending:
                 if dht.get_routing_table_size() == 0:
                     await trio.sleep(PROVIDE_RETRY_S)
                     continue
-                index = pending[0]
+                bits, index = pending[0]
                 try:
                     with trio.fail_after(FIND_S):
-                        ok = await dht.provide(provider_key(self.shard_bits, index).hex())
+                        ok = await dht.provide(provider_key(bits, index).hex())
                 except (Exception, trio.TooSlowError) as exc:
-                    log.debug("providing shard %d: %r", index, exc)
+                    log.debug("providing shard %d/%d: %r", bits, index, exc)
                     ok = False
                 if ok:
                     pending.pop(0)

@@ -18,8 +18,10 @@ Pure: no I/O, no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from .errors import SchemaError
+from .months import is_month, month_start
 from .network import EQUIVOCATION_TOPIC, MAX_SHARD_BITS, TOPIC_OF, TOPICS
 from .preview import Preview, preview_object
 
@@ -146,6 +148,78 @@ def provider_key(bits: int, index: int) -> bytes:
         PROVIDERS_TAG + bytes([bits]) + index.to_bytes(4, "big")).digest()
 
 
-__all__ = ["BACKBONE_SHARDS", "PROVIDE_EVERY", "backbone_shards", "check_topic", "node_shards",
-           "node_topics", "object_shards", "object_topics", "placement_keys", "point", "prefix",
+#: Around a change of shard bits (a *growth*), a node is subscribed to the topics of both
+#: the old and the new bits, and accepts messages on either, from this many seconds before
+#: the month's first instant to this many after it (SPEC §11.6 "Growing"): twelve times the
+#: clock skew objects are allowed (300 s), and the month end's burst (one grace period,
+#: an hour, after the boundary) is then published at the new bits only.
+GROW_OVERLAP = 3600
+
+
+@dataclass(frozen=True)
+class ShardSchedule:
+    """A network's shard bits over time: ``bits`` until the first change, then each
+    ``(month, bits)`` of ``changes`` from that month's first instant (UTC), each one bit
+    more than the one before, months ascending."""
+
+    bits: int
+    changes: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        before, last = check_bits(self.bits), ""
+        for month, bits in self.changes:
+            if not is_month(month):
+                raise SchemaError(f"{month!r} is not a month (YYYY-MM)")
+            if month <= last:
+                raise SchemaError(f"months of shard bit changes must ascend: {month} after "
+                                  f"{last}")
+            if type(bits) is not int or bits != before + 1:
+                raise SchemaError(f"shard bits grow by one at a time: {month} must be "
+                                  f"{before + 1}, not {bits!r}")
+            check_bits(bits)
+            before, last = bits, month
+
+    def at(self, t: int) -> int:
+        """The bits in force at ``t``: nodes publish at them and keep their shards."""
+        bits = self.bits
+        for month, b in self.changes:
+            if t < month_start(month):
+                break
+            bits = b
+        return bits
+
+    def accepted(self, t: int) -> tuple[int, ...]:
+        """The bits whose topics a node is subscribed to and accepts messages on at ``t``:
+        the bits in force, and within GROW_OVERLAP of a change the other side's too."""
+        return tuple(sorted({self.at(t - GROW_OVERLAP), self.at(t),
+                             self.at(t + GROW_OVERLAP)}))
+
+    def next_event(self, t: int) -> int | None:
+        """The first instant after ``t`` at which :meth:`at` or :meth:`accepted` changes."""
+        times = [s + d for month, _ in self.changes for s in [month_start(month)]
+                 for d in (-GROW_OVERLAP, 0, GROW_OVERLAP)]
+        return min((x for x in times if x > t), default=None)
+
+    def pending(self, t: int) -> tuple[str, int] | None:
+        """The next change (month, bits) not yet in force at ``t``."""
+        return next(((mo, b) for mo, b in self.changes if t < month_start(mo)), None)
+
+    def topics(self, key: bytes, t: int, k: int = BACKBONE_SHARDS) -> tuple[str, ...]:
+        """The topics a node subscribes to at ``t`` (both sets during an overlap)."""
+        out: list[str] = []
+        for bits in self.accepted(t):
+            out += [x for x in node_topics(key, bits, k) if x not in out]
+        return tuple(out)
+
+
+def check_topic_any(p: Preview, topic: str, bits: tuple[int, ...]) -> None:
+    """:func:`check_topic` for a message that may be on the topics of any of ``bits``
+    (during a growth's overlap); ``wrong-topic`` when it is on none of them."""
+    if not any(topic in object_topics(p, b) for b in bits):
+        raise SchemaError(f"a {p.type} does not belong on {topic[:80]}", code="wrong-topic")
+
+
+__all__ = ["BACKBONE_SHARDS", "GROW_OVERLAP", "PROVIDE_EVERY", "ShardSchedule",
+           "backbone_shards", "check_topic", "check_topic_any", "node_shards", "node_topics",
+           "object_shards", "object_topics", "placement_keys", "point", "prefix",
            "preview_stored", "provider_key", "shard_of", "shard_topic"]

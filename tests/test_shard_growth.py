@@ -1,0 +1,213 @@
+"""Shard bits growing at a month boundary (SPEC §11.6 "Growing"): the schedule, its
+config, and six in-process daemons crossing b = 1 -> 2 at the first instant of 2026-11."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from helpers import signing_key
+from nodes import Net, eventually
+from shardnet import END, OCT, PAYS, foreign, held, incoming, network, start
+
+from rill.cli import main as _main  # noqa: F401  (loads the CLI modules in order)
+from rill.cli_node import _shards_row
+from rill.node.nodeconfig import NodeConfig
+from rill.protocol.errors import RemoteError
+from rill.protocol.months import month_start
+from rill.protocol.settle import settle
+from rill.protocol.shard import (
+    GROW_OVERLAP,
+    ShardSchedule,
+    node_shards,
+    node_topics,
+    object_shards,
+    preview_stored,
+    shard_of,
+    shard_topic,
+)
+
+NOV = month_start("2026-11")
+assert NOV == END
+
+
+def test_schedule_bits_overlap_and_next_instants() -> None:
+    s = ShardSchedule(1, (("2026-11", 2), ("2027-03", 3)))
+    mar = month_start("2027-03")
+    assert [s.at(t) for t in (OCT, NOV - 1, NOV, mar - 1, mar)] == [1, 1, 2, 2, 3]
+    assert s.accepted(NOV - GROW_OVERLAP - 1) == (1,)
+    assert s.accepted(NOV - GROW_OVERLAP) == (1, 2)  # joined early: clocks ahead are heard
+    assert s.accepted(NOV + GROW_OVERLAP - 1) == (1, 2)
+    assert s.accepted(NOV + GROW_OVERLAP) == (2,)
+    assert s.next_event(OCT) == NOV - GROW_OVERLAP
+    assert s.next_event(NOV - GROW_OVERLAP) == NOV
+    assert s.next_event(NOV) == NOV + GROW_OVERLAP
+    assert s.next_event(NOV + GROW_OVERLAP) == mar - GROW_OVERLAP
+    assert s.next_event(mar + GROW_OVERLAP) is None
+    assert s.pending(NOV - 1) == ("2026-11", 2) and s.pending(NOV) == ("2027-03", 3)
+    key = signing_key("alice").verify_key.encode()
+    both = s.topics(key, NOV)
+    assert set(both) == set(node_topics(key, 1)) | set(node_topics(key, 2))
+    # a node's shards at b + 1 are halves of its shards at b: it keeps what it held
+    assert {i >> 1 for i in node_shards(key, 2)} == set(node_shards(key, 1))
+    assert ShardSchedule(3).accepted(NOV) == (3,) and ShardSchedule(3).next_event(0) is None
+
+
+@pytest.mark.parametrize(("network_", "message"), [
+    ({"shard_bits_from": 5}, "must be a table of months"),
+    ({"shard_bits_from": {"2027-02": 6}}, "2027-02 must be 1, not 6"),
+    ({"shard_bits": 4, "shard_bits_from": {"2027-02": 4}}, "must be 5, not 4"),
+    ({"shard_bits": 4, "shard_bits_from": {"2027-02": 5, "2027-05": 7}}, "must be 6, not 7"),
+    ({"shard_bits_from": {"February": 1}}, "'February' is not a month"),
+    ({"shard_bits_from": {"2027-13": 1}}, "is not a month"),
+    ({"shard_bits_from": {"2027-02": "1"}}, "not '1'"),
+    ({"shard_bits": 16, "shard_bits_from": {"2027-02": 17}}, "0..16"),
+])
+def test_config_refuses_a_bad_schedule(network_: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=r"network\.shard_bits_from") as err:
+        NodeConfig.from_toml({"network": network_})
+    assert message in str(err.value)
+
+
+def test_config_reads_a_schedule_and_status_shows_it() -> None:
+    cfg = NodeConfig.from_toml({"network": {"shard_bits": 4,
+                                            "shard_bits_from": {"2027-06": 6, "2027-02": 5}}})
+    assert cfg.shard_bits == 4  # alone, shard_bits means what it always meant
+    assert cfg.shard_schedule() == ShardSchedule(4, (("2027-02", 5), ("2027-06", 6)))
+    assert NodeConfig.from_toml({"network": {"shard_bits": 3}}).shard_schedule() == \
+        ShardSchedule(3)
+    row = _shards_row({"bits": 1, "joined": [0, 1], "accepted_bits": [1, 2],
+                       "pending": {"month": "2026-11", "bits": 2, "from": NOV}})
+    assert row.splitlines() == ["0, 1 of 2 (shard_bits 1)",
+                                "bits 1 and 2 both accepted (growth overlap)",
+                                "shard_bits 2 from 2026-11-01T00:00:00Z (2026-11)"]
+
+
+def keep(net: Net, name: str, oid: bytes) -> int:
+    w = net.wallet(name)
+    try:
+        return int(w.db.execute("SELECT keep FROM objects WHERE id = ?", (oid,)).fetchone()[0])
+    finally:
+        w.close()
+
+
+def subscribed(net: Net, name: str) -> set[str]:
+    d = net.nodes[name]
+    assert d.p2p is not None
+    return set(d.p2p.pubsub.topic_ids)
+
+
+async def meshes(net: Net, names: list[str], bits: int, timeout: float = 40.0) -> None:
+    """Every node has a gossip peer in each of its shard topics at ``bits`` that has
+    another member."""
+    shards = {x: node_shards(net.nodes[x].identity, bits) for x in names}
+
+    def ready() -> bool:
+        for x in names:
+            d = net.nodes[x]
+            assert d.p2p is not None
+            for i in shards[x]:
+                if (sum(i in s for s in shards.values()) > 1 and
+                        not d.p2p.pubsub.peer_topics.get(shard_topic(bits, i))):
+                    return False
+        return True
+
+    await eventually(ready, timeout, what=f"shard meshes at {bits} bits")
+
+
+async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
+        tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    async with network(tmp_path, OCT + 3600) as net:
+        names = await start(net, 6, shard_bits=1, shard_bits_from={"2026-11": 2})
+        nodes = [net.nodes[x] for x in names]
+        for d in nodes:
+            assert d.shard_bits == 1 and subscribed(net, d.home.name) == set(
+                node_topics(d.identity, 1))
+        status = await nodes[0].status()
+        assert status["shards"]["pending"] == {"month": "2026-11", "bits": 2, "from": NOV}
+        await meshes(net, names, 1)
+        # the overlap begins: both bits' topics, publishing still at 1 bit
+        net.clock.set(NOV - GROW_OVERLAP)
+        await eventually(lambda: all(
+            subscribed(net, x) == set(node_topics(net.nodes[x].identity, 1)) |
+            set(node_topics(net.nodes[x].identity, 2)) for x in names), 10,
+            what="every node in both bits' topics")
+        assert all(d.shard_bits == 1 for d in nodes)
+        await meshes(net, names, 2)
+        t1 = time.monotonic()
+        # a month of donations; it ends at the boundary: its claims go out at 2 bits
+        for i, name in enumerate(names):
+            w = net.wallet(name)
+            w.set_budget(900, "EUR", OCT + 10)
+            for j in range(1, PAYS + 1):
+                other = names[(i + j) % len(names)]
+                w.click(f"https://{other}.example/{i}", OCT + 20 + j,
+                        creator=net.nodes[other].identity)
+            w.close()
+        net.clock.set(NOV + 61)  # one grace period (60 s) after the boundary
+        await eventually(lambda: all(d.shard_bits == 2 for d in nodes), 10,
+                         what="every node at 2 bits")
+        await eventually(lambda: all(incoming(net, x) == PAYS for x in names), 60,
+                         what="every creator has every claim")
+        t2 = time.monotonic()
+        for d in nodes:  # what was published went on the topics of 2 bits
+            received = d.traffic()["topics"]
+            assert not any(t.startswith("rill/1/b1/") and c.get("accept")
+                           for t, c in received.items()), received
+        # during the overlap a message on an old topic is accepted, by the gate and by
+        # the old topic's members over the network
+        # (a settlement whose donor and creator are both in shard h at 2 bits, and a
+        # member of its shard at 1 bit, h >> 1, that is not in h: it must prune it)
+        dropper, h = next((d, h) for d in nodes for i in node_shards(d.identity, 1)
+                          for h in (2 * i, 2 * i + 1) if h not in d.shards)
+        old = shard_topic(1, h >> 1)
+        donor, creator = [k for k in (signing_key(f"late-{n}") for n in range(100))
+                          if shard_of(k.verify_key.encode(), 2) == h][:2]
+        raw = settle(donor, "2026-10", 100, "EUR", bytes(32),
+                     {"https://late.example/": creator.verify_key.encode()}).settlement.raw
+        p = preview_stored(raw)
+        assert p is not None and object_shards(p, 2) == {h}
+        sender = next(d for d in nodes if d is not dropper and old in d.topics)
+        hearers = [d for d in nodes if d is not sender and old in d.topics]
+        assert dropper in hearers
+        sender._gossip_precheck(old, raw, net.clock.now())
+        await sender._publish_on(old, raw)
+        await eventually(lambda: all(d.topic_counters.get(old, {}).get("accept")
+                                     for d in hearers), 10,
+                         what="the old topic's members accept the late message")
+        assert p.id in held(net, dropper.home.name)
+        # the overlap ends: only the topics of 2 bits, the old topic refused, the
+        # objects of other shards pruned
+        net.clock.set(NOV + GROW_OVERLAP)
+        await eventually(lambda: all(
+            subscribed(net, x) == set(node_topics(net.nodes[x].identity, 2))
+            for x in names), 10, what="every node in exactly its topics of 2 bits")
+        with pytest.raises(RemoteError) as err:
+            sender._gossip_precheck(old, raw, net.clock.now())
+        assert err.value.code == "wrong-topic"
+        status = await nodes[0].status()
+        assert status["shards"]["pending"] is None
+        assert status["shards"]["accepted_bits"] == [2]
+
+        def unplaced(d: object) -> list[bytes]:
+            w = net.wallet(d.home.name)  # type: ignore[attr-defined]
+            try:
+                raws = [bytes(r[0]) for r in w.db.execute(
+                    "SELECT raw FROM objects WHERE private = 0 AND keep = 0")]
+            finally:
+                w.close()
+            return foreign(d, raws)  # type: ignore[arg-type]
+
+        await eventually(lambda: all(not unplaced(d) for d in nodes), 10,
+                         what="objects of other shards pruned")
+        # the late settlement left the old shard's members that are not in h
+        oid = p.id
+        assert oid not in held(net, dropper.home.name)
+        assert all(oid in held(net, d.home.name) for d in hearers if h in d.shards)
+        print(f"late settlement: {len(hearers)} heard it, "
+              f"{sum(h not in d.shards for d in hearers)} pruned it; "
+              f"{sum(d.counters['evicted'] for d in nodes)} object(s) pruned in all")
+        print(f"meshes {t1 - t0:.1f} s, month end {t2 - t1:.1f} s, "
+              f"total {time.monotonic() - t0:.1f} s")
