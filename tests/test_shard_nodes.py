@@ -201,8 +201,9 @@ def test_the_names_used_here_fall_in_the_shards_assumed() -> None:
 
 
 def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
-    """Two `rill node run` processes with ``[network] shard_bits = 2``: they join their
-    shards' topics (and the equivocation topic), and `rill node status` says which."""
+    """Two `rill node run` processes with ``[network] shard_bits = 2`` (and a growth
+    scheduled for 2099): they join their shards' topics (and the equivocation topic), and
+    `rill node status` says which, and when the bits change next."""
     from nodes import make_home
     from procnet import ProcNode, wait_for
 
@@ -211,7 +212,8 @@ def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
         make_home(tmp_path, node.name)
         cfg = node.home / "config.toml"
         cfg.write_text(cfg.read_text().replace("work_bits = 20",
-                                               "work_bits = 0\nshard_bits = 2"))
+                                               "work_bits = 0\nshard_bits = 2\n"
+                                               'shard_bits_from = { "2099-01" = 3 }'))
     try:
         nodes[0].start([])
         nodes[0].wait_started()
@@ -220,7 +222,9 @@ def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
         want = {"n00": [0, 1], "z": [0, 2]}
         for node in nodes:
             s = node.rill("node", "status")
-            assert s["shards"] == {"bits": 2, "joined": want[node.name]}
+            assert s["shards"] == {"bits": 2, "joined": want[node.name], "accepted_bits": [2],
+                                   "overlap_s": 3600, "pending": {
+                                       "month": "2099-01", "bits": 3, "from": 4070908800}}
             assert s["topics"] == sorted([*(f"rill/1/b2/s{i}" for i in want[node.name]),
                                           "rill/1/equivocations", "rill/1/catalogue"])
         # they share shard 0: each becomes the other's peer in its topic
@@ -232,6 +236,7 @@ def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
         out = subprocess.run([RILL, "node", "status"], env=nodes[1].env(), text=True,
                              capture_output=True, timeout=60).stdout
         assert "0, 2 of 4 (shard_bits 2)" in out
+        assert "shard_bits 3 from 2099-01-01T00:00:00Z (2099-01)" in out
     finally:
         for node in nodes:
             node.stop()
