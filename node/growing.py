@@ -68,8 +68,12 @@ class Growing:
             return
         first = True
         while True:
-            await self._apply_growth(first)
-            first = False
+            try:
+                await self._apply_growth(first)
+                first = False
+            except Exception as exc:  # a subscription or the store: tried again below
+                log.warning("following the shard schedule failed (trying again within a "
+                            "minute): %r", exc)
             now = self.clock.now()
             due = self.shard_schedule.next_event(now)
             with trio.move_on_after(60):

@@ -16,13 +16,16 @@ from rill.cli_node import _shards_row
 from rill.node.nodeconfig import NodeConfig
 from rill.protocol.errors import RemoteError
 from rill.protocol.months import month_start
+from rill.protocol.network import TOPICS
 from rill.protocol.settle import settle
 from rill.protocol.shard import (
     GROW_OVERLAP,
     ShardSchedule,
+    check_topic_any,
     node_shards,
     node_topics,
     object_shards,
+    object_topics,
     preview_stored,
     shard_of,
     shard_topic,
@@ -52,6 +55,29 @@ def test_schedule_bits_overlap_and_next_instants() -> None:
     # a node's shards at b + 1 are halves of its shards at b: it keeps what it held
     assert {i >> 1 for i in node_shards(key, 2)} == set(node_shards(key, 1))
     assert ShardSchedule(3).accepted(NOV) == (3,) and ShardSchedule(3).next_event(0) is None
+
+
+def test_growing_from_one_shard_overlaps_the_global_topics() -> None:
+    """0 -> 1 bit: during the overlap the four topics of §11.2 and the shard topics are
+    both joined, and a settlement is accepted on either; after it, only on its shards'."""
+    s = ShardSchedule(0, (("2026-11", 1),))
+    key = signing_key("alice").verify_key.encode()
+    assert set(s.topics(key, NOV)) == set(TOPICS) | {shard_topic(1, i)
+                                                      for i in node_shards(key, 1)}
+    assert set(s.topics(key, NOV + GROW_OVERLAP)) == set(node_topics(key, 1))
+    raw = settle(signing_key("d"), "2026-10", 100, "EUR", bytes(32),
+                 {"https://c.example/": key}).settlement.raw
+    p = preview_stored(raw)
+    assert p is not None
+    mine = object_topics(p, 1)[0]
+    for topic in ("rill/1/settlements", mine):
+        check_topic_any(p, topic, s.accepted(NOV))
+    check_topic_any(p, mine, s.accepted(NOV + GROW_OVERLAP))
+    with pytest.raises(RemoteError) as err:
+        check_topic_any(p, "rill/1/settlements", s.accepted(NOV + GROW_OVERLAP))
+    assert err.value.code == "wrong-topic"
+    with pytest.raises(RemoteError):  # a shard topic of 2 bits: no bits of the schedule
+        check_topic_any(p, object_topics(p, 2)[0], s.accepted(NOV))
 
 
 @pytest.mark.parametrize(("network_", "message"), [
