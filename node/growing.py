@@ -98,12 +98,14 @@ class Growing:
         ps.multi_topic = sharded
         if self.admission is not None:
             self.admission.sharded = sharded
-        for topic in added:
+        for topic in added:  # (self.topics in step: a failure is resumed, not repeated)
             sub = await ps.subscribe(topic)
             self._nursery.start_soon(self._receive, topic, sub)
-        self.topics = want
+            self.topics = (*self.topics, topic)
         for topic in left:  # ends its receive loop (the subscription's channel closes)
             await ps.unsubscribe(topic)
+            self.topics = tuple(t for t in self.topics if t != topic)
+        self.topics = want
         if added or left:
             log.info("shard topics: joined %s, left %s", added or "-", left or "-")
         if added:  # provide the new shards' keys now, not in 12 hours

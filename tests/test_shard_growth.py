@@ -203,7 +203,8 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
         await eventually(lambda: all(d.topic_counters.get(old, {}).get("accept")
                                      for d in hearers), 10,
                          what="the old topic's members accept the late message")
-        assert p.id in held(net, dropper.home.name)
+        await eventually(lambda: all(p.id in held(net, d.home.name) for d in hearers), 10,
+                         what="the old topic's members store it")
         # the overlap ends: only the topics of 2 bits, the old topic refused, the
         # objects of other shards pruned
         net.clock.set(NOV + GROW_OVERLAP)
