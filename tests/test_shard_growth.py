@@ -27,6 +27,7 @@ from rill.protocol.shard import (
     object_shards,
     object_topics,
     preview_stored,
+    provider_key,
     shard_of,
     shard_topic,
 )
@@ -162,6 +163,19 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
             what="every node in both bits' topics")
         assert all(d.shard_bits == 1 for d in nodes)
         await meshes(net, names, 2)
+        # the shards at 2 bits are provided in the DHT already: a node outside one finds
+        # its members there
+        target = next(i for i in range(4) if any(i not in node_shards(d.identity, 2)
+                                                 for d in nodes))
+        seeker = next(d for d in nodes if target not in node_shards(d.identity, 2))
+        members = {d.p2p.peer_id for d in nodes if target in node_shards(d.identity, 2)}
+
+        async def found() -> bool:
+            assert seeker.p2p is not None
+            infos = await seeker.p2p.dht.find_providers(provider_key(2, target).hex())
+            return bool(infos) and {i.peer_id for i in infos} <= members
+
+        await eventually(found, 20, what="providers of a shard at 2 bits")
         t1 = time.monotonic()
         # a month of donations; it ends at the boundary: its claims go out at 2 bits
         for i, name in enumerate(names):
@@ -177,6 +191,10 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
                          what="every node at 2 bits")
         await eventually(lambda: all(incoming(net, x) == PAYS for x in names), 60,
                          what="every creator has every claim")
+        for d in nodes:  # reconciliation, of every month, at the bits in force
+            assert d.p2p is not None
+            assert {s[0] for peer in d.p2p.pubsub.peers for s in d.reconcile_scopes(peer)
+                    if s is not None} == {2}
         t2 = time.monotonic()
         for d in nodes:  # what was published went on the topics of 2 bits
             received = d.traffic()["topics"]
