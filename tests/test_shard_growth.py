@@ -154,7 +154,6 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
                 node_topics(d.identity, 1))
         status = await nodes[0].status()
         assert status["shards"]["pending"] == {"month": "2026-11", "bits": 2, "from": NOV}
-        await meshes(net, names, 1)
         # the overlap begins: both bits' topics, publishing still at 1 bit
         net.clock.set(NOV - GROW_OVERLAP)
         await eventually(lambda: all(
