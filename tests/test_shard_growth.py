@@ -260,3 +260,20 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
               f"{sum(h not in d.shards for d in hearers)} pruned it")
         print(f"meshes {t1 - t0:.1f} s, month end {t2 - t1:.1f} s, "
               f"total {time.monotonic() - t0:.1f} s")
+
+
+def test_rill_node_run_refuses_a_bad_schedule(tmp_path: Path) -> None:
+    """A schedule that skips a bit stops ``rill node run`` before anything starts: one line
+    naming the key, and the JSON error of every command with --json."""
+    from clitools import fast_home, rill
+
+    fast_home(tmp_path)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(cfg.read_text().replace(
+        "work_bits = 0", 'work_bits = 0\nshard_bits = 2\nshard_bits_from = { "2027-02" = 4 }'))
+    out = rill("node", "run", "--listen", "/ip4/127.0.0.1/tcp/0", home=tmp_path, code=None)
+    assert out.code != 0
+    assert ("config.toml: network.shard_bits_from: shard bits grow by one at a time: "
+            "2027-02 must be 3, not 4 (network.shard_bits is 2)") in out.stderr
+    err = rill("--json", "node", "run", home=tmp_path, code=None)
+    assert err.code != 0 and "network.shard_bits_from" in err.json()["error"]
