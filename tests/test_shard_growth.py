@@ -156,12 +156,14 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
         assert status["shards"]["pending"] == {"month": "2026-11", "bits": 2, "from": NOV}
         # the overlap begins: both bits' topics, publishing still at 1 bit
         net.clock.set(NOV - GROW_OVERLAP)
+        t_overlap = time.monotonic()
         await eventually(lambda: all(
             subscribed(net, x) == set(node_topics(net.nodes[x].identity, 1)) |
             set(node_topics(net.nodes[x].identity, 2)) for x in names), 10,
             what="every node in both bits' topics")
         assert all(d.shard_bits == 1 for d in nodes)
         await meshes(net, names, 2)
+        t_mesh = time.monotonic()
         # the shards at 2 bits are provided in the DHT already: a node outside one finds
         # its members there
         target = next(i for i in range(4) if any(i not in node_shards(d.identity, 2)
@@ -258,8 +260,9 @@ async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
         assert all(oid in held(net, d.home.name) for d in hearers if h in d.shards)
         print(f"late settlement: {len(hearers)} heard it, "
               f"{sum(h not in d.shards for d in hearers)} pruned it")
-        print(f"meshes {t1 - t0:.1f} s, month end {t2 - t1:.1f} s, "
-              f"total {time.monotonic() - t0:.1f} s")
+        print(f"start {t_overlap - t0:.1f} s, overlap start to meshes at 2 bits "
+              f"{t_mesh - t_overlap:.1f} s, to a provider found {t1 - t_overlap:.1f} s, "
+              f"month end {t2 - t1:.1f} s, total {time.monotonic() - t0:.1f} s")
 
 
 def test_rill_node_run_refuses_a_bad_schedule(tmp_path: Path) -> None:
