@@ -68,23 +68,26 @@ class Growing:
             return
         first = True
         while True:
+            now = self.clock.now()
             try:
-                await self._apply_growth(first)
+                await self._apply_growth(now, first)
                 first = False
             except Exception as exc:  # a subscription or the store: tried again below
                 log.warning("following the shard schedule failed (trying again within a "
                             "minute): %r", exc)
-            now = self.clock.now()
+            # the next instant after the one applied: the clock may have passed it while
+            # this applied (then at once)
             due = self.shard_schedule.next_event(now)
             with trio.move_on_after(60):
                 if due is None:
                     await trio.sleep_forever()
                 await self.clock.sleep_until(due)
 
-    async def _apply_growth(self, first: bool = False) -> None:
+    async def _apply_growth(self, now: int, first: bool = False) -> None:
+        """Be where the schedule says at ``now``: the bits, the topics, the provider
+        records; after an overlap, prune."""
         assert self.p2p is not None and self._nursery is not None
         ps = self.p2p.pubsub
-        now = self.clock.now()
         schedule = self.shard_schedule
         bits = schedule.at(now)
         want = schedule.topics(self.identity, now, self.config.shard_backbone)
@@ -126,8 +129,12 @@ class Growing:
         self._nursery.start_soon(self._provide_in, self._provide_scope)
 
     async def _provide_in(self, scope: trio.CancelScope) -> None:
+        """Provide our shards' keys and look for their members, from the start: the
+        looking's back-off begins again at a growth's new topics."""
         with scope:
-            await self._provide_shards()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._provide_shards)
+                nursery.start_soon(self._join_shards)
 
     def growth_status(self) -> dict[str, Any]:
         """``rill node status``'s shards: the bits in force, the shards joined, the bits

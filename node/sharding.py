@@ -304,7 +304,10 @@ class Sharding:
 
     async def _join_shards(self) -> None:
         """Keep SHARD_PEERS gossip peers in each of our shard topics: look for the shard's
-        providers in the DHT every JOIN_EVERY_S while there are fewer."""
+        providers in the DHT every JOIN_EVERY_S while there are fewer (from JOIN_FIRST_S
+        again when the shards change)."""
+        if not self.shard_bits and not self.shard_schedule.changes:
+            return  # never sharded
         delay = JOIN_FIRST_S
         while True:
             await trio.sleep(delay)
@@ -321,15 +324,10 @@ class Sharding:
     async def _provide_shards(self) -> None:
         """Announce this node under each of its shards' DHT keys (§11.6), again every
         PROVIDE_EVERY; the first time as soon as the DHT knows a peer (and again when the
-        shards change: node/growing.py restarts this).  The first call also starts
-        looking for the shards' other members."""
+        shards change: node/growing.py restarts this with :meth:`_join_shards`)."""
         if not self.shard_bits and not self.shard_schedule.changes:
             return  # never sharded
         assert self.p2p is not None
-        assert self._nursery is not None
-        if not getattr(self, "_joining", False):
-            self._joining = True
-            self._nursery.start_soon(self._join_shards)
         dht = self.p2p.dht
         while True:
             pending = self.member_shards()

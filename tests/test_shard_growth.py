@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 from helpers import signing_key
 from nodes import Net, eventually
 from shardnet import END, OCT, PAYS, foreign, held, incoming, network, start
@@ -130,17 +131,23 @@ async def meshes(net: Net, names: list[str], bits: int, timeout: float = 40.0) -
     another member."""
     shards = {x: node_shards(net.nodes[x].identity, bits) for x in names}
 
-    def ready() -> bool:
+    def lonely() -> list[tuple[str, int]]:
+        out = []
         for x in names:
             d = net.nodes[x]
             assert d.p2p is not None
             for i in shards[x]:
                 if (sum(i in s for s in shards.values()) > 1 and
                         not d.p2p.pubsub.peer_topics.get(shard_topic(bits, i))):
-                    return False
-        return True
+                    out.append((x, i))
+        return out
 
-    await eventually(ready, timeout, what=f"shard meshes at {bits} bits")
+    try:
+        await eventually(lambda: not lonely(), timeout, what=f"shard meshes at {bits} bits")
+    except trio.TooSlowError:
+        raise AssertionError(f"no peer in a shard at {bits} bits (node, shard): {lonely()}; "
+                             f"members: {shards}; subscribed: "
+                             f"{ {x: sorted(subscribed(net, x)) for x in names} }") from None
 
 
 async def test_six_daemons_grow_from_one_to_two_bits_at_a_month_boundary(
@@ -280,3 +287,52 @@ def test_rill_node_run_refuses_a_bad_schedule(tmp_path: Path) -> None:
             "2027-02 must be 3, not 4 (network.shard_bits is 2)") in out.stderr
     err = rill("--json", "node", "run", home=tmp_path, code=None)
     assert err.code != 0 and "network.shard_bits_from" in err.json()["error"]
+
+
+@pytest.mark.soak
+async def test_eight_daemons_grow_twice_and_every_month_is_delivered(tmp_path: Path) -> None:
+    """b = 1 -> 2 at 2026-11 -> 3 at 2026-12, eight daemons, two months of donations: the
+    claims of October go out at 2 bits, those of November (the first month after a
+    change) at 3; every creator has every claim, every node ends in exactly its topics
+    of 3 bits and holds nothing of other shards for others."""
+    dec = month_start("2026-12")
+    schedule = {"2026-11": 2, "2026-12": 3}
+    async with network(tmp_path, OCT + 3600) as net:
+        names = await start(net, 8, ring=True, shard_bits=1, shard_bits_from=schedule)
+        nodes = [net.nodes[x] for x in names]
+
+        def donate(month_start_: int) -> None:
+            for i, name in enumerate(names):
+                w = net.wallet(name)
+                if month_start_ == OCT:
+                    w.set_budget(900, "EUR", OCT + 10)
+                for j in range(1, PAYS + 1):
+                    other = names[(i + j) % len(names)]
+                    w.click(f"https://{other}.example/{month_start_}/{i}",
+                            month_start_ + 20 + j, creator=net.nodes[other].identity)
+                w.close()
+
+        for month_start_, boundary, bits, months in ((OCT, NOV, 2, 1), (NOV, dec, 3, 2)):
+            net.clock.set(boundary - GROW_OVERLAP)
+            await meshes(net, names, bits)
+            donate(month_start_)
+            net.clock.set(boundary + 61)
+            await eventually(lambda m=months: all(incoming(net, x) == m * PAYS  # type: ignore[misc]
+                                                  for x in names), 90,
+                             what="every creator has every claim")
+            assert all(d.shard_bits == bits for d in nodes)
+            net.clock.set(boundary + GROW_OVERLAP)
+            await eventually(lambda b=bits: all(  # type: ignore[misc]
+                subscribed(net, x) == set(node_topics(net.nodes[x].identity, b))
+                for x in names), 10, what=f"every node in exactly its topics of {bits} bits")
+        for d in nodes:  # the claims of each month went out at the bits then in force
+            received = d.traffic()["topics"]
+            assert not any(t.startswith("rill/1/b1/") and c.get("accept")
+                           for t, c in received.items()), received
+        w = net.wallet(names[0])
+        try:
+            raws = [bytes(r[0]) for r in w.db.execute(
+                "SELECT raw FROM objects WHERE private = 0 AND keep = 0")]
+        finally:
+            w.close()
+        assert foreign(nodes[0], raws) == []
