@@ -51,6 +51,14 @@ SUBSCRIBED_S = 5.0
 MAX_DEFERRED = 10_000
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
+#: One provide (a lookup of the key's closest peers, then ADD_PROVIDER to up to 20 of them,
+#: 3 at a time) may take this long; a failed one is tried again after PROVIDE_RETRY_S, then
+#: twice as long each time, at most PROVIDE_RETRY_MAX_S.  (It was cut at FIND_S and retried
+#: every 2 s: on a busy network of 20-50 nodes most provides took longer than 10 s, so every
+#: node provided without end, each provide dialling new peers, each new peer a sync and a
+#: reconciliation: 2-4 KB/s and ~3% of a core per node while idle, against ~0 and 0.2%.)
+PROVIDE_S = 60.0
+PROVIDE_RETRY_MAX_S = 600.0
 #: A member looks for more peers of each of its shards while a shard topic has fewer than
 #: SHARD_PEERS of them (GossipSub's D_low): after JOIN_FIRST_S (real seconds), then twice
 #: as long each round, at most JOIN_EVERY_S.
@@ -331,13 +339,14 @@ class Sharding:
         dht = self.p2p.dht
         while True:
             pending = self.member_shards()
+            retry = PROVIDE_RETRY_S
             while pending:
                 if dht.get_routing_table_size() == 0:
                     await trio.sleep(PROVIDE_RETRY_S)
                     continue
                 bits, index = pending[0]
                 try:
-                    with trio.fail_after(FIND_S):
+                    with trio.fail_after(PROVIDE_S):
                         ok = await dht.provide(provider_key(bits, index).hex())
                 except (Exception, trio.TooSlowError) as exc:
                     log.debug("providing shard %d/%d: %r", bits, index, exc)
@@ -346,7 +355,10 @@ class Sharding:
                     pending.pop(0)
                     self.counters["provided"] = self.counters.get("provided", 0) + 1
                 else:
-                    await trio.sleep(PROVIDE_RETRY_S)
+                    self.counters["provide_failed"] = (
+                        self.counters.get("provide_failed", 0) + 1)
+                    await trio.sleep(retry)
+                    retry = min(2 * retry, PROVIDE_RETRY_MAX_S)
             await trio.sleep(PROVIDE_EVERY)
 
     # -- reconciliation scopes -------------------------------------------------------------

@@ -103,6 +103,8 @@ def placement_keys(p: Preview) -> frozenset[bytes]:
     if p.type == "equivocation":
         assert p.donor is not None
         return frozenset({p.donor})
+    if p.type == "listing":
+        return frozenset()  # the global catalogue topic; no month, never reconciled
     return frozenset({p.signer})  # a key document
 
 
