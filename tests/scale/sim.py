@@ -110,6 +110,8 @@ class Run:
     round_bytes: float = 0.0
     #: one round with every peer (month end's) on an agreeing network
     full_round_bytes: float = 0.0
+    #: seconds from the month end to the last figure of it
+    month_end_s: float = 0.0
     dials_failed: int = 0
     redials: int = 0
     #: nodes still with fewer than 2 gossip peers when the month ended
@@ -231,6 +233,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
                 run.rounds += 1
                 next_round = time.perf_counter() + ROUND_S
         st = status(workers)
+        run.month_end_s = time.perf_counter() - t0
         run.full_complete = (
             f"{sum(st['nodes'][x]['incoming'] >= incoming[x] for x in names)}/{n} creators, "
             f"{sum(sum(st['nodes'][x]['types'].values()) >= held[x] for x in names)}/{n} "
