@@ -93,6 +93,10 @@ class NodeConfig:
                 if type(node[name]) not in (int, float) or not lo <= node[name] <= hi:
                     raise ValueError(f"node.{name} must be a number of seconds {lo}..{hi}")
                 setattr(cfg, name, float(node[name]))
+        if cfg.sync_interval_max < cfg.sync_interval:
+            # the wait doubles from sync_interval up to sync_interval_max (node/rounds.py)
+            raise ValueError(f"node.sync_interval_max ({cfg.sync_interval_max:g}) must not be "
+                             f"less than node.sync_interval ({cfg.sync_interval:g})")
         if "sync_peers" in node:
             if type(node["sync_peers"]) is not int or not 0 <= node["sync_peers"] <= 1000:
                 raise ValueError("node.sync_peers must be an integer 0..1000 (0: every peer)")

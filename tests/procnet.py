@@ -45,15 +45,8 @@ class ProcNode:
                                          stderr=log, text=True)
 
     def wait_started(self, timeout: float = 60) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while not line and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-        event = json.loads(line)
-        assert event["event"] == "started"
+        assert self.proc is not None
+        event = read_started(self.proc, self.name, self.log, timeout)
         self.addr = event["addrs"][0]
         self.id = event["id"]
 
@@ -68,6 +61,22 @@ class ProcNode:
         code = terminate(self.proc)
         self.proc = None
         return code
+
+
+def read_started(proc: subprocess.Popen[str], name: str, log: Path,
+                 timeout: float = 60) -> dict[str, Any]:
+    """The "started" event `rill node run --json` prints first (its log's tail if the
+    process ended before printing it)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = ""
+    while not line and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
+    event = json.loads(line)
+    assert event["event"] == "started"
+    return dict(event)
 
 
 def terminate(proc: subprocess.Popen[str] | None) -> int:

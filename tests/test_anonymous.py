@@ -52,6 +52,17 @@ def clicks(w: Wallet, start: int, alice: Wallet, bob: Wallet) -> None:
     w.click("https://bob.example/", start + 30, creator=bob.identity)
 
 
+def anonymous_donor(tmp: Path, alice: Wallet, bob: Wallet, **only: Any) -> tuple[Wallet, Any]:
+    """A donor who clicked alice's and bob's things in October and settled it anonymously
+    (``only=`` for the per-creator mode); the settle result."""
+    donor = new(tmp, "donor")
+    donor.set_budget(1000, "EUR", OCT - 10)
+    clicks(donor, OCT, alice, bob)
+    donor.set_anonymous("2026-10", True, OCT + 40, **only)
+    res, _ = donor.settle("2026-10", AFTER_OCT)
+    return donor, res
+
+
 # -- protocol -----------------------------------------------------------------------------
 
 
@@ -183,11 +194,7 @@ def test_an_anonymous_month_end_to_end(tmp_path: Path, alice: Wallet, bob: Walle
 
 def test_equivocation_is_caught_per_pseudonym_and_month(tmp_path: Path, alice: Wallet,
                                                         bob: Wallet) -> None:
-    donor = new(tmp_path, "donor")
-    donor.set_budget(1000, "EUR", OCT - 10)
-    clicks(donor, OCT, alice, bob)
-    donor.set_anonymous("2026-10", True, OCT + 40)
-    res, _ = donor.settle("2026-10", AFTER_OCT)
+    donor, res = anonymous_donor(tmp_path, alice, bob)
     # a second, different settlement signed by the same pseudonym for the same month
     p = pseudonym_key(donor.key, "2026-10")
     other = settle(p, "2026-10", 1000, "EUR", bytes(32),
@@ -284,11 +291,7 @@ def test_export_and_import_keep_the_anonymous_months(tmp_path: Path, alice: Wall
                                                      bob: Wallet) -> None:
     from rill.wallet.portable import export_home, import_home
 
-    donor = new(tmp_path, "donor")
-    donor.set_budget(1000, "EUR", OCT - 10)
-    clicks(donor, OCT, alice, bob)
-    donor.set_anonymous("2026-10", True, OCT, only=(bob.identity,))
-    res, _ = donor.settle("2026-10", AFTER_OCT)
+    donor, res = anonymous_donor(tmp_path, alice, bob, only=(bob.identity,))
     claim = next(c for c in res.claims if c.body.creator == alice.identity)
     sealed = next(s for s in res.sealed if s.body.claim == claim.id)
     donor.pay([claim.id], "REF-1", AFTER_OCT + 5)
@@ -335,11 +338,7 @@ def test_a_truncated_log_is_caught_under_a_blinded_head(tmp_path: Path, alice: W
                                                         bob: Wallet) -> None:
     from rill.wallet.errors import Corrupt
 
-    donor = new(tmp_path, "donor")
-    donor.set_budget(1000, "EUR", OCT - 10)
-    clicks(donor, OCT, alice, bob)
-    donor.set_anonymous("2026-10", True, OCT + 40)
-    res, _ = donor.settle("2026-10", AFTER_OCT)
+    donor, res = anonymous_donor(tmp_path, alice, bob)
     head = donor.verify_log().head
     assert res.settlement.body.head not in (head, m.ZERO_HASH)  # blinded, not the entry ID
     donor.db.execute("DELETE FROM log WHERE id = ?", (head,))

@@ -15,7 +15,7 @@ from libp2p.network.connection.raw_connection import ConnectionType
 from nodes import Net, eventually, free_port, listening, network
 
 from rill.node import natrelay
-from rill.node.daemon import NodeConfig
+from rill.node.daemon import Daemon, NodeConfig
 from rill.node.host import P2P, running
 from rill.node.natrelay import NatSettings
 from rill.protocol.months import month_end, month_start
@@ -68,6 +68,17 @@ def test_settings_from_toml() -> None:
     assert cfg.nat.reachable == "private" and cfg.listen == []
 
 
+
+async def one_click_ready(net: Net, donor: Daemon, creator: Daemon) -> None:
+    """The donor clicks one of the creator's things in October, and the settlement's
+    proof of work (it depends on the donor's key and the month only: ~4 s here) is done
+    beforehand, so the clock measures the network."""
+    w = net.wallet("donor")
+    w.set_budget(900, "EUR", OCT + 10)
+    w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
+    w.close()
+    await trio.to_thread.run_sync(find_work, donor.identity, "2026-10", NETWORK_WORK_BITS)
+
 async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path) -> None:
     relay_port = free_port()
     async with network(tmp_path, OCT + 3600) as net, trio.open_nursery() as nursery:
@@ -105,14 +116,7 @@ async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path)
                          what="gossip peers through the relay")
         assert relayed(donor.p2p, creator.p2p.peer_id)
         assert relayed(creator.p2p, donor.p2p.peer_id)
-        w = net.wallet("donor")
-        w.set_budget(900, "EUR", OCT + 10)
-        w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
-        w.close()
-        # the settlement's proof of work depends on the donor's key and the month only
-        # (3.9 s for this donor here): done before, so the clock measures the network
-        await trio.to_thread.run_sync(find_work, donor.identity, "2026-10",
-                                      NETWORK_WORK_BITS)
+        await one_click_ready(net, donor, creator)
         net.clock.set(END + GRACE + 1)  # month end + grace: the donor settles now
         t0 = trio.current_time()
         await eventually(lambda: len(obligations(net, "creator")) == 1, timeout=5.0,
@@ -213,12 +217,7 @@ async def test_a_circuit_reset_by_its_relay_limit_loses_nothing(tmp_path: Path) 
         assert donor.p2p is not None
         await eventually(lambda: creator.p2p.peer_id in donor.p2p.pubsub.peers,
                          what="the circuit")
-        w = net.wallet("donor")
-        w.set_budget(900, "EUR", OCT + 10)
-        w.click("https://creator.example/1", OCT + 20, creator=creator.identity)
-        w.close()
-        await trio.to_thread.run_sync(find_work, donor.identity, "2026-10",
-                                      NETWORK_WORK_BITS)
+        await one_click_ready(net, donor, creator)
         await trio.sleep(3)  # past the circuit's 2 s: the next bytes reset it
         net.clock.set(END + GRACE + 1)
         t0 = trio.current_time()

@@ -94,7 +94,8 @@ def test_config() -> None:
     d = NodeConfig()
     assert (d.sync_interval, d.sync_interval_max, d.sync_peers) == (600, 3600, 2)
     for bad in ({"sync_peers": -1}, {"sync_peers": 1.5}, {"sync_interval": 1},
-                {"sync_interval_max": "1h"}, {"sync_peers": True}):
+                {"sync_interval_max": "1h"}, {"sync_peers": True},
+                {"sync_interval": 600, "sync_interval_max": 100}, {"sync_interval": 7200}):
         with pytest.raises(ValueError, match=r"node\.sync_"):
             NodeConfig.from_toml({"node": bad})
 

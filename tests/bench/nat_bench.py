@@ -7,7 +7,6 @@ in the creator's wallet."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from nodes import free_port  # noqa: E402
-from procnet import RILL, terminate  # noqa: E402
+from procnet import RILL, read_started, terminate  # noqa: E402
 
 from rill.node import control  # noqa: E402
 from rill.protocol.months import month_end, month_start  # noqa: E402
@@ -54,14 +53,8 @@ class Proc:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
 
     def wait_started(self, timeout: float = 60.0) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while not line and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-        self.started = json.loads(line)
+        assert self.proc is not None
+        self.started = read_started(self.proc, self.name, self.log, timeout)
 
     def call(self, cmd: str, **args: Any) -> Any:
         return control.call(self.home / control.SOCKET_NAME, cmd, 30, **args)
