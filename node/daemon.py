@@ -80,6 +80,7 @@ from .reconciling import Reconciling
 from .sharding import Sharding
 from .sleepers import Sleepers, held_back
 from .syncing import Syncing
+from .upkeep import Upkeep
 
 log = logging.getLogger("rill.node")
 T = TypeVar("T")
@@ -96,14 +97,14 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
-             Discovery, Sharding, Growing):
+             Discovery, Sharding, Growing, Upkeep):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
     catalogue (node/catalogue.py), months slept past the window (node/sleepers.py),
     NAT, relays and finding peers (node/discovery.py, node/natrelay.py), shards and
     publishing (node/sharding.py), shard bits growing at a month boundary
-    (node/growing.py)."""
+    (node/growing.py), a sharded node's connections (node/upkeep.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -219,6 +220,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._publisher)
                     nursery.start_soon(self._store_loop)
                     nursery.start_soon(self._watch_peers)
+                    nursery.start_soon(self._trim_connections)
                     nursery.start_soon(self._dial_bootstrap)
                     await nursery.start(control.serve, self.socket_path, self._control)
                     if self.config.dashboard_port:

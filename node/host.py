@@ -58,6 +58,7 @@ from nacl.signing import SigningKey
 from ..protocol.network import FRAME_HEADER, frame, frame_length
 from .ports import free_port_near, listen_error
 from .pubsub import GateFn, RillPubsub, VerdictFn
+from .router import RillGossipSub
 
 log = logging.getLogger("rill.node.host")
 
@@ -234,7 +235,7 @@ def make_host(seed: bytes, mdns: bool = False) -> IHost:
 
 
 def make_gossipsub() -> GossipSub:
-    return GossipSub(
+    return RillGossipSub(
         protocols=[PROTOCOL_ID_V11], degree=DEGREE, degree_low=DEGREE_LOW,
         degree_high=DEGREE_HIGH, heartbeat_initial_delay=0.1, heartbeat_interval=HEARTBEAT_S,
         spam_protection_enabled=False, adaptive_gossip_enabled=False,

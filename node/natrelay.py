@@ -307,6 +307,14 @@ class NatRelay:
                 addrs = []
         return str(addrs[0]) if addrs else None
 
+    def kept_peers(self) -> set[ID]:
+        """Peers whose connection must stay (node/upkeep.py): the relay this node reserved
+        on, and the peers holding a reservation on it."""
+        kept = set(self.protocol.resource_manager._reservations) if self.hop else set()
+        if self.relay is not None:
+            kept.add(self.relay)
+        return kept
+
     def status(self) -> dict[str, Any]:
         return {
             "reachability": "private" if self.private else "public",

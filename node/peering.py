@@ -19,6 +19,7 @@ from ..wallet import store
 from ..wallet.errors import DiskFull
 from .host import key_from_peer_id
 from .peerstate import PeerState
+from .upkeep import KEEP_CONNECTIONS
 
 log = logging.getLogger("rill.node")
 
@@ -50,9 +51,12 @@ class Peering:
                         continue
                     state = self.peers.setdefault(peer, PeerState())
                     state.since, state.last_round = now, now
-                    nursery.start_soon(self._sync_quietly, peer)
-                    self._round_reset()  # a new peer: the periodic rounds at base again
-                if self._bootstrap_dialled:  # a bootstrap peer gone: dialled again
+                    nursery.start_soon(self._greet, peer)  # node/upkeep.py
+                if self._bootstrap_dialled and (not self.shard_bits or
+                                                len(current) < KEEP_CONNECTIONS):
+                    # a bootstrap peer gone: dialled again (with shards, only while the
+                    # node has few peers: a bootstrap peer in none of its shards may close
+                    # the connection, node/upkeep.py)
                     for peer in self._bootstrap_peers() - current - self._redialling:
                         if not self.is_blocked(peer):
                             self._redialling.add(peer)

@@ -41,6 +41,9 @@ OCT, END = month_start(MONTH), month_end(MONTH)
 GRACE = 60
 #: at month end the driver runs a round this often (real seconds)
 ROUND_S = 30
+#: the network is quiet once a node moves less than this (bytes/s, mean over 10 s); then
+#: the idle figures are taken over IDLE_S
+QUIET_BPS, SETTLE_MAX_S, IDLE_S = 500.0, 600.0, 30
 
 
 class Proc:
@@ -99,6 +102,10 @@ class Run:
     full_complete: str = ""
     idle_bytes_s: float = 0.0
     idle_cpu_s: float = 0.0
+    #: seconds from the clicks until the network is quiet (start-up traffic over), and
+    #: the bytes per node moved meanwhile (a node's cost of joining, once per start)
+    settle_s: float = 0.0
+    settle_bytes: float = 0.0
     month_end_bytes: list[int] = field(default_factory=list)
     month_end_cpu_s: float = 0.0
     stored: list[int] = field(default_factory=list)
@@ -199,15 +206,25 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         all_do(workers, [{"op": "clicks", "at": OCT + 100,
                           "donors": {d: v for d, v in donors.items() if where[d] == i}}
                          for i in range(procs)])
-        # idle: 20 s with nothing to send (heartbeats, gossip control, pings), once the
+        # idle: IDLE_S with nothing to send (heartbeats, gossip control, pings), once the
         # connections' own start-up traffic (identify, subscriptions, the DHT's routing
-        # tables, mesh grafts) is over
-        time.sleep(30)
-        a = status(workers)
-        time.sleep(20)
+        # tables and provider records, mesh grafts, shard peers found) is over: quiet is
+        # a 10-s window under QUIET_BPS per node, looked for until SETTLE_MAX_S
+        t_settle = time.perf_counter()
+        first = a = status(workers)
+        while True:
+            time.sleep(10)
+            b = status(workers)
+            rate = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / 10
+            a = b
+            if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
+                break
+        run.settle_s = time.perf_counter() - t_settle
+        run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x) for x in names)
+        time.sleep(IDLE_S)
         b = status(workers)
-        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / 20
-        run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / 20
+        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S
+        run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / IDLE_S
         incoming, held = expected(names, plan, shard_bits)
         # the month ends everywhere at once; every ROUND_S the nodes run one sync and
         # reconciliation round (the daemons' periodic round, here on the driver's beat)

@@ -1,0 +1,118 @@
+"""The connections of a sharded node (SPEC §11.6 "Connections"; a mixin of
+:class:`rill.node.daemon.Daemon`).
+
+Without shards every peer carries every topic, and nothing here changes what a node does.
+With shards, most connections a node gets are not gossip peers of its shards at all:
+Kademlia lookups (its own and other nodes') dial peers anywhere in the network, and
+publishers outside a shard dial its members to publish by fanout.  py-libp2p 0.8.1 keeps
+every connection until one side closes it, and every connection becomes a gossip peer,
+so a node ended up connected to most of the network, each new connection synced and
+reconciled (2-4 KB/s and ~3% of a core per node while idle in the scale simulation).
+Here:
+
+* a new peer is synced and reconciled with only once its subscriptions say it is in one
+  of our shards (or never say so within GREET_WAIT_S);
+* every TRIM_EVERY_S, connections to peers in none of our shards, connected longer than
+  TRIM_GRACE_S, are closed, oldest first, while more than KEEP_CONNECTIONS remain; a relay
+  in use (ours, or one a peer reserved on us) is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import trio
+from libp2p.peer.id import ID
+
+from ..protocol.shard import shard_topic
+
+log = logging.getLogger("rill.node")
+
+#: A sharded node waits this long (real seconds) for a new peer's subscriptions before
+#: deciding whether to sync with it.
+GREET_WAIT_S = 5.0
+#: Connections are looked over this often (real seconds).
+TRIM_EVERY_S = 10.0
+#: A connection is never closed in its first TRIM_GRACE_S (real seconds): long enough to
+#: publish by fanout through it, or to serve a lookup.
+TRIM_GRACE_S = 60.0
+#: Never trim below this many connections (the rendezvous looks for peers below 8).
+KEEP_CONNECTIONS = 8
+
+
+def to_trim(connected: Iterable[ID], kept: set[ID], first_seen: dict[ID, float],
+            now: float, grace: float, keep: int) -> list[ID]:
+    """Which connected peers to disconnect: those not ``kept``, seen for longer than
+    ``grace``, oldest first, while more than ``keep`` connections would remain."""
+    peers = list(connected)
+    spare = len(peers) - keep
+    if spare <= 0:
+        return []
+    old = sorted((first_seen[p], str(p), p) for p in peers
+                 if p not in kept and p in first_seen and now - first_seen[p] >= grace)
+    return [p for _, _, p in old[:spare]]
+
+
+class Upkeep:
+    def shares_shard(self, peer: ID) -> bool:
+        """The peer is subscribed to one of the shard topics we are in."""
+        assert self.p2p is not None
+        topics = self.p2p.pubsub.peer_topics
+        return any(peer in topics.get(shard_topic(bits, index), ())
+                   for bits, index in self.member_shards())
+
+    def _subscriptions_known(self, peer: ID) -> bool:
+        assert self.p2p is not None
+        return any(peer in peers for peers in self.p2p.pubsub.peer_topics.values())
+
+    async def _greet(self, peer: ID) -> None:
+        """A new gossip peer: sync and reconcile with it, and the periodic rounds back at
+        their base interval (with shards, only for a peer of one of our shards)."""
+        if self.shard_bits:
+            with trio.move_on_after(GREET_WAIT_S):
+                while not self._subscriptions_known(peer):
+                    await trio.sleep(0.1)
+            if self._subscriptions_known(peer) and not self.shares_shard(peer):
+                self.counters["not_greeted"] = self.counters.get("not_greeted", 0) + 1
+                return
+        self._round_reset()
+        await self._sync_quietly(peer)
+
+    def _kept_peers(self) -> set[ID]:
+        """Peers whose connection a sharded node keeps whatever their shards."""
+        assert self.p2p is not None
+        kept = {p for p in self.p2p.pubsub.peers if self.shares_shard(p)}
+        nat = self.p2p.nat
+        if nat is not None:
+            kept |= nat.kept_peers()
+        return kept
+
+    async def _trim_connections(self) -> None:
+        """With shards: close connections to peers in none of our shards (see the module
+        docstring).  Also forgets when peers gone were first seen."""
+        if not self.shard_bits and not self.shard_schedule.changes:
+            return  # never sharded
+        assert self.p2p is not None
+        swarm = self.p2p.host.get_network()
+        first_seen: dict[ID, float] = {}
+        while True:
+            await trio.sleep(TRIM_EVERY_S)
+            now = trio.current_time()
+            connected = list(swarm.get_connections_map())  # type: ignore[attr-defined]
+            for peer in connected:
+                first_seen.setdefault(peer, now)
+            for peer in set(first_seen) - set(connected):
+                del first_seen[peer]
+            if not self.shard_bits:
+                continue
+            for peer in to_trim(connected, self._kept_peers(), first_seen, now,
+                                TRIM_GRACE_S, KEEP_CONNECTIONS):
+                try:
+                    await self.p2p.host.disconnect(peer)
+                except Exception as exc:  # a connection already gone
+                    log.debug("closing the connection of %s: %r", peer, exc)
+                    continue
+                first_seen.pop(peer, None)
+                self.counters["trimmed"] = self.counters.get("trimmed", 0) + 1
+                log.debug("closed the connection of %s: in none of our shards", peer)
