@@ -221,7 +221,11 @@ async def resolve(addr: str, servers: list[tuple[str, int]] | None = None,
         raise ResolveError(f"not a multiaddr ({exc})") from None
     if names[-1] != "p2p":
         raise ResolveError("does not end in /p2p/PEER_ID: the peer must be named")
-    job = _Resolution(str(ma), servers, timeout)
+    try:
+        job = _Resolution(str(ma), servers, timeout)
+    except dns.resolver.NoResolverConfiguration:
+        raise ResolveError("no DNS server: /etc/resolv.conf names none (set [node] "
+                           "dns_servers)") from None
     try:
         with trio.fail_after(RESOLVE_TIMEOUT_S):
             await job.expand(ma, 0)
