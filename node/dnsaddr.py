@@ -134,8 +134,8 @@ class _Resolution:
             return list(answer)
         except dns.resolver.NXDOMAIN:
             self.refuse(f"{name}: no such DNS name (NXDOMAIN)")
-        except dns.resolver.NoAnswer:
-            self.refuse(f"{name}: no {rdtype} record")
+        except dns.resolver.NoAnswer:  # e.g. a /dns name with A records only: not logged
+            self.refuse(f"{name}: no {rdtype} record", loud=False)
         except (dns.exception.Timeout, trio.TooSlowError):
             self.refuse(f"{name}: the DNS lookup timed out ({self.dns.lifetime:g} s)")
         except dns.resolver.NoNameservers as exc:
@@ -179,7 +179,7 @@ class _Resolution:
             self.refuse(f"{name}: more than {MAX_DEPTH} nested /dnsaddr names")
             return
         if name in self.seen:
-            self.refuse(f"{name}: named twice (a loop)")
+            self.refuse(f"{name}: named twice, looked up once (a loop?)")
             return
         self.seen.add(name)
         records = await self.query(name, "TXT")
