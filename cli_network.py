@@ -21,7 +21,8 @@ def peers_add(addr: str, home: str | None, as_json: bool) -> None:
 
     MULTIADDR names the peer: /ip4/192.0.2.7/tcp/4741/p2p/12D3KooW..., or a relayed
     address /ip4/.../tcp/.../p2p/RELAY/p2p-circuit/p2p/12D3KooW... (`rill node status`
-    of the other node shows its own under "dial me at")."""
+    of the other node shows its own under "dial me at"), or a DNS name
+    /dnsaddr/NAME/p2p/ID or /dns4/HOST/tcp/PORT/p2p/ID (resolved at each dial)."""
     from .node.discovery import check_peer_addr
     from .wallet.home import Home
 

@@ -27,7 +27,7 @@ from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
-from . import natrelay
+from . import dnsaddr, natrelay
 
 log = logging.getLogger("rill.node.discovery")
 
@@ -197,7 +197,7 @@ class Discovery:
         text = check_peer_addr(addr)
         try:
             with trio.fail_after(DIAL_TIMEOUT_S):
-                peer = await self.p2p.connect(text)
+                peer = await dnsaddr.connect(self.p2p, text, dnsaddr.servers_of(self.config))
             connected, error = True, None
         except (Exception, trio.TooSlowError) as exc:
             peer, connected, error = None, False, str(exc) or type(exc).__name__

@@ -11,6 +11,7 @@ from ..protocol.network import DEFAULT_WINDOW_MONTHS, MAX_SHARD_BITS
 from ..protocol.shard import ShardSchedule
 from ..wallet.errors import HomeError
 from ..wallet.home import parse_blocked
+from .dnsaddr import parse_servers
 from .natrelay import NatSettings
 
 
@@ -18,6 +19,9 @@ from .natrelay import NatSettings
 class NodeConfig:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4741"])
     bootstrap: list[str] = field(default_factory=list)
+    #: Nameservers ("IP:PORT") for /dnsaddr and /dns* bootstrap addresses (node/dnsaddr.py);
+    #: empty: the system's (/etc/resolv.conf).
+    dns_servers: list[str] = field(default_factory=list)
     #: mDNS on the LAN (only while listening on a non-loopback address: node/discovery.py)
     mdns: bool = True
     #: Look for Rill peers under the rendezvous key in the DHT (node/discovery.py).
@@ -105,6 +109,9 @@ class NodeConfig:
             if not isinstance(node["disk_cap_mb"], int) or node["disk_cap_mb"] < 1:
                 raise ValueError("node.disk_cap_mb must be a positive integer")
             cfg.disk_cap = node["disk_cap_mb"] * 1024 * 1024
+        if "dns_servers" in node:
+            parse_servers(node["dns_servers"])  # ValueError naming the key
+            cfg.dns_servers = list(node["dns_servers"])
         cfg.nat = NatSettings.from_toml(node)
         network = data.get("network", {})
         for name, hi in (("shard_bits", MAX_SHARD_BITS), ("shard_backbone", 8)):

@@ -17,6 +17,7 @@ from ..protocol import keys
 from ..protocol.errors import LocalError
 from ..wallet import store
 from ..wallet.errors import DiskFull
+from . import dnsaddr
 from .host import key_from_peer_id
 from .peerstate import PeerState
 from .upkeep import KEEP_CONNECTIONS
@@ -110,8 +111,8 @@ class Peering:
                     continue
                 try:
                     self._forget_failed_dial(addr)
-                    with trio.fail_after(15):
-                        await self.p2p.connect(addr)
+                    with trio.fail_after(15):  # a DNS address is resolved first
+                        await dnsaddr.connect(self.p2p, addr, dnsaddr.servers_of(self.config))
                     pending.remove(addr)
                     log.info("connected to bootstrap peer %s", addr)
                 except (Exception, trio.TooSlowError) as exc:
@@ -175,7 +176,12 @@ class Peering:
                         relayed = [a for a in self.config.bootstrap if "/p2p-circuit" in a
                                    and a.endswith(f"/p2p/{peer}")]
                         direct = self._bootstrap_addrs(peer)
-                        if relayed and all("/p2p-circuit" in str(a) for a in direct):
+                        named = [a for a in self.config.bootstrap if dnsaddr.is_dns(a)
+                                 and a.endswith(f"/p2p/{peer}")]
+                        if named:  # resolved again at each dial: DNS may change
+                            await dnsaddr.connect(self.p2p, named[0],
+                                                  dnsaddr.servers_of(self.config))
+                        elif relayed and all("/p2p-circuit" in str(a) for a in direct):
                             await self.p2p.connect(relayed[0])  # through its relay
                         else:
                             await self.p2p.host.connect(PeerInfo(peer, direct))
