@@ -199,6 +199,7 @@ class Discovery:
             with trio.fail_after(DIAL_TIMEOUT_S):
                 peer = await dnsaddr.connect(self.p2p, text, dnsaddr.servers_of(self.config))
             connected, error = True, None
+            self._bootstrap_met.add(peer)  # kept connected from now on (node/peering.py)
         except (Exception, trio.TooSlowError) as exc:
             peer, connected, error = None, False, str(exc) or type(exc).__name__
         if text not in self.config.bootstrap:

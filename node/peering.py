@@ -53,12 +53,14 @@ class Peering:
                     state = self.peers.setdefault(peer, PeerState())
                     state.since, state.last_round = now, now
                     nursery.start_soon(self._greet, peer)  # node/upkeep.py
-                if self._bootstrap_dialled and (not self.shard_bits or
-                                                len(current) < KEEP_CONNECTIONS):
+                if not self.shard_bits or len(current) < KEEP_CONNECTIONS:
                     # a bootstrap peer gone: dialled again (with shards, only while the
                     # node has few peers: a bootstrap peer in none of its shards may close
                     # the connection, node/upkeep.py)
-                    for peer in self._bootstrap_peers() - current - self._redialling:
+                    # (once met: the first dial of each is _dial_bootstrap's, which goes
+                    # on with the others when one never answers)
+                    for peer in (self._bootstrap_met & self._bootstrap_peers() - current
+                                 - self._redialling):
                         if not self.is_blocked(peer):
                             self._redialling.add(peer)
                             nursery.start_soon(self._keep_bootstrap, peer)
@@ -112,15 +114,16 @@ class Peering:
                 try:
                     self._forget_failed_dial(addr)
                     with trio.fail_after(15):  # a DNS address is resolved first
-                        await dnsaddr.connect(self.p2p, addr, dnsaddr.servers_of(self.config))
+                        peer = await dnsaddr.connect(self.p2p, addr,
+                                                     dnsaddr.servers_of(self.config))
                     pending.remove(addr)
+                    self._bootstrap_met.add(peer)  # from now on _watch_peers keeps it
                     log.info("connected to bootstrap peer %s", addr)
                 except (Exception, trio.TooSlowError) as exc:
                     log.info("bootstrap %s: %s (retrying)", addr, exc)
             if pending:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 60.0)
-        self._bootstrap_dialled = True  # from now on _watch_peers keeps them connected
 
     def _forget_failed_dial(self, addr: str) -> None:
         """Clear py-libp2p's negative cache for a bootstrap address's peer: it refuses to

@@ -166,3 +166,23 @@ async def test_what_mdns_finds_is_dialled(tmp_path: Path) -> None:
             watching.cancel_scope.cancel()
         assert peerDiscovery._peer_discovered_handlers == []  # unregistered on the way out
         assert a.counters["discovered"] == 1
+
+
+async def test_a_bootstrap_entry_that_never_answers_does_not_stop_keeping_the_others(
+        tmp_path: Path) -> None:
+    """B's bootstrap list names A and a peer that never answers.  A restarts: B dials it
+    again (before, B kept its bootstrap peers only once every entry had answered once)."""
+    dead = (f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/"
+            f"{make_host(hashlib.sha256(b'never').digest()).get_id()}")
+    async with network(tmp_path, month_start("2026-10") + 3600) as net:
+        a = await net.start("a")
+        assert a.p2p is not None
+        a_id, a_addr = a.p2p.peer_id, f"{a.p2p.addrs()[0]}/p2p/{a.p2p.peer_id}"
+        b = await net.start("b", bootstrap=[a_addr, dead])
+        assert b.p2p is not None
+        await eventually(lambda: a_id in b.p2p.pubsub.peers, what="b meets a")
+        await net.stop("a")
+        await eventually(lambda: a_id not in b.p2p.pubsub.peers, what="b sees a gone")
+        await net.start("a")  # same home, same port
+        await eventually(lambda: a_id in b.p2p.pubsub.peers, timeout=20,
+                         what="b dials its restarted bootstrap peer again")
