@@ -8,6 +8,7 @@ from typing import Any
 
 from rill.protocol import cbor
 from rill.protocol.errors import RemoteError
+from rill.protocol.months import month_start
 from rill.protocol.network import TOPIC_OF
 from rill.protocol.preview import preview, preview_object
 from rill.protocol.reconcile import (
@@ -19,7 +20,6 @@ from rill.protocol.reconcile import (
     Summary,
     digest,
 )
-from rill.protocol.months import month_start
 from rill.protocol.shard import (
     BACKBONE_TAG,
     GROW_OVERLAP,
