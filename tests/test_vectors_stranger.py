@@ -203,7 +203,7 @@ def test_keys_shards_backbone_topics() -> None:
     for k in SH["keys"]:
         key = bytes.fromhex(k["key"])
         assert k["point"] == point(key).hex()
-        assert k["shards"] == {str(b): first_bits(point(key), b) for b in (1, 2, 4, 8, 16)}
+        assert k["shards"] == {str(b): first_bits(point(key), b) for b in (1, 2, 3, 4, 8, 16)}
         hashes = [hashlib.sha256(b"rill/1/backbone" + key + bytes([j])).hexdigest()
                   for j in range(2)]
         assert k["backbone_hashes"] == hashes

@@ -43,9 +43,9 @@ SET_OBJECTS = ("settlement", "sealed-claim-alice", "sealed-claim-bob", "sealed-c
 #: buckets of the first two objects, so that some buckets hold several IDs.
 MADE_UP_BUCKETS = (0x00, 0x00, 0xFF)
 SHARD = (4, 8)
-BITS = (1, 2, 4, 8, 16)
+BITS = (1, 2, 3, 4, 8, 16)
 SHARD_KEYS = ("donor", "alice", "bob", "carol", "alice2")
-PROVIDERS = ((1, 0), (1, 1), (4, 8), (4, 13), (16, 57237))
+PROVIDERS = ((1, 0), (1, 1), (3, 6), (4, 8), (4, 13), (16, 57237))
 #: A growth (SPEC §11.6 "Growing"): 3 bits before 2026-11, 4 from its first instant.
 GROWTH = (3, "2026-11", 4)
 GLOBAL_TOPICS = ("rill/1/equivocations", "rill/1/catalogue")
