@@ -17,9 +17,11 @@ from rill.protocol.errors import RemoteError
 from rill.protocol.preview import preview_object
 from rill.protocol.reconcile import IdList, Objects, ReconcileRequest, Roots, Summary, digest
 from rill.protocol.shard import (
+    ShardSchedule,
     backbone_shards,
     node_topics,
     object_shards,
+    object_topics,
     point,
     provider_key,
     shard_of,
@@ -124,11 +126,25 @@ def test_shard_vectors() -> None:
     for k in SH["keys"]:
         key = bytes.fromhex(k["key"])
         assert k["point"] == point(key).hex()
-        assert k["shards"] == {str(b): shard_of(key, b) for b in (1, 2, 4, 8, 16)}
+        assert k["shards"] == {str(b): shard_of(key, b) for b in (1, 2, 3, 4, 8, 16)}
         assert k["backbone_4"] == list(backbone_shards(key, 4))
         assert k["topics_4"] == list(node_topics(key, 4))
     for p in SH["provider_keys"]:
         assert p["key"] == provider_key(p["bits"], p["index"]).hex()
+
+
+def test_growth_vectors_are_the_schedule() -> None:
+    """The ``growth`` rows are what rill.protocol.shard's ShardSchedule does at each t."""
+    g = SH["growth"]
+    sched = ShardSchedule(g["bits"], ((g["month"], g["to_bits"]),))
+    key = bytes.fromhex(next(k["key"] for k in SH["keys"] if k["name"] == g["key"]))
+    p = preview_object(POS[g["object"]])
+    for r in g["rows"]:
+        t = r["t"]
+        assert (sched.at(t), list(sched.accepted(t))) == (r["bits"], r["accepted_bits"])
+        assert set(sched.topics(key, t)) == set(r["topics"])
+        assert list(object_topics(p, sched.at(t))) == r["publish"]
+    assert sched.next_event(g["rows"][0]["t"]) == g["boundary"] - g["overlap"]
 
 
 def test_spec_examples_paragraph_agrees_with_the_vectors() -> None:
@@ -142,8 +158,8 @@ def test_spec_examples_paragraph_agrees_with_the_vectors() -> None:
     assert f"`{signer[:8]}…{signer[-8:]}`" in para
     assert f"shard point `{donor['point'][:8]}…`" in para
     s = donor["shards"]
-    assert (f"its shard is {s['1']} at 1 bit, {s['2']} at 2, {s['4']} at 4, {s['8']} at 8 "
-            f"and {s['16']:,} at 16") in para
+    assert (f"its shard is {s['1']} at 1 bit, {s['2']} at 2, {s['3']} at 3, {s['4']} at 4, "
+            f"{s['8']} at 8 and {s['16']:,} at 16") in para
     b4 = donor["backbone_4"]
     assert f"backbone shards are {b4[0]} and {b4[1]}" in para
     hashes = donor["backbone_hashes"]
@@ -166,6 +182,19 @@ def test_spec_examples_paragraph_agrees_with_the_vectors() -> None:
     pk = next(p for p in SH["provider_keys"] if (p["bits"], p["index"]) == (4, 8))
     assert f"The provider key of shard 8 at 4 bits is `{pk['key']}`" in para
     assert keys["alice"]["shards"]["4"] == 8
+    # at 3 bits, and across the growth from 3 to 4 (the ``growth`` rows)
+    pk3 = next(p for p in SH["provider_keys"] if (p["bits"], p["index"]) == (3, s["3"]))
+    assert f"in shards {s['3']} (its own; provider key `{pk3['key']}`)" in para
+    rows = SH["growth"]["rows"]
+    assert rows[0]["topics"][:3] == [f"rill/1/b3/s{i}" for i in sorted({s["3"], 2, 4})]
+    assert "`settlement` goes on `rill/1/b3/s1`, `s4` and `s6`" in para
+    assert rows[0]["publish"] == ["rill/1/b3/s1", "rill/1/b3/s4", "rill/1/b3/s6"]
+    verdicts = [{c["topic"]: c["verdict"] for c in r["checks"]} for r in rows]
+    assert [v["rill/1/b3/s4"] for v in verdicts] == ["accept"] * 5 + ["wrong-topic"]
+    assert [v["rill/1/b4/s8"] for v in verdicts] == ["wrong-topic"] + ["accept"] * 5
+    assert rows[-1]["from_boundary"] == 3600 and rows[1]["from_boundary"] == -3600
+    assert "until 2026-11-01 01:00:00 UTC (B + O" in para
+    assert "on `rill/1/b4/s8` from 2026-10-31 23:00:00 UTC (B − O)" in para
 
 
 def test_spec_refusal_order_is_the_codes() -> None:

@@ -4,9 +4,11 @@ rill: what another implementation would write, so it shows SPEC is enough."""
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +203,7 @@ def test_keys_shards_backbone_topics() -> None:
     for k in SH["keys"]:
         key = bytes.fromhex(k["key"])
         assert k["point"] == point(key).hex()
-        assert k["shards"] == {str(b): first_bits(point(key), b) for b in (1, 2, 4, 8, 16)}
+        assert k["shards"] == {str(b): first_bits(point(key), b) for b in (1, 2, 3, 4, 8, 16)}
         hashes = [hashlib.sha256(b"rill/1/backbone" + key + bytes([j])).hexdigest()
                   for j in range(2)]
         assert k["backbone_hashes"] == hashes
@@ -278,3 +280,40 @@ def test_the_exchanges_responses_are_valid() -> None:
         req = cbor2.loads(bytes.fromhex(e["request"]))
         asked = req["op"] + (f" {len(req['months'])}" if req["op"] == "roots" else "")
         assert response_refusal(bytes.fromhex(e["response"]), asked) is None, e["name"]
+
+
+def shard_topics(key: bytes, b: int) -> list[str]:
+    """§11.6 "Membership": the topics of a node's shards at ``b`` bits, ascending."""
+    return [f"rill/1/b{b}/s{i}" for i in sorted({first_bits(point(key), b), *backbone(key, b)})]
+
+
+def test_growth_rows() -> None:
+    """§11.6 "Growing": the table's rows on each side of B - O, B and B + O, and the topic
+    rule (a settlement's shard topics at the bits of the fourth column, nothing else)."""
+    g = SH["growth"]
+    b, month, b1, o = g["bits"], g["month"], g["to_bits"], g["overlap"]
+    assert (b1, o) == (b + 1, 3600)
+    boundary = calendar.timegm(time.strptime(month + "-01", "%Y-%m-%d"))  # B, 00:00:00 UTC
+    assert g["boundary"] == boundary
+    key = bytes.fromhex(next(k["key"] for k in SH["keys"] if k["name"] == g["key"]))
+    raw = POS[g["object"]]
+
+    def topics_of(bits: int) -> list[str]:  # §11.6 "Topics": ascending shard order
+        return [f"rill/1/b{bits}/s{i}"
+                for i in sorted({first_bits(point(k), bits) for k in placement(raw)})]
+
+    offsets = [r["from_boundary"] for r in g["rows"]]
+    assert offsets == [-o - 1, -o, -1, 0, o - 1, o]
+    for r in g["rows"]:
+        t = r["t"]
+        assert t == boundary + r["from_boundary"]
+        publish = b if t < boundary else b1
+        accepted = [b] if t < boundary - o else [b1] if t >= boundary + o else [b, b1]
+        assert (r["bits"], r["accepted_bits"]) == (publish, accepted), t
+        assert r["topics"] == [x for bits in accepted for x in shard_topics(key, bits)] + [
+            "rill/1/equivocations", "rill/1/catalogue"]
+        assert r["publish"] == topics_of(publish)
+        ok = {x for bits in accepted for x in topics_of(bits)}
+        assert len(r["checks"]) > len(ok)
+        for c in r["checks"]:
+            assert c["verdict"] == ("accept" if c["topic"] in ok else "wrong-topic"), (t, c)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rill.protocol import cbor
 from rill.protocol.errors import RemoteError
+from rill.protocol.months import month_start
 from rill.protocol.network import TOPIC_OF
 from rill.protocol.preview import preview, preview_object
 from rill.protocol.reconcile import (
@@ -21,7 +22,10 @@ from rill.protocol.reconcile import (
 )
 from rill.protocol.shard import (
     BACKBONE_TAG,
+    GROW_OVERLAP,
+    ShardSchedule,
     backbone_shards,
+    check_topic_any,
     node_topics,
     object_shards,
     object_topics,
@@ -39,9 +43,12 @@ SET_OBJECTS = ("settlement", "sealed-claim-alice", "sealed-claim-bob", "sealed-c
 #: buckets of the first two objects, so that some buckets hold several IDs.
 MADE_UP_BUCKETS = (0x00, 0x00, 0xFF)
 SHARD = (4, 8)
-BITS = (1, 2, 4, 8, 16)
+BITS = (1, 2, 3, 4, 8, 16)
 SHARD_KEYS = ("donor", "alice", "bob", "carol", "alice2")
-PROVIDERS = ((1, 0), (1, 1), (4, 8), (4, 13), (16, 57237))
+PROVIDERS = ((1, 0), (1, 1), (3, 6), (4, 8), (4, 13), (16, 57237))
+#: A growth (SPEC §11.6 "Growing"): 3 bits before 2026-11, 4 from its first instant.
+GROWTH = (3, "2026-11", 4)
+GLOBAL_TOPICS = ("rill/1/equivocations", "rill/1/catalogue")
 
 
 def made_up_ids(objects: list[bytes]) -> list[bytes]:
@@ -256,4 +263,51 @@ def shard_section(pos: list[dict[str, Any]], pubs: dict[str, bytes]) -> dict[str
         "objects": objs,
         "provider_keys": [{"bits": b, "index": i, "key": provider_key(b, i).hex()}
                           for b, i in PROVIDERS],
+        "growth": growth_section(pos, pubs["donor"]),
     }
+
+
+def _shard_topics_first(topics: list[str]) -> list[str]:
+    """Shard topics by bits, then index; then the two global topics."""
+    shard = sorted({t for t in topics if t not in GLOBAL_TOPICS},
+                   key=lambda t: tuple(int(x) for x in t[len("rill/1/b"):].split("/s")))
+    assert set(topics) == {*shard, *GLOBAL_TOPICS}
+    return [*shard, *GLOBAL_TOPICS]
+
+
+def growth_section(pos: list[dict[str, Any]], donor: bytes) -> dict[str, Any]:
+    """A node of key ``donor`` and vector ``settlement`` across a growth from 3 to 4 bits:
+    at instants on each side of B - O, B and B + O, the bits it publishes at, the bits
+    whose topics it joins and accepts, its topics, the settlement's topics, and the
+    verdict of the topic rule on a few topics."""
+    before, month, after = GROWTH
+    sched = ShardSchedule(before, ((month, after),))
+    b0, o = month_start(month), GROW_OVERLAP
+    raw = bytes.fromhex(next(v["bytes"] for v in pos if v["name"] == "settlement"))
+    p = preview_object(raw)
+    candidates = [*_shard_topics_first([*object_topics(p, before), *object_topics(p, after),
+                                        shard_topic_of(before, 0), shard_topic_of(after, 0),
+                                        *GLOBAL_TOPICS])[:-2],
+                  "rill/1/equivocations", "rill/1/settlements"]
+    rows = []
+    for t in (b0 - o - 1, b0 - o, b0 - 1, b0, b0 + o - 1, b0 + o):
+        accepted = sched.accepted(t)
+        checks = []
+        for topic in candidates:
+            try:
+                check_topic_any(preview(topic, raw), topic, accepted)
+                verdict = "accept"
+            except RemoteError as exc:
+                verdict = exc.code
+            checks.append({"topic": topic, "verdict": verdict})
+        rows.append({"t": t, "from_boundary": t - b0, "bits": sched.at(t),
+                     "accepted_bits": list(accepted),
+                     "topics": _shard_topics_first(list(sched.topics(donor, t))),
+                     "publish": list(object_topics(p, sched.at(t))),
+                     "checks": checks})
+    return {"bits": before, "month": month, "to_bits": after, "boundary": b0, "overlap": o,
+            "key": "donor", "object": "settlement", "rows": rows}
+
+
+def shard_topic_of(bits: int, index: int) -> str:
+    return f"rill/1/b{bits}/s{index}"
