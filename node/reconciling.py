@@ -71,7 +71,8 @@ def month_ids(w: Wallet, month: str, shard: tuple[int, int] | None = None,
     if shard is not None:
         return shard_month_ids(w, month, shard, Placements() if cache is None else cache)
     return [bytes(r[0]) for r in w.db.execute(
-        "SELECT id FROM objects WHERE month = ? AND private = 0", (month,))]
+        "SELECT id FROM objects WHERE month = ? AND private = 0 "
+        "AND type != 'claim'", (month,))]
 
 
 def bucket_ids(w: Wallet, month: str, buckets: tuple[int, ...], limit: int = MAX_IDS,
@@ -95,7 +96,8 @@ def bucket_ids(w: Wallet, month: str, buckets: tuple[int, ...], limit: int = MAX
     for b in buckets:
         lo = bytes([b])
         hi = bytes([b + 1]) if b < BUCKETS - 1 else None
-        sql = ("SELECT id FROM objects WHERE id >= ? AND month = ? AND private = 0" +
+        sql = ("SELECT id FROM objects WHERE id >= ? AND month = ? AND private = 0 "
+               "AND type != 'claim'" +
                (" AND id < ?" if hi is not None else "") + " ORDER BY id")
         args: tuple[object, ...] = (lo, month, hi) if hi is not None else (lo, month)
         rows = [bytes(r[0]) for r in w.db.execute(sql, args)]
@@ -111,7 +113,8 @@ def objects_by_id(w: Wallet, ids: tuple[bytes, ...], max_bytes: int) -> Objects:
     out: list[bytes] = []
     size = 0
     for oid in ids:
-        row = w.db.execute("SELECT raw FROM objects WHERE id = ? AND private = 0",
+        row = w.db.execute("SELECT raw FROM objects WHERE id = ? AND private = 0 "
+                           "AND type != 'claim'",
                            (oid,)).fetchone()
         if row is None:
             continue

@@ -118,7 +118,8 @@ def objects_for(w: Wallet, subject: bytes, after: int, limit: int, max_bytes: in
     size, cursor, more = 0, after, False
     for n, raw in w.db.execute(
             "SELECT o.n, o.raw FROM subjects s JOIN objects o ON o.id = s.object "
-            "WHERE s.subject = ? AND s.n > ? AND o.private = 0 ORDER BY s.n LIMIT ?",
+            "WHERE s.subject = ? AND s.n > ? AND o.private = 0 AND o.type != 'claim' "
+            "ORDER BY s.n LIMIT ?",
             (subject, after, limit + 1)):
         if len(out) == limit or (out and size + len(raw) > max_bytes):
             more = True

@@ -17,7 +17,7 @@ import trio
 from libp2p.peer.id import ID
 
 from ..protocol import messages as m
-from ..protocol.network import EQUIVOCATION_TOPIC, TOPIC_OF
+from ..protocol.network import TOPIC_OF
 from ..protocol.preview import Preview, check_preview, preview
 from ..protocol.shard import (
     PROVIDE_EVERY,
@@ -112,7 +112,8 @@ def shard_month_ids(w: Wallet, month: str, shard: tuple[int, int],
     An object's placement is computed once (one preview parse of its stored bytes, read
     only when not cached)."""
     out = []
-    for (oid_,) in w.db.execute("SELECT id FROM objects WHERE month = ? AND private = 0",
+    for (oid_,) in w.db.execute("SELECT id FROM objects WHERE month = ? AND private = 0 "
+                                "AND type != 'claim'",
                                 (month,)).fetchall():
         oid = bytes(oid_)
         prefixes = cache.get(oid)
@@ -216,9 +217,8 @@ class Sharding:
                     log.warning("not publishing an object: %r", exc)
                     continue
             for topic in topics:
-                if (self.shard_bits and topic != EQUIVOCATION_TOPIC and
-                        not self._has_peers(topic)):
-                    self._defer(topic, raw)  # every node joins the equivocation topic
+                if topic.startswith("rill/1/b") and not self._has_peers(topic):
+                    self._defer(topic, raw)  # every node joins the global topics
                     continue
                 while not self._has_peers(topic):
                     await trio.sleep(0.05)  # nobody to publish to yet (trap 12)

@@ -133,3 +133,35 @@ async def test_listings_wait_for_the_creators_site_to_verify(tmp_path: Path) -> 
             finally:
                 wa.close()
                 wr.close()
+
+
+async def test_a_sharded_node_publishes_its_listings_once_it_has_peers(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """In a sharded network a listing published before any peer waits for one, as without
+    shards (it was held back as if on a shard topic, looked up in vain in the DHT, and
+    dropped for the run)."""
+    from rill.node import sharding
+
+    monkeypatch.setattr(sharding, "FIND_TRIES", 1)  # a shard topic's lookup: one try
+    async with network(tmp_path, NOV) as net:
+        alice = await net.start("alice", shard_bits=1)
+        reader = await net.start("reader", shard_bits=1)  # in alice's shard (1 of 0, 1)
+        wa, wr = net.wallet("alice"), net.wallet("reader")
+        try:
+            doc = _key_document(wa, "https://alice.example", NOV)
+            res = settle(signing_key("donor"), "2026-10", 500, "EUR", bytes(32),
+                         {"https://alice.example/old": doc.signer}, work_bits=0)
+            wr.import_object(res.settlement.raw, NOV)
+            wr.import_object(doc.raw, NOV)  # the key document is there already
+            obj = m.sign(m.Listing("https://alice.example/essay", NOV + 10, "On small rivers",
+                                   "text", "", ("essay",), "en"), wa.key)
+            wa.import_object(obj.raw, NOV + 10)
+            await alice._publish_own_listings()  # no peer yet
+            await trio.sleep(0.5)
+            await net.connect("alice", "reader")
+            await eventually(lambda: [r["title"] for r in search(wr, "", NOV + 20)["results"]]
+                             == ["On small rivers"], 20, "the listing at the reader")
+            assert reader.counters["rejected"] == 0
+        finally:
+            for w in (wa, wr):
+                w.close()

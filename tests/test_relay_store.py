@@ -234,3 +234,30 @@ def test_strangers_claims_and_settlements_to_a_creator_are_bounded_per_month(
     # the first two still count as the month's newcomers; another month starts afresh
     later = _settlement("stranger2", [node.identity], "2026-11")
     node.import_object(later.settlement.raw, month_end("2026-11") + 10)
+
+
+def test_a_claim_in_clear_given_as_a_file_is_never_served(node: Wallet) -> None:
+    """A creator may import its claim in clear (a file from the donor): it shows the
+    donor's things, so neither sync nor reconciliation ever serves it (SPEC §11.2)."""
+    from rill.node.reconciling import month_ids, objects_by_id
+    from rill.node.sharding import Placements, shard_month_ids
+
+    res = _settlement("donor", [node.identity])
+    (claim,) = res.claims
+    node.import_object(res.settlement.raw, AFTER)
+    node.import_object(claim.raw, AFTER)
+    assert node.db.execute("SELECT private FROM objects WHERE id = ?",
+                           (claim.id,)).fetchone() == (1,)
+    donor = res.settlement.signer
+    for subject in (donor, node.identity):
+        served, _cursor, _more = relay.objects_for(node, subject, 0, 100, 1 << 20)
+        assert claim.raw not in served and res.settlement.raw in served
+    assert month_ids(node, "2026-10") == [res.settlement.id]
+    assert objects_by_id(node, (claim.id,), 1 << 20).objects == ()
+    assert claim.id not in shard_month_ids(node, "2026-10", (1, 0), Placements()) + \
+        shard_month_ids(node, "2026-10", (1, 1), Placements())
+    # one stored public before this rule (an older version): still never served
+    node.db.execute("UPDATE objects SET private = 0 WHERE id = ?", (claim.id,))
+    assert claim.raw not in relay.objects_for(node, donor, 0, 100, 1 << 20)[0]
+    assert month_ids(node, "2026-10") == [res.settlement.id]
+    assert objects_by_id(node, (claim.id,), 1 << 20).objects == ()

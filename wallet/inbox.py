@@ -308,8 +308,8 @@ class Inbox:
         if row is None:
             # keep it; it is checked and taken in when its settlement arrives
             self._new_donor_room(claim.signer, claim.body.month)
-            if sealed is None:
-                self._store(claim, now)
+            if sealed is None:  # a claim in clear is never served to peers (SPEC §11.2)
+                self._store(claim, now, private=True)
             return ImportResult(claim.id, "claim", "pending",
                                 "waiting for its settlement to arrive")
         checks.check_claim(claim, m.decode(row[0], m.Settlement))
@@ -320,7 +320,7 @@ class Inbox:
                                 "WHERE claim = ?", (sealed, claim.id))
             return ImportResult(claim.id, "claim", "duplicate")
         self._new_donor_room(claim.signer, claim.body.month)
-        self._store(claim, now, private=sealed is not None)
+        self._store(claim, now, private=True)  # in clear: never served (SPEC §11.2)
         self._add_obligation(claim, "in", sealed)
         c = claim.body
         who = claim.signer_did
