@@ -72,6 +72,42 @@ async def test_a_heartbeat_prune_backs_off_so_the_next_heartbeat_grafts_others()
         ps.seen_messages.stop()
 
 
+async def test_opportunistic_grafting_only_for_a_poor_mesh_once_a_minute() -> None:
+    """Among honest peers (all scoring 0) no opportunistic graft ever; with a mesh of
+    peers that sent invalid messages, up to 2 better peers every 60 heartbeats."""
+    from rill.node.router import OPPORTUNISTIC_GRAFT_TICKS
+
+    host = make_host(hashlib.sha256(b"router").digest())
+    router = make_gossipsub()
+    ps = RillPubsub(host, router, strict_signing=True)
+    try:
+        topic = "t"
+        peers = [pid(i) for i in range(12)]
+        mesh, others = set(peers[:6]), set(peers[6:])
+        router.mesh[topic] = set(mesh)
+        ps.peer_topics[topic] = set(peers)
+        for p in peers:
+            router.peer_protocol[p] = PROTOCOL_ID_V11
+
+        def grafted() -> set[ID]:
+            graft, prune = router.mesh_heartbeat()
+            assert not prune
+            return {p for p, topics in graft.items() if topic in topics}
+
+        assert not any(grafted() for _ in range(2 * OPPORTUNISTIC_GRAFT_TICKS))
+        assert router.mesh[topic] == mesh
+        assert router.scorer is not None
+        for p in mesh:
+            router.scorer.on_invalid_message(p, topic)
+        assert router.scorer.score(peers[0], [topic]) < 0
+        rounds = [grafted() for _ in range(OPPORTUNISTIC_GRAFT_TICKS)]
+        (at,) = [i for i, g in enumerate(rounds) if g]  # once in 60 heartbeats
+        assert len(rounds[at]) == 2 and rounds[at] <= others
+        assert router.mesh[topic] == mesh | rounds[at]
+    finally:
+        ps.seen_messages.stop()
+
+
 def ident(name: str) -> bytes:
     return bytes(SigningKey(hashlib.sha256(b"node " + name.encode()).digest()).verify_key)
 
