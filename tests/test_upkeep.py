@@ -144,8 +144,8 @@ async def test_a_sharded_node_syncs_and_keeps_its_shards_peers_only(
         await eventually(lambda: n00.peers[n01.p2p.peer_id].last_sync is not None,
                          what="a sync with the peer of a shard of ours")
         await trio.sleep(1.0)  # 5 trim rounds past its grace period
-        assert n01.p2p.peer_id in n00.p2p.pubsub.peers
-        assert n00.counters["trimmed"] == 1
+        assert n01.p2p.peer_id in n00.p2p.pubsub.peers  # (a may come back, and go again)
+        assert n00.peers[a.p2p.peer_id].last_sync is None
 
 
 async def test_a_relay_in_none_of_our_shards_is_kept_both_ways(
