@@ -1,6 +1,7 @@
 """libp2p wiring for a Rill node (py-libp2p 0.8.1): host, GossipSub, streams, shutdown.
 
-Every setting here answers a measured trap (see docs/NETWORK.md):
+Every setting here answers a measured trap (see docs/NETWORK.md; the patches of
+py-libp2p itself are in node/patches.py):
 
 * identity = the wallet's Ed25519 key; Noise only (X25519 static key), Yamux only;
 * the swarm's AutoConnector is switched off (it re-dials forever in sparse networks);
@@ -23,7 +24,6 @@ import hashlib
 import logging
 import math
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,21 +42,18 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
-from libp2p.pubsub import gossipsub as libp2p_gossipsub
-from libp2p.pubsub import pubsub as libp2p_pubsub
-from libp2p.pubsub import utils as libp2p_pubsub_utils
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 from nacl.signing import SigningKey
 
 from ..protocol.network import FRAME_HEADER, frame, frame_length
+from . import patches
 from .ports import free_port_near, listen_error
 from .pubsub import GateFn, RillPubsub, VerdictFn
 from .router import RillGossipSub
@@ -78,78 +75,7 @@ PUBLISH_THRESHOLD = -50.0
 GRAYLIST_THRESHOLD = -55.0
 
 
-# -- py-libp2p 0.8.1 patches (docs/NETWORK.md, tests/test_node_libp2p_patches.py) ------
-
-async def _yamux_window_update(self: YamuxStream, *, bytes_read: int = 0) -> None:
-    """go-yamux's receive-window rule: credit the peer only once at least half the
-    window has been consumed (GrowTo, with py-libp2p's auto-tuning kept).
-
-    py-libp2p 0.8.1 also credits on every read below that threshold ("partial slack",
-    "release on read"): pubsub reads each RPC as one read per varint byte plus one for
-    the body, so every gossip message received sent 2 WINDOW_UPDATE frames back (each a
-    Noise frame and a socket write) and the peer had to decrypt and process them.
-    """
-    del bytes_read  # the window arithmetic already accounts for what was read
-    total = 0
-    async with self.window_lock:
-        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
-        delta = self.target_recv_window - (self.recv_window + buffered)
-        if delta > 0 and delta >= self._grow_threshold():
-            total = self._grow_to_delta(buffered)
-            total += self._apply_autotune_epoch(buffered)
-    if total > 0:
-        await self.send_window_update(total, skip_lock=True)
-
-
-#: A signed peer record already verified and stored for a peer is taken as is again for
-#: this long (its addresses' TTL is 2 h; py-libp2p refreshes it on every RPC).
-SPR_REUSE_S = 60.0
-_consume_signed_record = libp2p_pubsub_utils.maybe_consume_signed_record
-
-
-def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
-    """py-libp2p 0.8.1 attaches the sender's signed peer record to *every* pubsub RPC
-    and the receiver verifies it (an Ed25519 check, protobuf and multiaddr parsing, a
-    peerstore rewrite) each time, twice for control messages.  The same bytes from the
-    same peer give the same verdict: skip the repeat for SPR_REUSE_S seconds."""
-    if not msg.HasField("senderRecord"):
-        return True
-    record = msg.senderRecord
-    store = host.get_peerstore()
-    cache: dict[ID, tuple[bytes, float]] | None = getattr(store, "_rill_spr_seen", None)
-    if cache is None:
-        cache = {}
-        store._rill_spr_seen = cache  # type: ignore[attr-defined]
-    now = time.monotonic()
-    seen = cache.get(peer_id)
-    if seen is not None and seen[0] == record and now - seen[1] < SPR_REUSE_S:
-        return True
-    ok = _consume_signed_record(msg, host, peer_id)
-    if ok:
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[peer_id] = (record, now)
-    else:
-        cache.pop(peer_id, None)
-    return ok
-
-
-#: py-libp2p 0.8.1's Yamux pings every connection every 30 s to measure its round trip,
-#: which nothing here uses: ~2 B/s per connection each way, the largest part of an idle
-#: node's traffic (~40 B/s with 19 connections).  Every 4 minutes still keeps a home
-#: router's TCP mapping open (RFC 5382 asks NATs for at least 2 h 4 min).
-YAMUX_PING_S = 240
-
-
-def patch_libp2p() -> None:
-    """Apply the patches above (idempotent)."""
-    libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
-    YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
-    libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
-    libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once
-
-
-patch_libp2p()
+patches.patch_libp2p()  # node/patches.py
 
 
 def keypair_from_seed(seed: bytes) -> KeyPair:

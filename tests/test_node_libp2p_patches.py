@@ -1,4 +1,4 @@
-"""The small py-libp2p 0.8.1 patches in rill.node.host (docs/NETWORK.md): each keeps the
+"""The small py-libp2p 0.8.1 patches in rill.node.patches (docs/NETWORK.md): each keeps the
 library's behaviour and only removes repeated work.  Real hosts on 127.0.0.1."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from libp2p.stream_muxer.yamux.yamux import YamuxStream
 from nodes import free_port
 
 from rill.node import host as h
+from rill.node import patches
 
 TOPIC = "rill/test/patches"
 
@@ -57,9 +58,11 @@ async def two_hosts() -> AsyncIterator[tuple[h.P2P, h.P2P]]:
 def test_patches_are_installed() -> None:
     import libp2p.pubsub.gossipsub as gs
     import libp2p.pubsub.pubsub as ps
-    assert YamuxStream._auto_tune_and_send_window_update is h._yamux_window_update
-    assert ps.maybe_consume_signed_record is h._consume_signed_record_once
-    assert gs.maybe_consume_signed_record is h._consume_signed_record_once
+    assert YamuxStream._auto_tune_and_send_window_update is patches._yamux_window_update
+    assert ps.maybe_consume_signed_record is patches._consume_signed_record_once
+    assert gs.maybe_consume_signed_record is patches._consume_signed_record_once
+    import libp2p.stream_muxer.yamux.yamux as yamux
+    assert yamux.RTT_MEASURE_INTERVAL == patches.YAMUX_PING_S == 240
 
 
 async def test_yamux_credits_in_batches_and_large_transfers_complete(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -90,13 +93,13 @@ async def test_yamux_credits_in_batches_and_large_transfers_complete(monkeypatch
 async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
         monkeypatch) -> None:  # type: ignore[no-untyped-def]
     calls: list[object] = []
-    original = h._consume_signed_record
+    original = patches._consume_signed_record
 
     def counting(msg, host, peer_id):  # type: ignore[no-untyped-def]
         calls.append(peer_id)
         return original(msg, host, peer_id)
 
-    monkeypatch.setattr(h, "_consume_signed_record", counting)
+    monkeypatch.setattr(patches, "_consume_signed_record", counting)
     async with two_hosts() as (a, b):
         calls.clear()
         await gossip(a, b, 30)
@@ -104,16 +107,16 @@ async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
         # the record b keeps sending, under b's ID: accepted from the cache
         record = rpc_pb2.RPC()
         record.senderRecord = a.host.get_peerstore().get_peer_record(b.peer_id).marshal_envelope()
-        assert h._consume_signed_record_once(record, a.host, b.peer_id)
+        assert patches._consume_signed_record_once(record, a.host, b.peer_id)
         # the same bytes claimed by another peer: verified afresh, and refused
-        assert not h._consume_signed_record_once(record, a.host, a.peer_id)
+        assert not patches._consume_signed_record_once(record, a.host, a.peer_id)
         # other bytes from b (tampered): verified afresh, refused, and nothing cached
         bad = rpc_pb2.RPC()
         bad.senderRecord = record.senderRecord[:-1] + bytes([record.senderRecord[-1] ^ 1])
         n = len(calls)
-        assert not h._consume_signed_record_once(bad, a.host, b.peer_id)
+        assert not patches._consume_signed_record_once(bad, a.host, b.peer_id)
         assert len(calls) == n + 1
-        assert h._consume_signed_record_once(record, a.host, b.peer_id)  # checked again
+        assert patches._consume_signed_record_once(record, a.host, b.peer_id)  # checked again
         assert len(calls) == n + 2
 
 

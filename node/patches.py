@@ -1,0 +1,86 @@
+"""Small patches of py-libp2p 0.8.1 (docs/NETWORK.md, tests/test_node_libp2p_patches.py):
+each keeps the library's behaviour and only removes repeated work or needless traffic.
+Applied once, when rill.node.host is imported."""
+
+from __future__ import annotations
+
+import time
+
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub import gossipsub as libp2p_gossipsub
+from libp2p.pubsub import pubsub as libp2p_pubsub
+from libp2p.pubsub import utils as libp2p_pubsub_utils
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
+from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+
+async def _yamux_window_update(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """go-yamux's receive-window rule: credit the peer only once at least half the
+    window has been consumed (GrowTo, with py-libp2p's auto-tuning kept).
+
+    py-libp2p 0.8.1 also credits on every read below that threshold ("partial slack",
+    "release on read"): pubsub reads each RPC as one read per varint byte plus one for
+    the body, so every gossip message received sent 2 WINDOW_UPDATE frames back (each a
+    Noise frame and a socket write) and the peer had to decrypt and process them.
+    """
+    del bytes_read  # the window arithmetic already accounts for what was read
+    total = 0
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta > 0 and delta >= self._grow_threshold():
+            total = self._grow_to_delta(buffered)
+            total += self._apply_autotune_epoch(buffered)
+    if total > 0:
+        await self.send_window_update(total, skip_lock=True)
+
+
+#: A signed peer record already verified and stored for a peer is taken as is again for
+#: this long (its addresses' TTL is 2 h; py-libp2p refreshes it on every RPC).
+SPR_REUSE_S = 60.0
+_consume_signed_record = libp2p_pubsub_utils.maybe_consume_signed_record
+
+
+def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    """py-libp2p 0.8.1 attaches the sender's signed peer record to *every* pubsub RPC
+    and the receiver verifies it (an Ed25519 check, protobuf and multiaddr parsing, a
+    peerstore rewrite) each time, twice for control messages.  The same bytes from the
+    same peer give the same verdict: skip the repeat for SPR_REUSE_S seconds."""
+    if not msg.HasField("senderRecord"):
+        return True
+    record = msg.senderRecord
+    store = host.get_peerstore()
+    cache: dict[ID, tuple[bytes, float]] | None = getattr(store, "_rill_spr_seen", None)
+    if cache is None:
+        cache = {}
+        store._rill_spr_seen = cache  # type: ignore[attr-defined]
+    now = time.monotonic()
+    seen = cache.get(peer_id)
+    if seen is not None and seen[0] == record and now - seen[1] < SPR_REUSE_S:
+        return True
+    ok = _consume_signed_record(msg, host, peer_id)
+    if ok:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[peer_id] = (record, now)
+    else:
+        cache.pop(peer_id, None)
+    return ok
+
+
+#: py-libp2p 0.8.1's Yamux pings every connection every 30 s to measure its round trip,
+#: which nothing here uses: ~2 B/s per connection each way, the largest part of an idle
+#: node's traffic (~40 B/s with 19 connections).  Every 4 minutes still keeps a home
+#: router's TCP mapping open (RFC 5382 asks NATs for at least 2 h 4 min).
+YAMUX_PING_S = 240
+
+
+def patch_libp2p() -> None:
+    """Apply the patches above (idempotent)."""
+    libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
+    YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
+    libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
+    libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once
+
