@@ -133,56 +133,73 @@ def _fixed(points: list[Point]) -> tuple[float, float, float]:
             statistics.median(p.round_kb for p in points))
 
 
-def model(points: list[Point]) -> list[str]:
-    """The per-object fit and its extrapolation, then the straight lines in N.
+Fit = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
 
-    The cost per object is fitted on the runs without shards when there are two sizes of
-    them (with shards, py-libp2p's DHT upkeep made the idle cost so large that the month
-    end's own cost drowned in it: see docs/SCALE.md); the fixed costs (idle, periodic
-    round) are each setting's own."""
+
+def _per_object(basis: list[Point]) -> Fit:
+    """Least squares of the month end's traffic (MB), CPU (s) and the bytes stored (MB)
+    against the objects held."""
+    return (fit([(p.held, p.month_end_mb) for p in basis]),
+            fit([(p.held, p.month_end_cpu) for p in basis]),
+            fit([(p.held, p.stored_mb) for p in basis]))
+
+
+def model(points: list[Point]) -> list[str]:
+    """The per-object fits and their extrapolation, then the straight lines in N.
+
+    Each setting (shards off, on) has its own fit when it has runs of two sizes (a sharded
+    month end also looks shards' members up in the DHT: a cost per publish the other has
+    not), else both use the fit over every run; the fixed costs (idle, periodic round,
+    start-up) are each setting's own."""
     off = [p for p in points if not p.bits]
     on = [p for p in points if p.bits]
-    basis = off if len({p.held for p in off}) >= 2 else points
-    mb = fit([(p.held, p.month_end_mb) for p in basis])
-    cpu = fit([(p.held, p.month_end_cpu) for p in basis])
-    st = fit([(p.held, p.stored_mb) for p in basis])
+    every = _per_object(points)
+    fits = {sharded: _per_object(ps) if len({p.held for p in ps}) >= 2 else every
+            for sharded, ps in ((False, off), (True, on))}
     fixed = {False: _fixed(off or points), True: _fixed(on or points)}
-    lines = ["", f"**Per object handled** (least squares over the runs "
-             f"{'without shards' if basis is off else 'above'}): month-end traffic = "
-             f"{mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; month-end CPU = "
-             f"{cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored = "
-             f"{st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held."]
+    lines = [""]
+    for sharded in (False, True):
+        (mb, cpu, st) = fits[sharded]
+        lines.append(
+            f"**Per object handled {'with' if sharded else 'without'} shards** (least "
+            f"squares over {'those runs' if fits[sharded] is not every else 'every run'}): "
+            f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; "
+            f"month-end CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored "
+            f"= {st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held.")
     for sharded, (icpu, ibps, rkb) in fixed.items():
         month = ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3
         lines.append(f"Fixed per node and month {'with' if sharded else 'without'} shards "
                      f"(medians of those runs): idle traffic {ibps:,.1f} B/s and the "
                      f"periodic round {rkb:.1f} KB an hour, {month:,.1f} MB a month; idle CPU "
                      f"{100 * icpu:.3f}% of a core.")
+    for sharded, ps in ((False, off), (True, on)):
+        ps = [p for p in ps if p.r.get("settle_s")]
+        if ps:
+            quiet = statistics.median(p.r["settle_s"] for p in ps)
+            lines.append(
+                f"Start-up {'with' if sharded else 'without'} shards (once per start: "
+                "identify, subscriptions, the DHT's tables and provider records, shard "
+                f"peers found; medians): quiet after {quiet:.0f} s, "
+                f"{statistics.median(p.r['settle_bytes'] for p in ps) / 1e3:,.0f} KB per node.")
     lines += [
         "", f"**Extrapolated** with SPEC §11.6's {SPEC_K} creators per donor and month (objects "
         "held from the placement arithmetic, `objects_per_node`; receipts are not in the "
-        "simulation and not counted). The last two columns give a sharded node the fixed "
-        "costs of a node without shards: what shards cost once their DHT upkeep is as "
-        "quiet (not measured):", "",
+        "simulation and not counted), each setting's fit and fixed costs:", "",
         "| participants N | shard bits | objects held per node | month-end traffic (MB) | "
         "traffic per node and month (MB) | month-end CPU per node (s) | CPU, month average "
-        "(% core) | stored per node (MB) | traffic per month, quiet DHT (MB) | CPU, quiet "
-        "DHT (% core) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(% core) | stored per node (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in (10**3, 10**4, 10**5, 10**6):
         for bits in (0, spec_bits(n)):
             h = objects_per_node(n, bits, SPEC_K)
+            (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            row = []
-            for sharded in (bool(bits), False):
-                icpu, ibps, rkb = fixed[sharded]
-                month = me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3
-                row.append((month, 100 * (me_cpu + icpu * MONTH_S) / MONTH_S))
-            quiet = (f"{row[1][0]:,.1f} | {row[1][1]:.3f}" if bits else "| ").rstrip()
-            lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | {row[0][0]:,.1f} | "
-                         f"{me_cpu:,.1f} | {row[0][1]:.3f} | {st[0] + st[1] * h:,.1f} | "
-                         f"{quiet} |")
+            icpu, ibps, rkb = fixed[bool(bits)]
+            month = me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3
+            core = 100 * (me_cpu + icpu * MONTH_S) / MONTH_S
+            lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | {month:,.1f} | "
+                         f"{me_cpu:,.1f} | {core:.3f} | {st[0] + st[1] * h:,.1f} |")
     for sharded in (False, True):
         ps = [p for p in points if bool(p.bits) == sharded]
         if len({p.n for p in ps}) < 2:
