@@ -345,16 +345,24 @@ def _reach_row(r: dict[str, Any] | None) -> str:
     the relay used."""
     if not r:
         return "-"
+    probe = r.get("probe") or {}
+    said = ""
+    if r.get("setting") == "auto" and probe.get("verdict"):
+        answers = list(probe.get("answers", {}).values())
+        said = (f" (peers dialled port {', '.join(map(str, probe.get('ports', [])))}: "
+                f"{sum(1 for a in answers if a)} of {len(answers)} could)")
     if r["reachability"] == "public":
         lim = r.get("relay_limits")
         if not r["relaying"] or not lim:
-            return "public (not relaying)"
+            return "public (not relaying)" + said
         return (f"public; relaying for {r['relaying_for']} of {lim['slots']} peers "
                 f"({lim['circuit_s']} s, {clikit.human_bytes(lim['circuit_bytes'])} "
-                "per circuit)")
+                "per circuit)" + said)
     if r["relay"]:
-        return f"private: through relay {r['relay']} until {iso(r['reserved_until'])}"
-    return "private: looking for a relay" + (f" ({r['error']})" if r.get("error") else "")
+        return (f"private: through relay {r['relay']} until {iso(r['reserved_until'])}"
+                + said)
+    return ("private: looking for a relay" + (f" ({r['error']})" if r.get("error") else "")
+            + said)
 
 
 def _disk_row(d: dict[str, Any] | None) -> str:

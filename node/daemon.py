@@ -44,6 +44,7 @@ from ..protocol.network import (
     check_gossip,
     months_back,
 )
+from ..protocol.reach import MAX_REACH_REQUEST, REACH_PROTOCOL
 from ..protocol.reconcile import MAX_RECONCILE_REQUEST, RECONCILE_PROTOCOL
 from ..wallet import store
 from ..wallet.errors import DiskFull
@@ -73,6 +74,7 @@ from .peering import Peering
 from .peerstate import PeerState
 from .ports import dashboard_port_problem
 from .publishing import Publishing
+from .reachability import Reachability
 from .reconciling import Reconciling
 from .sharding import Sharding
 from .sleepers import Sleepers, held_back
@@ -94,7 +96,7 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
-             Discovery, Sharding, Growing, Upkeep, Publishing):
+             Discovery, Sharding, Growing, Upkeep, Publishing, Reachability):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
@@ -116,6 +118,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         self.identity = self.wallet.identity
         self._init_shards()
         self._init_rounds()
+        self._init_reach()
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
         self.held: set[bytes] = set()
@@ -202,6 +205,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                 p2p.host.set_stream_handler(
                     TProtocol(RECONCILE_PROTOCOL),
                     framed_handler(self._serve_reconcile, MAX_RECONCILE_REQUEST))
+                p2p.host.set_stream_handler(TProtocol(REACH_PROTOCOL),
+                                            framed_handler(self._serve_reach, MAX_REACH_REQUEST))
                 subs = {}
                 for topic in self.topics:
                     subs[topic] = await p2p.pubsub.subscribe(topic)
@@ -219,6 +224,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._store_loop)
                     nursery.start_soon(self._watch_peers)
                     nursery.start_soon(self._trim_connections)
+                    nursery.start_soon(self._check_reach)
                     nursery.start_soon(self._dial_bootstrap)
                     await nursery.start(control.serve, self.socket_path, self._control)
                     if self.config.dashboard_port:
@@ -394,7 +400,8 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
             "marked_donors": sorted(keys.did_from_key(d) for d in self.marked),
             "dashboard": (f"http://127.0.0.1:{self.dashboard.port}/" if self.dashboard
                           else None),
-            "reachability": p2p.nat.status() if p2p.nat is not None else None,
+            "reachability": ({**p2p.nat.status(), "probe": self.reach}
+                             if p2p.nat is not None else None),
             "discovery": self.discovery_status(),
             "sync_rounds": self.round_status(),
         }

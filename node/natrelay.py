@@ -218,11 +218,20 @@ class NatRelay:
 
     # -- keeping a reservation -------------------------------------------------------------
 
+    def set_private(self, private: bool) -> None:
+        """The reachability probe's verdict (node/reachability.py): a node found private
+        reserves from now on; one found public again drops its relay."""
+        self.private = private
+        if not private:
+            self.relay, self.relay_addr, self._reserved_conn = None, None, None
+            self.expires = 0.0
+
     async def keep_reservation(self) -> None:
-        """A private node: hold a reservation on some relay for as long as it runs."""
+        """While private: hold a reservation on some relay."""
         while True:
             try:
-                await self._check()
+                if self.private:
+                    await self._check()
             except Exception as exc:  # never let a relay's answer stop the daemon
                 self.last_error = str(exc) or type(exc).__name__
                 log.info("relay reservation: %s", self.last_error)
@@ -341,8 +350,7 @@ async def running(host: IHost, settings: NatSettings, private: bool,
     """The relay protocol as a service; a private node's reservation kept meanwhile."""
     nat = NatRelay(host, settings, private, candidates)
     async with background_trio_service(nat.protocol), trio.open_nursery() as nursery:
-        if private:
-            nursery.start_soon(nat.keep_reservation)
+        nursery.start_soon(nat.keep_reservation)  # idle while public
         yield nat
         nursery.cancel_scope.cancel()
 
