@@ -251,3 +251,18 @@ def test_negative_responses_refused_with_reason(vec: dict[str, Any]) -> None:
         else:
             {"summary": Summary.decode, "ids": IdList.decode, "get": Objects.decode}[op](raw)
     assert exc.value.code == vec["reason"]
+
+
+def test_reach_vectors() -> None:
+    from rill.protocol.errors import RemoteError
+    from rill.protocol.reach import ReachRequest, ReachResponse
+
+    for ex in DATA["reach"]["exchanges"]:
+        req = ReachRequest.decode(bytes.fromhex(ex["request"]))
+        assert req.ports == tuple(ex["ports"]) and req.encode().hex() == ex["request"]
+        resp = ReachResponse.decode(bytes.fromhex(ex["response"]), len(req.ports))
+        assert resp.open == tuple(bool(o) for o in ex["open"])
+        assert resp.encode().hex() == ex["response"]
+    for bad in DATA["reach"]["refused"]:
+        with pytest.raises(RemoteError):
+            ReachRequest.decode(bytes.fromhex(bad["request"]))

@@ -317,3 +317,26 @@ def test_growth_rows() -> None:
         assert len(r["checks"]) > len(ok)
         for c in r["checks"]:
             assert c["verdict"] == ("accept" if c["topic"] in ok else "wrong-topic"), (t, c)
+
+
+def reach_refusal(raw: bytes) -> bool:
+    """SPEC §11.1 "Reachability probe", read alone: whether a server refuses the request."""
+    try:
+        v = cbor2.loads(raw)
+    except Exception:
+        return True
+    if enc(v) != raw or not isinstance(v, dict) or set(v) != {"v", "ports"} or v["v"] != 1:
+        return True
+    ports = v["ports"]
+    return (not isinstance(ports, list) or not 1 <= len(ports) <= 4
+            or any(type(p) is not int or not 1 <= p <= 65535 for p in ports)
+            or len(set(ports)) != len(ports))
+
+
+def test_reach_requests_and_answers_from_spec() -> None:
+    for ex in DATA["reach"]["exchanges"]:
+        assert enc({"v": 1, "ports": ex["ports"]}).hex() == ex["request"]
+        assert enc({"v": 1, "open": ex["open"]}).hex() == ex["response"]
+        assert not reach_refusal(bytes.fromhex(ex["request"]))
+    for bad in DATA["reach"]["refused"]:
+        assert reach_refusal(bytes.fromhex(bad["request"])), bad["name"]

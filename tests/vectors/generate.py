@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
-from netvectors import SHARD_KEYS, reconcile_section, shard_section
+from netvectors import SHARD_KEYS, reach_section, reconcile_section, shard_section
 
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
@@ -451,6 +451,7 @@ def build() -> dict[str, Any]:
         "pseudonyms": pseudonyms,
         "reconcile": reconcile_section(pos),
         "shard": shard_section(pos, {n: pub(n) for n in SHARD_KEYS}),
+        "reach": reach_section(),
     }
 
 

@@ -311,3 +311,31 @@ def growth_section(pos: list[dict[str, Any]], donor: bytes) -> dict[str, Any]:
 
 def shard_topic_of(bits: int, index: int) -> str:
     return f"rill/1/b{bits}/s{index}"
+
+
+def reach_section() -> dict[str, Any]:
+    """The reachability probe (SPEC §11.1, /rill/reach/1.0.0): requests and answers as
+    canonical CBOR, and requests a server refuses (it resets the stream)."""
+    from rill.protocol import cbor
+    from rill.protocol.reach import ReachRequest, ReachResponse
+
+    exchanges = []
+    for ports, opened in (((4741,), (True,)), ((4741, 443), (False, False)),
+                          ((1, 65535, 8080, 4001), (True, False, True, False))):
+        exchanges.append({"ports": list(ports), "open": [int(o) for o in opened],
+                          "request": ReachRequest(ports).encode().hex(),
+                          "response": ReachResponse(opened).encode().hex()})
+    refused = [
+        ("no ports", {"v": 1, "ports": []}),
+        ("five ports", {"v": 1, "ports": [1, 2, 3, 4, 5]}),
+        ("port 0", {"v": 1, "ports": [0]}),
+        ("port 65536", {"v": 1, "ports": [65536]}),
+        ("a port twice", {"v": 1, "ports": [4741, 4741]}),
+        ("a port as text", {"v": 1, "ports": ["4741"]}),
+        ("an address to dial", {"v": 1, "ports": [4741], "ip": "192.0.2.1"}),
+        ("version 2", {"v": 2, "ports": [4741]}),
+    ]
+    return {"exchanges": exchanges,
+            "refused": [{"name": n, "request": cbor.encode(v).hex()} for n, v in refused]
+            + [{"name": "not canonical (port 80 as a 2-byte uint, 0x19 0x00 0x50)",
+                "request": "a2617601" "65706f727473" "81" "190050"}]}
