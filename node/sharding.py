@@ -49,6 +49,11 @@ DIAL_S = 5.0
 SUBSCRIBED_S = 5.0
 #: Objects waiting for a shard's peers to be found, in all.
 MAX_DEFERRED = 10_000
+#: Objects whose shard's peers were not found are looked up again after this long (real
+#: seconds), then twice as long each time, at most UNPUBLISHED_RETRY_MAX_S (without it a
+#: receipt whose donor's shard was not found waited for its creator's next start).
+UNPUBLISHED_RETRY_S = 600.0
+UNPUBLISHED_RETRY_MAX_S = 6 * 3600.0
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
 #: One provide (a lookup of the key's closest peers, then ADD_PROVIDER to up to 20 of them,
@@ -230,7 +235,7 @@ class Sharding:
         assert self.p2p is not None
         return any(True for _ in self.p2p.pubsub.peer_topics.get(topic, ()))
 
-    def _defer(self, topic: str, raw: bytes) -> None:
+    def _defer(self, topic: str, raw: bytes, retry: float | None = None) -> None:
         if sum(len(v) for v in self._deferred.values()) >= MAX_DEFERRED:
             self.counters["unpublished"] = self.counters.get("unpublished", 0) + 1
             log.warning("too many objects wait for shard peers: not publishing one on %s",
@@ -239,9 +244,10 @@ class Sharding:
         self._deferred.setdefault(topic, []).append(raw)
         if topic not in self._finding and self._nursery is not None:
             self._finding.add(topic)
-            self._nursery.start_soon(self._find_then_publish, topic)
+            self._nursery.start_soon(self._find_then_publish, topic,
+                                     UNPUBLISHED_RETRY_S if retry is None else retry)
 
-    async def _find_then_publish(self, topic: str) -> None:
+    async def _find_then_publish(self, topic: str, retry: float) -> None:
         reached = False
         try:
             delay = FIND_RETRY_S
@@ -260,11 +266,21 @@ class Sharding:
             waiting = self._deferred.pop(topic, [])
         if not reached:
             self.counters["unpublished"] = self.counters.get("unpublished", 0) + len(waiting)
-            log.info("no peer of %s found: %d object(s) not published there (republished "
-                     "later if unreceipted)", topic, len(waiting))
+            log.info("no peer of %s found: %d object(s) not published there yet (looked "
+                     "up again in %.0f s)", topic, len(waiting), retry)
+            if waiting and self._nursery is not None:
+                self._nursery.start_soon(self._defer_again, topic, waiting, retry)
             return
         for raw in waiting:
             await self._outbox_send.send((topic, raw))
+
+    async def _defer_again(self, topic: str, waiting: list[bytes], retry: float) -> None:
+        """Objects whose shard's peers were not found: looked for again after ``retry``."""
+        await trio.sleep(retry)
+        if topic_shard(topic)[0] not in self.shard_schedule.accepted(self.clock.now()):
+            return  # the network's bits grew meanwhile: republished at the new ones
+        for raw in waiting:
+            self._defer(topic, raw, min(2 * retry, UNPUBLISHED_RETRY_MAX_S))
 
     async def reach_shard(self, topic: str, want: int = 1) -> bool:
         """Become a gossip peer of at least ``want`` members of a shard topic: the

@@ -165,3 +165,34 @@ async def test_a_sharded_node_publishes_its_listings_once_it_has_peers(
         finally:
             for w in (wa, wr):
                 w.close()
+
+
+async def test_a_key_document_whose_shard_was_not_found_is_published_later(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """An object whose shard's members were not found is looked up again later (it waited
+    for its signer's next start)."""
+    from rill.node import sharding
+
+    monkeypatch.setattr(sharding, "FIND_TRIES", 1)
+    monkeypatch.setattr(sharding, "UNPUBLISHED_RETRY_S", 0.5)
+    async with network(tmp_path, NOV) as net:
+        alice = await net.start("alice", shard_bits=1)
+        await net.start("reader", shard_bits=1)  # in alice's shard (1 of 0, 1)
+        wa, wr = net.wallet("alice"), net.wallet("reader")
+        try:
+            doc = _key_document(wa, "https://alice.example", NOV)
+            res = settle(signing_key("donor"), "2026-10", 500, "EUR", bytes(32),
+                         {"https://alice.example/old": doc.signer}, work_bits=0)
+            wr.import_object(res.settlement.raw, NOV)  # the reader wants alice's key
+            obj = m.sign(m.Listing("https://alice.example/essay", NOV + 10, "On small rivers",
+                                   "text", "", ("essay",), "en"), wa.key)
+            wa.import_object(obj.raw, NOV + 10)
+            await alice._publish_own_listings()  # its key document first: no peer
+            await eventually(lambda: alice.counters.get("unpublished", 0) >= 1, 10,
+                             "the first lookup failed")
+            await net.connect("alice", "reader")
+            await eventually(lambda: wr.key_document(doc.signer) is not None, 20,
+                             "alice's key document at the reader")
+        finally:
+            for w in (wa, wr):
+                w.close()
