@@ -51,8 +51,10 @@ SUBSCRIBED_S = 5.0
 MAX_DEFERRED = 10_000
 #: Objects whose shard's peers were not found are looked up again after this long (real
 #: seconds), then twice as long each time, at most UNPUBLISHED_RETRY_MAX_S (without it a
-#: receipt whose donor's shard was not found waited for its creator's next start).
-UNPUBLISHED_RETRY_S = 600.0
+#: receipt whose donor's shard was not found waited for its creator's next start; at 10
+#: minutes, a claim whose creator's shard was not found at month end in the scale
+#: simulation reached its creator 10 minutes late).
+UNPUBLISHED_RETRY_S = 60.0
 UNPUBLISHED_RETRY_MAX_S = 6 * 3600.0
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
