@@ -183,7 +183,10 @@ class Reachability:
             self.reach = {"verdict": verdict, "checked": self.clock.now(), "ports": ports,
                           "answers": {str(p): a for p, a in answers.items()}}
             if verdict is not None:
-                await self._set_private(verdict == "private")
+                try:
+                    await self._set_private(verdict == "private")
+                except Exception as exc:  # the DHT's mode switch: never stop the daemon
+                    log.warning("switching to %s: %r", verdict, exc)
             await trio.sleep(RECHECK_S if verdict else UNSURE_S)
 
     async def _set_private(self, private: bool) -> None:
