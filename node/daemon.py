@@ -78,6 +78,7 @@ from .reachability import Reachability
 from .reconciling import Reconciling
 from .sharding import Sharding
 from .sleepers import Sleepers, held_back
+from .stamping import Stamping
 from .syncing import Syncing
 from .upkeep import Upkeep
 
@@ -96,7 +97,7 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, Sleepers,
-             Discovery, Sharding, Growing, Upkeep, Publishing, Reachability):
+             Discovery, Sharding, Growing, Upkeep, Publishing, Reachability, Stamping):
     """One node: the wallet of its home, a libp2p host, and the tasks above.  Its parts
     live in mixins: gossip intake (node/intake.py), month end (node/monthend.py), sync
     (node/syncing.py), anti-entropy (node/reconciling.py), peers (node/peering.py), the
@@ -104,7 +105,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
     NAT, relays and finding peers (node/discovery.py, node/natrelay.py), shards and
     publishing (node/sharding.py), shard bits growing at a month boundary
     (node/growing.py), a sharded node's connections (node/upkeep.py), gossip out
-    (node/publishing.py)."""
+    (node/publishing.py), the month's proof of work found ahead (node/stamping.py)."""
 
     def __init__(self, home: Path, config: NodeConfig, clock: Clock) -> None:
         self.home = Path(home)
@@ -119,6 +120,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         self._init_shards()
         self._init_rounds()
         self._init_reach()
+        self._init_stamping()
         #: IDs of every stored object (the gate's duplicate check), kept in step with the
         #: store: added when stored, removed when evicted or pruned
         self.held: set[bytes] = set()
@@ -243,6 +245,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._periodic_sync)
                     nursery.start_soon(self._resolver)
+                    nursery.start_soon(self._stamp_ahead)
                     self._restart_provide()  # node/sharding.py, restarted on a growth
                     nursery.start_soon(self._grow)
                     log.info("node %s listening on %s", p2p.peer_id,

@@ -105,6 +105,7 @@ class Actions:
             minor = parse_amount(form.get("amount", ""), cur)
             now = self.d.clock.now()
             await self.d.db(self.d.wallet.set_budget, minor, cur, now)
+            self.d.wake_stamp()  # the month's proof of work, found now (node/stamping.py)
             text = money(minor, cur)
             if minor == 0:
                 return self.dash.back("/", f"Budget set to {text}: paused. Nothing is paid "

@@ -1,5 +1,5 @@
 """Shards (SPEC §11.6): the daemon's topics, the shard check of the gossip gate, publishing
-to shards the node is not in (fanout through peers found in the DHT), the provider records
+to shards the node is not in (node/shardreach.py), the provider records
 of its own shards, per-topic counters, and the store side of shard-scoped reconciliation
 (a mixin of :class:`rill.node.daemon.Daemon`).
 
@@ -32,30 +32,10 @@ from ..protocol.shard import (
     shard_topic,
 )
 from ..wallet.wallet import Wallet
+from .shardreach import ShardPeers, ShardReach, topic_shard
 
 log = logging.getLogger("rill.node")
 
-#: Finding a shard's peers: one DHT lookup at most this long (real seconds), then at
-#: most this many providers dialled, each within DIAL_S, then up to SUBSCRIBED_S for one
-#: of them to announce its subscription to the shard's topic.
-FIND_S = 10.0
-#: Objects for a shard without known peers: the lookup is tried this many times, the
-#: first retry FIND_RETRY_S after the first, twice as long each time (the DHT may not
-#: know anyone yet right after start).
-FIND_TRIES = 4
-FIND_RETRY_S = 2.0
-DIAL_PROVIDERS = 3
-DIAL_S = 5.0
-SUBSCRIBED_S = 5.0
-#: Objects waiting for a shard's peers to be found, in all.
-MAX_DEFERRED = 10_000
-#: Objects whose shard's peers were not found are looked up again after this long (real
-#: seconds), then twice as long each time, at most UNPUBLISHED_RETRY_MAX_S (without it a
-#: receipt whose donor's shard was not found waited for its creator's next start; at 10
-#: minutes, a claim whose creator's shard was not found at month end in the scale
-#: simulation reached its creator 10 minutes late).
-UNPUBLISHED_RETRY_S = 60.0
-UNPUBLISHED_RETRY_MAX_S = 6 * 3600.0
 #: A member retries its first provide this often until the DHT has a peer to take it.
 PROVIDE_RETRY_S = 2.0
 #: One provide (a lookup of the key's closest peers, then ADD_PROVIDER to up to 20 of them,
@@ -101,12 +81,6 @@ class Placements:
         return prefixes
 
 
-def topic_shard(topic: str) -> tuple[int, int]:
-    """(bits, index) of a shard topic ``rill/1/b{bits}/s{index}``."""
-    bits, index = topic.removeprefix("rill/1/b").split("/s")
-    return int(bits), int(index)
-
-
 def in_shard(prefixes: bytes, shard: tuple[int, int]) -> bool:
     bits, index = shard
     return any(int.from_bytes(prefixes[k:k + 2], "big") >> (16 - bits) == index
@@ -134,7 +108,7 @@ def shard_month_ids(w: Wallet, month: str, shard: tuple[int, int],
     return out
 
 
-class Sharding:
+class Sharding(ShardReach):
     def _init_shards(self) -> None:
         #: the network's shard bits over time (``[network] shard_bits``, ``shard_bits_from``)
         self.shard_schedule = self.config.shard_schedule()
@@ -148,6 +122,8 @@ class Sharding:
         self._deferred: dict[str, list[bytes]] = {}
         self._finding: set[str] = set()
         self._points = Placements()
+        #: shard members seen subscribed before (node/shardreach.py)
+        self.shard_peers = ShardPeers()
 
     def _set_bits(self, bits: int) -> None:
         """The shard bits in force: published at, kept, reconciled, provided."""
@@ -236,95 +212,6 @@ class Sharding:
     def _has_peers(self, topic: str) -> bool:
         assert self.p2p is not None
         return any(True for _ in self.p2p.pubsub.peer_topics.get(topic, ()))
-
-    def _defer(self, topic: str, raw: bytes, retry: float | None = None) -> None:
-        if sum(len(v) for v in self._deferred.values()) >= MAX_DEFERRED:
-            self.counters["unpublished"] = self.counters.get("unpublished", 0) + 1
-            log.warning("too many objects wait for shard peers: not publishing one on %s",
-                        topic)
-            return
-        self._deferred.setdefault(topic, []).append(raw)
-        if topic not in self._finding and self._nursery is not None:
-            self._finding.add(topic)
-            self._nursery.start_soon(self._find_then_publish, topic,
-                                     UNPUBLISHED_RETRY_S if retry is None else retry)
-
-    async def _find_then_publish(self, topic: str, retry: float) -> None:
-        reached = False
-        try:
-            delay = FIND_RETRY_S
-            for attempt in range(FIND_TRIES):
-                if attempt:
-                    await trio.sleep(delay)
-                    delay *= 2
-                try:
-                    reached = await self.reach_shard(topic)
-                except Exception as exc:  # the DHT and dials: a failure is "not reached"
-                    log.info("looking for peers of %s failed: %r", topic, exc)
-                if reached:
-                    break
-        finally:
-            self._finding.discard(topic)
-            waiting = self._deferred.pop(topic, [])
-        if not reached:
-            self.counters["unpublished"] = self.counters.get("unpublished", 0) + len(waiting)
-            log.info("no peer of %s found: %d object(s) not published there yet (looked "
-                     "up again in %.0f s)", topic, len(waiting), retry)
-            if waiting and self._nursery is not None:
-                self._nursery.start_soon(self._defer_again, topic, waiting, retry)
-            return
-        for raw in waiting:
-            await self._outbox_send.send((topic, raw))
-
-    async def _defer_again(self, topic: str, waiting: list[bytes], retry: float) -> None:
-        """Objects whose shard's peers were not found: looked for again after ``retry``."""
-        await trio.sleep(retry)
-        if topic_shard(topic)[0] not in self.shard_schedule.accepted(self.clock.now()):
-            return  # the network's bits grew meanwhile: republished at the new ones
-        for raw in waiting:
-            self._defer(topic, raw, min(2 * retry, UNPUBLISHED_RETRY_MAX_S))
-
-    async def reach_shard(self, topic: str, want: int = 1) -> bool:
-        """Become a gossip peer of at least ``want`` members of a shard topic: the
-        providers of the shard's DHT key (§11.6), dialled until enough announce the
-        topic (at most DIAL_PROVIDERS dials)."""
-        assert self.p2p is not None
-        if self._peer_count(topic) >= want:
-            return True
-        if not topic.startswith("rill/1/b"):
-            return False
-        bits, index = topic_shard(topic)
-        p2p = self.p2p
-        infos: list[Any] = []
-        with trio.move_on_after(FIND_S):
-            infos = await p2p.dht.find_providers(provider_key(bits, index).hex())
-        self.counters["shard_lookups"] = self.counters.get("shard_lookups", 0) + 1
-        dialled = 0
-        for info in infos:
-            if (info.peer_id == p2p.peer_id or self.is_blocked(info.peer_id) or
-                    info.peer_id in p2p.pubsub.peers):
-                continue
-            if dialled == DIAL_PROVIDERS:
-                break
-            dialled += 1
-            with trio.move_on_after(DIAL_S):
-                try:
-                    await p2p.host.connect(info)  # liveness: a dead provider fails here
-                    await p2p.dht.routing_table.add_peer(info.peer_id)
-                except Exception as exc:
-                    log.debug("provider %s of %s: %r", info.peer_id, topic, exc)
-                    continue
-            with trio.move_on_after(SUBSCRIBED_S):
-                while not (info.peer_id in p2p.pubsub.peer_topics.get(topic, ()) or
-                           self._peer_count(topic) >= want):
-                    await trio.sleep(0.05)
-            if self._peer_count(topic) >= want:
-                return True
-        return self._peer_count(topic) >= min(want, 1)
-
-    def _peer_count(self, topic: str) -> int:
-        assert self.p2p is not None
-        return len(self.p2p.pubsub.peer_topics.get(topic, ()))
 
     # -- provider records ------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ class Upkeep:
                 del first_seen[peer]
             if not self.shard_bits:
                 continue
+            self._remember_members()  # before their connections close
             for peer in to_trim(connected, self._kept_peers(), first_seen, now,
                                 TRIM_GRACE_S, KEEP_CONNECTIONS):
                 try:

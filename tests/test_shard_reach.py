@@ -1,0 +1,82 @@
+"""Reaching a shard the node is not in (node/shardreach.py, SPEC §11.6): members seen
+before are dialled first, one dial instead of a DHT lookup; a remembered member that is
+gone is forgotten and the DHT is asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+from nodes import eventually
+from shardnet import END, network, start_one
+
+from rill.node.shardreach import MAX_ADDRS, ShardPeers
+from rill.protocol.shard import shard_topic
+
+
+def _id(n: int) -> ID:
+    return ID(bytes([0, 36, 8, 1, 18, 32]) + bytes([n]) * 32)
+
+
+def _addr(port: int) -> Multiaddr:
+    return Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+
+
+def test_members_are_bounded_most_recent_first_and_relayed_addresses_are_not_kept() -> None:
+    sp = ShardPeers(per_topic=3, max_topics=2)
+    t = "rill/1/b2/s1"
+    for n in range(5):
+        sp.note(t, _id(n), [_addr(1000 + n)])
+    assert [p for p, _ in sp.members(t)] == [_id(4), _id(3), _id(2)]
+    sp.note(t, _id(2), [_addr(2002)])  # seen again: most recent, new address
+    assert sp.members(t)[0] == (_id(2), (_addr(2002),))
+    sp.forget(t, _id(2))
+    assert [p for p, _ in sp.members(t)] == [_id(4), _id(3)]
+    # only a relayed address: nothing to dial directly, not remembered
+    relayed = Multiaddr(f"/ip4/127.0.0.1/tcp/9/p2p/{_id(9)}/p2p-circuit")
+    sp.note(t, _id(9), [relayed])
+    assert _id(9) not in dict(sp.members(t))
+    # addresses per member are bounded
+    sp.note(t, _id(8), [_addr(3000 + k) for k in range(10)])
+    assert len(dict(sp.members(t))[_id(8)]) == MAX_ADDRS
+    # topics are bounded: the least recently noted goes
+    sp.note("rill/1/b2/s2", _id(1), [_addr(1)])
+    sp.note("rill/1/b2/s3", _id(1), [_addr(1)])
+    assert sp.members(t) == [] and sp.members("rill/1/b2/s3")
+    # only shard topics are taken from GossipSub's subscriptions
+    sp2 = ShardPeers()
+    sp2.note_all({"rill/1/receipts": [_id(1)], t: [_id(2)]}, lambda p: [_addr(5)])
+    assert sp2.members("rill/1/receipts") == [] and sp2.members(t) == [(_id(2), (_addr(5),))]
+
+
+async def test_a_member_seen_before_is_dialled_without_a_dht_lookup(tmp_path: Path) -> None:
+    async with network(tmp_path, END + 3600) as net:
+        kw = {"shard_bits": 2, "reconcile": False}
+        z = await start_one(net, "m30", **kw)   # shard 0
+        a = await start_one(net, "m14", **kw)   # shards 2 and 3
+        assert 3 not in z.shards and 3 in a.shards
+        assert z.p2p is not None and a.p2p is not None
+        topic = shard_topic(2, 3)
+        await net.connect("m30", "m14")
+        await eventually(lambda: a.p2p.peer_id in z.p2p.pubsub.peer_topics.get(topic, ()),
+                         what="z sees a's subscription")
+        z._remember_members()  # what the trimming does before closing connections
+        await z.p2p.host.disconnect(a.p2p.peer_id)
+        await eventually(lambda: not z._peer_count(topic), what="a gone from z's peers")
+        assert await z.reach_shard(topic)
+        assert z.counters.get("shard_remembered") == 1
+        assert "shard_lookups" not in z.counters
+        assert a.p2p.peer_id in z.p2p.pubsub.peer_topics[topic]
+        # the member goes away: it is forgotten, and the DHT is asked (nobody else is in
+        # shard 3 here, so the shard is not reached)
+        z._remember_members()
+        await z.p2p.host.disconnect(a.p2p.peer_id)
+        await net.stop("m14")
+        await eventually(lambda: not z._peer_count(topic), what="a gone from z's peers")
+        with trio.fail_after(30):
+            assert not await z.reach_shard(topic)
+        assert z.shard_peers.members(topic) == []
+        assert z.counters["shard_lookups"] == 1
+        assert z.counters["shard_remembered"] == 1
