@@ -14,7 +14,8 @@ Here:
   of our shards (or never say so within GREET_WAIT_S);
 * every TRIM_EVERY_S, connections to peers in none of our shards, connected longer than
   TRIM_GRACE_S, are closed, oldest first, while more than KEEP_CONNECTIONS remain; a relay
-  in use (ours, or one a peer reserved on us) is kept.
+  in use (ours, or one a peer reserved on us) is kept, and so is a connection with a
+  stream open other than GossipSub's (a DHT request, a sync: closed a round later).
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def to_trim(connected: Iterable[ID], kept: set[ID], first_seen: dict[ID, float],
     old = sorted((first_seen[p], str(p), p) for p in peers
                  if p not in kept and p in first_seen and now - first_seen[p] >= grace)
     return [p for _, _, p in old[:spare]]
+
+
+def busy(conn: object) -> bool:
+    """A connection in the middle of an exchange: a stream open on it other than
+    GossipSub's own (which lives as long as the connection), e.g. a DHT request being
+    served or a sync.  Closing it would fail that exchange (on a busy network of 200
+    nodes, thousands of DHT requests failed so)."""
+    for stream in getattr(conn, "get_streams", tuple)():
+        protocol = stream.get_protocol()
+        if protocol is None or not str(protocol).startswith("/meshsub/"):
+            return True
+    return False
 
 
 class Upkeep:
@@ -99,7 +112,8 @@ class Upkeep:
         while True:
             await trio.sleep(TRIM_EVERY_S)
             now = trio.current_time()
-            connected = list(swarm.get_connections_map())  # type: ignore[attr-defined]
+            connected_map = swarm.get_connections_map()  # type: ignore[attr-defined]
+            connected = list(connected_map)
             for peer in connected:
                 first_seen.setdefault(peer, now)
             for peer in set(first_seen) - set(connected):
@@ -107,8 +121,10 @@ class Upkeep:
             if not self.shard_bits:
                 continue
             self._remember_members()  # before their connections close
-            for peer in to_trim(connected, self._kept_peers(), first_seen, now,
-                                TRIM_GRACE_S, KEEP_CONNECTIONS):
+            kept = self._kept_peers() | {p for p, conns in connected_map.items()
+                                         if any(map(busy, conns))}
+            for peer in to_trim(connected, kept, first_seen, now, TRIM_GRACE_S,
+                                KEEP_CONNECTIONS):
                 try:
                     await self.p2p.host.disconnect(peer)
                 except Exception as exc:  # a connection already gone

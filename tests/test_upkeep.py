@@ -18,12 +18,36 @@ from shardnet import OCT, start_one
 from rill.node import upkeep
 from rill.node.host import make_gossipsub, make_host
 from rill.node.pubsub import RillPubsub
-from rill.node.upkeep import to_trim
+from rill.node.upkeep import busy, to_trim
 from rill.protocol.shard import node_shards
 
 
 def pid(i: int) -> ID:
     return ID.from_pubkey(create_new_key_pair(bytes([i]) * 32).public_key)
+
+
+class _Stream:
+    def __init__(self, protocol: str | None) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> str | None:
+        return self.protocol
+
+
+class _Conn:
+    def __init__(self, *protocols: str | None) -> None:
+        self.streams = [_Stream(p) for p in protocols]
+
+    def get_streams(self) -> tuple[_Stream, ...]:
+        return tuple(self.streams)
+
+
+def test_a_connection_is_busy_while_a_stream_other_than_gossipsubs_is_open() -> None:
+    assert not busy(_Conn())
+    assert not busy(_Conn("/meshsub/1.1.0", "/meshsub/1.1.0"))
+    assert busy(_Conn("/meshsub/1.1.0", "/ipfs/kad/1.0.0"))  # a DHT request served
+    assert busy(_Conn("/rill/sync/1.0.0"))
+    assert busy(_Conn(None))  # still negotiating its protocol
 
 
 def test_to_trim_keeps_the_kept_the_young_and_the_floor() -> None:
