@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from libp2p.abc import IHost
+from libp2p.kad_dht import kad_dht as libp2p_kad_dht
 from libp2p.peer.id import ID
 from libp2p.pubsub import gossipsub as libp2p_gossipsub
 from libp2p.pubsub import pubsub as libp2p_pubsub
@@ -76,10 +77,20 @@ def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> b
 #: router's TCP mapping open (RFC 5382 asks NATs for at least 2 h 4 min).
 YAMUX_PING_S = 240
 
+#: py-libp2p 0.8.1's DHT refreshes its routing table every 10 minutes: a lookup of the
+#: node's own ID and one of a random ID per non-empty bucket, each contacting peers the
+#: node is often no longer connected to (a sharded node closes them: node/upkeep.py).
+#: Measured with 20 nodes: ~30 KB per node per refresh, ~130 MB a month at 10 minutes
+#: (the scale target is 50 MB a month in all).  A Rill node uses the DHT for a few
+#: lookups a month (its shards' providers, the rendezvous) and re-provides every 12 h;
+#: an hourly refresh keeps its buckets as fresh as that needs.
+DHT_REFRESH_S = 3600
+
 
 def patch_libp2p() -> None:
     """Apply the patches above (idempotent)."""
     libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
+    libp2p_kad_dht.ROUTING_TABLE_REFRESH_INTERVAL = DHT_REFRESH_S
     YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once

@@ -4,6 +4,7 @@ library's behaviour and only removes repeated work.  Real hosts on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -63,6 +64,11 @@ def test_patches_are_installed() -> None:
     assert gs.maybe_consume_signed_record is patches._consume_signed_record_once
     import libp2p.stream_muxer.yamux.yamux as yamux
     assert yamux.RTT_MEASURE_INTERVAL == patches.YAMUX_PING_S == 240
+    import libp2p.kad_dht.kad_dht as kad
+    assert kad.ROUTING_TABLE_REFRESH_INTERVAL == patches.DHT_REFRESH_S == 3600
+    # the DHT's maintenance loop reads the module's value at each wait
+    assert "trio.sleep(ROUTING_TABLE_REFRESH_INTERVAL)" in inspect.getsource(
+        kad.KadDHT._run_main_loop)
 
 
 async def test_yamux_credits_in_batches_and_large_transfers_complete(monkeypatch) -> None:  # type: ignore[no-untyped-def]

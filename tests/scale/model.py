@@ -29,6 +29,9 @@ MONTH_S = 30 * 86400
 #: NodeConfig.sync_interval (600 s) to sync_interval_max (3,600 s) after three quiet
 #: rounds, asking sync_peers (2) peers each time
 PERIODIC_S = 3600
+#: the DHT's routing table refresh (node/patches.py DHT_REFRESH_S); runs without a
+#: measured refresh (before it was measured) take the median of those with one
+REFRESH_S = 3600
 #: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
@@ -86,20 +89,39 @@ class Point:
         self.month_end_cpu = max(0.0, r["month_end_cpu_s"] / self.n - self.idle_cpu * window)
         self.round_kb = r["round_bytes"] / 1e3
         self.stored_mb = statistics.median(r["stored"]) / 1e6
+        #: one DHT refresh (KB, CPU-s), or None when the run did not measure it
+        self.refresh_kb = (None if r.get("refresh_bytes") is None
+                           else r["refresh_bytes"] / 1e3)
+        self.refresh_cpu = r.get("refresh_cpu_s")
+        self.refresh_default = (0.0, 0.0)
+
+    def refresh(self) -> tuple[float, float]:
+        """One DHT refresh per node (KB, CPU-s): measured, or the setting's median."""
+        if self.refresh_kb is None or self.refresh_cpu is None:
+            return self.refresh_default
+        return self.refresh_kb, self.refresh_cpu
 
     def month_mb(self) -> float:
         """Traffic per node and month: the month end (measured), idle traffic over a month,
-        and the periodic rounds at their pace on an agreeing network."""
+        the periodic rounds at their pace on an agreeing network, and the DHT's refreshes."""
         return (self.month_end_mb + self.idle_bps * MONTH_S / 1e6 +
-                self.round_kb * MONTH_S / PERIODIC_S / 1e3)
+                self.round_kb * MONTH_S / PERIODIC_S / 1e3 +
+                self.refresh()[0] * MONTH_S / REFRESH_S / 1e3)
 
     def core_pct(self) -> float:
         """CPU per node averaged over a month, % of one core."""
-        return 100 * (self.month_end_cpu + self.idle_cpu * MONTH_S) / MONTH_S
+        return 100 * (self.month_end_cpu + self.idle_cpu * MONTH_S +
+                      self.refresh()[1] * MONTH_S / REFRESH_S) / MONTH_S
 
 
 def _s(x: float | None) -> str:
     return "never" if x is None else f"{x:.0f}"
+
+
+def _refresh(p: Point) -> str:
+    if p.refresh_kb is None:
+        return f"({p.refresh()[0]:.0f}, not measured)"
+    return f"{p.refresh_kb:.0f}"
 
 
 def table(points: list[Point]) -> list[str]:
@@ -107,30 +129,46 @@ def table(points: list[Point]) -> list[str]:
         "| N | shard bits | clicks per donor | objects of the month | held per node "
         "(mean) | all claims at their creators (s) | every node's set complete (s) | "
         "after gossip alone (first 30 s) | traffic per node, month end, idle deducted (MB) | "
-        "one periodic round (KB per node) | idle (B/s per node) | traffic per node and "
-        "month (MB) | CPU per node, month end, idle deducted (s) | CPU per object held "
-        "(ms) | idle CPU (% core) | CPU per node, month average (% core) | stored per node "
+        "one periodic round (KB per node) | one DHT refresh (KB per node) | idle (B/s per "
+        "node) | traffic per node and month (MB) | CPU per node, month end, idle deducted "
+        "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average (% core) | stored per node "
         "(KB, median) |",
-        "|" + "---|" * 17,
+        "|" + "---|" * 18,
     ]
     for p in points:
         r = p.r
         lines.append(
             f"| {p.n} | {p.bits} | {p.k} | {p.n * (1 + p.k):,} | {p.held:,.0f} | "
             f"{_s(r['gossip_s'])} | {_s(r['full_s'])} | {r['gossip_complete']} | "
-            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {p.idle_bps:.0f} | "
+            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {_refresh(p)} | {p.idle_bps:.0f} | "
             f"{p.month_mb():.1f} | {p.month_end_cpu:.2f} | "
             f"{1e3 * p.month_end_cpu / p.held:.1f} | {100 * p.idle_cpu:.3f} | "
             f"{p.core_pct():.3f} | {p.stored_mb * 1e3:.0f} |")
     return lines
 
 
-def _fixed(points: list[Point]) -> tuple[float, float, float]:
-    """Per node, medians of the runs: idle CPU (CPU-s per s), idle traffic (B/s) and the
-    periodic round (KB)."""
+def _fixed(points: list[Point]) -> tuple[float, float, float, float, float]:
+    """Per node, medians of the runs: idle CPU (CPU-s per s), idle traffic (B/s), the
+    periodic round (KB) and one DHT refresh (KB, CPU-s)."""
     return (statistics.median(p.idle_cpu for p in points),
             statistics.median(p.idle_bps for p in points),
-            statistics.median(p.round_kb for p in points))
+            statistics.median(p.round_kb for p in points),
+            statistics.median(p.refresh()[0] for p in points),
+            statistics.median(p.refresh()[1] for p in points))
+
+
+def _refresh_defaults(points: list[Point]) -> None:
+    """Runs that did not measure a DHT refresh take the median of those of their setting
+    that did (of every run that did, when none of the setting did)."""
+    measured = [p for p in points if p.refresh_kb is not None and p.refresh_cpu is not None]
+    for sharded in (False, True):
+        own = [p for p in measured if bool(p.bits) == sharded] or measured
+        if own:
+            default = (statistics.median(p.refresh_kb or 0.0 for p in own),
+                       statistics.median(p.refresh_cpu or 0.0 for p in own))
+            for p in points:
+                if bool(p.bits) == sharded:
+                    p.refresh_default = default
 
 
 Fit = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
@@ -166,12 +204,15 @@ def model(points: list[Point]) -> list[str]:
             f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; "
             f"month-end CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored "
             f"= {st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held.")
-    for sharded, (icpu, ibps, rkb) in fixed.items():
-        month = ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3
+    for sharded, (icpu, ibps, rkb, fkb, fcpu) in fixed.items():
+        month = (ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
+                 fkb * MONTH_S / REFRESH_S / 1e3)
+        core = 100 * (icpu + fcpu / REFRESH_S)
         lines.append(f"Fixed per node and month {'with' if sharded else 'without'} shards "
-                     f"(medians of those runs): idle traffic {ibps:,.1f} B/s and the "
-                     f"periodic round {rkb:.1f} KB an hour, {month:,.1f} MB a month; idle CPU "
-                     f"{100 * icpu:.3f}% of a core.")
+                     f"(medians of those runs): idle traffic {ibps:,.1f} B/s, the "
+                     f"periodic round {rkb:.1f} KB an hour and a DHT refresh {fkb:.0f} KB "
+                     f"({fcpu:.2f} CPU-s) an hour: {month:,.1f} MB a month; idle CPU with "
+                     f"the refreshes {core:.3f}% of a core.")
     for sharded, ps in ((False, off), (True, on)):
         ps = [p for p in ps if p.r.get("settle_s")]
         if ps:
@@ -195,9 +236,10 @@ def model(points: list[Point]) -> list[str]:
             h = objects_per_node(n, bits, SPEC_K)
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            icpu, ibps, rkb = fixed[bool(bits)]
-            month = me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3
-            core = 100 * (me_cpu + icpu * MONTH_S) / MONTH_S
+            icpu, ibps, rkb, fkb, fcpu = fixed[bool(bits)]
+            month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
+                     fkb * MONTH_S / REFRESH_S / 1e3)
+            core = 100 * (me_cpu + icpu * MONTH_S + fcpu * MONTH_S / REFRESH_S) / MONTH_S
             lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | {month:,.1f} | "
                          f"{me_cpu:,.1f} | {core:.3f} | {st[0] + st[1] * h:,.1f} |")
     for sharded in (False, True):
@@ -216,6 +258,7 @@ def model(points: list[Point]) -> list[str]:
 
 def report(runs: list[dict[str, Any]]) -> str:
     points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
+    _refresh_defaults(points)
     lines = table(points)
     if len({p.held for p in points}) >= 2:
         lines += model(points)

@@ -44,6 +44,9 @@ ROUND_S = 30
 #: the network is quiet once a node moves less than this (bytes/s, mean over 10 s); then
 #: the idle figures are taken over IDLE_S
 QUIET_BPS, SETTLE_MAX_S, IDLE_S = 500.0, 600.0, 30
+#: after a DHT refresh on every node, its cost is counted this much longer (real seconds):
+#: past TRIM_GRACE_S, so a sharded node's closing of the connections it made is in it
+REFRESH_TAIL_S = 75
 
 
 class Proc:
@@ -123,6 +126,9 @@ class Run:
     redials: int = 0
     #: nodes still with fewer than 2 gossip peers when the month ended
     lonely: int = 0
+    #: one refresh of the DHT's routing table, per node (bytes, CPU-s, idle deducted)
+    refresh_bytes: float | None = None
+    refresh_cpu_s: float | None = None
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
@@ -197,6 +203,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             run.redials += len(lonely)
             all_do(workers, [{"op": "connect", "pairs": p, "pace": 0.05} for p in pairs])
         run.mesh_s = time.perf_counter() - t
+        say(n, shard_bits, f"connected in {run.mesh_s:.0f} s ({run.lonely} lonely)")
         donors = {d: {"budget": 1000, "clicks": [
             # things on a loopback origin nothing listens on: the site check each node
             # makes before settling (SPEC §6.2) fails at once, where a made-up domain's
@@ -220,11 +227,14 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
                 break
         run.settle_s = time.perf_counter() - t_settle
+        say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for {IDLE_S} s")
         run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x) for x in names)
         time.sleep(IDLE_S)
         b = status(workers)
         run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / IDLE_S
+        say(n, shard_bits, f"idle: {run.idle_bytes_s:.0f} B/s, "
+            f"{100 * run.idle_cpu_s:.2f}% of a core per node; the month ends")
         incoming, held = expected(names, plan, shard_bits)
         # the month ends everywhere at once; every ROUND_S the nodes run one sync and
         # reconciliation round (the daemons' periodic round, here on the driver's beat)
@@ -244,6 +254,8 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
                 run.full_s = time.perf_counter() - t0
                 break
             if time.perf_counter() >= next_round:
+                say(n, shard_bits, f"{time.perf_counter() - t0:.0f} s after month end: "
+                    f"{claims_ok}/{n} creators complete, {held_ok}/{n} full sets")
                 if not run.gossip_complete:
                     run.gossip_complete = f"{claims_ok}/{n} creators, {held_ok}/{n} full sets"
                 all_do(workers, [{"op": "round"}] * procs)
@@ -280,6 +292,17 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         all_do(workers, [{"op": "periodic"}] * procs)
         c = status(workers)
         run.round_bytes = statistics.mean(_bytes(c, x) - _bytes(b, x) for x in names)
+        # and one refresh of the DHT's routing table on every node, with what follows it
+        # for REFRESH_TAIL_S (the new connections' hellos; with shards, their trimming)
+        t = time.perf_counter()
+        all_do(workers, [{"op": "refresh"}] * procs)
+        time.sleep(REFRESH_TAIL_S)
+        d = status(workers)
+        window = time.perf_counter() - t
+        run.refresh_bytes = statistics.mean(_bytes(d, x) - _bytes(c, x) for x in names)
+        run.refresh_cpu_s = max(0.0, (d["cpu"] - c["cpu"]) / n - run.idle_cpu_s * window)
+        say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
+            f"{run.refresh_cpu_s:.2f} CPU-s per node")
         try:
             all_do(workers, [{"op": "stop"}] * procs)
         except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand
@@ -301,6 +324,11 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
 def _bytes(st: dict[str, Any], name: str) -> int:
     s = st["nodes"][name]
     return int(s["sent"]) + int(s["received"])
+
+
+def say(n: int, bits: int, text: str) -> None:
+    """Progress, on standard error (a long run shows where it is)."""
+    print(f"{time.strftime('%H:%M:%S')} N={n} b={bits}: {text}", file=sys.stderr, flush=True)
 
 
 def status(workers: list[Proc]) -> dict[str, Any]:

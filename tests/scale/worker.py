@@ -143,6 +143,25 @@ class Worker:
                 for name in net.nodes:
                     n.start_soon(one, name)
             return {"ok": True}
+        if op == "refresh":
+            # the DHT's routing table refresh (every DHT_REFRESH_S, node/patches.py), on
+            # every node, a few at a time as the rounds
+            limit = trio.CapacityLimiter(cmd.get("at_once", 4))
+
+            async def refresh(name: str) -> None:
+                NODE.set(name)
+                async with limit:
+                    d = net.nodes[name]
+                    with trio.move_on_after(120):
+                        try:
+                            await d.p2p.dht.refresh_routing_table()
+                        except Exception as exc:  # counted as what it cost until then
+                            print(f"{name}: refresh: {exc!r}", file=sys.stderr)
+
+            async with trio.open_nursery() as n:
+                for name in net.nodes:
+                    n.start_soon(refresh, name)
+            return {"ok": True}
         if op == "clock":
             net.clock.set(cmd["t"])
             return {"ok": True}
