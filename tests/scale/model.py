@@ -131,8 +131,8 @@ def table(points: list[Point]) -> list[str]:
         "after gossip alone (first 30 s) | traffic per node, month end, idle deducted (MB) | "
         "one periodic round (KB per node) | one DHT refresh (KB per node) | idle (B/s per "
         "node) | traffic per node and month (MB) | CPU per node, month end, idle deducted "
-        "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average (% core) | stored per node "
-        "(KB, median) |",
+        "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average "
+        "(% core) | stored per node (KB, median) |",
         "|" + "---|" * 18,
     ]
     for p in points:
