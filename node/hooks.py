@@ -3,7 +3,9 @@ events to ``[hooks]`` commands and webhooks, plus desktop notifications.
 
 * The scanner (node/events.py) runs after every import the daemon makes (poked) and
   every ``SCAN_INTERVAL`` seconds (objects written by another process: ``rill
-  import-object`` while the node runs).
+  import-object`` while the node runs), twice as long after each scan that found nothing,
+  at most ``SCAN_MAX_S`` (three database calls in worker threads every 2 s were ~10% of an
+  idle daemon's CPU).
 * One delivery loop per configured hook takes that hook's queue in order: a delivery is
   removed only once it succeeded (a command exits 0, a webhook answers 2xx), so every
   event is delivered at least once, in order per hook, across restarts.  A failure is
@@ -37,6 +39,7 @@ log = logging.getLogger("rill.node.hooks")
 
 #: Seconds between scans for objects stored by other processes.
 SCAN_INTERVAL = 2.0
+SCAN_MAX_S = 16.0
 #: Most bytes of a failing command's stderr kept as its error.
 ERROR_BYTES = 300
 
@@ -182,15 +185,19 @@ class Hooks:
                 await self._apply(self.config)
                 await self.scan()
                 task_status.started()
+                delay = SCAN_INTERVAL
                 while True:
-                    with trio.move_on_after(SCAN_INTERVAL):
+                    with trio.move_on_after(delay) as idle:
                         await self._poke.wait()
                     self._poke = trio.Event()
                     cfg = await self.db(self.load_config)
-                    if cfg != self.config:
+                    changed = cfg != self.config
+                    if changed:
                         self.config = cfg
                         await self._apply(cfg)
-                    await self.scan()
+                    found = await self.scan()
+                    quiet = idle.cancelled_caught and not changed and not found
+                    delay = min(2 * delay, SCAN_MAX_S) if quiet else SCAN_INTERVAL
         finally:
             if self._client is not None:
                 with trio.move_on_after(5) as scope:

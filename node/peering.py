@@ -31,6 +31,10 @@ LONG_CONNECTED_S = 3600.0
 #: period (scores decay per heartbeat).  Every 0.2 s, computing each peer's score was
 #: the largest part of an idle daemon's CPU, which competes with gossip on small machines.
 WATCH_PEERS_S = 1.0
+#: Graylisted peers are looked for this often besides at once after each message the gate
+#: rejects (a score lowered by behaviour alone: GRAFT floods, broken promises).  Every
+#: second, computing every peer's score per topic was ~10% of an idle daemon's CPU.
+GRAYLIST_CHECK_S = 5.0
 #: After dialling an unblocked peer, how long it may take to become a gossip peer before
 #: the dial counts as failed (it may still block us: both ends unblock, one after the other).
 REDIAL_CONFIRM_S = 5.0
@@ -42,6 +46,7 @@ class Peering:
         assert self.p2p is not None
         p2p = self.p2p
         known: set[ID] = set()
+        checked = -GRAYLIST_CHECK_S
         async with trio.open_nursery() as nursery:
             while True:
                 current = set(p2p.pubsub.peers)
@@ -65,6 +70,9 @@ class Peering:
                             self._redialling.add(peer)
                             nursery.start_soon(self._keep_bootstrap, peer)
                 known = current
+                check = now - checked >= GRAYLIST_CHECK_S
+                if check:
+                    checked = now
                 for peer in current:
                     state = self.peers.get(peer)
                     if state is None:
@@ -72,12 +80,13 @@ class Peering:
                     if state.since and now - state.since >= LONG_CONNECTED_S:
                         state.since = 0.0  # once per run
                         await self._relate_peer(peer)
-                    self._blacklist_if_graylisted(peer)
+                    if check:
+                        self._blacklist_if_graylisted(peer)
                 await trio.sleep(WATCH_PEERS_S)
 
     def _blacklist_if_graylisted(self, peer: ID) -> None:
-        """Graylisted peers go to the blacklist for good (checked once a second, and at
-        once after each message the gate rejects)."""
+        """Graylisted peers go to the blacklist for good (checked every GRAYLIST_CHECK_S,
+        and at once after each message the gate rejects)."""
         p2p = self.p2p
         if (p2p is not None and p2p.scorer.is_graylisted(peer, list(self.topics))
                 and not p2p.pubsub.is_peer_blacklisted(peer)):
