@@ -140,7 +140,7 @@ async def test_a_sharded_node_publishes_its_listings_once_it_has_peers(
     """In a sharded network a listing published before any peer waits for one, as without
     shards (it was held back as if on a shard topic, looked up in vain in the DHT, and
     dropped for the run)."""
-    from rill.node import sharding
+    from rill.node import shardreach as sharding
 
     monkeypatch.setattr(sharding, "FIND_TRIES", 1)  # a shard topic's lookup: one try
     async with network(tmp_path, NOV) as net:
@@ -171,7 +171,7 @@ async def test_a_key_document_whose_shard_was_not_found_is_published_later(
         tmp_path: Path, monkeypatch: Any) -> None:
     """An object whose shard's members were not found is looked up again later (it waited
     for its signer's next start)."""
-    from rill.node import sharding
+    from rill.node import shardreach as sharding
 
     monkeypatch.setattr(sharding, "FIND_TRIES", 1)
     monkeypatch.setattr(sharding, "UNPUBLISHED_RETRY_S", 0.5)
