@@ -80,7 +80,11 @@ class Stamping:
             month = month_of(self.clock.now())
             # after the previous month's end is done: settled, then synced
             if self.clock.now() >= month_start(month) + 2 * self.config.grace:
-                await self._stamp(month)
+                try:
+                    await self._stamp(month)
+                except Exception as exc:  # only ahead of time: settling finds it anyway
+                    log.warning("could not find the proof of work of %s ahead: %r", month,
+                                exc)
             with trio.move_on_after(RECHECK_S):
                 await self._stamp_wake.wait()
 
@@ -88,7 +92,7 @@ class Stamping:
         try:
             job = await self.db(stamp_job, self.wallet, month)
         except (WalletError, RillError) as exc:  # found at settling time instead
-            log.warning("cannot tell the stamp of %s yet: %s", month, exc)
+            log.warning("cannot tell the proof of work of %s yet: %s", month, exc)
             return
         if job is None or job in self._stamp_jobs:
             return

@@ -3,7 +3,9 @@ has a budget, in a worker thread, so settling at month end hashes nothing."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from helpers import signing_key
 from nodes import eventually, make_home, network
@@ -59,3 +61,22 @@ async def test_the_daemon_finds_the_stamp_ahead_and_settling_only_looks_it_up(
         assert after.misses == 1 and after.hits > info.hits  # looked up, not hashed again
         s = result.settlement.body
         assert work_bits(d.identity, MONTH, s.work) >= NETWORK_WORK_BITS
+
+
+async def test_a_failure_finding_the_stamp_ahead_never_stops_the_daemon(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from rill.node import stamping
+    calls: list[str] = []
+
+    def broken(w: Wallet, month: str) -> None:
+        calls.append(month)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(stamping, "stamp_job", broken)
+    async with network(tmp_path, MID) as net:
+        d = await net.start("a")
+        d.wake_stamp()
+        await eventually(lambda: calls, 10, what="the stamp looked for")
+        d.wake_stamp()  # and again: the task is still there
+        await eventually(lambda: len(calls) == 2, 10, what="the stamp looked for again")
+        assert d.p2p is not None and not d.stamped
