@@ -80,8 +80,9 @@ YAMUX_PING_S = 240
 #: py-libp2p 0.8.1's DHT refreshes its routing table every 10 minutes: a lookup of the
 #: node's own ID and one of a random ID per non-empty bucket, each contacting peers the
 #: node is often no longer connected to (a sharded node closes them: node/upkeep.py).
-#: Measured with 20 nodes: ~30 KB per node per refresh, ~130 MB a month at 10 minutes
-#: (the scale target is 50 MB a month in all).  A Rill node uses the DHT for a few
+#: Measured: 14-30 KB per node per refresh with 20 nodes refreshing every minute, 1.2-1.4
+#: MB for one refresh in the scale simulation (docs/SCALE.md); the scale target is 50 MB
+#: a month in all.  A Rill node uses the DHT for a few
 #: lookups a month (its shards' providers, the rendezvous) and re-provides every 12 h;
 #: an hourly refresh keeps its buckets as fresh as that needs.
 DHT_REFRESH_S = 3600
