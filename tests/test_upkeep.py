@@ -162,7 +162,10 @@ async def test_a_sharded_node_syncs_and_keeps_its_shards_peers_only(
         await eventually(lambda: a.p2p.peer_id not in n00.p2p.pubsub.peers
                          and not n00.p2p.host.get_network().get_connections(a.p2p.peer_id),
                          what="the connection with a peer of no shard of ours closed")
-        assert n00.counters["not_greeted"] >= 1 and n00.counters["trimmed"] >= 1
+        # (either side may close it first: each is in none of the other's shards, and a
+        # side keeps a connection while a stream other than GossipSub's is open on it)
+        assert n00.counters["not_greeted"] >= 1
+        assert n00.counters.get("trimmed", 0) + a.counters.get("trimmed", 0) >= 1
         assert n00.peers[a.p2p.peer_id].last_sync is None
         # n01 shares shard 1: synced with, and still connected after several trim rounds
         await eventually(lambda: n00.peers[n01.p2p.peer_id].last_sync is not None,
