@@ -18,8 +18,9 @@ gossip drops, and a remembered member that is not found subscribed is forgotten.
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -66,6 +67,17 @@ def topic_shard(topic: str) -> tuple[int, int]:
     return int(bits), int(index)
 
 
+_SHARD_TOPIC = re.compile(r"rill/1/b([1-9][0-9]?)/s(0|[1-9][0-9]{0,4})")
+
+
+def shard_of_topic(topic: str) -> tuple[int, int] | None:
+    """(bits, index) of a well-formed shard topic (1 <= bits <= 16, index < 2**bits), else
+    None: a topic name a peer subscribed to is anyone's text."""
+    match = _SHARD_TOPIC.fullmatch(topic)
+    if match is None:
+        return None
+    bits, index = int(match[1]), int(match[2])
+    return (bits, index) if bits <= 16 and index < 2 ** bits else None
 
 
 class ShardPeers:
@@ -92,11 +104,14 @@ class ShardPeers:
         while len(members) > self.per_topic:
             members.popitem(last=False)
 
-    def note_all(self, peer_topics: Mapping[str, Iterable[ID]],
-                 addrs_of: AddrLookup) -> None:
-        """Every connected peer's shard subscriptions (GossipSub's ``peer_topics``)."""
+    def note_all(self, peer_topics: Mapping[str, Iterable[ID]], bits: Iterable[int],
+                 addrs_of: Callable[[ID], Iterable[Multiaddr]]) -> None:
+        """Every connected peer's subscriptions (GossipSub's ``peer_topics``) to shard
+        topics at ``bits`` (the bits the network accepts now; other names are ignored)."""
+        accepted = set(bits)
         for topic, peers in list(peer_topics.items()):
-            if topic.startswith("rill/1/b"):
+            shard = shard_of_topic(topic)
+            if shard is not None and shard[0] in accepted:
                 for peer in list(peers):
                     self.note(topic, peer, addrs_of(peer))
 
@@ -110,17 +125,14 @@ class ShardPeers:
         return list(reversed(self._seen.get(topic, {}).items()))
 
 
-class AddrLookup:
+def peerstore_addrs(peerstore: Any) -> Callable[[ID], list[Multiaddr]]:
     """A peer's addresses from the peerstore (none if it has none)."""
-
-    def __init__(self, peerstore: Any) -> None:
-        self.peerstore = peerstore
-
-    def __call__(self, peer: ID) -> list[Multiaddr]:
+    def addrs_of(peer: ID) -> list[Multiaddr]:
         try:
-            return list(self.peerstore.addrs(peer))
+            return list(peerstore.addrs(peer))
         except PeerStoreError:  # unknown or expired: nothing to remember
             return []
+    return addrs_of
 
 
 class ShardReach:
@@ -236,7 +248,8 @@ class ShardReach:
         """Note every connected peer's shard subscriptions (called before trimming)."""
         assert self.p2p is not None
         self.shard_peers.note_all(self.p2p.pubsub.peer_topics,
-                                  AddrLookup(self.p2p.host.get_peerstore()))
+                                  self.shard_schedule.accepted(self.clock.now()),
+                                  peerstore_addrs(self.p2p.host.get_peerstore()))
 
     def _peer_count(self, topic: str) -> int:
         assert self.p2p is not None

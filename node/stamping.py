@@ -23,7 +23,6 @@ import time
 import trio
 from trio.lowlevel import RunVar
 
-from ..protocol import keys
 from ..protocol.errors import RillError
 from ..protocol.months import month_of, month_start
 from ..protocol.work import find_work
@@ -50,23 +49,23 @@ def _one_at_a_time() -> trio.CapacityLimiter:
 
 
 def stamp_job(w: Wallet, month: str) -> tuple[bytes, str, int] | None:
-    """In a DB thread: (signer, month, bits) of the stamp ``month``'s settlement will
-    carry, or None when there is nothing to find (no work asked, no budget, settled)."""
-    bits = w.config.work_bits
-    if not bits or w.budget(month) is None:
+    """In a DB thread: (signer, month, bits) of the stamp to find ahead for ``month``, or
+    None (no budget: nothing to settle; else :meth:`Wallet.pending_stamp`)."""
+    if w.budget(month) is None:
         return None
-    if w.db.execute("SELECT 1 FROM settled WHERE month = ?", (month,)).fetchone():
-        return None
-    signer, _ = w.month_signer(month, set())
-    return keys.public_key(signer), month, bits
+    return w.pending_stamp(month)
 
 
 class Stamping:
     def _init_stamping(self) -> None:
         self._stamp_wake = trio.Event()
-        #: (signer, month, bits) of each stamp found, and the months they are for
+        #: (signer, month, bits) of each stamp found
         self._stamp_jobs: set[tuple[bytes, str, int]] = set()
-        self.stamped: set[str] = set()
+
+    @property
+    def stamped(self) -> set[str]:
+        """The months whose stamp this daemon found."""
+        return {month for _, month, _ in self._stamp_jobs}
 
     def wake_stamp(self) -> None:
         """Look for a month to stamp now (a budget was just set)."""
@@ -102,5 +101,4 @@ class Stamping:
         await trio.to_thread.run_sync(find_work, *job, limiter=_one_at_a_time(),
                                       abandon_on_cancel=True)
         self._stamp_jobs.add(job)
-        self.stamped.add(month)
         log.info("found the proof of work of %s in %.1f s", month, time.perf_counter() - t)

@@ -45,10 +45,14 @@ def test_members_are_bounded_most_recent_first_and_relayed_addresses_are_not_kep
     sp.note("rill/1/b2/s2", _id(1), [_addr(1)])
     sp.note("rill/1/b2/s3", _id(1), [_addr(1)])
     assert sp.members(t) == [] and sp.members("rill/1/b2/s3")
-    # only shard topics are taken from GossipSub's subscriptions
+    # only well-formed shard topics at the accepted bits are taken from GossipSub's
+    # subscriptions (topic names are anyone's text)
     sp2 = ShardPeers()
-    sp2.note_all({"rill/1/receipts": [_id(1)], t: [_id(2)]}, lambda p: [_addr(5)])
-    assert sp2.members("rill/1/receipts") == [] and sp2.members(t) == [(_id(2), (_addr(5),))]
+    junk = ["rill/1/receipts", "rill/1/b2/s4", "rill/1/b3/s1", "rill/1/b2/s01",
+            "rill/1/b02/s1", "rill/1/b17/s0", "rill/1/b2/s+1", "rill/1/b2/s1/x", "x" * 10**5]
+    sp2.note_all({**{j: [_id(1)] for j in junk}, t: [_id(2)]}, [2], lambda p: [_addr(5)])
+    assert [x for x in junk if sp2.members(x)] == []  # not a shard topic at 2 bits
+    assert sp2.members(t) == [(_id(2), (_addr(5),))]
 
 
 async def test_a_member_seen_before_is_dialled_without_a_dht_lookup(tmp_path: Path) -> None:

@@ -346,11 +346,11 @@ class Wallet(Pseudonyms, Attribution):
             raise Refused(f"{month} has not ended yet (it ends {_iso(month_end(month))})",
                           code="not-ended")
         work_bits = self.config.work_bits
-        signer, _ = self.month_signer(month, set())
-        if work_bits and self.db.execute("SELECT 1 FROM settled WHERE month = ?",
-                                         (month,)).fetchone() is None:
-            # about a second of hashing: done before the write transaction (and cached)
-            find_work(keys.public_key(signer), month, work_bits)
+        stamp = self.pending_stamp(month)
+        if stamp is not None:
+            # about a second of hashing (unless the daemon found it during the month:
+            # cached): done before the write transaction
+            find_work(*stamp)
         with store.transaction(self.db):
             existing = self.stored_settlement(month)
             if existing is not None:
@@ -403,6 +403,16 @@ class Wallet(Pseudonyms, Attribution):
         order = {line.creator: i for i, line in enumerate(s.body.lines)}
         pairs = sorted(zip(claims, sealed, strict=True), key=lambda p: order[p[0].body.creator])
         return SettlementResult(s, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+    def pending_stamp(self, month: str) -> tuple[bytes, str, int] | None:
+        """(signer, month, bits) of the proof of work ``month``'s settlement will carry
+        (SPEC §5.3), while it is still to be found: work asked and the month not settled."""
+        bits = self.config.work_bits
+        if not bits or self.db.execute("SELECT 1 FROM settled WHERE month = ?",
+                                       (month,)).fetchone() is not None:
+            return None
+        signer, _ = self.month_signer(month, set())
+        return keys.public_key(signer), month, bits
 
     def settled_months(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT month FROM settled ORDER BY month")]
