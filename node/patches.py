@@ -5,10 +5,15 @@ Applied once, when rill.node.host is imported."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from libp2p.abc import IHost
 from libp2p.kad_dht import kad_dht as libp2p_kad_dht
+from libp2p.kad_dht import peer_routing as libp2p_peer_routing
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.pubsub import gossipsub as libp2p_gossipsub
 from libp2p.pubsub import pubsub as libp2p_pubsub
 from libp2p.pubsub import utils as libp2p_pubsub_utils
@@ -88,6 +93,50 @@ YAMUX_PING_S = 240
 DHT_REFRESH_S = 3600
 
 
+async def _refresh_own_neighbourhood(self: libp2p_peer_routing.PeerRouting) -> None:
+    """A routing-table refresh that looks up the node's own ID only.
+
+    py-libp2p 0.8.1 also looks up a random ID in every non-empty bucket: about
+    log2(N / 20) + 1 lookups of up to 20 peers each, most of them dialled anew (a DHT
+    lookup's answers name peers, not connections).  The lookup of the node's own ID
+    keeps the buckets nearest to it right, which is where other nodes look for the
+    provider records it holds; the far buckets fill from the peers that query it (every
+    DHT request adds its sender) and from the node's own lookups (shard providers, the
+    rendezvous, its provides every 12 h), and a peer that fails a request is dropped."""
+    for peer in await self.find_closest_peers_network(self.host.get_id().to_bytes()):
+        try:
+            addrs = self.host.get_peerstore().addrs(peer)
+        except PeerStoreError:
+            continue
+        if addrs:
+            await self.routing_table.add_peer(PeerInfo(peer, addrs))
+
+
+def _closer_peers_plain(self: libp2p_kad_dht.KadDHT, response: Any,
+                        closest_peers: Sequence[ID], exclude_peer_id: ID | None = None
+                        ) -> None:
+    """A DHT answer's closer peers with their IDs and addresses, as Kademlia's wire
+    format has them, without py-libp2p 0.8.1's extra field: each peer's signed peer
+    record (~200 bytes, where the ID and addresses take ~60), which every receiver then
+    verifies (an Ed25519 check and a peerstore rewrite per peer).  A lookup's answers
+    carry up to 20 peers each; in the scale simulation these records made most of a
+    routing-table refresh's DHT bytes.  A receiver without them takes the addresses, as
+    every other libp2p implementation does (the sender's own record still comes once
+    per message, in ``senderRecord``)."""
+    store = self.host.get_peerstore()
+    for peer in closest_peers:
+        if exclude_peer_id is not None and peer == exclude_peer_id:
+            continue
+        entry = response.closerPeers.add()
+        entry.id = peer.to_bytes()
+        entry.connection = libp2p_kad_dht.get_connection_type(self.host, peer)
+        try:
+            addrs = store.addrs(peer)
+        except PeerStoreError:  # a peer we hold no address of: its ID alone
+            continue
+        entry.addrs.extend(addr.to_bytes() for addr in addrs)
+
+
 def patch_libp2p() -> None:
     """Apply the patches above (idempotent)."""
     libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
@@ -95,4 +144,7 @@ def patch_libp2p() -> None:
     YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once
+    libp2p_kad_dht.KadDHT._add_closer_peers_to_response = _closer_peers_plain  # type: ignore
+    libp2p_peer_routing.PeerRouting.refresh_routing_table = (  # type: ignore[method-assign]
+        _refresh_own_neighbourhood)
 

@@ -16,5 +16,8 @@ class PeerState:
     since: float = 0.0
     #: the peer does not serve /rill/sync/1.0.0 (said once, then not asked again)
     no_sync: bool = False
+    #: whether the peer answers a sync by IDs (SPEC §11.3): None until it first does or
+    #: refuses; False: whole objects from then on
+    sync_ids: bool | None = None
     #: sync cursors of our pseudonyms' subjects (rill.node.anonpub)
     pseudonym_cursors: dict[bytes, int] = field(default_factory=dict)

@@ -107,24 +107,26 @@ def prune_window(w: Wallet, oldest_month: str) -> list[bytes]:
     return [r[0] for r in rows]
 
 
-def objects_for(w: Wallet, subject: bytes, after: int, limit: int, max_bytes: int
-                ) -> tuple[list[bytes], int, bool]:
+def objects_for(w: Wallet, subject: bytes, after: int, limit: int, max_bytes: int,
+                ids: bool = False) -> tuple[list[bytes], int, bool]:
     """Public objects concerning ``subject`` received after cursor ``after`` (SPEC §11.3).
 
-    Returns (raw objects, next cursor, more to come).  At most ``limit`` objects and
-    about ``max_bytes`` bytes (always at least one object when any is left).
+    Returns (raw objects, or with ``ids`` their IDs; next cursor; more to come).  At most
+    ``limit`` objects and about ``max_bytes`` bytes (always at least one object when any
+    is left).
     """
     out: list[bytes] = []
     size, cursor, more = 0, after, False
+    column = "o.id" if ids else "o.raw"
     for n, raw in w.db.execute(
-            "SELECT o.n, o.raw FROM subjects s JOIN objects o ON o.id = s.object "
+            f"SELECT o.n, {column} FROM subjects s JOIN objects o ON o.id = s.object "
             "WHERE s.subject = ? AND s.n > ? AND o.private = 0 AND o.type != 'claim' "
             "ORDER BY s.n LIMIT ?",
             (subject, after, limit + 1)):
         if len(out) == limit or (out and size + len(raw) > max_bytes):
             more = True
             break
-        out.append(raw)
+        out.append(bytes(raw))
         size += len(raw)
         cursor = n
     return out, cursor, more

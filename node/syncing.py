@@ -14,7 +14,7 @@ from libp2p.host.exceptions import StreamFailure
 from libp2p.peer.id import ID
 
 from ..protocol import messages as m
-from ..protocol.errors import RemoteError
+from ..protocol.errors import RemoteError, SchemaError
 from ..protocol.network import (
     MAX_RESPONSE,
     MAX_SYNC_OBJECTS,
@@ -24,6 +24,7 @@ from ..protocol.network import (
     SyncResponse,
     check_gossip,
 )
+from ..protocol.reconcile import MAX_GET, RECONCILE_PROTOCOL, Objects, ReconcileRequest
 from ..protocol.shard import shard_topic
 from ..wallet.errors import DiskFull
 from . import relay
@@ -47,8 +48,8 @@ class Syncing:
         req = SyncRequest.decode(raw)
         objs, cursor, more = await self.db(relay.objects_for, self.wallet, req.subject,
                                            req.after, min(req.limit, MAX_SYNC_OBJECTS),
-                                           MAX_RESPONSE)
-        return SyncResponse(tuple(objs), cursor, more).encode()
+                                           MAX_RESPONSE, req.ids)
+        return SyncResponse(tuple(objs), cursor, more, req.ids).encode()
 
     def _serves_sync(self, peer: ID) -> bool | None:
         """What identify told us: True/False, or None if it has not told us yet."""
@@ -77,7 +78,8 @@ class Syncing:
         retry: int | None = None
         with trio.fail_after(SYNC_SESSION_S):
             for page in range(MAX_SYNC_PAGES):
-                req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS)
+                ids = self._sync_by_ids(peer, state)
+                req = SyncRequest(self.identity, state.cursor, MAX_SYNC_OBJECTS, ids)
                 try:
                     raw = await request(self.p2p.host, peer, SYNC_PROTOCOL, req.encode(),
                                         MAX_RESPONSE + 1024 * 1024)
@@ -88,8 +90,24 @@ class Syncing:
                                  SYNC_PROTOCOL)
                         return new
                     raise
+                except Exception as exc:
+                    if not (ids and state.sync_ids is None):
+                        raise
+                    # the first request by IDs failed (a server older than them resets
+                    # the stream): whole objects from now on
+                    state.sync_ids = False
+                    log.info("sync with %s by IDs failed (%r): asking for objects", peer,
+                             exc)
+                    continue
                 resp = SyncResponse.decode(raw)
-                taken, full, future = await self._take_synced(peer, resp.objects)
+                if resp.ids != ids:
+                    raise SchemaError("sync response: objects and IDs mixed up")
+                if ids:
+                    state.sync_ids = True
+                    objects = await self._fetch_missing(peer, resp.objects)
+                else:
+                    objects = resp.objects
+                taken, full, future = await self._take_synced(peer, objects)
                 new += taken
                 if future and retry is None:
                     retry = state.cursor
@@ -118,6 +136,38 @@ class Syncing:
         state.synced_objects += new
         self.counters["synced"] += new
         return new
+
+    def _sync_by_ids(self, peer: ID, state: PeerState) -> bool:
+        """Ask ``peer`` for IDs first (SPEC §11.3 "By IDs"): unless it refused that
+        before, and only when it serves reconciliation, whose ``get`` fetches the
+        objects."""
+        return (state.sync_ids is not False
+                and self._serves(peer, RECONCILE_PROTOCOL) is True)
+
+    async def _fetch_missing(self, peer: ID, ids: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """The objects of a page of IDs that this node does not hold, fetched by
+        reconciliation's ``get`` (asked again for the rest while an answer, cut at its
+        size limit, brings some); anything not asked for is dropped.  (Not filtered by
+        what reconciliation refused lately: an object refused as ``future`` must come
+        back by sync once our clock has passed the month end, SPEC §11.3.)"""
+        missing = [i for i in dict.fromkeys(ids) if i not in self.held]
+        skipped = len(ids) - len(missing)
+        out: list[bytes] = []
+        for _ in range(MAX_SYNC_PAGES):
+            if not missing:
+                break
+            want = set(missing[:MAX_GET])
+            got = Objects.decode(await self._ask(peer, ReconcileRequest(
+                "get", ids=tuple(missing[:MAX_GET]))))
+            fresh = {hashlib.sha256(o).digest(): o for o in got.objects}
+            fresh = {i: o for i, o in fresh.items() if i in want}
+            if not fresh:  # the server no longer holds them
+                break
+            out += fresh.values()
+            missing = [i for i in missing if i not in fresh]
+        self.counters["sync_ids_skipped"] = (self.counters.get("sync_ids_skipped", 0)
+                                             + skipped)
+        return tuple(out)
 
     async def _take_synced(self, peer: ID, objects: tuple[bytes, ...]
                            ) -> tuple[int, bool, int]:

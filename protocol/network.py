@@ -155,23 +155,31 @@ def frame_length(header: bytes, limit: int) -> int:
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """``{"v": 1, "subject": key, "after": cursor, "limit": n}``."""
+    """``{"v": 1, "subject": key, "after": cursor, "limit": n}``, and ``"ids": 1`` when
+    the client asks for the objects' IDs instead of the objects (SPEC §11.3)."""
 
     subject: bytes
     after: int
     limit: int
+    ids: bool = False
 
     def encode(self) -> bytes:
-        return cbor.encode({"v": 1, "subject": self.subject, "after": self.after,
-                            "limit": self.limit})
+        v: dict[str, object] = {"v": 1, "subject": self.subject, "after": self.after,
+                                "limit": self.limit}
+        if self.ids:
+            v["ids"] = 1
+        return cbor.encode(v)
 
     @classmethod
     def decode(cls, raw: bytes) -> SyncRequest:
         if len(raw) > MAX_REQUEST:
             raise TooLarge("sync request too large")
         v = cbor.decode(raw)
-        if not isinstance(v, dict) or set(v) != {"v", "subject", "after", "limit"}:
-            raise SchemaError("sync request: expected exactly v, subject, after, limit")
+        if not isinstance(v, dict) or set(v) - {"ids"} != {"v", "subject", "after", "limit"}:
+            raise SchemaError("sync request: expected exactly v, subject, after, limit "
+                              "(and ids)")
+        if "ids" in v and (type(v["ids"]) is not int or v["ids"] != 1):
+            raise SchemaError("sync request: ids, when present, is 1")
         if v["v"] != 1:
             raise SchemaError("sync request: unsupported version", code="unsupported-version")
         subject = v["subject"]
@@ -183,36 +191,44 @@ class SyncRequest:
             raise SchemaError("sync request: bad cursor")
         if type(limit) is not int or not 1 <= limit <= MAX_SYNC_OBJECTS:
             raise SchemaError(f"sync request: limit must be 1..{MAX_SYNC_OBJECTS}")
-        return cls(subject, after, limit)
+        return cls(subject, after, limit, "ids" in v)
 
 
 @dataclass(frozen=True)
 class SyncResponse:
-    """``{"v": 1, "objects": [bytes...], "next": cursor, "more": 0|1}``."""
+    """``{"v": 1, "objects": [bytes...], "next": cursor, "more": 0|1}``; the answer to a
+    request with ``ids`` has ``"ids": [32-byte IDs...]`` in place of ``objects`` (held
+    here in :attr:`objects`, with :attr:`ids` true)."""
 
     objects: tuple[bytes, ...]
     next: int
     more: bool
+    ids: bool = False
 
     def encode(self) -> bytes:
-        return cbor.encode({"v": 1, "objects": list(self.objects), "next": self.next,
-                            "more": int(self.more)})
+        return cbor.encode({"v": 1, "ids" if self.ids else "objects": list(self.objects),
+                            "next": self.next, "more": int(self.more)})
 
     @classmethod
     def decode(cls, raw: bytes) -> SyncResponse:
         if len(raw) > MAX_RESPONSE + 1024 * 1024:
             raise TooLarge("sync response too large")
         v = cbor.decode(raw, exact=False)  # up to 5 MiB: no reason scan
-        if not isinstance(v, dict) or set(v) != {"v", "objects", "next", "more"}:
-            raise SchemaError("sync response: expected exactly v, objects, next, more")
-        objs, nxt, more = v["objects"], v["next"], v["more"]
+        if not isinstance(v, dict) or set(v) not in ({"v", "objects", "next", "more"},
+                                                     {"v", "ids", "next", "more"}):
+            raise SchemaError("sync response: expected exactly v, objects (or ids), next, "
+                              "more")
+        ids = "ids" in v
+        objs, nxt, more = v["ids" if ids else "objects"], v["next"], v["more"]
         if v["v"] != 1 or type(objs) is not list or type(nxt) is not int or more not in (0, 1):
             raise SchemaError("sync response: malformed")
         if not 0 <= nxt < 2**63:
             raise SchemaError("sync response: bad cursor")
         if len(objs) > MAX_SYNC_OBJECTS or any(type(o) is not bytes for o in objs):
             raise SchemaError("sync response: objects must be at most 1000 byte strings")
-        return cls(tuple(objs), nxt, bool(more))
+        if ids and any(len(o) != 32 for o in objs):
+            raise SchemaError("sync response: ids must be 32 bytes each")
+        return cls(tuple(objs), nxt, bool(more), ids)
 
 
 __all__ = ["EQUIVOCATION_TOPIC", "MAX_SHARD_BITS", "SHARD_TYPES", "TOPICS", "TOPIC_OF",

@@ -205,6 +205,8 @@ def sync_request(rnd: random.Random, subjects: list[bytes]) -> tuple[bytes, str]
         del req[r.choice(sorted(req))]
     if r.random() < 0.05:
         req["extra"] = 1
+    if r.random() < 0.3:
+        req["ids"] = r.choice([1, 1, 1, 0, 2, True, b"\x01", -1])
     raw = cbor2.dumps(req, canonical=True)
     if r.random() < 0.1 and raw:
         i = r.randrange(len(raw))

@@ -115,6 +115,22 @@ def test_sync_codec() -> None:
     assert SyncRequest.decode(req.encode()) == req
     resp = SyncResponse((b"x", b"yz"), 9, True)
     assert SyncResponse.decode(resp.encode()) == resp
+    by_ids = SyncRequest(key, 0, 1000, ids=True)
+    assert m.cbor.decode(by_ids.encode())["ids"] == 1
+    assert "ids" not in m.cbor.decode(req.encode())
+    assert SyncRequest.decode(by_ids.encode()) == by_ids
+    id_resp = SyncResponse((bytes(32), b"\x01" * 32), 7, False, ids=True)
+    assert set(m.cbor.decode(id_resp.encode())) == {"v", "ids", "next", "more"}
+    assert SyncResponse.decode(id_resp.encode()) == id_resp
+    for bad_resp in ({"v": 1, "ids": [b"short"], "next": 0, "more": 0},
+                     {"v": 1, "ids": [], "objects": [], "next": 0, "more": 0},
+                     {"v": 1, "ids": [bytes(33)], "next": 0, "more": 0}):
+        with pytest.raises(RemoteError):
+            SyncResponse.decode(m.cbor.encode(bad_resp))
+    base = {"v": 1, "subject": key, "after": 0, "limit": 1}
+    for ids_value in (0, 2, True, b"\x01", -1, "1"):
+        with pytest.raises(RemoteError):
+            SyncRequest.decode(m.cbor.encode({**base, "ids": ids_value}))
     for bad in (b"", b"\xa0", m.cbor.encode({"v": 1, "subject": key, "after": 0, "limit": 0}),
                 m.cbor.encode({"v": 1, "subject": bytes(32), "after": 0, "limit": 1}),
                 m.cbor.encode({"v": 2, "subject": key, "after": 0, "limit": 1})):

@@ -127,6 +127,15 @@ async def test_creator_offline_at_month_end_catches_up_by_sync(tmp_path: Path) -
         # inside its last import; it counts what it took in once that returns
         await eventually(lambda: creator.counters["synced"] >= 2, what="counted as synced")
         assert creator.counters["stored"] == creator.counters["synced"]  # none by gossip
+        # the relay serves reconciliation, so the creator asked it for IDs and fetched
+        # the objects it lacked; asked again from the start, it fetches none
+        relay = net.nodes["relay"]
+        assert relay.p2p is not None
+        state = creator.peers[relay.p2p.peer_id]
+        assert state.sync_ids is True
+        state.cursor = 0
+        assert await creator.sync_with(relay.p2p.peer_id) == 0
+        assert creator.counters["sync_ids_skipped"] >= 2
 
 
 async def test_equivocating_donor_is_marked_everywhere(tmp_path: Path) -> None:

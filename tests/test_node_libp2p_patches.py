@@ -206,3 +206,84 @@ async def test_concurrent_rpc_writes_to_one_peer_do_not_interleave() -> None:
                 await trio.sleep(0.05)
         assert b.pubsub.broken_streams == 0
         assert sorted(arrived) == [bytes([i]) for i in range(4)]
+
+
+async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> None:
+    """A FIND_NODE answer names each closer peer by ID and addresses only (the patch
+    drops py-libp2p's per-peer signed record); the asker still learns their addresses.
+    The sender's own record still comes, once per answer."""
+    import libp2p.kad_dht.kad_dht as kad
+    import varint
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+    from libp2p.peer.envelope import consume_envelope
+    from libp2p.peer.peerstore import env_to_send_in_RPC
+    from libp2p.utils.varint import read_varint_prefixed_bytes_limited
+
+    assert kad.KadDHT._add_closer_peers_to_response is patches._closer_peers_plain
+    async with AsyncExitStack() as stack:
+        a, b, c = [await stack.enter_async_context(
+            h.running(hashlib.sha256(b"dht %d" % i).digest(),
+                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        await b.connect(c.addrs()[0])
+        await a.connect(b.addrs()[0])
+        with trio.fail_after(10):
+            while c.peer_id not in b.dht.routing_table.get_peer_ids():
+                await trio.sleep(0.05)
+        # b holds c's signed record (as after any DHT answer from c): unpatched, it would
+        # pass it on in every answer naming c
+        envelope, _ = consume_envelope(env_to_send_in_RPC(c.host)[0], "libp2p-peer-record")
+        assert b.host.get_peerstore().consume_peer_record(envelope, 7200)
+        assert b.host.get_peerstore().get_peer_record(c.peer_id) is not None
+        ask = Message()
+        ask.type = Message.MessageType.FIND_NODE
+        ask.key = c.peer_id.to_bytes()
+        stream = await a.host.new_stream(b.peer_id, [TProtocol(str(kad.PROTOCOL_ID))])
+        raw = ask.SerializeToString()
+        await stream.write(varint.encode(len(raw)) + raw)
+        answer = Message()
+        with trio.fail_after(10):
+            answer.ParseFromString(await read_varint_prefixed_bytes_limited(
+                stream, kad.MAX_DHT_MESSAGE_SIZE))
+        await stream.close()
+        assert answer.HasField("senderRecord")
+        (entry,) = [p for p in answer.closerPeers if p.id == c.peer_id.to_bytes()]
+        assert not entry.HasField("signedRecord") and list(entry.addrs)
+        assert all(not p.HasField("signedRecord") for p in answer.closerPeers)
+        assert a.peer_id.to_bytes() not in [p.id for p in answer.closerPeers]
+        # py-libp2p's own lookup takes the addresses from such an answer
+        found = await a.dht.peer_routing._query_peer_for_closest(b.peer_id,
+                                                                 c.peer_id.to_bytes())
+        assert c.peer_id in found
+        known = [str(x) for x in a.host.get_peerstore().addrs(c.peer_id)]
+        assert any(c.addrs()[0].startswith(x) for x in known), known
+
+
+async def test_a_routing_table_refresh_looks_up_the_nodes_own_id_only() -> None:
+    """One lookup per refresh (the node's own ID), not one more per non-empty bucket;
+    the peers it finds join the routing table."""
+    import libp2p.kad_dht.peer_routing as routing
+
+    assert routing.PeerRouting.refresh_routing_table is patches._refresh_own_neighbourhood
+    async with AsyncExitStack() as stack:
+        nodes = [await stack.enter_async_context(
+            h.running(hashlib.sha256(b"refresh %d" % i).digest(),
+                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(4)]
+        a, b = nodes[0], nodes[1]
+        for other in nodes[2:]:
+            await b.connect(other.addrs()[0])
+        await a.connect(b.addrs()[0])
+        pr = a.dht.peer_routing
+        looked_up: list[bytes] = []
+        lookup = pr.find_closest_peers_network
+
+        async def recorded(key: bytes, count: int = 20) -> list:  # type: ignore[type-arg]
+            looked_up.append(key)
+            return await lookup(key, count)
+
+        pr.find_closest_peers_network = recorded  # type: ignore[method-assign]
+        assert a.dht.routing_table.size() == 1  # b only, so buckets are not all empty
+        with trio.fail_after(30):
+            await a.dht.refresh_routing_table()
+        assert looked_up == [a.peer_id.to_bytes()]
+        table = set(a.dht.routing_table.get_peer_ids())
+        assert {n.peer_id for n in nodes[1:]} <= table

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import signing_key
 from libp2p.custom_types import TProtocol
 from nodes import eventually, network
 
 from rill.node import control, host, syncing
+from rill.protocol.errors import SchemaError
 from rill.protocol.months import month_end
 from rill.protocol.network import SYNC_PROTOCOL, SyncRequest, SyncResponse
+from rill.protocol.reconcile import RECONCILE_PROTOCOL, Objects, ReconcileRequest
+from rill.protocol.settle import settle
 
 END = month_end("2026-10")
 
@@ -72,7 +76,7 @@ async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_sessi
         async def always_more(peer: Any, raw: bytes) -> bytes:
             req = SyncRequest.decode(raw)
             asked.append(req.after)
-            return SyncResponse((), req.after + 1, True).encode()
+            return SyncResponse((), req.after + 1, True, req.ids).encode()
 
         assert liar.p2p is not None
         liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
@@ -86,7 +90,8 @@ async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_sessi
         async def more_with_objects(peer: Any, raw: bytes) -> bytes:
             req = SyncRequest.decode(raw)
             asked.append(req.after)
-            return SyncResponse((b"\x00",), req.after + 1, True).encode()
+            return SyncResponse((b"\x00" * (32 if req.ids else 1),), req.after + 1, True,
+                                req.ids).encode()
 
         liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                          host.framed_handler(more_with_objects, 1024))
@@ -97,7 +102,8 @@ async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_sessi
         async def stuck_cursor(peer: Any, raw: bytes) -> bytes:
             req = SyncRequest.decode(raw)
             asked.append(req.after)
-            return SyncResponse((b"\x00",), 0, True).encode()
+            return SyncResponse((b"\x00" * (32 if req.ids else 1),), 0, True,
+                                req.ids).encode()
 
         liar.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
                                          host.framed_handler(stuck_cursor, 1024))
@@ -105,6 +111,89 @@ async def test_a_sync_server_that_always_says_more_is_left_after_a_bounded_sessi
         await victim.sync_with(liar.p2p.peer_id)
         assert len(asked) == 1  # no progress: stop
         assert victim.p2p is not None  # still running
+
+
+async def test_a_sync_server_that_resets_a_request_by_ids_is_asked_for_objects(
+        tmp_path: Path) -> None:
+    """A server from before SPEC §11.3's ``ids`` resets such a request (its decoder
+    refuses the unknown field): the client asks it for whole objects from then on."""
+    async with network(tmp_path, END + 3600) as net:
+        old = await net.start("old")
+        client = await net.start("client")
+        donor = await net.start("donor")
+        assert old.p2p is not None and client.p2p is not None
+        settled = settle(signing_key("donor"), "2026-10", 100, "EUR", bytes(32),
+                         {"https://a.example/": client.identity})
+        await net.connect("donor", "old")
+        await donor.publish(settled.settlement.raw)  # it concerns the client, too
+        await eventually(lambda: old.counters["stored"] >= 1, what="the old server stores")
+        await net.stop("donor")
+        asked: list[bool] = []
+
+        async def before_ids(peer: Any, raw: bytes) -> bytes:
+            req = SyncRequest.decode(raw)
+            asked.append(req.ids)
+            if req.ids:
+                raise SchemaError("sync request: expected exactly v, subject, after, limit")
+            return await old._serve_sync(peer, raw)
+
+        old.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                        host.framed_handler(before_ids, 1024))
+        await net.connect("client", "old")
+        await eventually(lambda: getattr(client.peers.get(old.p2p.peer_id), "sync_ids",
+                                         None) is False,
+                         what="the client notes the old server")
+        await eventually(lambda: client.peers[old.p2p.peer_id].last_sync is not None,
+                         what="the session ends")
+        assert asked[:2] == [True, False]
+        asked.clear()
+        client.peers[old.p2p.peer_id].cursor = 0
+        await client.sync_with(old.p2p.peer_id)
+        assert asked == [False]  # not asked by IDs again
+        assert client.wallet.has_object(settled.settlement.id)
+
+
+async def test_sync_by_ids_fetches_what_is_missing_in_as_many_gets_as_it_takes(
+        tmp_path: Path) -> None:
+    """A server answers a request by IDs, then each ``get`` with one object (as one cut
+    at its size limit would) plus one nobody asked for: the client asks again for the
+    rest, takes every object it lacked, and drops the one it did not ask for."""
+    async with network(tmp_path, END + 3600) as net:
+        server = await net.start("server")
+        client = await net.start("client")
+        assert server.p2p is not None and client.p2p is not None
+        settled = [settle(signing_key(f"donor {i}"), "2026-10", 100, "EUR", bytes(32),
+                          {"https://a.example/": client.identity}).settlement
+                   for i in range(4)]
+        stranger = settle(signing_key("stranger"), "2026-10", 100, "EUR", bytes(32),
+                          {"https://a.example/": client.identity}).settlement
+        by_id = {s.id: s.raw for s in settled}
+        gets: list[int] = []
+
+        async def serve_ids(peer: Any, raw: bytes) -> bytes:
+            req = SyncRequest.decode(raw)
+            assert req.ids
+            page = list(by_id) if req.after == 0 else []
+            return SyncResponse(tuple(page), 4 if page else req.after, False, True).encode()
+
+        async def serve_get(peer: Any, raw: bytes) -> bytes:
+            req = ReconcileRequest.decode(raw)
+            if req.op != "get":
+                raise SchemaError("this server only answers get")
+            gets.append(len(req.ids))
+            return Objects((by_id[req.ids[0]], stranger.raw)).encode()
+
+        server.p2p.host.set_stream_handler(TProtocol(SYNC_PROTOCOL),
+                                           host.framed_handler(serve_ids, 1024))
+        server.p2p.host.set_stream_handler(TProtocol(RECONCILE_PROTOCOL),
+                                           host.framed_handler(serve_get, 1 << 20))
+        await net.connect("client", "server")
+        await eventually(lambda: getattr(client.peers.get(server.p2p.peer_id), "last_sync",
+                                         None) is not None, what="the session ends")
+        for s in settled:
+            assert client.wallet.has_object(s.id)
+        assert not client.wallet.has_object(stranger.id)
+        assert gets == [4, 3, 2, 1]
 
 
 async def test_a_peer_without_the_sync_protocol_is_noted_once_without_errors(

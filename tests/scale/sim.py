@@ -129,6 +129,10 @@ class Run:
     #: one refresh of the DHT's routing table, per node (bytes, CPU-s, idle deducted)
     refresh_bytes: float | None = None
     refresh_cpu_s: float | None = None
+    month_end_by_protocol: dict[str, float] = field(default_factory=dict)
+    #: what the refresh's bytes were: payload KB per node by protocol, connections opened
+    refresh_by_protocol: dict[str, float] = field(default_factory=dict)
+    refresh_connections: float | None = None
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
@@ -275,6 +279,9 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             run.gossip_complete = run.full_complete
         run.month_end_bytes = [_bytes(st, x) - _bytes(before, x) for x in names]
         run.month_end_cpu_s = st["cpu"] - before["cpu"]
+        run.month_end_by_protocol = _per_node(st["protocols"], before["protocols"], n)
+        say(n, shard_bits, f"month end payload KB per node by protocol: "
+            f"{run.month_end_by_protocol}")
         run.stored = [st["nodes"][x]["stored_bytes"] for x in names]
         run.objects_held = [sum(st["nodes"][x]["types"].values()) for x in names]
         run.unattributed = st["unattributed"]
@@ -301,8 +308,11 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         window = time.perf_counter() - t
         run.refresh_bytes = statistics.mean(_bytes(d, x) - _bytes(c, x) for x in names)
         run.refresh_cpu_s = max(0.0, (d["cpu"] - c["cpu"]) / n - run.idle_cpu_s * window)
+        run.refresh_by_protocol = _per_node(d["protocols"], c["protocols"], n)
+        run.refresh_connections = (d["connections"] - c["connections"]) / n
         say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
-            f"{run.refresh_cpu_s:.2f} CPU-s per node")
+            f"{run.refresh_cpu_s:.2f} CPU-s, {run.refresh_connections:.1f} connections "
+            f"opened per node; payload KB per node by protocol: {run.refresh_by_protocol}")
         try:
             all_do(workers, [{"op": "stop"}] * procs)
         except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand
@@ -321,6 +331,12 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _per_node(after: dict[str, int], before: dict[str, int], n: int) -> dict[str, float]:
+    """Payload KB per node by protocol between two statuses, largest first."""
+    kb = {k: round((v - before.get(k, 0)) / n / 1e3, 1) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in kb.items() if v), key=lambda kv: -kv[1]))
+
+
 def _bytes(st: dict[str, Any], name: str) -> int:
     s = st["nodes"][name]
     return int(s["sent"]) + int(s["received"])
@@ -332,10 +348,14 @@ def say(n: int, bits: int, text: str) -> None:
 
 
 def status(workers: list[Proc]) -> dict[str, Any]:
-    out: dict[str, Any] = {"nodes": {}, "cpu": 0.0, "unattributed": 0}
+    out: dict[str, Any] = {"nodes": {}, "cpu": 0.0, "unattributed": 0, "protocols": {},
+                           "connections": 0}
     for r in all_do(workers, [{"op": "status", "month": MONTH}] * len(workers)):
         out["nodes"].update(r["nodes"])
         out["cpu"] += r["cpu_s"]
+        out["connections"] += r["connections"]
+        for k, v in r["protocols"].items():
+            out["protocols"][k] = out["protocols"].get(k, 0) + v
         out["unattributed"] += r["unattributed"]["sent"] + r["unattributed"]["received"]
     return out
 

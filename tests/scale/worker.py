@@ -25,7 +25,9 @@ import trio
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from libp2p.network import swarm  # noqa: E402
 from libp2p.network.connection import raw_connection  # noqa: E402
+from libp2p.network.stream import net_stream  # noqa: E402
 from nodes import Net, free_port, make_home  # noqa: E402
 
 from rill.node.clock import ManualClock  # noqa: E402
@@ -35,6 +37,10 @@ from rill.node.relay import totals  # noqa: E402
 NODE: contextvars.ContextVar[str] = contextvars.ContextVar("node", default="?")
 SENT: dict[str, int] = {}
 RECEIVED: dict[str, int] = {}
+#: payload bytes (sent and received, every node of the process) by stream protocol, and
+#: connections opened: what a run's bytes were spent on
+PROTOCOL_BYTES: dict[str, int] = {}
+CONNECTIONS = [0]
 
 
 def _count_bytes() -> None:
@@ -55,6 +61,31 @@ def _count_bytes() -> None:
         return data
 
     cls.write, cls.read = counted_write, counted_read  # type: ignore[method-assign]
+
+    stream_cls = net_stream.NetStream
+    s_write, s_read = stream_cls.write, stream_cls.read
+
+    def note(stream: Any, n: int) -> None:
+        key = str(stream.get_protocol() or "(negotiating)")
+        PROTOCOL_BYTES[key] = PROTOCOL_BYTES.get(key, 0) + n
+
+    async def stream_write(self: Any, data: bytes) -> None:
+        note(self, len(data))
+        await s_write(self, data)
+
+    async def stream_read(self: Any, n: int | None = None) -> bytes:
+        data = await s_read(self, n)
+        note(self, len(data))
+        return data
+
+    stream_cls.write, stream_cls.read = stream_write, stream_read  # type: ignore[method-assign]
+    add_conn = swarm.Swarm.add_conn
+
+    async def counted_add_conn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        CONNECTIONS[0] += 1
+        return await add_conn(self, *args, **kwargs)
+
+    swarm.Swarm.add_conn = counted_add_conn  # type: ignore[method-assign]
 
 
 def cpu_s() -> float:
@@ -173,7 +204,8 @@ class Worker:
                 out[name]["sent"] = SENT.get(name, 0)
                 out[name]["received"] = RECEIVED.get(name, 0)
                 out[name]["peers"] = len(d.p2p.pubsub.peers) if d.p2p else 0
-            return {"nodes": out, "cpu_s": cpu_s(), "unattributed": {
+            return {"nodes": out, "cpu_s": cpu_s(), "protocols": dict(PROTOCOL_BYTES),
+                    "connections": CONNECTIONS[0], "unattributed": {
                 "sent": SENT.get("?", 0), "received": RECEIVED.get("?", 0)}}
         if op == "stop":
             slow = []
