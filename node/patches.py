@@ -11,6 +11,7 @@ from typing import Any
 from libp2p.abc import IHost
 from libp2p.kad_dht import kad_dht as libp2p_kad_dht
 from libp2p.kad_dht import peer_routing as libp2p_peer_routing
+from libp2p.kad_dht import provider_store as libp2p_provider_store
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -85,12 +86,13 @@ YAMUX_PING_S = 240
 #: py-libp2p 0.8.1's DHT refreshes its routing table every 10 minutes: a lookup of the
 #: node's own ID and one of a random ID per non-empty bucket, each contacting peers the
 #: node is often no longer connected to (a sharded node closes them: node/upkeep.py).
-#: Measured: 14-30 KB per node per refresh with 20 nodes refreshing every minute, 1.2-1.4
-#: MB for one refresh in the scale simulation (docs/SCALE.md); the scale target is 50 MB
-#: a month in all.  A Rill node uses the DHT for a few
-#: lookups a month (its shards' providers, the rendezvous) and re-provides every 12 h;
-#: an hourly refresh keeps its buckets as fresh as that needs.
-DHT_REFRESH_S = 3600
+#: Measured in the scale simulation at N = 50 (docs/SCALE.md): 1.2-2.6 MB and ~2 CPU-s per
+#: node per refresh, against a target of 50 MB a month for everything.  Here a refresh
+#: looks up the node's own ID only (:func:`_refresh_own_neighbourhood`), once at start and
+#: then daily: the routing table also learns from every DHT request the node receives
+#: (a newcomer's own start-up lookup reaches the nodes nearest to it) and from the
+#: node's own lookups (shard providers, the rendezvous, its provides every 12 h).
+DHT_REFRESH_S = 86400
 
 
 async def _refresh_own_neighbourhood(self: libp2p_peer_routing.PeerRouting) -> None:
@@ -110,6 +112,15 @@ async def _refresh_own_neighbourhood(self: libp2p_peer_routing.PeerRouting) -> N
             continue
         if addrs:
             await self.routing_table.add_peer(PeerInfo(peer, addrs))
+
+
+async def _republish_nothing(self: libp2p_provider_store.ProviderStore) -> None:
+    """py-libp2p 0.8.1 republishes every key the node ever provided, 22 h after the
+    last republish it made itself, from the DHT's maintenance loop: a key the daemon
+    provides on its own schedule (its shards' every 12 h, node/sharding.py; the
+    rendezvous, node/discovery.py) was provided once more at the loop's next turn (the
+    library never counted the daemon's own provide), and a shard the node has left
+    (node/growing.py) went on being announced for the life of the process."""
 
 
 def _closer_peers_plain(self: libp2p_kad_dht.KadDHT, response: Any,
@@ -147,4 +158,6 @@ def patch_libp2p() -> None:
     libp2p_kad_dht.KadDHT._add_closer_peers_to_response = _closer_peers_plain  # type: ignore
     libp2p_peer_routing.PeerRouting.refresh_routing_table = (  # type: ignore[method-assign]
         _refresh_own_neighbourhood)
+    libp2p_provider_store.ProviderStore._republish_provider_records = (  # type: ignore
+        _republish_nothing)
 

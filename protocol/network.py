@@ -178,8 +178,6 @@ class SyncRequest:
         if not isinstance(v, dict) or set(v) - {"ids"} != {"v", "subject", "after", "limit"}:
             raise SchemaError("sync request: expected exactly v, subject, after, limit "
                               "(and ids)")
-        if "ids" in v and (type(v["ids"]) is not int or v["ids"] != 1):
-            raise SchemaError("sync request: ids, when present, is 1")
         if v["v"] != 1:
             raise SchemaError("sync request: unsupported version", code="unsupported-version")
         subject = v["subject"]
@@ -191,6 +189,8 @@ class SyncRequest:
             raise SchemaError("sync request: bad cursor")
         if type(limit) is not int or not 1 <= limit <= MAX_SYNC_OBJECTS:
             raise SchemaError(f"sync request: limit must be 1..{MAX_SYNC_OBJECTS}")
+        if "ids" in v and (type(v["ids"]) is not int or v["ids"] != 1):
+            raise SchemaError("sync request: ids, when present, is 1")
         return cls(subject, after, limit, "ids" in v)
 
 

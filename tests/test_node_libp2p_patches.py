@@ -65,7 +65,7 @@ def test_patches_are_installed() -> None:
     import libp2p.stream_muxer.yamux.yamux as yamux
     assert yamux.RTT_MEASURE_INTERVAL == patches.YAMUX_PING_S == 240
     import libp2p.kad_dht.kad_dht as kad
-    assert kad.ROUTING_TABLE_REFRESH_INTERVAL == patches.DHT_REFRESH_S == 3600
+    assert kad.ROUTING_TABLE_REFRESH_INTERVAL == patches.DHT_REFRESH_S == 86400
     # the DHT's maintenance loop reads the module's value at each wait
     assert "trio.sleep(ROUTING_TABLE_REFRESH_INTERVAL)" in inspect.getsource(
         kad.KadDHT._run_main_loop)
@@ -287,3 +287,26 @@ async def test_a_routing_table_refresh_looks_up_the_nodes_own_id_only() -> None:
         assert looked_up == [a.peer_id.to_bytes()]
         table = set(a.dht.routing_table.get_peer_ids())
         assert {n.peer_id for n in nodes[1:]} <= table
+
+
+async def test_the_dht_does_not_republish_what_the_daemon_provides() -> None:
+    """The daemon re-provides its shards on its own schedule; py-libp2p's maintenance
+    loop would provide each key again (and keep announcing shards the node left)."""
+    import libp2p.kad_dht.provider_store as ps
+
+    assert ps.ProviderStore._republish_provider_records is patches._republish_nothing
+    async with h.running(hashlib.sha256(b"republish").digest(),
+                         [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as a:
+        store = a.dht.provider_store
+        store.providing_keys.add(hashlib.sha256(b"a shard left long ago").digest())
+        lookups: list[bytes] = []
+
+        async def lookup(key: bytes, count: int = 20) -> list:  # type: ignore[type-arg]
+            lookups.append(key)
+            return []
+
+        a.dht.peer_routing.find_closest_peers_network = lookup  # type: ignore[method-assign]
+        await store._republish_provider_records()
+        assert lookups == []
+        await a.dht.provide(hashlib.sha256(b"provided now").hexdigest())
+        assert len(lookups) == 1  # the daemon's own provide still looks up

@@ -340,3 +340,26 @@ def test_reach_requests_and_answers_from_spec() -> None:
         assert not reach_refusal(bytes.fromhex(ex["request"]))
     for bad in DATA["reach"]["refused"]:
         assert reach_refusal(bytes.fromhex(bad["request"])), bad["name"]
+
+
+def test_sync_requests_and_answers_from_spec() -> None:
+    """§11.3: a request is {v, subject, after, limit} and ``ids: 1`` when IDs are wanted;
+    the answer has ``objects`` (the envelopes) or, asked by IDs, ``ids`` (their SHA-256)."""
+    sec = DATA["sync"]
+    subject = bytes.fromhex(sec["subject"])
+    page = [POS[n] for n in sec["objects"]]
+    for ex in sec["exchanges"]:
+        req = cbor2.loads(bytes.fromhex(ex["request"]))
+        assert req["subject"] == subject and set(req) <= {"v", "subject", "after", "limit",
+                                                          "ids"}
+        by_ids = req.get("ids") == 1
+        want = {"v": 1, "subject": subject, "after": req["after"], "limit": req["limit"]}
+        if by_ids:
+            want["ids"] = 1
+        assert enc(want).hex() == ex["request"]
+        items = ([hashlib.sha256(o).digest() for o in page] if by_ids
+                 else page)[req["after"]:req["after"] + req["limit"]]
+        more = int(req["after"] + req["limit"] < len(page))
+        answer = {"v": 1, "ids" if by_ids else "objects": items,
+                  "next": req["after"] + len(items), "more": more}
+        assert enc(answer).hex() == ex["response"], ex["name"]

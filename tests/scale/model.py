@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -29,9 +30,21 @@ MONTH_S = 30 * 86400
 #: NodeConfig.sync_interval (600 s) to sync_interval_max (3,600 s) after three quiet
 #: rounds, asking sync_peers (2) peers each time
 PERIODIC_S = 3600
-#: the DHT's routing table refresh (node/patches.py DHT_REFRESH_S); runs without a
-#: measured refresh (before it was measured) take the median of those with one
-REFRESH_S = 3600
+#: the DHT's routing table refresh (node/patches.py DHT_REFRESH_S) and what it does:
+#: "own-id", a lookup of the node's own ID (node/patches.py since 2026-12-04), where runs
+#: before measured py-libp2p's "every-bucket" refresh (one lookup more per non-empty
+#: bucket).  Runs that did not measure the current kind take the median of those that did.
+REFRESH_S = 86400
+REFRESH_KIND = "own-id"
+#: Kademlia's k and alpha: a lookup asks about k + alpha * log2(N / k) peers (the k closest
+#: and about alpha per halving of the distance on the way); the refresh's measured cost is
+#: scaled by that count from the size it was measured at to the size extrapolated to
+K, ALPHA = 20, 3
+
+
+def lookup_peers(n: int) -> float:
+    """Peers one DHT lookup asks at ``n`` nodes (at least k, or n - 1 if fewer)."""
+    return min(n - 1, K + ALPHA * max(0.0, math.log2(n / K)))
 #: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
@@ -89,10 +102,12 @@ class Point:
         self.month_end_cpu = max(0.0, r["month_end_cpu_s"] / self.n - self.idle_cpu * window)
         self.round_kb = r["round_bytes"] / 1e3
         self.stored_mb = statistics.median(r["stored"]) / 1e6
-        #: one DHT refresh (KB, CPU-s), or None when the run did not measure it
-        self.refresh_kb = (None if r.get("refresh_bytes") is None
-                           else r["refresh_bytes"] / 1e3)
-        self.refresh_cpu = r.get("refresh_cpu_s")
+        #: one DHT refresh (KB, CPU-s), or None when the run did not measure it, and what
+        #: kind of refresh it measured (None of the current kind counts as not measured)
+        self.refresh_kind = r.get("refresh_kind", "every-bucket")
+        measured = r.get("refresh_bytes") is not None and self.refresh_kind == REFRESH_KIND
+        self.refresh_kb = r["refresh_bytes"] / 1e3 if measured else None
+        self.refresh_cpu = r.get("refresh_cpu_s") if measured else None
         self.refresh_default = (0.0, 0.0)
 
     def refresh(self) -> tuple[float, float]:
@@ -119,9 +134,12 @@ def _s(x: float | None) -> str:
 
 
 def _refresh(p: Point) -> str:
-    if p.refresh_kb is None:
-        return f"({p.refresh()[0]:.0f}, not measured)"
-    return f"{p.refresh_kb:.0f}"
+    if p.refresh_kb is not None:
+        return f"{p.refresh_kb:.0f}"
+    if p.r.get("refresh_bytes") is not None:
+        return (f"({p.refresh()[0]:.0f}; {p.r['refresh_bytes'] / 1e3:.0f} measured "
+                f"{p.refresh_kind})")
+    return f"({p.refresh()[0]:.0f}, not measured)"
 
 
 def table(points: list[Point]) -> list[str]:
@@ -147,14 +165,16 @@ def table(points: list[Point]) -> list[str]:
     return lines
 
 
-def _fixed(points: list[Point]) -> tuple[float, float, float, float, float]:
+def _fixed(points: list[Point]) -> tuple[float, float, float, float, float, int]:
     """Per node, medians of the runs: idle CPU (CPU-s per s), idle traffic (B/s), the
-    periodic round (KB) and one DHT refresh (KB, CPU-s)."""
+    periodic round (KB), one DHT refresh (KB, CPU-s) and the size it was measured at."""
+    refreshed = [p for p in points if p.refresh_kb is not None] or points
     return (statistics.median(p.idle_cpu for p in points),
             statistics.median(p.idle_bps for p in points),
             statistics.median(p.round_kb for p in points),
             statistics.median(p.refresh()[0] for p in points),
-            statistics.median(p.refresh()[1] for p in points))
+            statistics.median(p.refresh()[1] for p in points),
+            int(statistics.median(p.n for p in refreshed)))
 
 
 def _refresh_defaults(points: list[Point]) -> None:
@@ -204,15 +224,19 @@ def model(points: list[Point]) -> list[str]:
             f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; "
             f"month-end CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored "
             f"= {st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held.")
-    for sharded, (icpu, ibps, rkb, fkb, fcpu) in fixed.items():
+    every = f"every {REFRESH_S / 3600:g} h" if REFRESH_S != 3600 else "an hour"
+    for sharded, (icpu, ibps, rkb, fkb, fcpu, fn) in fixed.items():
         month = (ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
                  fkb * MONTH_S / REFRESH_S / 1e3)
         core = 100 * (icpu + fcpu / REFRESH_S)
         lines.append(f"Fixed per node and month {'with' if sharded else 'without'} shards "
                      f"(medians of those runs): idle traffic {ibps:,.1f} B/s, the "
-                     f"periodic round {rkb:.1f} KB an hour and a DHT refresh {fkb:.0f} KB "
-                     f"({fcpu:.2f} CPU-s) an hour: {month:,.1f} MB a month; idle CPU with "
-                     f"the refreshes {core:.3f}% of a core.")
+                     f"periodic round {rkb:.1f} KB an hour and a DHT refresh "
+                     f"({REFRESH_KIND}) {fkb:.0f} KB ({fcpu:.2f} CPU-s) {every}: "
+                     f"{month:,.1f} MB a month at N = {fn}; idle CPU with the refreshes "
+                     f"{core:.3f}% of a core. Extrapolated, a refresh costs in proportion "
+                     f"to the peers one lookup asks (`lookup_peers`: {lookup_peers(fn):.0f} "
+                     f"at N = {fn}, {lookup_peers(10**6):.0f} at 10⁶).")
     for sharded, ps in ((False, off), (True, on)):
         ps = [p for p in ps if p.r.get("settle_s")]
         if ps:
@@ -236,7 +260,9 @@ def model(points: list[Point]) -> list[str]:
             h = objects_per_node(n, bits, SPEC_K)
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            icpu, ibps, rkb, fkb, fcpu = fixed[bool(bits)]
+            icpu, ibps, rkb, fkb, fcpu, fn = fixed[bool(bits)]
+            grow = lookup_peers(n) / lookup_peers(fn)
+            fkb, fcpu = fkb * grow, fcpu * grow
             month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
                      fkb * MONTH_S / REFRESH_S / 1e3)
             core = 100 * (me_cpu + icpu * MONTH_S + fcpu * MONTH_S / REFRESH_S) / MONTH_S

@@ -133,6 +133,8 @@ class Run:
     #: what the refresh's bytes were: payload KB per node by protocol, connections opened
     refresh_by_protocol: dict[str, float] = field(default_factory=dict)
     refresh_connections: float | None = None
+    #: what the refresh does (tests/scale/model.py REFRESH_KIND): the node's own ID only
+    refresh_kind: str = "own-id"
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int

@@ -23,6 +23,7 @@ from typing import Any
 
 import nacl.signing
 from netvectors import SHARD_KEYS, reach_section, reconcile_section, shard_section
+from syncvectors import sync_section
 
 from rill.protocol import cbor, keys
 from rill.protocol import messages as m
@@ -452,6 +453,7 @@ def build() -> dict[str, Any]:
         "reconcile": reconcile_section(pos),
         "shard": shard_section(pos, {n: pub(n) for n in SHARD_KEYS}),
         "reach": reach_section(),
+        "sync": sync_section(pos, pub("alice")),
     }
 
 
