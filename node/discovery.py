@@ -27,6 +27,7 @@ from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from ..protocol.shard import PROVIDE_EVERY, rendezvous_provider
 from . import dnsaddr, natrelay
 
 log = logging.getLogger("rill.node.discovery")
@@ -41,11 +42,11 @@ RENDEZVOUS_PEERS = 8
 RENDEZVOUS_ASK, RENDEZVOUS_DIALS = 20, 4
 #: Lookups: first after FIRST_S, then doubling up to EVERY_S (real seconds).
 RENDEZVOUS_FIRST_S, RENDEZVOUS_EVERY_S = 1.0, 600.0
-#: A provider record is announced again this often (py-libp2p keeps records 48 h; SPEC
-#: §11.1 asks for at least every 24 h).  Each announcement is a DHT lookup and up to 20
-#: ADD_PROVIDERs (~100-200 KB per node in the scale simulation's terms): hourly it would
-#: cost as much as the rest of the month's traffic.
-PROVIDE_EVERY_S = 12 * 3600.0
+#: A provider record is announced again this often (protocol/shard.py PROVIDE_EVERY:
+#: py-libp2p keeps records 48 h; SPEC §11.1 asks for at least every 24 h).  Each
+#: announcement is a DHT lookup and up to 20 ADD_PROVIDERs (~250 KB per node in the scale
+#: simulation): hourly it cost more than the rest of a month's traffic.
+PROVIDE_EVERY_S = float(PROVIDE_EVERY)
 DIAL_TIMEOUT_S = 15.0
 #: mDNS finds queued at once; more are dropped (a LAN full of announcements).
 MDNS_QUEUE = 64
@@ -152,9 +153,14 @@ class Discovery:
     # -- the DHT rendezvous -------------------------------------------------------------
 
     def _announceable(self) -> bool:
-        """Others can dial this node: it is public, or it holds a relay reservation."""
+        """Others can dial this node (it is public, or it holds a relay reservation) and
+        it is one of the nodes that announce themselves at the network's shard bits
+        (SPEC §11.1: every node up to 2 bits, then about 4 · 2^-b of them, so that the
+        rendezvous key's DHT nodes hold 64-128 records, not one per node)."""
         p2p = self.p2p
         if p2p is None or p2p.nat is None:
+            return False
+        if not rendezvous_provider(self.identity, self.shard_bits):
             return False
         return (not p2p.nat.private and bool(self.config.listen)) or p2p.nat.reserved()
 

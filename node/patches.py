@@ -91,7 +91,7 @@ YAMUX_PING_S = 240
 #: looks up the node's own ID only (:func:`_refresh_own_neighbourhood`), once at start and
 #: then daily: the routing table also learns from every DHT request the node receives
 #: (a newcomer's own start-up lookup reaches the nodes nearest to it) and from the
-#: node's own lookups (shard providers, the rendezvous, its provides every 12 h).
+#: node's own lookups (shard providers, the rendezvous, its provides every 24 h).
 DHT_REFRESH_S = 86400
 
 
@@ -104,7 +104,7 @@ async def _refresh_own_neighbourhood(self: libp2p_peer_routing.PeerRouting) -> N
     keeps the buckets nearest to it right, which is where other nodes look for the
     provider records it holds; the far buckets fill from the peers that query it (every
     DHT request adds its sender) and from the node's own lookups (shard providers, the
-    rendezvous, its provides every 12 h), and a peer that fails a request is dropped."""
+    rendezvous, its provides every 24 h), and a peer that fails a request is dropped."""
     for peer in await self.find_closest_peers_network(self.host.get_id().to_bytes()):
         try:
             addrs = self.host.get_peerstore().addrs(peer)
@@ -117,7 +117,7 @@ async def _refresh_own_neighbourhood(self: libp2p_peer_routing.PeerRouting) -> N
 async def _republish_nothing(self: libp2p_provider_store.ProviderStore) -> None:
     """py-libp2p 0.8.1 republishes every key the node ever provided, 22 h after the
     last republish it made itself, from the DHT's maintenance loop: a key the daemon
-    provides on its own schedule (its shards' every 12 h, node/sharding.py; the
+    provides on its own schedule (its shards' every 24 h, node/sharding.py; the
     rendezvous, node/discovery.py) was provided once more at the loop's next turn (the
     library never counted the daemon's own provide), and a shard the node has left
     (node/growing.py) went on being announced for the life of the process."""

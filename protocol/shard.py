@@ -35,9 +35,15 @@ PROVIDERS_TAG = b"rill/1/shard-providers/"
 #: Long-lived backbone shards a node joins besides its own (SPEC §11.6), as the Ethereum
 #: consensus layer's 2 attestation subnets per node.
 BACKBONE_SHARDS = 2
-#: How often a member announces itself again under its shards' provider keys (seconds);
-#: the DHT keeps a provider record 48 h.
-PROVIDE_EVERY = 12 * 3600
+#: How often a member announces itself again under its shards' provider keys, and a
+#: rendezvous provider under the rendezvous key (seconds); the DHT keeps a provider record
+#: 48 h.  Each announcement is a DHT lookup and up to 20 ADD_PROVIDERs: ~250 KB and ~1
+#: CPU-s per key in the scale simulation at N = 50 (docs/SCALE.md).
+PROVIDE_EVERY = 24 * 3600
+#: Shard bits fewer than the network's at which a node's shard point must be all zero
+#: for it to announce itself under the rendezvous key (SPEC §11.1): about 4 · 2^-b of
+#: the nodes, 64-128 of them at SPEC §11.6's b whatever the network's size.
+RENDEZVOUS_SPARE_BITS = 2
 
 
 def check_bits(bits: int) -> int:
@@ -59,6 +65,13 @@ def prefix(digest: bytes, bits: int) -> int:
 def shard_of(key: bytes, bits: int) -> int:
     """The shard of a key at ``bits`` bits."""
     return prefix(point(key), bits)
+
+
+def rendezvous_provider(key: bytes, bits: int) -> bool:
+    """Whether the node of ``key`` announces itself under the rendezvous key on a
+    network of ``bits`` shard bits (SPEC §11.1): its shard point's first
+    max(0, bits - 2) bits are zero (every node, up to 2 bits)."""
+    return prefix(point(key), max(0, check_bits(bits) - RENDEZVOUS_SPARE_BITS)) == 0
 
 
 def backbone_shards(key: bytes, bits: int, k: int = BACKBONE_SHARDS) -> tuple[int, ...]:
@@ -221,7 +234,8 @@ def check_topic_any(p: Preview, topic: str, bits: tuple[int, ...]) -> None:
         raise SchemaError(f"a {p.type} does not belong on {topic[:80]}", code="wrong-topic")
 
 
-__all__ = ["BACKBONE_SHARDS", "GROW_OVERLAP", "PROVIDE_EVERY", "ShardSchedule",
-           "backbone_shards", "check_topic", "check_topic_any", "node_shards", "node_topics",
-           "object_shards", "object_topics", "placement_keys", "point", "prefix",
-           "preview_stored", "provider_key", "shard_of", "shard_topic"]
+__all__ = ["BACKBONE_SHARDS", "GROW_OVERLAP", "PROVIDE_EVERY", "RENDEZVOUS_SPARE_BITS",
+           "ShardSchedule", "backbone_shards", "check_topic", "check_topic_any",
+           "node_shards", "node_topics", "object_shards", "object_topics", "placement_keys",
+           "point", "prefix", "preview_stored", "provider_key", "rendezvous_provider",
+           "shard_of", "shard_topic"]

@@ -48,6 +48,33 @@ def test_rendezvous_key_and_peer_addresses() -> None:
             check_peer_addr(bad)
 
 
+def test_rendezvous_providers_are_a_sample_of_the_nodes_at_more_than_two_bits() -> None:
+    """SPEC §11.1: a node announces itself under the rendezvous key when the first
+    max(0, b - 2) bits of its shard point are zero: every node up to b = 2, then about
+    4 / 2^b of them; and the daemon asks exactly that of itself."""
+    from types import SimpleNamespace
+
+    from rill.node.discovery import Discovery
+    from rill.protocol.shard import point, rendezvous_provider
+
+    keys = [hashlib.sha256(b"rendezvous %d" % i).digest() for i in range(4000)]
+    for bits in (0, 1, 2):
+        assert all(rendezvous_provider(k, bits) for k in keys)
+    for bits in (3, 6, 8):
+        chosen = [k for k in keys if rendezvous_provider(k, bits)]
+        assert all(int.from_bytes(point(k)[:4], "big") >> (32 - (bits - 2)) == 0
+                   for k in chosen)
+        share = len(chosen) / len(keys)
+        assert 0.6 * 4 / 2**bits < share < 1.4 * 4 / 2**bits, (bits, share)
+    sampled = next(k for k in keys if rendezvous_provider(k, 8))
+    other = next(k for k in keys if not rendezvous_provider(k, 8))
+    nat = SimpleNamespace(private=False, reserved=lambda: False)
+    for key, bits, want in ((sampled, 8, True), (other, 8, False), (other, 2, True)):
+        node = SimpleNamespace(p2p=SimpleNamespace(nat=nat), identity=key, shard_bits=bits,
+                               config=SimpleNamespace(listen=["/ip4/0.0.0.0/tcp/4741"]))
+        assert Discovery._announceable(node) is want  # type: ignore[arg-type]
+
+
 def test_remember_peer_keeps_every_other_line(tmp_path: Path) -> None:
     home = Home(make_home(tmp_path, "h"))
     before = home.config_path.read_text()

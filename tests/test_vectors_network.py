@@ -24,6 +24,7 @@ from rill.protocol.shard import (
     object_topics,
     point,
     provider_key,
+    rendezvous_provider,
     shard_of,
 )
 from rill.wallet.wallet import Wallet
@@ -128,6 +129,8 @@ def test_shard_vectors() -> None:
         assert k["point"] == point(key).hex()
         assert k["shards"] == {str(b): shard_of(key, b) for b in (1, 2, 3, 4, 8, 16)}
         assert k["backbone_4"] == list(backbone_shards(key, 4))
+        assert [rendezvous_provider(key, b) for b in range(17)] == [
+            b <= k["rendezvous_up_to_bits"] for b in range(17)]
         assert k["topics_4"] == list(node_topics(key, 4))
     for p in SH["provider_keys"]:
         assert p["key"] == provider_key(p["bits"], p["index"]).hex()

@@ -208,6 +208,9 @@ def test_keys_shards_backbone_topics() -> None:
                   for j in range(2)]
         assert k["backbone_hashes"] == hashes
         assert k["backbone_4"] == backbone(key, 4)
+        # §11.1: a rendezvous provider at b when its point starts with max(0, b - 2) zeros
+        zeros = len(format(int.from_bytes(point(key), "big"), "0256b").split("1")[0])
+        assert k["rendezvous_up_to_bits"] == min(16, zeros + 2)
         mine = sorted({first_bits(point(key), 4), *backbone(key, 4)})
         assert k["topics_4"] == [f"rill/1/b4/s{i}" for i in mine] + [
             "rill/1/equivocations", "rill/1/catalogue"]

@@ -36,6 +36,9 @@ PERIODIC_S = 3600
 #: bucket).  Runs that did not measure the current kind take the median of those that did.
 REFRESH_S = 86400
 REFRESH_KIND = "own-id"
+#: a node provides each of its shards' keys and the rendezvous key again this often
+#: (protocol/shard.py PROVIDE_EVERY, node/discovery.py PROVIDE_EVERY_S)
+PROVIDE_S = 12 * 3600
 #: Kademlia's k and alpha: a lookup asks about k + alpha * log2(N / k) peers (the k closest
 #: and about alpha per halving of the distance on the way); the refresh's measured cost is
 #: scaled by that count from the size it was measured at to the size extrapolated to
@@ -109,6 +112,11 @@ class Point:
         self.refresh_kb = r["refresh_bytes"] / 1e3 if measured else None
         self.refresh_cpu = r.get("refresh_cpu_s") if measured else None
         self.refresh_default = (0.0, 0.0)
+        #: one round of the node's repeated provides (KB, CPU-s), or None if not measured
+        self.provide_kb = (None if r.get("provide_bytes") is None
+                           else r["provide_bytes"] / 1e3)
+        self.provide_cpu = r.get("provide_cpu_s")
+        self.provide_default = (0.0, 0.0)
 
     def refresh(self) -> tuple[float, float]:
         """One DHT refresh per node (KB, CPU-s): measured, or the setting's median."""
@@ -116,17 +124,29 @@ class Point:
             return self.refresh_default
         return self.refresh_kb, self.refresh_cpu
 
+    def provide(self) -> tuple[float, float]:
+        """One round of provides per node (KB, CPU-s): measured, or the setting's median."""
+        if self.provide_kb is None or self.provide_cpu is None:
+            return self.provide_default
+        return self.provide_kb, self.provide_cpu
+
+    def dht_month(self) -> tuple[float, float]:
+        """The DHT's upkeep per node and month (MB, CPU-s): refreshes and provides."""
+        (fkb, fcpu), (pkb, pcpu) = self.refresh(), self.provide()
+        return ((fkb * MONTH_S / REFRESH_S + pkb * MONTH_S / PROVIDE_S) / 1e3,
+                fcpu * MONTH_S / REFRESH_S + pcpu * MONTH_S / PROVIDE_S)
+
     def month_mb(self) -> float:
         """Traffic per node and month: the month end (measured), idle traffic over a month,
         the periodic rounds at their pace on an agreeing network, and the DHT's refreshes."""
         return (self.month_end_mb + self.idle_bps * MONTH_S / 1e6 +
                 self.round_kb * MONTH_S / PERIODIC_S / 1e3 +
-                self.refresh()[0] * MONTH_S / REFRESH_S / 1e3)
+                self.dht_month()[0])
 
     def core_pct(self) -> float:
         """CPU per node averaged over a month, % of one core."""
         return 100 * (self.month_end_cpu + self.idle_cpu * MONTH_S +
-                      self.refresh()[1] * MONTH_S / REFRESH_S) / MONTH_S
+                      self.dht_month()[1]) / MONTH_S
 
 
 def _s(x: float | None) -> str:
@@ -142,23 +162,31 @@ def _refresh(p: Point) -> str:
     return f"({p.refresh()[0]:.0f}, not measured)"
 
 
+def _provide(p: Point) -> str:
+    if p.provide_kb is not None:
+        return f"{p.provide_kb:.0f}"
+    return f"({p.provide()[0]:.0f}, not measured)"
+
+
 def table(points: list[Point]) -> list[str]:
     lines = [
         "| N | shard bits | clicks per donor | objects of the month | held per node "
         "(mean) | all claims at their creators (s) | every node's set complete (s) | "
         "after gossip alone (first 30 s) | traffic per node, month end, idle deducted (MB) | "
-        "one periodic round (KB per node) | one DHT refresh (KB per node) | idle (B/s per "
+        "one periodic round (KB per node) | one DHT refresh (KB per node) | one round of "
+        "provides (KB per node) | idle (B/s per "
         "node) | traffic per node and month (MB) | CPU per node, month end, idle deducted "
         "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average "
         "(% core) | stored per node (KB, median) |",
-        "|" + "---|" * 18,
+        "|" + "---|" * 19,
     ]
     for p in points:
         r = p.r
         lines.append(
             f"| {p.n} | {p.bits} | {p.k} | {p.n * (1 + p.k):,} | {p.held:,.0f} | "
             f"{_s(r['gossip_s'])} | {_s(r['full_s'])} | {r['gossip_complete']} | "
-            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {_refresh(p)} | {p.idle_bps:.0f} | "
+            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {_refresh(p)} | {_provide(p)} | "
+            f"{p.idle_bps:.0f} | "
             f"{p.month_mb():.1f} | {p.month_end_cpu:.2f} | "
             f"{1e3 * p.month_end_cpu / p.held:.1f} | {100 * p.idle_cpu:.3f} | "
             f"{p.core_pct():.3f} | {p.stored_mb * 1e3:.0f} |")
@@ -167,28 +195,33 @@ def table(points: list[Point]) -> list[str]:
 
 def _fixed(points: list[Point]) -> tuple[float, float, float, float, float, int]:
     """Per node, medians of the runs: idle CPU (CPU-s per s), idle traffic (B/s), the
-    periodic round (KB), one DHT refresh (KB, CPU-s) and the size it was measured at."""
+    periodic round (KB), the DHT's upkeep per month (MB, CPU-s) and the size it was
+    measured at."""
     refreshed = [p for p in points if p.refresh_kb is not None] or points
     return (statistics.median(p.idle_cpu for p in points),
             statistics.median(p.idle_bps for p in points),
             statistics.median(p.round_kb for p in points),
-            statistics.median(p.refresh()[0] for p in points),
-            statistics.median(p.refresh()[1] for p in points),
+            statistics.median(p.dht_month()[0] for p in points),
+            statistics.median(p.dht_month()[1] for p in points),
             int(statistics.median(p.n for p in refreshed)))
 
 
-def _refresh_defaults(points: list[Point]) -> None:
-    """Runs that did not measure a DHT refresh take the median of those of their setting
-    that did (of every run that did, when none of the setting did)."""
-    measured = [p for p in points if p.refresh_kb is not None and p.refresh_cpu is not None]
+def _defaults(points: list[Point], what: str, across: bool) -> None:
+    """Runs that did not measure ``what`` ("refresh" or "provide": the attributes
+    ``<what>_kb``, ``<what>_cpu`` and ``<what>_default``) take the median of the runs of
+    their setting that did; with ``across``, of every run that did when none of the
+    setting did (else they keep 0, and the table says "not measured")."""
+    measured = [p for p in points if getattr(p, f"{what}_kb") is not None
+                and getattr(p, f"{what}_cpu") is not None]
     for sharded in (False, True):
-        own = [p for p in measured if bool(p.bits) == sharded] or measured
+        own = [p for p in measured if bool(p.bits) == sharded] or (measured if across
+                                                                  else [])
         if own:
-            default = (statistics.median(p.refresh_kb or 0.0 for p in own),
-                       statistics.median(p.refresh_cpu or 0.0 for p in own))
+            default = (statistics.median(getattr(p, f"{what}_kb") for p in own),
+                       statistics.median(getattr(p, f"{what}_cpu") for p in own))
             for p in points:
                 if bool(p.bits) == sharded:
-                    p.refresh_default = default
+                    setattr(p, f"{what}_default", default)
 
 
 Fit = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
@@ -224,19 +257,19 @@ def model(points: list[Point]) -> list[str]:
             f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; "
             f"month-end CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored "
             f"= {st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held.")
-    every = f"every {REFRESH_S / 3600:g} h" if REFRESH_S != 3600 else "an hour"
-    for sharded, (icpu, ibps, rkb, fkb, fcpu, fn) in fixed.items():
-        month = (ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
-                 fkb * MONTH_S / REFRESH_S / 1e3)
-        core = 100 * (icpu + fcpu / REFRESH_S)
+    for sharded, (icpu, ibps, rkb, dmb, dcpu, fn) in fixed.items():
+        month = ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 + dmb
+        core = 100 * (icpu + dcpu / MONTH_S)
         lines.append(f"Fixed per node and month {'with' if sharded else 'without'} shards "
                      f"(medians of those runs): idle traffic {ibps:,.1f} B/s, the "
-                     f"periodic round {rkb:.1f} KB an hour and a DHT refresh "
-                     f"({REFRESH_KIND}) {fkb:.0f} KB ({fcpu:.2f} CPU-s) {every}: "
-                     f"{month:,.1f} MB a month at N = {fn}; idle CPU with the refreshes "
-                     f"{core:.3f}% of a core. Extrapolated, a refresh costs in proportion "
-                     f"to the peers one lookup asks (`lookup_peers`: {lookup_peers(fn):.0f} "
-                     f"at N = {fn}, {lookup_peers(10**6):.0f} at 10⁶).")
+                     f"periodic round {rkb:.1f} KB an hour, the DHT's upkeep {dmb:.1f} MB "
+                     f"and {dcpu:.0f} CPU-s a month (a refresh, {REFRESH_KIND}, every "
+                     f"{REFRESH_S / 3600:g} h and a round of provides every "
+                     f"{PROVIDE_S / 3600:g} h): {month:,.1f} MB a month at N = {fn}; idle "
+                     f"CPU with the DHT's upkeep {core:.3f}% of a core. Extrapolated, the "
+                     f"DHT's upkeep costs in proportion to the peers one lookup asks "
+                     f"(`lookup_peers`: {lookup_peers(fn):.0f} at N = {fn}, "
+                     f"{lookup_peers(10**6):.0f} at 10⁶).")
     for sharded, ps in ((False, off), (True, on)):
         ps = [p for p in ps if p.r.get("settle_s")]
         if ps:
@@ -260,12 +293,11 @@ def model(points: list[Point]) -> list[str]:
             h = objects_per_node(n, bits, SPEC_K)
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            icpu, ibps, rkb, fkb, fcpu, fn = fixed[bool(bits)]
+            icpu, ibps, rkb, dmb, dcpu, fn = fixed[bool(bits)]
             grow = lookup_peers(n) / lookup_peers(fn)
-            fkb, fcpu = fkb * grow, fcpu * grow
             month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
-                     fkb * MONTH_S / REFRESH_S / 1e3)
-            core = 100 * (me_cpu + icpu * MONTH_S + fcpu * MONTH_S / REFRESH_S) / MONTH_S
+                     dmb * grow)
+            core = 100 * (me_cpu + icpu * MONTH_S + dcpu * grow) / MONTH_S
             lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | {month:,.1f} | "
                          f"{me_cpu:,.1f} | {core:.3f} | {st[0] + st[1] * h:,.1f} |")
     for sharded in (False, True):
@@ -284,7 +316,8 @@ def model(points: list[Point]) -> list[str]:
 
 def report(runs: list[dict[str, Any]]) -> str:
     points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
-    _refresh_defaults(points)
+    _defaults(points, "refresh", across=True)
+    _defaults(points, "provide", across=False)
     lines = table(points)
     if len({p.held for p in points}) >= 2:
         lines += model(points)

@@ -135,6 +135,14 @@ class Run:
     refresh_connections: float | None = None
     #: what the refresh does (tests/scale/model.py REFRESH_KIND): the node's own ID only
     refresh_kind: str = "own-id"
+    #: one round of a node's repeated provides (its shards' keys and the rendezvous key),
+    #: per node: bytes, CPU-s (idle deducted), keys provided, by protocol, connections
+    provide_bytes: float | None = None
+    provide_cpu_s: float | None = None
+    provide_keys: float | None = None
+    provide_by_protocol: dict[str, float] = field(default_factory=dict)
+    provide_connections: float | None = None
+    provide_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
@@ -315,6 +323,25 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
             f"{run.refresh_cpu_s:.2f} CPU-s, {run.refresh_connections:.1f} connections "
             f"opened per node; payload KB per node by protocol: {run.refresh_by_protocol}")
+        # and one round of the announcements a node repeats every 12 h: each of its
+        # shards' keys and the rendezvous key provided once
+        t = time.perf_counter()
+        answers = all_do(workers, [{"op": "provide"}] * procs)
+        time.sleep(REFRESH_TAIL_S)
+        e = status(workers)
+        window = time.perf_counter() - t
+        run.provide_bytes = statistics.mean(_bytes(e, x) - _bytes(d, x) for x in names)
+        run.provide_cpu_s = max(0.0, (e["cpu"] - d["cpu"]) / n - run.idle_cpu_s * window)
+        run.provide_keys = sum(a.get("provided", 0) for a in answers) / n
+        run.provide_outcomes = {k: sum(a.get(k, 0) for a in answers)
+                                for k in ("provided", "not_provided", "timed_out", "failed")}
+        run.provide_by_protocol = _per_node(e["protocols"], d["protocols"], n)
+        run.provide_connections = (e["connections"] - d["connections"]) / n
+        say(n, shard_bits, f"a round of provides ({run.provide_keys:.1f} keys provided per "
+            f"node; {run.provide_outcomes}): {run.provide_bytes / 1e3:.0f} KB, "
+            f"{run.provide_cpu_s:.2f} CPU-s, "
+            f"{run.provide_connections:.1f} connections opened per node; payload KB per "
+            f"node by protocol: {run.provide_by_protocol}")
         try:
             all_do(workers, [{"op": "stop"}] * procs)
         except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand

@@ -193,6 +193,38 @@ class Worker:
                 for name in net.nodes:
                     n.start_soon(refresh, name)
             return {"ok": True}
+        if op == "provide":
+            # the announcements a node repeats every PROVIDE_EVERY (protocol/shard.py): a
+            # provide of each of its shards' keys (node/sharding.py) and, if its key is one
+            # of the rendezvous providers', of the rendezvous key (node/discovery.py: every
+            # node here is one others can dial)
+            from rill.node.discovery import RENDEZVOUS_KEY
+            from rill.protocol.shard import provider_key, rendezvous_provider
+            limit = trio.CapacityLimiter(cmd.get("at_once", 4))
+            outcome = {"provided": 0, "not_provided": 0, "timed_out": 0, "failed": 0}
+
+            async def provide(name: str) -> None:
+                NODE.set(name)
+                async with limit:
+                    d = net.nodes[name]
+                    keys = [provider_key(b, i).hex() for b, i in d.member_shards()]
+                    if rendezvous_provider(d.identity, d.shard_bits):
+                        keys.append(RENDEZVOUS_KEY)
+                    for key in keys:
+                        what = "timed_out"
+                        with trio.move_on_after(60):
+                            try:
+                                ok = await d.p2p.dht.provide(key)
+                                what = "provided" if ok else "not_provided"
+                            except Exception as exc:  # counted as what it cost until then
+                                print(f"{name}: provide: {exc!r}", file=sys.stderr)
+                                what = "failed"
+                        outcome[what] += 1
+
+            async with trio.open_nursery() as n:
+                for name in net.nodes:
+                    n.start_soon(provide, name)
+            return {"ok": True, **outcome}
         if op == "clock":
             net.clock.set(cmd["t"])
             return {"ok": True}

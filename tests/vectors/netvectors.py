@@ -31,6 +31,7 @@ from rill.protocol.shard import (
     object_topics,
     point,
     provider_key,
+    rendezvous_provider,
     shard_of,
 )
 
@@ -245,6 +246,8 @@ def shard_section(pos: list[dict[str, Any]], pubs: dict[str, bytes]) -> dict[str
                                 for j in range(2)],
             "backbone_4": list(backbone_shards(k, 4)),
             "topics_4": list(node_topics(k, 4)),
+            # §11.1: the node announces itself under the rendezvous key up to these bits
+            "rendezvous_up_to_bits": max(b for b in range(17) if rendezvous_provider(k, b)),
         })
     objs = []
     for v in pos:
