@@ -38,7 +38,7 @@ REFRESH_S = 86400
 REFRESH_KIND = "own-id"
 #: a node provides each of its shards' keys and the rendezvous key again this often
 #: (protocol/shard.py PROVIDE_EVERY, node/discovery.py PROVIDE_EVERY_S)
-PROVIDE_S = 12 * 3600
+PROVIDE_S = 24 * 3600
 #: Kademlia's k and alpha: a lookup asks about k + alpha * log2(N / k) peers (the k closest
 #: and about alpha per halving of the distance on the way); the refresh's measured cost is
 #: scaled by that count from the size it was measured at to the size extrapolated to
@@ -83,6 +83,30 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
     return my - b * mx, b
+
+
+def dht_growth(points: list[Point], fn: int) -> tuple[Any, str]:
+    """How the DHT's upkeep (MB, CPU-s a month) grows with N, as a factor on its value at
+    ``fn`` nodes: the larger of ``lookup_peers``'s ratio and, when runs of two sizes or
+    more measured both the refresh and the provides, a straight line through their
+    upkeep against log2(N) (a Kademlia lookup's hops grow with log N)."""
+    measured = [p for p in points if p.refresh_kb is not None and p.provide_kb is not None]
+    line = None
+    if len({p.n for p in measured}) >= 2:
+        line = fit([(math.log2(p.n), p.dht_month()[0]) for p in measured])
+    def factor(n: int) -> float:
+        by_lookup = lookup_peers(n) / lookup_peers(fn)
+        if line is None:
+            return by_lookup
+        a, c = line
+        return max(by_lookup, (a + c * math.log2(n)) / (a + c * math.log2(fn)))
+    how = (f"the larger of the peers one lookup asks (`lookup_peers`: {lookup_peers(fn):.0f} "
+           f"at N = {fn}, {lookup_peers(10**6):.0f} at 10⁶)" +
+           ("" if line is None else
+            f" and a line through the runs' upkeep against log₂ N ({line[0]:.1f} + "
+            f"{line[1]:.2f}·log₂ N MB a month)") +
+           f": ×{factor(10**6):.1f} from N = {fn} to 10⁶")
+    return factor, how
 
 
 class Point:
@@ -248,6 +272,8 @@ def model(points: list[Point]) -> list[str]:
     fits = {sharded: _per_object(ps) if len({p.held for p in ps}) >= 2 else every
             for sharded, ps in ((False, off), (True, on))}
     fixed = {False: _fixed(off or points), True: _fixed(on or points)}
+    growth = {sharded: dht_growth(ps or points, fixed[sharded][5])
+              for sharded, ps in ((False, off), (True, on))}
     lines = [""]
     for sharded in (False, True):
         (mb, cpu, st) = fits[sharded]
@@ -267,9 +293,7 @@ def model(points: list[Point]) -> list[str]:
                      f"{REFRESH_S / 3600:g} h and a round of provides every "
                      f"{PROVIDE_S / 3600:g} h): {month:,.1f} MB a month at N = {fn}; idle "
                      f"CPU with the DHT's upkeep {core:.3f}% of a core. Extrapolated, the "
-                     f"DHT's upkeep costs in proportion to the peers one lookup asks "
-                     f"(`lookup_peers`: {lookup_peers(fn):.0f} at N = {fn}, "
-                     f"{lookup_peers(10**6):.0f} at 10⁶).")
+                     f"DHT's upkeep grows as {growth[sharded][1]}.")
     for sharded, ps in ((False, off), (True, on)):
         ps = [p for p in ps if p.r.get("settle_s")]
         if ps:
@@ -294,7 +318,7 @@ def model(points: list[Point]) -> list[str]:
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
             icpu, ibps, rkb, dmb, dcpu, fn = fixed[bool(bits)]
-            grow = lookup_peers(n) / lookup_peers(fn)
+            grow = growth[bool(bits)][0](n)
             month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
                      dmb * grow)
             core = 100 * (me_cpu + icpu * MONTH_S + dcpu * grow) / MONTH_S
