@@ -224,10 +224,7 @@ class Reconciling:
                         return new
                     pages += 1
                     want = tuple(missing[start:start + MAX_GET])
-                    got = Objects.decode(await self._ask(peer, ReconcileRequest(
-                        "get", ids=want)))
-                    asked = set(want)
-                    objs = [o for o in got.objects if hashlib.sha256(o).digest() in asked]
+                    objs = list((await self._get(peer, want)).values())
                     taken, full = await self._take_reconciled(peer, objs)
                     new += taken
                     if full:
@@ -239,6 +236,14 @@ class Reconciling:
                             unwanted[oid] = until
         self.counters["reconciled"] += new
         return new
+
+    async def _get(self, peer: ID, want: tuple[bytes, ...]) -> dict[bytes, bytes]:
+        """One ``get`` of at most MAX_GET IDs: the objects ``peer`` sends, by ID, without
+        any it sends that were not asked for (SPEC §11.4 step 4)."""
+        got = Objects.decode(await self._ask(peer, ReconcileRequest("get", ids=want)))
+        asked = set(want)
+        by_id = ((hashlib.sha256(o).digest(), o) for o in got.objects)
+        return {oid: o for oid, o in by_id if oid in asked}
 
     async def _ask(self, peer: ID, req: ReconcileRequest) -> bytes:
         assert self.p2p is not None

@@ -24,7 +24,7 @@ from ..protocol.network import (
     SyncResponse,
     check_gossip,
 )
-from ..protocol.reconcile import MAX_GET, RECONCILE_PROTOCOL, Objects, ReconcileRequest
+from ..protocol.reconcile import MAX_GET, RECONCILE_PROTOCOL
 from ..protocol.shard import shard_topic
 from ..wallet.errors import DiskFull
 from . import relay
@@ -156,11 +156,7 @@ class Syncing:
         for _ in range(MAX_SYNC_PAGES):
             if not missing:
                 break
-            want = set(missing[:MAX_GET])
-            got = Objects.decode(await self._ask(peer, ReconcileRequest(
-                "get", ids=tuple(missing[:MAX_GET]))))
-            fresh = {hashlib.sha256(o).digest(): o for o in got.objects}
-            fresh = {i: o for i, o in fresh.items() if i in want}
+            fresh = await self._get(peer, tuple(missing[:MAX_GET]))
             if not fresh:  # the server no longer holds them
                 break
             out += fresh.values()
