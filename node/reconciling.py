@@ -217,21 +217,24 @@ class Reconciling:
                     "ids", month, buckets=buckets, shard=shard)))
                 unwanted = self._unwanted_now()
                 missing = [i for i in listed.ids if i not in self.held and i not in unwanted]
-                for start in range(0, len(missing), MAX_GET):
+                while missing:
                     if pages == MAX_GET_PAGES:
                         log.info("reconcile with %s: %d pages; the rest next time", peer,
                                  pages)
                         return new
                     pages += 1
-                    want = tuple(missing[start:start + MAX_GET])
-                    objs = list((await self._get(peer, want)).values())
-                    taken, full = await self._take_reconciled(peer, objs)
+                    want, missing = tuple(missing[:MAX_GET]), missing[MAX_GET:]
+                    got = await self._get(peer, want)
+                    taken, full = await self._take_reconciled(peer, list(got.values()))
                     new += taken
                     if full:
                         log.info("reconcile with %s: stopped, the disk is full", peer)
                         return new
                     until = trio.current_time() + UNWANTED_S
-                    for oid in want:
+                    cut = [oid for oid in want if oid not in got]
+                    if got and cut:  # an answer cut at its size limit: ask for the rest
+                        missing = cut + missing
+                    for oid in (got if got else want):
                         if oid not in self.held:
                             unwanted[oid] = until
         self.counters["reconciled"] += new
