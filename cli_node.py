@@ -14,6 +14,7 @@ import click
 from . import clikit
 from .cli import _emit_json, _fail, _home_path, _leaf, _money, _table, main, wallet_command
 from .clikit import EXIT_FAIL, EXIT_OK, TIME, home_option, iso, json_option, who
+from .protocol.shard import OWN_PROVIDERS_ENOUGH
 
 # --------------------------------------------------------------------------------------
 # The node daemon
@@ -305,13 +306,20 @@ def _rounds_row(r: dict[str, Any]) -> str:
 
 def _shards_row(sh: dict[str, Any]) -> str:
     """``rill node status``'s shards row: the shards joined at the bits in force, a
-    growth's overlap (both bits' topics accepted) and the next scheduled change."""
+    growth's overlap (both bits' topics accepted), the backbone shards' own members found
+    announced, and the next scheduled change."""
     bits = sh["bits"]
     row = (f"{', '.join(map(str, sh['joined']))} of {2 ** bits} (shard_bits {bits})" if bits
            else "none (shard_bits 0)")
     accepted = sh.get("accepted_bits") or [bits]
     if len(accepted) > 1:
         row += f"\nbits {' and '.join(map(str, accepted))} both accepted (growth overlap)"
+    counted = sh.get("backbone_own_providers") or {}
+    if counted:  # SPEC §11.6: a backbone shard is announced while it has too few
+        row += "\nbackbone shards' own members announced: " + ", ".join(
+            f"{shard} {'lookup failed' if n is None else n}"
+            f"{' (announced by this node too)' if n is None or n < OWN_PROVIDERS_ENOUGH else ''}"
+            for shard, n in counted.items())
     pending = sh.get("pending")
     if pending:
         row += f"\nshard_bits {pending['bits']} from {iso(pending['from'])} ({pending['month']})"

@@ -138,12 +138,17 @@ class Growing:
 
     def growth_status(self) -> dict[str, Any]:
         """``rill node status``'s shards: the bits in force, the shards joined, the bits
-        whose topics are accepted now, and the next scheduled change."""
+        whose topics are accepted now, the backbone shards' counts of own members
+        announced, and the next scheduled change."""
         now = self.clock.now()
         pending = self.shard_schedule.pending(now)
         return {"bits": self.shard_bits, "joined": sorted(self.shards),
                 "accepted_bits": list(self.shard_schedule.accepted(now)),
                 "overlap_s": GROW_OVERLAP,
+                # per backbone shard: its own members found announced at the last count
+                # (None: the lookup failed); it is provided while under 8 (SPEC §11.6)
+                "backbone_own_providers": {f"{b}/{i}": n for (b, i), n in
+                                           sorted(self.own_providers.items())},
                 "pending": None if pending is None else {
                     "month": pending[0], "bits": pending[1],
                     "from": month_start(pending[0])}}

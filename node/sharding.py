@@ -20,18 +20,25 @@ from ..protocol import messages as m
 from ..protocol.network import TOPIC_OF
 from ..protocol.preview import Preview, check_preview, preview
 from ..protocol.shard import (
+    OWN_PROVIDERS_ENOUGH,
+    OWN_PROVIDERS_FRESH,
     PROVIDE_EVERY,
     check_topic_any,
     node_shards,
     object_shards,
     object_topics,
+    own_providers,
     placement_points,
     prefix,
     preview_stored,
     provider_key,
+    provides_shard,
+    shard_of,
     shard_topic,
 )
 from ..wallet.wallet import Wallet
+from .discovery import find_providers
+from .host import key_from_peer_id
 from .shardreach import ShardPeers, ShardReach, topic_shard
 
 log = logging.getLogger("rill.node")
@@ -52,6 +59,8 @@ PROVIDE_RETRY_MAX_S = 600.0
 JOIN_FIRST_S = 1.0
 JOIN_EVERY_S = 60.0
 SHARD_PEERS = 4
+#: Providers of a backbone shard's key asked for when counting its own members (at most).
+OWN_PROVIDERS_ASK = 64
 #: Placement prefixes remembered for the reconcile server, in bytes (then forgotten).
 MAX_PREFIX_BYTES = 16 * 1024 * 1024
 
@@ -124,6 +133,10 @@ class Sharding(ShardReach):
         self._points = Placements()
         #: shard members seen subscribed before (node/shardreach.py)
         self.shard_peers = ShardPeers()
+        #: (bits, index) -> (own members found announced, when: trio seconds), per
+        #: backbone shard looked up (:meth:`shards_to_provide`); the last count, for status
+        self._own_providers_at: dict[tuple[int, int], tuple[int, float]] = {}
+        self.own_providers: dict[tuple[int, int], int | None] = {}
 
     def _set_bits(self, bits: int) -> None:
         """The shard bits in force: published at, kept, reconciled, provided."""
@@ -235,20 +248,21 @@ class Sharding(ShardReach):
                     log.debug("looking for peers of %s: %r", topic, exc)
 
     async def _provide_shards(self) -> None:
-        """Announce this node under each of its shards' DHT keys (§11.6), again every
+        """Announce this node under its shards' DHT keys (§11.6), again every
         PROVIDE_EVERY; the first time as soon as the DHT knows a peer (and again when the
-        shards change: node/growing.py restarts this with :meth:`_join_shards`)."""
+        shards change: node/growing.py restarts this with :meth:`_join_shards`).  Its own
+        shard's key always; a backbone shard's only while too few of the shard's own
+        members are found announced (:meth:`shards_to_provide`)."""
         if not self.shard_bits and not self.shard_schedule.changes:
             return  # never sharded
         assert self.p2p is not None
         dht = self.p2p.dht
         while True:
-            pending = self.member_shards()
+            while dht.get_routing_table_size() == 0:
+                await trio.sleep(PROVIDE_RETRY_S)
+            pending = await self.shards_to_provide()
             retry = PROVIDE_RETRY_S
             while pending:
-                if dht.get_routing_table_size() == 0:
-                    await trio.sleep(PROVIDE_RETRY_S)
-                    continue
                 bits, index = pending[0]
                 try:
                     with trio.fail_after(PROVIDE_S):
@@ -265,6 +279,53 @@ class Sharding(ShardReach):
                     await trio.sleep(retry)
                     retry = min(2 * retry, PROVIDE_RETRY_MAX_S)
             await trio.sleep(PROVIDE_EVERY)
+
+    async def shards_to_provide(self) -> list[tuple[int, int]]:
+        """The member shards this round of provides announces: the own shard (at each
+        bits in force) first, then each backbone shard for which no lookup of its key's
+        providers in the last OWN_PROVIDERS_FRESH found OWN_PROVIDERS_ENOUGH of its own
+        members; a key not looked up, or found short, is looked up first (one DHT lookup
+        and GET_PROVIDERS to the key's closest peers, about what a provide costs)."""
+        own, backbone = [], []
+        members = set(self.member_shards())
+        for gone in set(self._own_providers_at) - members:  # shards left at a growth
+            del self._own_providers_at[gone]
+        for gone in set(self.own_providers) - members:
+            del self.own_providers[gone]
+        for bits, index in sorted(members):
+            (own if shard_of(self.identity, bits) == index else backbone).append((bits, index))
+        for bits, index in backbone:
+            found = await self._own_providers_found(bits, index)
+            self.own_providers[(bits, index)] = found
+            if provides_shard(self.identity, bits, index, found):
+                own.append((bits, index))
+            else:
+                self.counters["provide_skipped"] = self.counters.get("provide_skipped", 0) + 1
+        return own
+
+    async def _own_providers_found(self, bits: int, index: int) -> int | None:
+        """How many of the shard's own members announce themselves under its key: the
+        count of a lookup made less than OWN_PROVIDERS_FRESH ago if it was enough, else
+        looked up now (None if the lookup fails)."""
+        assert self.p2p is not None
+        now = trio.current_time()
+        known = self._own_providers_at.get((bits, index))
+        if known is not None and known[0] >= OWN_PROVIDERS_ENOUGH and \
+                now - known[1] < OWN_PROVIDERS_FRESH:
+            return known[0]
+        self.counters["own_provider_lookups"] = self.counters.get("own_provider_lookups",
+                                                                  0) + 1
+        try:
+            with trio.fail_after(PROVIDE_S):
+                infos = await find_providers(self.p2p.dht, provider_key(bits, index).hex(),
+                                             OWN_PROVIDERS_ASK)
+        except (Exception, trio.TooSlowError) as exc:
+            log.debug("counting the providers of shard %d/%d: %r", bits, index, exc)
+            return None
+        count = own_providers((key_from_peer_id(i.peer_id) for i in infos
+                               if i.peer_id != self.p2p.peer_id), bits, index)
+        self._own_providers_at[(bits, index)] = (count, now)
+        return count
 
     # -- reconciliation scopes -------------------------------------------------------------
 

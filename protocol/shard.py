@@ -18,6 +18,7 @@ Pure: no I/O, no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import SchemaError
@@ -44,6 +45,14 @@ PROVIDE_EVERY = 24 * 3600
 #: for it to announce itself under the rendezvous key (SPEC §11.1): about 4 · 2^-b of
 #: the nodes, 64-128 of them at SPEC §11.6's b whatever the network's size.
 RENDEZVOUS_SPARE_BITS = 2
+#: A member announces itself under a backbone shard's provider key only while a lookup
+#: of that key's providers found fewer than this many whose own shard it is (SPEC §11.6):
+#: at §11.6's bits a shard has 16-32 own members, enough for publishers to find live
+#: ones, so the backbone members (twice as many) need not announce as well.
+OWN_PROVIDERS_ENOUGH = 8
+#: A count of at least OWN_PROVIDERS_ENOUGH is trusted this long (seconds); then the key
+#: is looked up again.  A smaller count is looked up again at the next round of provides.
+OWN_PROVIDERS_FRESH = 7 * 24 * 3600
 
 
 def check_bits(bits: int) -> int:
@@ -72,6 +81,23 @@ def rendezvous_provider(key: bytes, bits: int) -> bool:
     network of ``bits`` shard bits (SPEC §11.1): its shard point's first
     max(0, bits - 2) bits are zero (every node, up to 2 bits)."""
     return prefix(point(key), max(0, check_bits(bits) - RENDEZVOUS_SPARE_BITS)) == 0
+
+
+def provides_shard(key: bytes, bits: int, index: int, own_providers: int | None) -> bool:
+    """Whether the node of ``key``, a member of shard ``index`` at ``bits`` bits, announces
+    itself under the shard's provider key (SPEC §11.6): always for its own shard; for a
+    backbone shard unless a lookup of the key's providers found ``own_providers`` >=
+    OWN_PROVIDERS_ENOUGH providers whose own shard it is (None: not looked up)."""
+    if shard_of(key, bits) == index:
+        return True
+    return own_providers is None or own_providers < OWN_PROVIDERS_ENOUGH
+
+
+def own_providers(provider_keys: Iterable[bytes | None], bits: int, index: int) -> int:
+    """How many of a shard key's providers (their identity keys, from their peer IDs;
+    None for a peer ID that is not an Ed25519 key) have it as their own shard; a key
+    counts once."""
+    return len({k for k in provider_keys if k is not None and shard_of(k, bits) == index})
 
 
 def backbone_shards(key: bytes, bits: int, k: int = BACKBONE_SHARDS) -> tuple[int, ...]:

@@ -110,6 +110,12 @@ def test_config_reads_a_schedule_and_status_shows_it() -> None:
     assert row.splitlines() == ["0, 1 of 2 (shard_bits 1)",
                                 "bits 1 and 2 both accepted (growth overlap)",
                                 "shard_bits 2 from 2026-11-01T00:00:00Z (2026-11)"]
+    row = _shards_row({"bits": 3, "joined": [1, 4, 6], "accepted_bits": [3],
+                       "backbone_own_providers": {"3/4": 12, "3/6": 3, "3/7": None}})
+    assert row.splitlines() == [
+        "1, 4, 6 of 8 (shard_bits 3)",
+        "backbone shards' own members announced: 3/4 12, 3/6 3 (announced by this node "
+        "too), 3/7 lookup failed (announced by this node too)"]
 
 
 def keep(net: Net, name: str, oid: bytes) -> int:

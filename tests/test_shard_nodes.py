@@ -222,6 +222,9 @@ def test_rill_node_run_reads_shard_bits_from_config(tmp_path: Path) -> None:
         want = {"n00": [0, 1], "z": [0, 2]}
         for node in nodes:
             s = node.rill("node", "status")
+            counted = s["shards"].pop("backbone_own_providers")  # as the lookups go
+            assert set(counted) <= {f"2/{i}" for i in want[node.name]}
+            assert all(n is None or n >= 0 for n in counted.values())
             assert s["shards"] == {"bits": 2, "joined": want[node.name], "accepted_bits": [2],
                                    "overlap_s": 3600, "pending": {
                                        "month": "2099-01", "bits": 3, "from": 4070908800}}
