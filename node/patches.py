@@ -4,14 +4,18 @@ Applied once, when rill.node.host is imported."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import trio
 from libp2p.abc import IHost
+from libp2p.kad_dht import common as libp2p_kad_common
 from libp2p.kad_dht import kad_dht as libp2p_kad_dht
 from libp2p.kad_dht import peer_routing as libp2p_peer_routing
 from libp2p.kad_dht import provider_store as libp2p_provider_store
+from libp2p.kad_dht import routing_table as libp2p_routing_table
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -21,6 +25,8 @@ from libp2p.pubsub import utils as libp2p_pubsub_utils
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+log = logging.getLogger("rill.node")
 
 
 async def _yamux_window_update(self: YamuxStream, *, bytes_read: int = 0) -> None:
@@ -148,6 +154,51 @@ def _closer_peers_plain(self: libp2p_kad_dht.KadDHT, response: Any,
         entry.addrs.extend(addr.to_bytes() for addr in addrs)
 
 
+#: Every this many seconds the routing table checks peers it has not heard from for
+#: STALE_PEER_THRESHOLD (1 h), at most STALE_PER_ROUND of them (py-libp2p 0.8.1's pace).
+STALE_CHECK_S = 300.0
+STALE_PER_ROUND = 5
+
+
+async def check_stale_connected(self: libp2p_routing_table.RoutingTable) -> int:
+    """One round of the routing table's check of stale peers, over live connections only:
+    a stale peer the node is connected to is pinged (kept if it answers, dropped if not);
+    one it is not connected to is left to the lookups (py-libp2p drops a peer that fails
+    a DHT request from the table).  Returns how many were pinged."""
+    connected = self.host.get_network().connections
+    stale = [peer for bucket in self.buckets
+             for peer in bucket.get_stale_peers(stale_threshold_seconds=libp2p_kad_common
+                                                .STALE_PEER_THRESHOLD)
+             if peer in connected][:STALE_PER_ROUND]
+    for peer in stale:
+        bucket = self.find_bucket(peer)
+        if await bucket._ping_peer(peer):
+            bucket.refresh_peer_last_seen(peer)
+        else:
+            bucket.remove_peer(peer)
+    return len(stale)
+
+
+async def _stale_peers_connected_only(self: libp2p_routing_table.RoutingTable) -> None:
+    """The routing table's periodic check of stale peers, over live connections only.
+
+    py-libp2p 0.8.1 pings up to 5 peers not heard from for an hour every 5 minutes,
+    dialling each it is not connected to.  A sharded node closes the connections outside
+    its shards a minute after they open (node/upkeep.py), so on a network that has run
+    for an hour nearly every routing-table peer is stale and unconnected: 60 new
+    connections an hour (Noise, identify, GossipSub's hello, each ~7 KB in the scale
+    simulation), about 10 MB a day per node for pings, more than everything else a node
+    does in a month.  Here only connected stale peers are pinged (a ping on an open
+    connection costs ~100 bytes); a dead unconnected one fails the next lookup that asks
+    it, and the lookup drops it."""
+    while True:
+        await trio.sleep(STALE_CHECK_S)
+        try:
+            await check_stale_connected(self)
+        except Exception as exc:  # a ping that failed oddly: the next round
+            log.debug("checking stale routing-table peers: %r", exc)
+
+
 def patch_libp2p() -> None:
     """Apply the patches above (idempotent)."""
     libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
@@ -160,4 +211,6 @@ def patch_libp2p() -> None:
         _refresh_own_neighbourhood)
     libp2p_provider_store.ProviderStore._republish_provider_records = (  # type: ignore
         _republish_nothing)
+    libp2p_routing_table.RoutingTable._periodic_peer_refresh = (  # type: ignore
+        _stale_peers_connected_only)
 

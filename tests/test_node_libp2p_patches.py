@@ -310,3 +310,44 @@ async def test_the_dht_does_not_republish_what_the_daemon_provides() -> None:
         assert lookups == []
         await a.dht.provide(hashlib.sha256(b"provided now").hexdigest())
         assert len(lookups) == 1  # the daemon's own provide still looks up
+
+
+async def test_stale_routing_table_peers_are_pinged_only_over_open_connections() -> None:
+    """py-libp2p pings 5 peers not heard from for an hour every 5 minutes, dialling
+    those it is not connected to (a sharded node is connected to few of them): here a
+    stale connected peer is pinged and kept, a stale unconnected one is not dialled."""
+    import time
+
+    import libp2p.kad_dht.routing_table as rt
+
+    assert rt.RoutingTable._periodic_peer_refresh is patches._stale_peers_connected_only
+    async with AsyncExitStack() as stack:
+        a, b, c = [await stack.enter_async_context(
+            h.running(hashlib.sha256(b"stale %d" % i).digest(),
+                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        for other in (b, c):
+            await a.connect(other.addrs()[0])
+            await a.dht.routing_table.add_peer(other.peer_id)
+        table = a.dht.routing_table
+        await a.host.disconnect(c.peer_id)
+        with trio.fail_after(10):
+            while c.peer_id in a.host.get_network().connections:
+                await trio.sleep(0.05)
+        long_ago = time.time() - 2 * 3600
+        for peer in (b.peer_id, c.peer_id):
+            bucket = table.find_bucket(peer)
+            bucket.peers[peer] = (bucket.peers[peer][0], long_ago)
+        dials: list[object] = []
+        dial = a.host.get_network().dial_peer
+
+        async def recorded(peer, *args, **kwargs):  # type: ignore[no-untyped-def]
+            dials.append(peer)
+            return await dial(peer, *args, **kwargs)
+
+        a.host.get_network().dial_peer = recorded  # type: ignore[method-assign]
+        with trio.fail_after(20):
+            assert await patches.check_stale_connected(table) == 1
+        stale = {p for bucket in table.buckets for p in bucket.get_stale_peers(3600)}
+        assert stale == {c.peer_id}  # b answered: seen now; c kept, left to lookups
+        assert set(table.get_peer_ids()) == {b.peer_id, c.peer_id}
+        assert dials == [] and c.peer_id not in a.host.get_network().connections
