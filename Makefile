@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # extra arguments for the command a target runs: make run ARGS="--dashboard-port 4800"
 ARGS   ?=
 
-.PHONY: run test soak chaos bench scale lint vectors clean browser demo
+.PHONY: run test soak chaos bench scale scale-dht lint vectors clean browser demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,18 @@ scale: $(STAMP)
 	$(BIN)/python tests/scale/sim.py $(SCALE_SIZES) --procs $(SCALE_PROCS) \
 	  --shard-bits $(SCALE_BITS) --clicks $(SCALE_CLICKS) --json .scale-runs.json $(ARGS)
 	$(BIN)/python tests/scale/model.py .scale-runs.json --store docs/scale-runs.json \
-	  --doc docs/SCALE.md
+	  --dht docs/dht-runs.json --doc docs/SCALE.md
+
+## scale-dht: the DHT alone (tests/scale/dhtsim.py), bare hosts with the daemon's DHT, at
+## sizes whole daemons cannot reach here: how a lookup's cost grows with N; the runs go to
+## docs/dht-runs.json and the model in docs/SCALE.md uses them (DHT_SIZES, DHT_SAMPLE)
+DHT_SIZES ?= 100 200 500 1000
+DHT_SAMPLE ?= 40
+scale-dht: $(STAMP)
+	$(BIN)/python tests/scale/dhtsim.py $(DHT_SIZES) --procs $(SCALE_PROCS) \
+	  --sample $(DHT_SAMPLE) --json docs/dht-runs.json $(ARGS)
+	$(BIN)/python tests/scale/model.py --store docs/scale-runs.json \
+	  --dht docs/dht-runs.json --doc docs/SCALE.md
 
 ## bench: measure, and write the table to docs/BENCHMARKS.md
 bench: $(STAMP)

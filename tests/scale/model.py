@@ -36,9 +36,16 @@ PERIODIC_S = 3600
 #: bucket).  Runs that did not measure the current kind take the median of those that did.
 REFRESH_S = 86400
 REFRESH_KIND = "own-id"
-#: a node provides each of its shards' keys and the rendezvous key again this often
+#: a node provides the shards' keys it announces and the rendezvous key again this often
 #: (protocol/shard.py PROVIDE_EVERY, node/discovery.py PROVIDE_EVERY_S)
 PROVIDE_S = 24 * 3600
+#: SPEC §11.6: a backbone shard's key is provided only while fewer than this many of the
+#: shard's own members are found announced; a count that was enough is looked up again
+#: after OWN_FRESH_S (protocol/shard.py OWN_PROVIDERS_ENOUGH, OWN_PROVIDERS_FRESH)
+OWN_ENOUGH, OWN_FRESH_S = 8, 7 * 86400
+#: SPEC §11.1: a node announces the rendezvous key when its shard point's first
+#: max(0, b - 2) bits are zero (protocol/shard.py RENDEZVOUS_SPARE_BITS)
+RENDEZVOUS_SPARE_BITS = 2
 #: Kademlia's k and alpha: a lookup asks about k + alpha * log2(N / k) peers (the k closest
 #: and about alpha per halving of the distance on the way); the refresh's measured cost is
 #: scaled by that count from the size it was measured at to the size extrapolated to
@@ -52,6 +59,23 @@ def lookup_peers(n: int) -> float:
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
 BACKBONE = 2
+
+
+def keys_per_node(n: int, bits: int) -> float:
+    """Provides (or lookups of a key's providers, taken as costing as much) per node and
+    round of provides, by SPEC §11.1 and §11.6's rules: the rendezvous key for a fraction
+    2^-max(0, b - 2) of the nodes; with shards, the own shard's key, and for each of the
+    BACKBONE backbone shards (other than the own one: 1 - 1/S of them) a lookup of its
+    providers every OWN_FRESH_S while it has OWN_ENOUGH own members announced (N/S of them
+    on average, Poisson), else a lookup and a provide every round."""
+    rendezvous = 2.0 ** -max(0, bits - RENDEZVOUS_SPARE_BITS)
+    if not bits:
+        return rendezvous
+    shards = 2 ** bits
+    mean = n / shards
+    short = sum(math.exp(-mean) * mean ** j / math.factorial(j) for j in range(OWN_ENOUGH))
+    backbone = BACKBONE * (1 - 1 / shards)
+    return 1 + rendezvous + backbone * (2 * short + (1 - short) * PROVIDE_S / OWN_FRESH_S)
 
 
 def spec_bits(n: int) -> int:
@@ -85,15 +109,28 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def dht_growth(points: list[Point], fn: int) -> tuple[Any, str]:
-    """How the DHT's upkeep (MB, CPU-s a month) grows with N, as a factor on its value at
-    ``fn`` nodes: the larger of ``lookup_peers``'s ratio and, when runs of two sizes or
-    more measured both the refresh and the provides, a straight line through their
-    upkeep against log2(N) (a Kademlia lookup's hops grow with log N)."""
-    measured = [p for p in points if p.refresh_kb is not None and p.provide_kb is not None]
-    line = None
-    if len({p.n for p in measured}) >= 2:
-        line = fit([(math.log2(p.n), p.dht_month()[0]) for p in measured])
+def dht_growth(points: list[Point], fn: int,
+               dht: list[dict[str, Any]] | None = None) -> tuple[Any, str]:
+    """How the cost of one DHT lookup grows with N, as a factor on its value at ``fn``
+    nodes: the larger of ``lookup_peers``'s ratio and a straight line against log2(N) (a
+    Kademlia lookup's hops grow with log N) through, when the DHT-only simulation
+    (tests/scale/dhtsim.py) measured two sizes or more, its refresh + provide per
+    operation; else, when runs of two sizes or more measured both the refresh and the
+    provides, their upkeep with one key provided a round (the keys per node are counted
+    apart, by ``keys_per_node``)."""
+    line, basis = None, ""
+    if dht and len({r["n"] for r in dht}) >= 2:
+        line = fit([(math.log2(r["n"]), r["refresh"]["kb"] + r["provide"]["kb"])
+                    for r in dht])
+        basis = (f" and a line through the DHT-only simulation's refresh + provide against "
+                 f"log₂ N ({line[0]:.0f} + {line[1]:.1f}·log₂ N KB, N = "
+                 f"{min(r['n'] for r in dht):,}–{max(r['n'] for r in dht):,})")
+    measured = [p for p in points if p.refresh_kb is not None and p.provide_kb is not None
+                and p.provide_keys]
+    if line is None and len({p.n for p in measured}) >= 2:
+        line = fit([(math.log2(p.n), p.dht_month(keys=1.0)[0]) for p in measured])
+        basis = (f" and a line through the runs' upkeep with one key provided a round "
+                 f"against log₂ N ({line[0]:.1f} + {line[1]:.2f}·log₂ N MB a month)")
     def factor(n: int) -> float:
         by_lookup = lookup_peers(n) / lookup_peers(fn)
         if line is None:
@@ -101,10 +138,7 @@ def dht_growth(points: list[Point], fn: int) -> tuple[Any, str]:
         a, c = line
         return max(by_lookup, (a + c * math.log2(n)) / (a + c * math.log2(fn)))
     how = (f"the larger of the peers one lookup asks (`lookup_peers`: {lookup_peers(fn):.0f} "
-           f"at N = {fn}, {lookup_peers(10**6):.0f} at 10⁶)" +
-           ("" if line is None else
-            f" and a line through the runs' upkeep against log₂ N ({line[0]:.1f} + "
-            f"{line[1]:.2f}·log₂ N MB a month)") +
+           f"at N = {fn}, {lookup_peers(10**6):.0f} at 10⁶)" + basis +
            f": ×{factor(10**6):.1f} from N = {fn} to 10⁶")
     return factor, how
 
@@ -141,6 +175,8 @@ class Point:
                            else r["provide_bytes"] / 1e3)
         self.provide_cpu = r.get("provide_cpu_s")
         self.provide_default = (0.0, 0.0)
+        #: keys provided per node in that round (what a key costs: the round over them)
+        self.provide_keys: float | None = r.get("provide_keys") or None
 
     def refresh(self) -> tuple[float, float]:
         """One DHT refresh per node (KB, CPU-s): measured, or the setting's median."""
@@ -154,9 +190,19 @@ class Point:
             return self.provide_default
         return self.provide_kb, self.provide_cpu
 
-    def dht_month(self) -> tuple[float, float]:
-        """The DHT's upkeep per node and month (MB, CPU-s): refreshes and provides."""
-        (fkb, fcpu), (pkb, pcpu) = self.refresh(), self.provide()
+    def per_key(self) -> tuple[float, float]:
+        """One key provided (KB, CPU-s): the measured round over its keys (the whole round
+        when the keys were not counted)."""
+        kb, cpu = self.provide()
+        keys = self.provide_keys if self.provide_kb is not None and self.provide_keys else 1
+        return kb / keys, cpu / keys
+
+    def dht_month(self, keys: float | None = None) -> tuple[float, float]:
+        """The DHT's upkeep per node and month (MB, CPU-s): refreshes and provides (the
+        measured round, or ``keys`` keys at the measured cost per key)."""
+        (fkb, fcpu) = self.refresh()
+        pkb, pcpu = self.provide() if keys is None else (
+            keys * self.per_key()[0], keys * self.per_key()[1])
         return ((fkb * MONTH_S / REFRESH_S + pkb * MONTH_S / PROVIDE_S) / 1e3,
                 fcpu * MONTH_S / REFRESH_S + pcpu * MONTH_S / PROVIDE_S)
 
@@ -217,17 +263,31 @@ def table(points: list[Point]) -> list[str]:
     return lines
 
 
-def _fixed(points: list[Point]) -> tuple[float, float, float, float, float, int]:
+Fixed = tuple[float, float, float, tuple[float, float], tuple[float, float], int]
+
+
+def _fixed(points: list[Point]) -> Fixed:
     """Per node, medians of the runs: idle CPU (CPU-s per s), idle traffic (B/s), the
-    periodic round (KB), the DHT's upkeep per month (MB, CPU-s) and the size it was
-    measured at."""
+    periodic round (KB), one DHT refresh and one key provided (KB, CPU-s each) and the
+    size they were measured at."""
     refreshed = [p for p in points if p.refresh_kb is not None] or points
     return (statistics.median(p.idle_cpu for p in points),
             statistics.median(p.idle_bps for p in points),
             statistics.median(p.round_kb for p in points),
-            statistics.median(p.dht_month()[0] for p in points),
-            statistics.median(p.dht_month()[1] for p in points),
+            (statistics.median(p.refresh()[0] for p in points),
+             statistics.median(p.refresh()[1] for p in points)),
+            (statistics.median(p.per_key()[0] for p in points),
+             statistics.median(p.per_key()[1] for p in points)),
             int(statistics.median(p.n for p in refreshed)))
+
+
+def upkeep(fixed: Fixed, n: int, bits: int) -> tuple[float, float]:
+    """The DHT's upkeep per node and month (MB, CPU-s) at the size the fixed costs were
+    measured at, with the keys a node provides at ``n`` and ``bits`` (``keys_per_node``);
+    the growth of each lookup with N is applied apart."""
+    (fkb, fcpu), (kkb, kcpu), keys = fixed[3], fixed[4], keys_per_node(n, bits)
+    return ((fkb * MONTH_S / REFRESH_S + keys * kkb * MONTH_S / PROVIDE_S) / 1e3,
+            fcpu * MONTH_S / REFRESH_S + keys * kcpu * MONTH_S / PROVIDE_S)
 
 
 def _defaults(points: list[Point], what: str, across: bool) -> None:
@@ -259,7 +319,25 @@ def _per_object(basis: list[Point]) -> Fit:
             fit([(p.held, p.stored_mb) for p in basis]))
 
 
-def model(points: list[Point]) -> list[str]:
+def dht_table(dht: list[dict[str, Any]]) -> list[str]:
+    """The DHT-only simulation's runs (tests/scale/dhtsim.py), one row per size."""
+    lines = ["", "**The DHT alone** (tests/scale/dhtsim.py: bare hosts with the daemon's "
+             "host set-up and DHT patches, every lookup dialling anew; per operation, "
+             "bytes summed over every host, so sent and received both count):", "",
+             "| N | refresh (KB) | peers asked | connections opened | CPU (ms) | provide "
+             "(KB) | peers asked | connections opened | CPU (ms) | a ping that dials (KB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(dht, key=lambda r: r["n"]):
+        f, p = r["refresh"], r["provide"]
+        ping = f"{r['ping']['kb']:.1f}" if "ping" in r else "-"
+        lines.append(f"| {r['n']:,} | {f['kb']:.0f} | {f['asked']:.1f} | "
+                     f"{f['connections'] / 2:.1f} | {1e3 * f['cpu_s']:.0f} | {p['kb']:.0f} | "
+                     f"{p['asked']:.1f} | {p['connections'] / 2:.1f} | "
+                     f"{1e3 * p['cpu_s']:.0f} | {ping} |")
+    return lines
+
+
+def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[str]:
     """The per-object fits and their extrapolation, then the straight lines in N.
 
     Each setting (shards off, on) has its own fit when it has runs of two sizes (a sharded
@@ -272,7 +350,7 @@ def model(points: list[Point]) -> list[str]:
     fits = {sharded: _per_object(ps) if len({p.held for p in ps}) >= 2 else every
             for sharded, ps in ((False, off), (True, on))}
     fixed = {False: _fixed(off or points), True: _fixed(on or points)}
-    growth = {sharded: dht_growth(ps or points, fixed[sharded][5])
+    growth = {sharded: dht_growth(ps or points, fixed[sharded][5], dht)
               for sharded, ps in ((False, off), (True, on))}
     lines = [""]
     for sharded in (False, True):
@@ -283,17 +361,24 @@ def model(points: list[Point]) -> list[str]:
             f"month-end traffic = {mb[0]:.3f} MB + {1e3 * mb[1]:.2f} KB × objects held; "
             f"month-end CPU = {cpu[0]:.2f} s + {1e3 * cpu[1]:.2f} ms × objects held; stored "
             f"= {st[0]:.3f} MB + {1e3 * st[1]:.2f} KB × objects held.")
-    for sharded, (icpu, ibps, rkb, dmb, dcpu, fn) in fixed.items():
+    for sharded, f in fixed.items():
+        icpu, ibps, rkb, (fkb, _), (kkb, _), fn = f
+        bits = spec_bits(fn) if sharded else 0
+        dmb, dcpu = upkeep(f, fn, bits)
+        keys_at_million = keys_per_node(10**6, spec_bits(10**6) if sharded else 0)
         month = ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 + dmb
         core = 100 * (icpu + dcpu / MONTH_S)
         lines.append(f"Fixed per node and month {'with' if sharded else 'without'} shards "
                      f"(medians of those runs): idle traffic {ibps:,.1f} B/s, the "
-                     f"periodic round {rkb:.1f} KB an hour, the DHT's upkeep {dmb:.1f} MB "
-                     f"and {dcpu:.0f} CPU-s a month (a refresh, {REFRESH_KIND}, every "
-                     f"{REFRESH_S / 3600:g} h and a round of provides every "
-                     f"{PROVIDE_S / 3600:g} h): {month:,.1f} MB a month at N = {fn}; idle "
-                     f"CPU with the DHT's upkeep {core:.3f}% of a core. Extrapolated, the "
-                     f"DHT's upkeep grows as {growth[sharded][1]}.")
+                     f"periodic round {rkb:.1f} KB an hour, a DHT refresh ({REFRESH_KIND}, "
+                     f"every {REFRESH_S / 3600:g} h) {fkb:.0f} KB and a key provided "
+                     f"(every {PROVIDE_S / 3600:g} h) {kkb:.0f} KB, "
+                     f"{keys_per_node(fn, bits):.2f} keys a node at N = {fn} "
+                     f"(`keys_per_node`, {keys_at_million:.2f} at 10⁶): the DHT's "
+                     f"upkeep {dmb:.1f} MB and {dcpu:.0f} CPU-s a "
+                     f"month; {month:,.1f} MB a month at N = {fn}; idle CPU with the "
+                     f"DHT's upkeep {core:.3f}% of a core. Extrapolated, each lookup's cost "
+                     f"grows as {growth[sharded][1]}.")
     for sharded, ps in ((False, off), (True, on)):
         ps = [p for p in ps if p.r.get("settle_s")]
         if ps:
@@ -317,7 +402,8 @@ def model(points: list[Point]) -> list[str]:
             h = objects_per_node(n, bits, SPEC_K)
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            icpu, ibps, rkb, dmb, dcpu, fn = fixed[bool(bits)]
+            icpu, ibps, rkb = fixed[bool(bits)][:3]
+            dmb, dcpu = upkeep(fixed[bool(bits)], n, bits)
             grow = growth[bool(bits)][0](n)
             month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
                      dmb * grow)
@@ -338,13 +424,15 @@ def model(points: list[Point]) -> list[str]:
     return lines
 
 
-def report(runs: list[dict[str, Any]]) -> str:
+def report(runs: list[dict[str, Any]], dht: list[dict[str, Any]] | None = None) -> str:
     points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
     _defaults(points, "refresh", across=True)
     _defaults(points, "provide", across=False)
     lines = table(points)
+    if dht:
+        lines += dht_table(dht)
     if len({p.held for p in points}) >= 2:
-        lines += model(points)
+        lines += model(points, dht)
     return "\n".join(lines) + "\n"
 
 
@@ -376,13 +464,17 @@ def main() -> int:
                     "merged into it and the report covers all of them")
     ap.add_argument("--doc", help="a markdown file whose measured section (between the "
                     "markers) gets the report")
+    ap.add_argument("--dht", help="a JSON file of the DHT-only simulation's runs "
+                    "(tests/scale/dhtsim.py --json): how a lookup's cost grows with N")
     args = ap.parse_args()
     runs = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    dht = (json.loads(Path(args.dht).read_text()) if args.dht and Path(args.dht).exists()
+           else None)
     if args.store:
         store = Path(args.store)
         runs = merge(json.loads(store.read_text()) if store.exists() else [], runs)
         store.write_text(json.dumps(runs, indent=1, default=str) + "\n")
-    text = report(runs)
+    text = report(runs, dht)
     print(text)
     if args.doc:
         into_doc(Path(args.doc), text)

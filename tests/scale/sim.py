@@ -105,6 +105,8 @@ class Run:
     full_complete: str = ""
     idle_bytes_s: float = 0.0
     idle_cpu_s: float = 0.0
+    #: idle payload bytes per node and second, by stream protocol
+    idle_by_protocol: dict[str, float] = field(default_factory=dict)
     #: seconds from the clicks until the network is quiet (start-up traffic over), and
     #: the bytes per node moved meanwhile (a node's cost of joining, once per start)
     settle_s: float = 0.0
@@ -247,8 +249,12 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         b = status(workers)
         run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / IDLE_S
+        run.idle_by_protocol = {
+            p: round((v - a["protocols"].get(p, 0)) / n / IDLE_S, 1)
+            for p, v in b["protocols"].items() if v > a["protocols"].get(p, 0)}
         say(n, shard_bits, f"idle: {run.idle_bytes_s:.0f} B/s, "
-            f"{100 * run.idle_cpu_s:.2f}% of a core per node; the month ends")
+            f"{100 * run.idle_cpu_s:.2f}% of a core per node (payload B/s per node by "
+            f"protocol: {run.idle_by_protocol}); the month ends")
         incoming, held = expected(names, plan, shard_bits)
         # the month ends everywhere at once; every ROUND_S the nodes run one sync and
         # reconciliation round (the daemons' periodic round, here on the driver's beat)
@@ -323,8 +329,18 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
             f"{run.refresh_cpu_s:.2f} CPU-s, {run.refresh_connections:.1f} connections "
             f"opened per node; payload KB per node by protocol: {run.refresh_by_protocol}")
-        # and one round of the announcements a node repeats every 12 h: each of its
-        # shards' keys and the rendezvous key provided once
+        # and one round of the announcements a node repeats every 24 h: the shards' keys
+        # it announces and the rendezvous key, provided once.  First, unmeasured, the
+        # choice of shards as a node makes it a round after its start (all nodes here
+        # started together, so their first round's counts of a shard's own members were
+        # taken before most members had announced themselves)
+        warm = all_do(workers, [{"op": "provide", "provide": False}] * procs)
+        say(n, shard_bits, "shards to provide chosen: "
+            f"{sum(a.get('lookups', 0) for a in warm)} lookups of own members, "
+            f"{sum(a.get('skipped', 0) for a in warm)} backbone shards not provided")
+        if shard_bits:
+            time.sleep(REFRESH_TAIL_S)  # its connections' hellos and trimming
+        d = status(workers)
         t = time.perf_counter()
         answers = all_do(workers, [{"op": "provide"}] * procs)
         time.sleep(REFRESH_TAIL_S)
@@ -334,7 +350,8 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         run.provide_cpu_s = max(0.0, (e["cpu"] - d["cpu"]) / n - run.idle_cpu_s * window)
         run.provide_keys = sum(a.get("provided", 0) for a in answers) / n
         run.provide_outcomes = {k: sum(a.get(k, 0) for a in answers)
-                                for k in ("provided", "not_provided", "timed_out", "failed")}
+                                for k in ("provided", "not_provided", "timed_out", "failed",
+                                          "lookups", "skipped")}
         run.provide_by_protocol = _per_node(e["protocols"], d["protocols"], n)
         run.provide_connections = (e["connections"] - d["connections"]) / n
         say(n, shard_bits, f"a round of provides ({run.provide_keys:.1f} keys provided per "

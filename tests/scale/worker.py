@@ -195,19 +195,33 @@ class Worker:
             return {"ok": True}
         if op == "provide":
             # the announcements a node repeats every PROVIDE_EVERY (protocol/shard.py): a
-            # provide of each of its shards' keys (node/sharding.py) and, if its key is one
-            # of the rendezvous providers', of the rendezvous key (node/discovery.py: every
-            # node here is one others can dial)
+            # provide of each of the shards' keys it announces (node/sharding.py
+            # shards_to_provide: its own shard's, and a backbone shard's only while too few
+            # own members of it were found announced, which it may look up first) and, if
+            # its key is one of the rendezvous providers', of the rendezvous key
+            # (node/discovery.py: every node here is one others can dial).  With
+            # "provide": false, only the shards are chosen (their lookups made): a node's
+            # first round after start, when the other members' records may not be in yet.
             from rill.node.discovery import RENDEZVOUS_KEY
             from rill.protocol.shard import provider_key, rendezvous_provider
             limit = trio.CapacityLimiter(cmd.get("at_once", 4))
-            outcome = {"provided": 0, "not_provided": 0, "timed_out": 0, "failed": 0}
+            outcome = {"provided": 0, "not_provided": 0, "timed_out": 0, "failed": 0,
+                       "lookups": 0, "skipped": 0}
 
             async def provide(name: str) -> None:
                 NODE.set(name)
                 async with limit:
                     d = net.nodes[name]
-                    keys = [provider_key(b, i).hex() for b, i in d.member_shards()]
+                    before = (d.counters.get("own_provider_lookups", 0),
+                              d.counters.get("provide_skipped", 0))
+                    chosen: list[tuple[int, int]] = []
+                    with trio.move_on_after(120):
+                        chosen = await d.shards_to_provide()
+                    outcome["lookups"] += d.counters.get("own_provider_lookups", 0) - before[0]
+                    outcome["skipped"] += d.counters.get("provide_skipped", 0) - before[1]
+                    if not cmd.get("provide", True):
+                        return
+                    keys = [provider_key(b, i).hex() for b, i in chosen]
                     if rendezvous_provider(d.identity, d.shard_bits):
                         keys.append(RENDEZVOUS_KEY)
                     for key in keys:

@@ -1,0 +1,62 @@
+"""The scale model's DHT arithmetic (tests/scale/model.py): the keys a node provides by
+SPEC §11.1 and §11.6's rules, and how a lookup's cost is carried to larger N."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "scale_model", Path(__file__).parent / "scale" / "model.py")
+assert _spec is not None and _spec.loader is not None
+model = importlib.util.module_from_spec(_spec)
+sys.modules["scale_model"] = model
+_spec.loader.exec_module(model)
+
+
+def test_keys_a_node_provides() -> None:
+    # without shards: the rendezvous key, every node
+    assert model.keys_per_node(50, 0) == model.keys_per_node(10**6, 0) == 1.0
+    # SPEC's bits at 10^6 (b = 15, ~30 own members a shard): the own shard's key, the
+    # rendezvous for 2^-13 of the nodes, and a lookup of each backbone shard weekly
+    b = model.spec_bits(10**6)
+    assert b == 15
+    weekly = 2 * (1 - 2 ** -15) / 7
+    assert model.keys_per_node(10**6, b) == pytest.approx(1 + 2 ** -13 + weekly, rel=1e-4)
+    # a network with more bits than its size calls for (~1.6 own members a shard): the
+    # backbone shards are short, each looked up and provided every round
+    assert model.keys_per_node(100, 6) == pytest.approx(
+        1 + 2 ** -4 + 2 * (63 / 64) * 2, rel=1e-3)
+    # at 2 bits or fewer every node announces the rendezvous key too
+    assert model.keys_per_node(100, 2) == pytest.approx(2 + 2 * 0.75 / 7, rel=1e-2)
+
+
+def _point(n: int, bits: int) -> model.Point:
+    return model.Point({"n": n, "shard_bits": bits, "k": 2, "objects_held": [1.0],
+                        "idle_cpu_s": 0.0, "idle_bytes_s": 0.0, "month_end_bytes": [0],
+                        "month_end_cpu_s": 0.0, "full_s": 1.0, "round_bytes": 0,
+                        "stored": [0]})
+
+
+def test_a_lookups_growth_comes_from_the_dht_only_runs_when_there_are_two_sizes() -> None:
+    points = [_point(50, 1), _point(100, 2)]  # no refresh or provide measured
+    dht = [{"n": 100, "refresh": {"kb": 40.0}, "provide": {"kb": 60.0}},
+           {"n": 1000, "refresh": {"kb": 120.0}, "provide": {"kb": 180.0}}]
+    factor, how = model.dht_growth(points, 100, dht)
+    per_doubling = 200 / math.log2(10)
+    line = 100 + per_doubling * (math.log2(10**6) - math.log2(100))
+    assert factor(10**6) == pytest.approx(line / 100)  # steeper than lookup_peers's ratio
+    assert factor(10**6) > model.lookup_peers(10**6) / model.lookup_peers(100)
+    assert factor(100) == pytest.approx(1.0)
+    assert "DHT-only" in how and "N = 100–1,000" in how
+    # a flat DHT line: the lookup_peers ratio stands
+    flat = [{**r, "refresh": {"kb": 50.0}, "provide": {"kb": 50.0}} for r in dht]
+    factor, how = model.dht_growth(points, 100, flat)
+    assert factor(10**6) == pytest.approx(model.lookup_peers(10**6) / model.lookup_peers(100))
+    # one size only: no line
+    factor, how = model.dht_growth(points, 100, dht[:1])
+    assert "DHT-only" not in how
