@@ -37,6 +37,8 @@ from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
+from .patches import set_private_pings
+
 log = logging.getLogger("rill.node.natrelay")
 
 REACHABILITY = ("auto", "public", "private")
@@ -153,6 +155,7 @@ class NatRelay:
         self.host = host
         self.settings = settings
         self.private = private
+        set_private_pings(private)
         self.hop = settings.relay and not private
         limits = settings.limits()
         self.protocol = CircuitV2Protocol(host, limits=limits, allow_hop=self.hop)
@@ -220,8 +223,10 @@ class NatRelay:
 
     def set_private(self, private: bool) -> None:
         """The reachability probe's verdict (node/reachability.py): a node found private
-        reserves from now on; one found public again drops its relay."""
+        reserves from now on (and keeps its NAT mappings warm with Yamux pings every
+        4 minutes, node/patches.py); one found public again drops its relay."""
         self.private = private
+        set_private_pings(private)
         if not private:
             self.relay, self.relay_addr, self._reserved_conn = None, None, None
             self.expires = 0.0

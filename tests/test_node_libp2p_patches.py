@@ -63,7 +63,12 @@ def test_patches_are_installed() -> None:
     assert ps.maybe_consume_signed_record is patches._consume_signed_record_once
     assert gs.maybe_consume_signed_record is patches._consume_signed_record_once
     import libp2p.stream_muxer.yamux.yamux as yamux
-    assert yamux.RTT_MEASURE_INTERVAL == patches.YAMUX_PING_S == 240
+    assert yamux.RTT_MEASURE_INTERVAL in (patches.YAMUX_PING_S, patches.YAMUX_PING_PRIVATE_S)
+    assert patches.YAMUX_PING_S == 1200 and patches.YAMUX_PING_PRIVATE_S == 240
+    patches.set_private_pings(True)
+    assert yamux.RTT_MEASURE_INTERVAL == 240
+    patches.set_private_pings(False)
+    assert yamux.RTT_MEASURE_INTERVAL == 1200
     import libp2p.kad_dht.kad_dht as kad
     assert kad.ROUTING_TABLE_REFRESH_INTERVAL == patches.DHT_REFRESH_S == 86400
     # the DHT's maintenance loop reads the module's value at each wait
