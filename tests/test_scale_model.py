@@ -60,3 +60,24 @@ def test_a_lookups_growth_comes_from_the_dht_only_runs_when_there_are_two_sizes(
     # one size only: no line
     factor, how = model.dht_growth(points, 100, dht[:1])
     assert "DHT-only" not in how
+
+
+def test_the_dht_only_simulation_measures_a_small_network(tmp_path: Path) -> None:
+    """tests/scale/dhtsim.py end to end at N = 12 (bare hosts in 2 processes): every
+    operation completes and is counted."""
+    import json
+    import subprocess
+
+    out = tmp_path / "dht.json"
+    subprocess.run([sys.executable, str(Path(__file__).parent / "scale" / "dhtsim.py"), "12",
+                    "--procs", "2", "--sample", "3", "--json", str(out)],
+                   check=True, capture_output=True, timeout=240)
+    (run,) = json.loads(out.read_text())
+    assert run["n"] == 12
+    for what in ("refresh", "provide", "ping"):
+        r = run[what]
+        assert r["ok"] == r["of"] == 3, (what, r)
+        assert r["kb"] > 0 and r["cpu_s"] > 0
+    assert run["refresh"]["asked"] >= 1 and run["provide"]["asked"] >= 1
+    assert "/ipfs/kad/1.0.0" in run["provide"]["by_protocol"]
+    assert run["ping"]["connections"] >= 2  # a new connection, counted at both ends
