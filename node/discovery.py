@@ -224,19 +224,23 @@ class Discovery:
                 "bootstrap": list(self.config.bootstrap)}
 
 
-#: Peers closest to the key asked for its providers at once, and how long each may take.
-LOOKUP_PEERS, LOOKUP_TIMEOUT_S = 8, 5.0
+#: Peers closest to the key asked for its providers: LOOKUP_BATCH at a time, at most
+#: LOOKUP_PEERS, until ``count`` are found; how long each may take.
+LOOKUP_PEERS, LOOKUP_BATCH, LOOKUP_TIMEOUT_S = 8, 3, 5.0
 
 
 async def find_providers(dht: Any, key_hex: str, count: int) -> list[PeerInfo]:
-    """Providers of a key: those this node holds plus those the peers closest to the key
-    hold.  Not ``KadDHT.find_providers``: in py-libp2p 0.8.1 it answers from the local
-    store alone whenever that has any record, so a node that announced itself (or a DHT
-    server holding one record) never looked further and found only itself."""
+    """Providers of a key other than this node: those it holds plus those the peers
+    closest to the key hold (asked LOOKUP_BATCH at a time until ``count`` are found, at
+    most LOOKUP_PEERS).  Not ``KadDHT.find_providers``: in py-libp2p 0.8.1 it answers
+    from the local store alone whenever that has any record, so a node that announced
+    itself under a key (a shard's member: its own shard) or a DHT server holding one
+    record never looked further and found only itself."""
     key = bytes.fromhex(key_hex)
     store = dht.provider_store
-    found: dict[ID, PeerInfo] = {p.peer_id: p for p in store.get_providers(key)}
     me = dht.host.get_id()
+    found: dict[ID, PeerInfo] = {p.peer_id: p for p in store.get_providers(key)
+                                 if p.peer_id != me}
     closest = [p for p in await dht.peer_routing.find_closest_peers_network(key)
                if p != me][:LOOKUP_PEERS]
 
@@ -249,11 +253,15 @@ async def find_providers(dht: Any, key_hex: str, count: int) -> list[PeerInfo]:
                 log.debug("providers from %s: %r", peer, exc)
                 return
             for info in providers:
-                found.setdefault(info.peer_id, info)
+                if info.peer_id != me:
+                    found.setdefault(info.peer_id, info)
 
-    async with trio.open_nursery() as nursery:
-        for peer in closest:
-            nursery.start_soon(ask, peer)
+    for start in range(0, len(closest), LOOKUP_BATCH):
+        if len(found) >= count:
+            break
+        async with trio.open_nursery() as nursery:
+            for peer in closest[start:start + LOOKUP_BATCH]:
+                nursery.start_soon(ask, peer)
     return list(found.values())[:count]
 
 

@@ -30,6 +30,7 @@ from libp2p.peer.peerstore import PeerStoreError
 from multiaddr import Multiaddr
 
 from ..protocol.shard import provider_key
+from .discovery import find_providers
 
 log = logging.getLogger("rill.node")
 
@@ -43,6 +44,9 @@ FIND_S = 10.0
 FIND_TRIES = 4
 FIND_RETRY_S = 2.0
 DIAL_PROVIDERS = 3
+#: Providers a lookup of a shard's key asks for (node/discovery.py find_providers: not
+#: py-libp2p's, which a member that announced itself answered from its own record alone)
+FIND_COUNT = 20
 DIAL_S = 5.0
 SUBSCRIBED_S = 5.0
 #: Objects waiting for a shard's peers to be found, in all.
@@ -202,7 +206,8 @@ class ShardReach:
         bits, index = topic_shard(topic)
         infos: list[Any] = []
         with trio.move_on_after(FIND_S):
-            infos = await self.p2p.dht.find_providers(provider_key(bits, index).hex())
+            infos = await find_providers(self.p2p.dht, provider_key(bits, index).hex(),
+                                         FIND_COUNT)
         self.counters["shard_lookups"] = self.counters.get("shard_lookups", 0) + 1
         if await self._dial_members(topic, infos, want, remembered=False):
             return True

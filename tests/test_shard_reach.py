@@ -13,7 +13,7 @@ from nodes import eventually
 from shardnet import END, network, start_one
 
 from rill.node.shardreach import MAX_ADDRS, ShardPeers
-from rill.protocol.shard import shard_topic
+from rill.protocol.shard import provider_key, shard_topic
 
 
 def _id(n: int) -> ID:
@@ -84,3 +84,40 @@ async def test_a_member_seen_before_is_dialled_without_a_dht_lookup(tmp_path: Pa
         assert z.shard_peers.members(topic) == []
         assert z.counters["shard_lookups"] == 1
         assert z.counters["shard_remembered"] == 1
+
+
+async def test_a_member_that_announced_itself_still_finds_the_others(
+        tmp_path: Path) -> None:
+    """py-libp2p's ``find_providers`` answers from the node's own provider records alone
+    whenever it holds any: a member that had announced its shard (and is not one of the
+    DHT nodes nearest the shard's key, so holds no one else's record) found only itself.
+    Shard lookups ask the key's closest peers (node/discovery.py find_providers)."""
+    async with network(tmp_path, END + 3600) as net:
+        kw = {"shard_bits": 2, "reconcile": False}
+        hub = await start_one(net, "m0", **kw)     # shards 0 and 2
+        first = await start_one(net, "m2", **kw)   # own shard 3 (and 1)
+        second = await start_one(net, "m9", **kw)  # own shard 3 (and 1)
+        assert 3 not in hub.shards and {3} <= first.shards & second.shards
+        assert first.p2p is not None and second.p2p is not None
+        for name in ("m2", "m9"):
+            await net.connect(name, "m0")
+        key = provider_key(2, 3)
+        await eventually(lambda: all(d.counters.get("provided", 0) >= 1
+                                     for d in (first, second)), 30, what="both announced")
+        await eventually(lambda: len(hub.p2p.dht.provider_store.get_providers(key)) >= 2,
+                         30, what="the hub holds both records")
+        # as on a large network: the first member holds its own record only
+        records = first.p2p.dht.provider_store.providers
+        records[key] = {p: r for p, r in records.get(key, {}).items()
+                        if p == first.p2p.peer_id}
+        assert [i.peer_id for i in first.p2p.dht.provider_store.get_providers(key)] == \
+            [first.p2p.peer_id]
+        topic = shard_topic(2, 3)
+        first.shard_peers = ShardPeers()  # nothing remembered: the DHT is asked
+        await first.p2p.host.disconnect(second.p2p.peer_id)
+        await eventually(lambda: not first._peer_count(topic), what="the members apart")
+        before = first.counters.get("shard_lookups", 0)
+        with trio.fail_after(30):
+            assert await first.reach_shard(topic)
+        assert first.counters["shard_lookups"] == before + 1
+        assert second.p2p.peer_id in first.p2p.pubsub.peer_topics[topic]
