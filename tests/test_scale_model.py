@@ -74,7 +74,7 @@ def test_the_dht_only_simulation_measures_a_small_network(tmp_path: Path) -> Non
                    check=True, capture_output=True, timeout=240)
     (run,) = json.loads(out.read_text())
     assert run["n"] == 12
-    for what in ("refresh", "provide", "ping"):
+    for what in ("refresh", "provide", "find", "ping"):
         r = run[what]
         assert r["ok"] == r["of"] == 3, (what, r)
         assert r["kb"] > 0 and r["cpu_s"] > 0

@@ -11,6 +11,9 @@ lookup of its dials anew).  Then S sampled hosts, one after another, each make
 - a routing-table refresh as the daemon makes it daily (a lookup of the host's own ID),
 - a provide of a random key (a lookup, then ADD_PROVIDER to the 20 closest peers), as a
   member announces its own shard daily,
+- a lookup of the providers of a key another sampled host provided (node/discovery.py
+  ``find_providers``, as a publisher looks a shard's members up): its cost, and whether
+  it found that provider,
 - a ping of a routing-table peer it is not connected to, as py-libp2p's check of stale
   peers makes 60 an hour (node/patches.py now pings connected peers only): the cost of
   one new connection,
@@ -47,6 +50,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from sim import Pipe, all_do  # noqa: E402
+
 #: each host dials this many random earlier hosts
 FANOUT = 3
 #: dials and bootstrap lookups in flight per process (LIBP2P_NOTES trap 14)
@@ -66,7 +71,7 @@ async def worker_main() -> None:
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from libp2p.tools.anyio_service import background_trio_service
     from nodes import free_port
-    from worker import CONNECTIONS, NODE, PROTOCOL_BYTES, RECEIVED, SENT, _count_bytes, cpu_s
+    from worker import CONNECTIONS, NODE, PROTOCOL_BYTES, RECEIVED, SENT, _count_bytes, cpu_s, serve
 
     from rill.node.host import make_host
     from rill.node.patches import patch_libp2p
@@ -171,9 +176,13 @@ async def worker_main() -> None:
                                  if p not in net.connections]
                         ok = bool(peers) and bool(await PingService(hosts[name]).ping(
                             peers[0], ping_amt=1))
+                    elif what == "find":  # a publisher's lookup of a shard's members
+                        from rill.node.discovery import find_providers
+                        infos = await find_providers(dhts[name], cmd["key"], 20)
+                        ok = cmd["provider"] in {str(i.peer_id) for i in infos}
                     else:
                         ok = await dhts[name].provide(cmd["key"])
-                return {"asked": asked.get(name, 0) - before,
+                return {"asked": asked.get(name, 0) - before, "id": str(hosts[name].get_id()),
                         "ok": bool(ok) and not scope.cancelled_caught,
                         "table": dhts[name].get_routing_table_size()}
             finally:
@@ -182,66 +191,24 @@ async def worker_main() -> None:
             return {"bytes": sum(SENT.values()) + sum(RECEIVED.values()),
                     "protocols": dict(PROTOCOL_BYTES), "connections": CONNECTIONS[0],
                     "cpu": cpu_s()}
-        if op == "stop":
-            nursery.cancel_scope.cancel()
+        if op == "stop":  # serve() returns after answering; the nursery is then cancelled
             return True
         raise ValueError(f"unknown op {op!r}")
 
-    stdin = trio.lowlevel.FdStream(0)
-    buf = b""
     async with trio.open_nursery() as nursery:
-        while True:
-            chunk = await stdin.receive_some(65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                cmd = json.loads(line)
-                try:
-                    result = {"ok": await handle(cmd, nursery)}
-                except Exception as exc:  # reported to the driver, which stops the run
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
-                sys.stdout.write(json.dumps(result) + "\n")
-                sys.stdout.flush()
-                if cmd["op"] == "stop":
-                    return
+        await serve(lambda cmd: handle(cmd, nursery))
+        nursery.cancel_scope.cancel()
 
 
 # -- the driver -----------------------------------------------------------------------
 
 
-class Proc:
+class Proc(Pipe):
     def __init__(self, log: Path) -> None:
         self.err = open(log, "w")  # noqa: SIM115
         self.p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self.err, text=True, cwd=ROOT)
-
-    def do(self, cmd: dict[str, Any]) -> Any:
-        self.send(cmd)
-        return self.recv()
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.p.stdin is not None
-        self.p.stdin.write(json.dumps(cmd) + "\n")
-        self.p.stdin.flush()
-
-    def recv(self) -> Any:
-        assert self.p.stdout is not None
-        line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.p.pid} ended (see {self.err.name})")
-        r = json.loads(line)
-        if "error" in r:
-            raise RuntimeError(f"worker {self.p.pid}: {r['error']}")
-        return r["ok"]
-
-
-def all_do(procs: list[Proc], cmds: list[dict[str, Any]]) -> list[Any]:
-    for p, c in zip(procs, cmds, strict=True):
-        p.send(c)
-    return [p.recv() for p in procs]
 
 
 def totals(procs: list[Proc]) -> dict[str, Any]:
@@ -285,16 +252,27 @@ def measure(n: int, procs: int, sample: int, seed: int = 1) -> dict[str, Any]:
             say(n, f"connected and bootstrapped in {time.perf_counter() - t0:.0f} s")
             time.sleep(2)
             out: dict[str, Any] = {"n": n, "procs": procs, "sample": sample}
-            for what in ("refresh", "provide", "ping"):
+            provided: list[tuple[str, str, str]] = []  # (key, provider's ID, its name)
+            for what in ("refresh", "provide", "find", "ping"):
+                if what == "find" and not provided:
+                    continue
                 chosen = rng.sample(names, min(sample, n))
                 before = totals(workers)
                 asked, ok, tables = [], 0, []
-                for name in chosen:
-                    w = workers[where[name]]
-                    w.do({"op": "trim", "names": [name]})
+                for i, name in enumerate(chosen):
                     key = (b"\x12\x20" + hashlib.sha256(f"{what} {name}".encode())
                            .digest()).hex()
-                    r = w.do({"op": "op", "name": name, "what": what, "key": key})
+                    provider = ""
+                    if what == "find":  # another host looks up what was provided
+                        key, provider, by = provided[i % len(provided)]
+                        if name == by:
+                            name = names[(names.index(name) + 1) % n]
+                    w = workers[where[name]]
+                    w.do({"op": "trim", "names": [name]})
+                    r = w.do({"op": "op", "name": name, "what": what, "key": key,
+                              "provider": provider})
+                    if what == "provide" and r["ok"]:
+                        provided.append((key, r["id"], name))
                     asked.append(r["asked"])
                     ok += r["ok"]
                     tables.append(r["table"])

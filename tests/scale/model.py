@@ -325,15 +325,18 @@ def dht_table(dht: list[dict[str, Any]]) -> list[str]:
              "host set-up and DHT patches, every lookup dialling anew; per operation, "
              "bytes summed over every host, so sent and received both count):", "",
              "| N | refresh (KB) | peers asked | connections opened | CPU (ms) | provide "
-             "(KB) | peers asked | connections opened | CPU (ms) | a ping that dials (KB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(KB) | peers asked | connections opened | CPU (ms) | a ping that dials (KB) | "
+             "a lookup of providers (KB) | provider found |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(dht, key=lambda r: r["n"]):
         f, p = r["refresh"], r["provide"]
         ping = f"{r['ping']['kb']:.1f}" if "ping" in r else "-"
+        find = (f"{r['find']['kb']:.0f} | {r['find']['ok']}/{r['find']['of']}" if "find" in r
+                else "- | -")
         lines.append(f"| {r['n']:,} | {f['kb']:.0f} | {f['asked']:.1f} | "
                      f"{f['connections'] / 2:.1f} | {1e3 * f['cpu_s']:.0f} | {p['kb']:.0f} | "
                      f"{p['asked']:.1f} | {p['connections'] / 2:.1f} | "
-                     f"{1e3 * p['cpu_s']:.0f} | {ping} |")
+                     f"{1e3 * p['cpu_s']:.0f} | {ping} | {find} |")
     return lines
 
 

@@ -49,16 +49,15 @@ QUIET_BPS, SETTLE_MAX_S, IDLE_S = 500.0, 600.0, 30
 REFRESH_TAIL_S = 75
 
 
-class Proc:
-    def __init__(self, base: Path, index: int) -> None:
-        self.base = base / f"w{index}"
-        self.base.mkdir(parents=True)
-        self.err = open(base / f"w{index}.log", "w")  # noqa: SIM115
-        self.p = subprocess.Popen([sys.executable, str(HERE / "worker.py"), str(self.base),
-                                   str(OCT + 3600)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  cwd=ROOT)
-        self.pid = self.p.pid
+class Pipe:
+    """A worker process driven by JSON lines (tests/scale/worker.py ``serve``)."""
+
+    p: subprocess.Popen[str]
+    err: Any
+
+    def do(self, cmd: dict[str, Any]) -> Any:
+        self.send(cmd)
+        return self.recv()
 
     def send(self, cmd: dict[str, Any]) -> None:
         assert self.p.stdin is not None
@@ -69,14 +68,26 @@ class Proc:
         assert self.p.stdout is not None
         line = self.p.stdout.readline()
         if not line:
-            raise RuntimeError(f"worker {self.pid} ended (see {self.err.name})")
+            raise RuntimeError(f"worker {self.p.pid} ended (see {self.err.name})")
         r = json.loads(line)
         if "error" in r:
-            raise RuntimeError(f"worker {self.pid}: {r['error']}")
+            raise RuntimeError(f"worker {self.p.pid}: {r['error']}")
         return r["ok"]
 
 
-def all_do(procs: list[Proc], cmds: list[dict[str, Any]]) -> list[Any]:
+class Proc(Pipe):
+    def __init__(self, base: Path, index: int) -> None:
+        self.base = base / f"w{index}"
+        self.base.mkdir(parents=True)
+        self.err = open(base / f"w{index}.log", "w")  # noqa: SIM115
+        self.p = subprocess.Popen([sys.executable, str(HERE / "worker.py"), str(self.base),
+                                   str(OCT + 3600)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                  cwd=ROOT)
+        self.pid = self.p.pid
+
+
+def all_do(procs: list[Any], cmds: list[dict[str, Any]]) -> list[Any]:
     for p, c in zip(procs, cmds, strict=True):
         p.send(c)
     return [p.recv() for p in procs]

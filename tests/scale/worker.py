@@ -17,6 +17,7 @@ import logging
 import os
 import resource
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,28 +282,34 @@ async def main(base: Path, start: int) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.environ.get("RILL_SCALE_LOG"):
         logging.getLogger("rill").setLevel(os.environ["RILL_SCALE_LOG"])
-    stdin = trio.lowlevel.FdStream(0)
-    buf = b""
     async with trio.open_nursery() as nursery:
         net = Net(nursery, base, ManualClock(start))
-        worker = Worker(net)
-        while True:
-            chunk = await stdin.receive_some(65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                cmd = json.loads(line)
-                try:
-                    result = {"ok": await worker.handle(cmd)}
-                except Exception as exc:  # reported to the driver, which stops the run
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
-                sys.stdout.write(json.dumps(result) + "\n")
-                sys.stdout.flush()
-                if cmd["op"] == "stop":
-                    nursery.cancel_scope.cancel()
-                    return
+        await serve(Worker(net).handle)
+        nursery.cancel_scope.cancel()
+
+
+async def serve(handle: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+    """Answer the driver: one JSON command per line on stdin, one JSON line on stdout for
+    each ({"ok": result} or {"error": ...}); returns after answering ``stop`` or at the
+    end of stdin."""
+    stdin = trio.lowlevel.FdStream(0)
+    buf = b""
+    while True:
+        chunk = await stdin.receive_some(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            cmd = json.loads(line)
+            try:
+                result = {"ok": await handle(cmd)}
+            except Exception as exc:  # reported to the driver, which stops the run
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+            if cmd["op"] == "stop":
+                return
 
 
 def seed_key(name: str) -> bytes:
