@@ -20,10 +20,9 @@ from ..protocol import messages as m
 from ..protocol.network import TOPIC_OF
 from ..protocol.preview import Preview, check_preview, preview
 from ..protocol.shard import (
-    OWN_PROVIDERS_ENOUGH,
-    OWN_PROVIDERS_FRESH,
     PROVIDE_EVERY,
     check_topic_any,
+    count_fresh,
     node_shards,
     object_shards,
     object_topics,
@@ -133,10 +132,9 @@ class Sharding(ShardReach):
         self._points = Placements()
         #: shard members seen subscribed before (node/shardreach.py)
         self.shard_peers = ShardPeers()
-        #: (bits, index) -> (own members found announced, when: trio seconds), per
-        #: backbone shard looked up (:meth:`shards_to_provide`); the last count, for status
-        self._own_providers_at: dict[tuple[int, int], tuple[int, float]] = {}
-        self.own_providers: dict[tuple[int, int], int | None] = {}
+        #: (bits, index) -> (own members found announced, None if the lookup failed;
+        #: when, trio seconds), per backbone shard looked up (:meth:`shards_to_provide`)
+        self._own_providers_at: dict[tuple[int, int], tuple[int | None, float]] = {}
 
     def _set_bits(self, bits: int) -> None:
         """The shard bits in force: published at, kept, reconciled, provided."""
@@ -290,28 +288,30 @@ class Sharding(ShardReach):
         members = set(self.member_shards())
         for gone in set(self._own_providers_at) - members:  # shards left at a growth
             del self._own_providers_at[gone]
-        for gone in set(self.own_providers) - members:
-            del self.own_providers[gone]
         for bits, index in sorted(members):
             (own if shard_of(self.identity, bits) == index else backbone).append((bits, index))
         for bits, index in backbone:
             found = await self._own_providers_found(bits, index)
-            self.own_providers[(bits, index)] = found
             if provides_shard(self.identity, bits, index, found):
                 own.append((bits, index))
             else:
                 self.counters["provide_skipped"] = self.counters.get("provide_skipped", 0) + 1
         return own
 
+    @property
+    def own_providers(self) -> dict[tuple[int, int], int | None]:
+        """Per backbone shard looked up: its own members found announced at the last
+        count (None: the lookup failed)."""
+        return {shard: count for shard, (count, _) in self._own_providers_at.items()}
+
     async def _own_providers_found(self, bits: int, index: int) -> int | None:
         """How many of the shard's own members announce themselves under its key: the
-        count of a lookup made less than OWN_PROVIDERS_FRESH ago if it was enough, else
-        looked up now (None if the lookup fails)."""
+        last count while it stands (``count_fresh``), else looked up now (None if the
+        lookup fails)."""
         assert self.p2p is not None
         now = trio.current_time()
         known = self._own_providers_at.get((bits, index))
-        if known is not None and known[0] >= OWN_PROVIDERS_ENOUGH and \
-                now - known[1] < OWN_PROVIDERS_FRESH:
+        if known is not None and count_fresh(known[0], now - known[1]):
             return known[0]
         self.counters["own_provider_lookups"] = self.counters.get("own_provider_lookups",
                                                                   0) + 1
@@ -321,6 +321,7 @@ class Sharding(ShardReach):
                                              OWN_PROVIDERS_ASK)
         except (Exception, trio.TooSlowError) as exc:
             log.debug("counting the providers of shard %d/%d: %r", bits, index, exc)
+            self._own_providers_at[(bits, index)] = (None, now)
             return None
         count = own_providers((key_from_peer_id(i.peer_id) for i in infos
                                if i.peer_id != self.p2p.peer_id), bits, index)

@@ -93,6 +93,14 @@ def provides_shard(key: bytes, bits: int, index: int, own_providers: int | None)
     return own_providers is None or own_providers < OWN_PROVIDERS_ENOUGH
 
 
+def count_fresh(count: int | None, age_s: float) -> bool:
+    """Whether a count of a backbone shard's own members announced, taken ``age_s``
+    seconds ago, still stands (SPEC §11.6): one of OWN_PROVIDERS_ENOUGH or more for
+    OWN_PROVIDERS_FRESH; a smaller count or a failed lookup (None) is taken again at the
+    next round of provides."""
+    return count is not None and count >= OWN_PROVIDERS_ENOUGH and age_s < OWN_PROVIDERS_FRESH
+
+
 def own_providers(provider_keys: Iterable[bytes | None], bits: int, index: int) -> int:
     """How many of a shard key's providers (their identity keys, from their peer IDs;
     None for a peer ID that is not an Ed25519 key) have it as their own shard; a key
@@ -260,8 +268,9 @@ def check_topic_any(p: Preview, topic: str, bits: tuple[int, ...]) -> None:
         raise SchemaError(f"a {p.type} does not belong on {topic[:80]}", code="wrong-topic")
 
 
-__all__ = ["BACKBONE_SHARDS", "GROW_OVERLAP", "PROVIDE_EVERY", "RENDEZVOUS_SPARE_BITS",
-           "ShardSchedule", "backbone_shards", "check_topic", "check_topic_any",
-           "node_shards", "node_topics", "object_shards", "object_topics", "placement_keys",
-           "point", "prefix", "preview_stored", "provider_key", "rendezvous_provider",
-           "shard_of", "shard_topic"]
+__all__ = ["BACKBONE_SHARDS", "GROW_OVERLAP", "OWN_PROVIDERS_ENOUGH", "OWN_PROVIDERS_FRESH",
+           "PROVIDE_EVERY", "RENDEZVOUS_SPARE_BITS", "ShardSchedule", "backbone_shards",
+           "check_topic", "check_topic_any", "count_fresh", "node_shards", "node_topics",
+           "object_shards", "object_topics", "own_providers", "placement_keys", "point",
+           "prefix", "preview_stored", "provider_key", "provides_shard",
+           "rendezvous_provider", "shard_of", "shard_topic"]

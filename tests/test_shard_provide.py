@@ -17,6 +17,8 @@ import rill.protocol.shard as shard
 from rill.node.host import key_from_peer_id
 from rill.protocol.shard import (
     OWN_PROVIDERS_ENOUGH,
+    OWN_PROVIDERS_FRESH,
+    count_fresh,
     own_providers,
     provider_key,
     provides_shard,
@@ -45,13 +47,18 @@ def test_own_shard_always_backbone_while_too_few_own_members_are_found() -> None
     # Ed25519 key (None) does not count
     assert own_providers([*members, *members, *outsiders, None], 3, other) == len(members)
     assert own_providers([], 3, other) == 0
+    # a count that was enough stands 7 days; a short one or a failed lookup does not
+    week = OWN_PROVIDERS_FRESH
+    assert count_fresh(OWN_PROVIDERS_ENOUGH, week - 1)
+    assert not count_fresh(OWN_PROVIDERS_ENOUGH, week)
+    assert not count_fresh(OWN_PROVIDERS_ENOUGH - 1, 0)
+    assert not count_fresh(None, 0)
 
 
 async def test_a_backbone_shard_with_enough_own_members_announced_is_not_provided(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     enough = 2  # 8 at SPEC's bits; 10 daemons at 1 bit have ~5 own members per shard
     monkeypatch.setattr(shard, "OWN_PROVIDERS_ENOUGH", enough)
-    monkeypatch.setattr(sharding, "OWN_PROVIDERS_ENOUGH", enough)
     async with network(tmp_path, END + 3600) as net:
         names = await start(net, 10, ring=True, shard_bits=1, reconcile=False)
         nodes = [net.nodes[x] for x in names]
@@ -89,7 +96,6 @@ async def test_a_backbone_shard_with_enough_own_members_announced_is_not_provide
         # too few found (here: more wanted than the shard has): it announces the backbone
         # shard too, and looks again at each round
         monkeypatch.setattr(shard, "OWN_PROVIDERS_ENOUGH", 100)
-        monkeypatch.setattr(sharding, "OWN_PROVIDERS_ENOUGH", 100)
         d._own_providers_at.clear()
         for extra in (1, 2):
             with trio.fail_after(60):

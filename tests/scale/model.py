@@ -24,6 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rill.protocol.shard import (
+    BACKBONE_SHARDS,
+    OWN_PROVIDERS_ENOUGH,
+    OWN_PROVIDERS_FRESH,
+    RENDEZVOUS_SPARE_BITS,
+)
+
 #: seconds of one month
 MONTH_S = 30 * 86400
 #: the daemon's periodic round on a network that agrees: it backs off from
@@ -39,13 +46,11 @@ REFRESH_KIND = "own-id"
 #: a node provides the shards' keys it announces and the rendezvous key again this often
 #: (protocol/shard.py PROVIDE_EVERY, node/discovery.py PROVIDE_EVERY_S)
 PROVIDE_S = 24 * 3600
-#: SPEC §11.6: a backbone shard's key is provided only while fewer than this many of the
+#: SPEC §11.6: a backbone shard's key is provided only while fewer than OWN_ENOUGH of the
 #: shard's own members are found announced; a count that was enough is looked up again
-#: after OWN_FRESH_S (protocol/shard.py OWN_PROVIDERS_ENOUGH, OWN_PROVIDERS_FRESH)
-OWN_ENOUGH, OWN_FRESH_S = 8, 7 * 86400
-#: SPEC §11.1: a node announces the rendezvous key when its shard point's first
-#: max(0, b - 2) bits are zero (protocol/shard.py RENDEZVOUS_SPARE_BITS)
-RENDEZVOUS_SPARE_BITS = 2
+#: after OWN_FRESH_S.  SPEC §11.1: a node announces the rendezvous key when its shard
+#: point's first max(0, b - RENDEZVOUS_SPARE_BITS) bits are zero.
+OWN_ENOUGH, OWN_FRESH_S = OWN_PROVIDERS_ENOUGH, OWN_PROVIDERS_FRESH
 #: Kademlia's k and alpha: a lookup asks about k + alpha * log2(N / k) peers (the k closest
 #: and about alpha per halving of the distance on the way); the refresh's measured cost is
 #: scaled by that count from the size it was measured at to the size extrapolated to
@@ -58,7 +63,7 @@ def lookup_peers(n: int) -> float:
 #: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
-BACKBONE = 2
+BACKBONE = BACKBONE_SHARDS
 
 
 def keys_per_node(n: int, bits: int) -> float:
