@@ -62,7 +62,7 @@ SCALE_CLICKS ?= 2
 scale: $(STAMP)
 	$(BIN)/python tests/scale/sim.py $(SCALE_SIZES) --procs $(SCALE_PROCS) \
 	  --shard-bits $(SCALE_BITS) --clicks $(SCALE_CLICKS) --json .scale-runs.json $(ARGS)
-	$(BIN)/python tests/scale/model.py .scale-runs.json --store docs/scale-runs.json \
+	$(BIN)/python tests/scale/report.py .scale-runs.json --store docs/scale-runs.json \
 	  --dht docs/dht-runs.json --doc docs/SCALE.md
 
 ## scale-dht: the DHT alone (tests/scale/dhtsim.py), bare hosts with the daemon's DHT, at
@@ -73,7 +73,7 @@ DHT_SAMPLE ?= 40
 scale-dht: $(STAMP)
 	$(BIN)/python tests/scale/dhtsim.py $(DHT_SIZES) --procs $(SCALE_PROCS) \
 	  --sample $(DHT_SAMPLE) --json docs/dht-runs.json $(ARGS)
-	$(BIN)/python tests/scale/model.py --store docs/scale-runs.json \
+	$(BIN)/python tests/scale/report.py --store docs/scale-runs.json \
 	  --dht docs/dht-runs.json --doc docs/SCALE.md
 
 ## bench: measure, and write the table to docs/BENCHMARKS.md

@@ -155,6 +155,24 @@ class RillPubsub(Pubsub):
                 log.debug("resetting %s's broken stream: %r", peer, exc2)
             self._handle_dead_peer(peer)
 
+    def get_hello_packet(self) -> rpc_pb2.RPC:
+        """The subscriptions a new stream opens with, without the sender's signed peer
+        record: py-libp2p 0.8.1 puts that record (~210 bytes with one address, more with
+        several) in every GossipSub RPC it sends, a field no other implementation has:
+        more than the GRAFT, IHAVE or IDONTWANT it travels with, ~10% of a published
+        object.  The receiver has the sender's addresses from identify already, and
+        py-libp2p takes an RPC without the field as it is.  Every RPC this node sends
+        goes without it (:meth:`write_msg`, :meth:`_build_announce_rpc`)."""
+        packet = super().get_hello_packet()
+        packet.ClearField("senderRecord")
+        return packet
+
+    def _build_announce_rpc(self, topic_id: str, subscribe: bool
+                            ) -> tuple[rpc_pb2.RPC, rpc_pb2.RPC.SubOpts]:
+        packet, subopt = super()._build_announce_rpc(topic_id, subscribe)
+        packet.ClearField("senderRecord")
+        return packet, subopt
+
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
         """One RPC at a time per stream, and a stream reset when a write fails midway.
 
@@ -166,6 +184,7 @@ class RillPubsub(Pubsub):
         waiting for the window (5 s) leaves half an RPC on the stream, and py-libp2p
         writes the next one after it.  Both happen under load (a flooded neighbour
         reads slowly)."""
+        rpc_msg.ClearField("senderRecord")  # see :meth:`get_hello_packet`
         lock = self._write_locks.get(stream)
         if lock is None:
             lock = self._write_locks[stream] = trio.Lock()

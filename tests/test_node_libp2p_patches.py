@@ -8,6 +8,7 @@ import inspect
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import pytest
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.pubsub.pb import rpc_pb2
@@ -356,3 +357,28 @@ async def test_stale_routing_table_peers_are_pinged_only_over_open_connections()
         assert stale == {c.peer_id}  # b answered: seen now; c kept, left to lookups
         assert set(table.get_peer_ids()) == {b.peer_id, c.peer_id}
         assert dials == [] and c.peer_id not in a.host.get_network().connections
+
+
+async def test_gossipsub_rpcs_go_without_the_senders_signed_peer_record(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-libp2p puts the sender's signed peer record (~210 bytes) in every GossipSub RPC:
+    the hello, subscription announcements, published messages, GRAFT and IHAVE.  A node's
+    RPCs go without it, and the receiver takes them (messages arrive)."""
+    import libp2p.pubsub.gossipsub as gs
+    import libp2p.pubsub.pubsub as ps
+
+    seen: list[tuple[bool, bool]] = []  # (had a record, carried a message or control)
+
+    def spy(msg: rpc_pb2.RPC, host, peer_id) -> bool:  # type: ignore[no-untyped-def]
+        seen.append((msg.HasField("senderRecord"),
+                     bool(msg.publish) or msg.HasField("control")))
+        return patches._consume_signed_record_once(msg, host, peer_id)
+
+    monkeypatch.setattr(ps, "maybe_consume_signed_record", spy)
+    monkeypatch.setattr(gs, "maybe_consume_signed_record", spy)
+    async with two_hosts() as (a, b):
+        await gossip(a, b, 3)  # b subscribes (announce), grafts and publishes to a
+        assert a.pubsub.get_hello_packet().subscriptions  # a is subscribed by now
+        assert not a.pubsub.get_hello_packet().HasField("senderRecord")
+    assert len(seen) >= 3 and any(carried for _, carried in seen), seen
+    assert not any(had for had, _ in seen), seen

@@ -1,5 +1,6 @@
 """The scale model's DHT arithmetic (tests/scale/model.py): the keys a node provides by
-SPEC §11.1 and §11.6's rules, and how a lookup's cost is carried to larger N."""
+SPEC §11.1 and §11.6's rules, and how a lookup's cost is carried to larger N; the simulation's
+DHT-only runs and its count of GossipSub RPCs by part."""
 
 from __future__ import annotations
 
@@ -81,3 +82,28 @@ def test_the_dht_only_simulation_measures_a_small_network(tmp_path: Path) -> Non
     assert run["refresh"]["asked"] >= 1 and run["provide"]["asked"] >= 1
     assert "/ipfs/kad/1.0.0" in run["provide"]["by_protocol"]
     assert run["ping"]["connections"] >= 2  # a new connection, counted at both ends
+
+
+def test_the_simulation_counts_gossipsub_rpcs_by_part() -> None:
+    """tests/scale/worker.py ``rpc_kinds``: what idle GossipSub bytes are spent on (PRUNE's
+    offered peers apart from the PRUNE), the parts adding up to the RPC's size."""
+    from libp2p.pubsub.pb import rpc_pb2
+
+    spec = importlib.util.spec_from_file_location(
+        "scale_worker", Path(__file__).parent / "scale" / "worker.py")
+    assert spec is not None and spec.loader is not None
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    rpc = rpc_pb2.RPC()
+    rpc.subscriptions.add(subscribe=True, topicid="rill/1/b1/s0")
+    rpc.publish.add(data=b"x" * 300, topicIDs=["rill/1/b1/s0"])
+    rpc.control.graft.add(topicID="rill/1/b1/s1")
+    prune = rpc.control.prune.add(topicID="rill/1/b1/s1", backoff=60)
+    prune.peers.add(peerID=b"p" * 38, signedPeerRecord=b"r" * 200)
+    rpc.control.ihave.add(topicID="rill/1/b1/s0", messageIDs=[b"i" * 32] * 3)
+    kinds = worker.rpc_kinds(rpc)
+    assert set(kinds) >= {"subscriptions", "publish", "graft", "prune", "prune-px", "ihave"}
+    assert kinds["publish"] > 300 and kinds["prune-px"] > 238 > kinds["prune"]
+    assert kinds["ihave"] > 96
+    assert sum(kinds.values()) == rpc.ByteSize()  # the framing of each part in "other"
+    assert worker.rpc_kinds(rpc_pb2.RPC()) == {}

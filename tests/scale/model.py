@@ -7,21 +7,13 @@ participants with ``b`` shard bits follows from SPEC §11.6's placement rules
 (:func:`objects_per_node`).  So the runs give the cost per object (least squares through
 the points of both settings), and the placement arithmetic gives the objects at any N.
 A straight line y = a + b·N per setting is printed too, to show the slope the runs have.
-
-Usage: python tests/scale/model.py [RUNS.json ...] [--store docs/scale-runs.json]
-[--doc docs/SCALE.md]: the ``--json`` files sim.py writes, merged into the store of every
-run so far (so sizes run apart are reported together); the report replaces the measured
-section of the doc.
+The tables and the command that writes docs/SCALE.md are in tests/scale/report.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 from rill.protocol.shard import (
@@ -224,50 +216,6 @@ class Point:
                       self.dht_month()[1]) / MONTH_S
 
 
-def _s(x: float | None) -> str:
-    return "never" if x is None else f"{x:.0f}"
-
-
-def _refresh(p: Point) -> str:
-    if p.refresh_kb is not None:
-        return f"{p.refresh_kb:.0f}"
-    if p.r.get("refresh_bytes") is not None:
-        return (f"({p.refresh()[0]:.0f}; {p.r['refresh_bytes'] / 1e3:.0f} measured "
-                f"{p.refresh_kind})")
-    return f"({p.refresh()[0]:.0f}, not measured)"
-
-
-def _provide(p: Point) -> str:
-    if p.provide_kb is not None:
-        return f"{p.provide_kb:.0f}"
-    return f"({p.provide()[0]:.0f}, not measured)"
-
-
-def table(points: list[Point]) -> list[str]:
-    lines = [
-        "| N | shard bits | clicks per donor | objects of the month | held per node "
-        "(mean) | all claims at their creators (s) | every node's set complete (s) | "
-        "after gossip alone (first 30 s) | traffic per node, month end, idle deducted (MB) | "
-        "one periodic round (KB per node) | one DHT refresh (KB per node) | one round of "
-        "provides (KB per node) | idle (B/s per "
-        "node) | traffic per node and month (MB) | CPU per node, month end, idle deducted "
-        "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average "
-        "(% core) | stored per node (KB, median) |",
-        "|" + "---|" * 19,
-    ]
-    for p in points:
-        r = p.r
-        lines.append(
-            f"| {p.n} | {p.bits} | {p.k} | {p.n * (1 + p.k):,} | {p.held:,.0f} | "
-            f"{_s(r['gossip_s'])} | {_s(r['full_s'])} | {r['gossip_complete']} | "
-            f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {_refresh(p)} | {_provide(p)} | "
-            f"{p.idle_bps:.0f} | "
-            f"{p.month_mb():.1f} | {p.month_end_cpu:.2f} | "
-            f"{1e3 * p.month_end_cpu / p.held:.1f} | {100 * p.idle_cpu:.3f} | "
-            f"{p.core_pct():.3f} | {p.stored_mb * 1e3:.0f} |")
-    return lines
-
-
 Fixed = tuple[float, float, float, tuple[float, float], tuple[float, float], int]
 
 
@@ -295,7 +243,7 @@ def upkeep(fixed: Fixed, n: int, bits: int) -> tuple[float, float]:
             fcpu * MONTH_S / REFRESH_S + keys * kcpu * MONTH_S / PROVIDE_S)
 
 
-def _defaults(points: list[Point], what: str, across: bool) -> None:
+def fill_defaults(points: list[Point], what: str, across: bool) -> None:
     """Runs that did not measure ``what`` ("refresh" or "provide": the attributes
     ``<what>_kb``, ``<what>_cpu`` and ``<what>_default``) take the median of the runs of
     their setting that did; with ``across``, of every run that did when none of the
@@ -322,27 +270,6 @@ def _per_object(basis: list[Point]) -> Fit:
     return (fit([(p.held, p.month_end_mb) for p in basis]),
             fit([(p.held, p.month_end_cpu) for p in basis]),
             fit([(p.held, p.stored_mb) for p in basis]))
-
-
-def dht_table(dht: list[dict[str, Any]]) -> list[str]:
-    """The DHT-only simulation's runs (tests/scale/dhtsim.py), one row per size."""
-    lines = ["", "**The DHT alone** (tests/scale/dhtsim.py: bare hosts with the daemon's "
-             "host set-up and DHT patches, every lookup dialling anew; per operation, "
-             "bytes summed over every host, so sent and received both count):", "",
-             "| N | refresh (KB) | peers asked | connections opened | CPU (ms) | provide "
-             "(KB) | peers asked | connections opened | CPU (ms) | a ping that dials (KB) | "
-             "a lookup of providers (KB) | provider found |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(dht, key=lambda r: r["n"]):
-        f, p = r["refresh"], r["provide"]
-        ping = f"{r['ping']['kb']:.1f}" if "ping" in r else "-"
-        find = (f"{r['find']['kb']:.0f} | {r['find']['ok']}/{r['find']['of']}" if "find" in r
-                else "- | -")
-        lines.append(f"| {r['n']:,} | {f['kb']:.0f} | {f['asked']:.1f} | "
-                     f"{f['connections'] / 2:.1f} | {1e3 * f['cpu_s']:.0f} | {p['kb']:.0f} | "
-                     f"{p['asked']:.1f} | {p['connections'] / 2:.1f} | "
-                     f"{1e3 * p['cpu_s']:.0f} | {ping} | {find} |")
-    return lines
 
 
 def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[str]:
@@ -430,64 +357,3 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
                   f"CPU per node (idle deducted) = {c:.2f} + {d:.4f}·N s; objects held = "
                   f"{e:.0f} + {f:.2f}·N."]
     return lines
-
-
-def report(runs: list[dict[str, Any]], dht: list[dict[str, Any]] | None = None) -> str:
-    points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
-    _defaults(points, "refresh", across=True)
-    _defaults(points, "provide", across=False)
-    lines = table(points)
-    if dht:
-        lines += dht_table(dht)
-    if len({p.held for p in points}) >= 2:
-        lines += model(points, dht)
-    return "\n".join(lines) + "\n"
-
-
-BEGIN, END = "<!-- measured: begin (tests/scale/model.py) -->", "<!-- measured: end -->"
-
-
-def merge(store: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stored runs with the new ones; a new run replaces a stored one of the same N,
-    shard bits and clicks."""
-    key = lambda r: (r["n"], r["shard_bits"], r["k"])  # noqa: E731
-    fresh = {key(r) for r in new}
-    return [r for r in store if key(r) not in fresh] + new
-
-
-def into_doc(doc: Path, text: str) -> None:
-    """Replace what stands between the markers in ``doc`` with ``text``."""
-    page = doc.read_text()
-    head, sep, rest = page.partition(BEGIN)
-    _, sep2, tail = rest.partition(END)
-    if not (sep and sep2):
-        raise SystemExit(f"{doc}: the markers {BEGIN!r} and {END!r} are missing")
-    doc.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("runs", nargs="*", help="JSON files sim.py wrote (--json)")
-    ap.add_argument("--store", help="a JSON file of every run so far: the new runs are "
-                    "merged into it and the report covers all of them")
-    ap.add_argument("--doc", help="a markdown file whose measured section (between the "
-                    "markers) gets the report")
-    ap.add_argument("--dht", help="a JSON file of the DHT-only simulation's runs "
-                    "(tests/scale/dhtsim.py --json): how a lookup's cost grows with N")
-    args = ap.parse_args()
-    runs = [r for f in args.runs for r in json.loads(Path(f).read_text())]
-    dht = (json.loads(Path(args.dht).read_text()) if args.dht and Path(args.dht).exists()
-           else None)
-    if args.store:
-        store = Path(args.store)
-        runs = merge(json.loads(store.read_text()) if store.exists() else [], runs)
-        store.write_text(json.dumps(runs, indent=1, default=str) + "\n")
-    text = report(runs, dht)
-    print(text)
-    if args.doc:
-        into_doc(Path(args.doc), text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

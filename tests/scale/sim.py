@@ -32,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
-from model import report, spec_bits  # noqa: E402
+from model import spec_bits  # noqa: E402
+from report import report  # noqa: E402
 
 from rill.protocol.months import month_end, month_start  # noqa: E402
 
@@ -42,8 +43,9 @@ GRACE = 60
 #: at month end the driver runs a round this often (real seconds)
 ROUND_S = 30
 #: the network is quiet once a node moves less than this (bytes/s, mean over 10 s); then
-#: the idle figures are taken over IDLE_S
-QUIET_BPS, SETTLE_MAX_S, IDLE_S = 500.0, 600.0, 30
+#: start-up is over one IDLE_S window after that, and the idle figures are taken over
+#: IDLE_WINDOWS windows of IDLE_S after it (each window's rate kept, the first one's too)
+QUIET_BPS, SETTLE_MAX_S, IDLE_S, IDLE_WINDOWS = 500.0, 600.0, 30, 3
 #: after a DHT refresh on every node, its cost is counted this much longer (real seconds):
 #: past TRIM_GRACE_S, so a sharded node's closing of the connections it made is in it
 REFRESH_TAIL_S = 75
@@ -118,6 +120,10 @@ class Run:
     idle_cpu_s: float = 0.0
     #: idle payload bytes per node and second, by stream protocol
     idle_by_protocol: dict[str, float] = field(default_factory=dict)
+    #: bytes per node and second in the last window of start-up and each idle window
+    idle_windows: list[float] = field(default_factory=list)
+    #: GossipSub RPC bytes sent per node and second while idle, by part (worker.py)
+    idle_rpcs: dict[str, float] = field(default_factory=dict)
     #: seconds from the clicks until the network is quiet (start-up traffic over), and
     #: the bytes per node moved meanwhile (a node's cost of joining, once per start)
     settle_s: float = 0.0
@@ -143,6 +149,8 @@ class Run:
     refresh_bytes: float | None = None
     refresh_cpu_s: float | None = None
     month_end_by_protocol: dict[str, float] = field(default_factory=dict)
+    #: GossipSub RPC KB sent per node at month end, by part (worker.py ``rpc_kinds``)
+    month_end_rpcs: dict[str, float] = field(default_factory=dict)
     #: what the refresh's bytes were: payload KB per node by protocol, connections opened
     refresh_by_protocol: dict[str, float] = field(default_factory=dict)
     refresh_connections: float | None = None
@@ -253,19 +261,38 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             a = b
             if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
                 break
-        run.settle_s = time.perf_counter() - t_settle
-        say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for {IDLE_S} s")
-        run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x) for x in names)
+        # one window more is start-up's: quiet is a rate under QUIET_BPS, and the window
+        # after it still carries the last of it (a sharded node closes the connections
+        # outside its shards a minute after they open: the mesh changes that follow)
         time.sleep(IDLE_S)
         b = status(workers)
-        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S
-        run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / IDLE_S
+        run.idle_windows.append(round(statistics.mean(
+            _bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S, 2))
+        a = b
+        run.settle_s = time.perf_counter() - t_settle
+        say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for "
+            f"{IDLE_S * IDLE_WINDOWS} s")
+        run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x) for x in names)
+        w = a
+        for _ in range(IDLE_WINDOWS):
+            time.sleep(IDLE_S)
+            b = status(workers)
+            run.idle_windows.append(round(statistics.mean(
+                _bytes(b, x) - _bytes(w, x) for x in names) / IDLE_S, 2))
+            w = b
+        span = IDLE_S * IDLE_WINDOWS
+        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / span
+        run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / span
         run.idle_by_protocol = {
-            p: round((v - a["protocols"].get(p, 0)) / n / IDLE_S, 1)
+            p: round((v - a["protocols"].get(p, 0)) / n / span, 2)
             for p, v in b["protocols"].items() if v > a["protocols"].get(p, 0)}
-        say(n, shard_bits, f"idle: {run.idle_bytes_s:.0f} B/s, "
-            f"{100 * run.idle_cpu_s:.2f}% of a core per node (payload B/s per node by "
-            f"protocol: {run.idle_by_protocol}); the month ends")
+        run.idle_rpcs = {
+            k: round((v - a["rpcs"].get(k, 0)) / n / span, 2)
+            for k, v in b["rpcs"].items() if v > a["rpcs"].get(k, 0)}
+        say(n, shard_bits, f"idle: {run.idle_bytes_s:.1f} B/s (windows of {IDLE_S} s: "
+            f"{run.idle_windows}), {100 * run.idle_cpu_s:.2f}% of a core per node "
+            f"(payload B/s per node by protocol: {run.idle_by_protocol}; GossipSub RPCs "
+            f"sent: {run.idle_rpcs}); the month ends")
         incoming, held = expected(names, plan, shard_bits)
         # the month ends everywhere at once; every ROUND_S the nodes run one sync and
         # reconciliation round (the daemons' periodic round, here on the driver's beat)
@@ -307,8 +334,9 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         run.month_end_bytes = [_bytes(st, x) - _bytes(before, x) for x in names]
         run.month_end_cpu_s = st["cpu"] - before["cpu"]
         run.month_end_by_protocol = _per_node(st["protocols"], before["protocols"], n)
+        run.month_end_rpcs = _per_node(st["rpcs"], before["rpcs"], n)
         say(n, shard_bits, f"month end payload KB per node by protocol: "
-            f"{run.month_end_by_protocol}")
+            f"{run.month_end_by_protocol}; GossipSub RPCs sent: {run.month_end_rpcs}")
         run.stored = [st["nodes"][x]["stored_bytes"] for x in names]
         run.objects_held = [sum(st["nodes"][x]["types"].values()) for x in names]
         run.unattributed = st["unattributed"]
@@ -370,8 +398,14 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             f"{run.provide_cpu_s:.2f} CPU-s, "
             f"{run.provide_connections:.1f} connections opened per node; payload KB per "
             f"node by protocol: {run.provide_by_protocol}")
+        t = time.perf_counter()
         try:
-            all_do(workers, [{"op": "stop"}] * procs)
+            stops = all_do(workers, [{"op": "stop"}] * procs)
+            took = sorted(x for r in stops for x in r["stop_s"])
+            say(n, shard_bits, f"stopped in {time.perf_counter() - t:.0f} s: "
+                f"{sum(len(r['slow_to_stop']) for r in stops)} nodes not within 10 s; "
+                f"each node's stop median {statistics.median(took):.2f} s, slowest "
+                f"{took[-3:]}")
         except RuntimeError as exc:  # a slow stop on a loaded machine: the figures stand
             print(f"stopping the workers: {exc}", file=sys.stderr)
         return run
@@ -406,13 +440,15 @@ def say(n: int, bits: int, text: str) -> None:
 
 def status(workers: list[Proc]) -> dict[str, Any]:
     out: dict[str, Any] = {"nodes": {}, "cpu": 0.0, "unattributed": 0, "protocols": {},
-                           "connections": 0}
+                           "rpcs": {}, "connections": 0}
     for r in all_do(workers, [{"op": "status", "month": MONTH}] * len(workers)):
         out["nodes"].update(r["nodes"])
         out["cpu"] += r["cpu_s"]
         out["connections"] += r["connections"]
         for k, v in r["protocols"].items():
             out["protocols"][k] = out["protocols"].get(k, 0) + v
+        for k, v in r.get("rpcs", {}).items():
+            out["rpcs"][k] = out["rpcs"].get(k, 0) + v
         out["unattributed"] += r["unattributed"]["sent"] + r["unattributed"]["received"]
     return out
 

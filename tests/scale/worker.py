@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 from libp2p.network import swarm  # noqa: E402
 from libp2p.network.connection import raw_connection  # noqa: E402
 from libp2p.network.stream import net_stream  # noqa: E402
+from libp2p.pubsub import pubsub as pubsub_mod  # noqa: E402
 from nodes import Net, free_port, make_home  # noqa: E402
 
 from rill.node.clock import ManualClock  # noqa: E402
@@ -42,6 +43,48 @@ RECEIVED: dict[str, int] = {}
 #: connections opened: what a run's bytes were spent on
 PROTOCOL_BYTES: dict[str, int] = {}
 CONNECTIONS = [0]
+#: GossipSub RPCs sent by ``write_msg`` (every node of the process; not the hello a new
+#: stream opens with, which is in ``PROTOCOL_BYTES``), serialized bytes by what they carry
+#: (``publish``, ``subscriptions``, ``graft``, ``prune``, ``prune-px`` for peers offered in
+#: a PRUNE, ``ihave``, ``iwant``, ``idontwant``, ``sender-record`` for py-libp2p's signed
+#: peer record of the sender, ``other``): what GossipSub bytes are
+RPC_BYTES: dict[str, int] = {}
+
+
+def rpc_kinds(rpc: Any) -> dict[str, int]:
+    """A GossipSub RPC's serialized bytes by part (see ``RPC_BYTES``)."""
+    out: dict[str, int] = {}
+
+    def add(kind: str, n: int) -> None:
+        if n:
+            out[kind] = out.get(kind, 0) + n
+
+    add("sender-record", len(rpc.senderRecord))
+    add("publish", sum(m.ByteSize() for m in rpc.publish))
+    add("subscriptions", sum(m.ByteSize() for m in rpc.subscriptions))
+    if rpc.HasField("control"):
+        c = rpc.control
+        add("graft", sum(m.ByteSize() for m in c.graft))
+        for m in c.prune:
+            px = sum(p.ByteSize() for p in m.peers)
+            add("prune-px", px)
+            add("prune", m.ByteSize() - px)
+        add("ihave", sum(m.ByteSize() for m in c.ihave))
+        add("iwant", sum(m.ByteSize() for m in c.iwant))
+        add("idontwant", sum(m.ByteSize() for m in c.idontwant))
+    add("other", rpc.ByteSize() - sum(out.values()))
+    return out
+
+
+def _count_rpcs() -> None:
+    write_msg = pubsub_mod.Pubsub.write_msg
+
+    async def counted(self: Any, stream: Any, rpc: Any) -> bool:
+        for kind, n in rpc_kinds(rpc).items():
+            RPC_BYTES[kind] = RPC_BYTES.get(kind, 0) + n
+        return await write_msg(self, stream, rpc)
+
+    pubsub_mod.Pubsub.write_msg = counted  # type: ignore[method-assign]
 
 
 def _count_bytes() -> None:
@@ -252,16 +295,19 @@ class Worker:
                 out[name]["received"] = RECEIVED.get(name, 0)
                 out[name]["peers"] = len(d.p2p.pubsub.peers) if d.p2p else 0
             return {"nodes": out, "cpu_s": cpu_s(), "protocols": dict(PROTOCOL_BYTES),
+                    "rpcs": dict(RPC_BYTES),
                     "connections": CONNECTIONS[0], "unattributed": {
                 "sent": SENT.get("?", 0), "received": RECEIVED.get("?", 0)}}
         if op == "stop":
-            slow = []
+            slow, took = [], []
             for name in list(net.scopes):
+                t = trio.current_time()
                 try:
                     await net.stop(name)
                 except trio.TooSlowError:
                     slow.append(name)
-            return {"ok": True, "slow_to_stop": slow}
+                took.append(round(trio.current_time() - t, 2))
+            return {"ok": True, "slow_to_stop": slow, "stop_s": took}
         raise ValueError(f"unknown op {op!r}")
 
 
@@ -278,6 +324,7 @@ def _node_status(d: Any, month: str) -> dict[str, Any]:
 
 async def main(base: Path, start: int) -> None:
     _count_bytes()
+    _count_rpcs()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.environ.get("RILL_SCALE_LOG"):
