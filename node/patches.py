@@ -16,6 +16,7 @@ from libp2p.kad_dht import kad_dht as libp2p_kad_dht
 from libp2p.kad_dht import peer_routing as libp2p_peer_routing
 from libp2p.kad_dht import provider_store as libp2p_provider_store
 from libp2p.kad_dht import routing_table as libp2p_routing_table
+from libp2p.kad_dht.pb.kademlia_pb2 import Message as KadMessage
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -168,6 +169,24 @@ def _closer_peers_plain(self: libp2p_kad_dht.KadDHT, response: Any,
         entry.addrs.extend(addr.to_bytes() for addr in addrs)
 
 
+_serialize_kad = KadMessage.SerializeToString
+
+
+def _kad_without_sender_record(self: KadMessage, **kw: Any) -> bytes:
+    """A DHT message as it goes on the wire, without the sender's signed peer record.
+
+    py-libp2p 0.8.1 adds ``senderRecord`` (its own extension of Kademlia's format, ~210
+    bytes with one address, more with several) to every DHT request and answer it sends,
+    and the receiver verifies it (an Ed25519 check and a peerstore rewrite); a provide's
+    ~60 messages carried ~13 KB of it, ~10% of the lookup.  The receiver knows the
+    sender's addresses from identify, as every other implementation's does; py-libp2p
+    takes a message without the field as it is.  The field is only ever set for sending
+    (the library serializes a DHT message for the wire alone)."""
+    if self.HasField("senderRecord"):
+        self.ClearField("senderRecord")
+    return bytes(_serialize_kad(self, **kw))
+
+
 #: Every this many seconds the routing table checks peers it has not heard from for
 #: STALE_PEER_THRESHOLD (1 h), at most STALE_PER_ROUND of them (py-libp2p 0.8.1's pace).
 STALE_CHECK_S = 300.0
@@ -221,6 +240,7 @@ def patch_libp2p() -> None:
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_kad_dht.KadDHT._add_closer_peers_to_response = _closer_peers_plain  # type: ignore
+    KadMessage.SerializeToString = _kad_without_sender_record  # type: ignore[method-assign,assignment]
     libp2p_peer_routing.PeerRouting.refresh_routing_table = (  # type: ignore[method-assign]
         _refresh_own_neighbourhood)
     libp2p_provider_store.ProviderStore._republish_provider_records = (  # type: ignore

@@ -63,6 +63,8 @@ def test_patches_are_installed() -> None:
     assert YamuxStream._auto_tune_and_send_window_update is patches._yamux_window_update
     assert ps.maybe_consume_signed_record is patches._consume_signed_record_once
     assert gs.maybe_consume_signed_record is patches._consume_signed_record_once
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+    assert Message.SerializeToString is patches._kad_without_sender_record
     import libp2p.stream_muxer.yamux.yamux as yamux
     assert yamux.RTT_MEASURE_INTERVAL in (patches.YAMUX_PING_S, patches.YAMUX_PING_PRIVATE_S)
     assert patches.YAMUX_PING_S == 1200 and patches.YAMUX_PING_PRIVATE_S == 240
@@ -216,8 +218,8 @@ async def test_concurrent_rpc_writes_to_one_peer_do_not_interleave() -> None:
 
 async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> None:
     """A FIND_NODE answer names each closer peer by ID and addresses only (the patch
-    drops py-libp2p's per-peer signed record); the asker still learns their addresses.
-    The sender's own record still comes, once per answer."""
+    drops py-libp2p's per-peer signed record, and the sender's own); the asker still
+    learns their addresses."""
     import libp2p.kad_dht.kad_dht as kad
     import varint
     from libp2p.kad_dht.pb.kademlia_pb2 import Message
@@ -251,7 +253,7 @@ async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> 
             answer.ParseFromString(await read_varint_prefixed_bytes_limited(
                 stream, kad.MAX_DHT_MESSAGE_SIZE))
         await stream.close()
-        assert answer.HasField("senderRecord")
+        assert not answer.HasField("senderRecord")  # nor the sender's own (identify has it)
         (entry,) = [p for p in answer.closerPeers if p.id == c.peer_id.to_bytes()]
         assert not entry.HasField("signedRecord") and list(entry.addrs)
         assert all(not p.HasField("signedRecord") for p in answer.closerPeers)
