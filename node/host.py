@@ -40,6 +40,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.exceptions import SwarmException
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -377,11 +378,29 @@ class _QuietStreamFailures(logging.Filter):
         return True
 
 
+class _QuietDhtStreamEnd(logging.Filter):
+    """py-libp2p 0.8.1's DHT server reads the next request after answering one and logs
+    a WARNING ("Failed to read DHT message from stream: ") when the asker has closed the
+    stream, which is how every DHT request ends: one line per request a node serves,
+    thousands a day.  Those records (their argument a ``StreamEOF``) go to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.WARNING
+                and str(record.msg).startswith("Failed to read DHT message from stream")
+                and isinstance(record.args, tuple) and len(record.args) == 1
+                and isinstance(record.args[0], StreamEOF)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("libp2p").isEnabledFor(logging.DEBUG)
+        return True
+
+
 def route_libp2p_logs(handler: logging.Handler, level: int) -> None:
     """libp2p's logger has propagate=False and no handler: give it ours."""
-    quiet = logging.getLogger("libp2p.host.basic_host")
-    if not any(isinstance(f, _QuietStreamFailures) for f in quiet.filters):
-        quiet.addFilter(_QuietStreamFailures())
+    for name, kind in (("libp2p.host.basic_host", _QuietStreamFailures),
+                       ("libp2p.kad_dht.kad_dht", _QuietDhtStreamEnd)):
+        quiet = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in quiet.filters):
+            quiet.addFilter(kind())
     lg = logging.getLogger("libp2p")
     for h in list(lg.handlers):
         lg.removeHandler(h)

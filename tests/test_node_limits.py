@@ -247,6 +247,59 @@ def test_libp2p_stream_failure_errors_are_demoted() -> None:
     assert lg.filter(other) and other.levelno == logging.ERROR
 
 
+async def test_the_end_of_each_dht_request_served_is_not_a_warning() -> None:
+    """py-libp2p's DHT server logged a WARNING at the close of every request it answered
+    (the asker's end of the stream read as a failure): demoted to DEBUG, while other
+    warnings of the DHT stay."""
+    import hashlib
+
+    from libp2p.network.stream.exceptions import StreamEOF
+    from nodes import free_port
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    class Count(logging.Filter):  # runs before the daemon's filter: what py-libp2p logs
+        seen = 0
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            Count.seen += "Failed to read DHT message" in record.getMessage()
+            return True
+
+    keep = Keep(logging.DEBUG)
+    host.route_libp2p_logs(keep, logging.INFO)
+    lg = logging.getLogger("libp2p.kad_dht.kad_dht")
+    lg.filters.insert(0, Count())
+    try:
+        async with host.running(hashlib.sha256(b"quiet a").digest(),
+                                [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as a, \
+                host.running(hashlib.sha256(b"quiet b").digest(),
+                             [f"/ip4/127.0.0.1/tcp/{free_port()}"]) as b:
+            await a.connect(b.addrs()[0])
+            served = 0
+            for i in range(3):  # b answers a FIND_NODE and an ADD_PROVIDER each time
+                await a.dht.peer_routing._query_peer_for_closest(
+                    b.peer_id, hashlib.sha256(b"%d" % i).digest())
+                served += 1
+            assert served == 3
+            await trio.sleep(0.5)
+    finally:
+        logging.getLogger("libp2p").removeHandler(keep)
+        lg.filters[:] = [f for f in lg.filters if not isinstance(f, Count)]
+    assert Count.seen >= 3  # one per request b answered
+    assert [r for r in records if "Failed to read DHT message" in r.getMessage()] == []
+    other = lg.makeRecord(lg.name, logging.WARNING, __file__, 1,
+                          "Failed to read DHT message from stream: %s", (ValueError("x"),),
+                          None)
+    end = lg.makeRecord(lg.name, logging.WARNING, __file__, 1,
+                        "Failed to read DHT message from stream: %s", (StreamEOF(),), None)
+    assert lg.filter(other) and other.levelno == logging.WARNING
+    assert not lg.filter(end) and end.levelno == logging.DEBUG
+
+
 async def test_control_socket_failures_are_answers(tmp_path: Path) -> None:
     async with network(tmp_path, END + 3600) as net:
         node = await net.start("node")
