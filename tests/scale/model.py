@@ -16,6 +16,7 @@ import math
 import statistics
 from typing import Any
 
+from rill.node.patches import YAMUX_PING_S
 from rill.protocol.shard import (
     BACKBONE_SHARDS,
     OWN_PROVIDERS_ENOUGH,
@@ -52,6 +53,13 @@ K, ALPHA = 20, 3
 def lookup_peers(n: int) -> float:
     """Peers one DHT lookup asks at ``n`` nodes (at least k, or n - 1 if fewer)."""
     return min(n - 1, K + ALPHA * max(0.0, math.log2(n / K)))
+#: Yamux's pings (node/patches.py YAMUX_PING_S): each end of a connection pings once an
+#: interval, a ping and its answer each one 12-byte Yamux header in a Noise frame (2-byte
+#: length, 16-byte tag); a node counts the 4 frames of its connection's two pings, sent or
+#: received.  The first ping comes 20 minutes after a connection opens, so no run (each
+#: shorter than that before its idle window) sees any: B/s per connection kept, times the
+#: runs' GossipSub peers per node at rest (sim.Run.idle_peers)
+PING_BPS = 4 * (12 + 2 + 16) / YAMUX_PING_S
 #: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
@@ -151,6 +159,10 @@ class Point:
         self.held = statistics.mean(r["objects_held"])
         self.idle_cpu = r["idle_cpu_s"]  # CPU-s per s per node
         self.idle_bps = r["idle_bytes_s"]
+        #: GossipSub peers per node at rest, or None if not measured (then the median of
+        #: the runs that did: ``peers_default``); Yamux pings cost PING_BPS each
+        self.peers: float | None = r.get("idle_peers")
+        self.peers_default = 0.0
         # the month end's own cost: what the window cost minus what the nodes would have
         # spent idle over it (heartbeats; with shards, DHT upkeep), which the monthly
         # figure counts apart
@@ -174,6 +186,14 @@ class Point:
         self.provide_default = (0.0, 0.0)
         #: keys provided per node in that round (what a key costs: the round over them)
         self.provide_keys: float | None = r.get("provide_keys") or None
+
+    def ping_bps(self) -> float:
+        """Yamux pings per node at rest (B/s): the connections kept, each PING_BPS."""
+        return PING_BPS * (self.peers if self.peers is not None else self.peers_default)
+
+    def idle_total_bps(self) -> float:
+        """Idle traffic per node (B/s): measured at rest, and the pings no run sees."""
+        return self.idle_bps + self.ping_bps()
 
     def refresh(self) -> tuple[float, float]:
         """One DHT refresh per node (KB, CPU-s): measured, or the setting's median."""
@@ -206,7 +226,7 @@ class Point:
     def month_mb(self) -> float:
         """Traffic per node and month: the month end (measured), idle traffic over a month,
         the periodic rounds at their pace on an agreeing network, and the DHT's refreshes."""
-        return (self.month_end_mb + self.idle_bps * MONTH_S / 1e6 +
+        return (self.month_end_mb + self.idle_total_bps() * MONTH_S / 1e6 +
                 self.round_kb * MONTH_S / PERIODIC_S / 1e3 +
                 self.dht_month()[0])
 
@@ -225,7 +245,7 @@ def _fixed(points: list[Point]) -> Fixed:
     size they were measured at."""
     refreshed = [p for p in points if p.refresh_kb is not None] or points
     return (statistics.median(p.idle_cpu for p in points),
-            statistics.median(p.idle_bps for p in points),
+            statistics.median(p.idle_total_bps() for p in points),
             statistics.median(p.round_kb for p in points),
             (statistics.median(p.refresh()[0] for p in points),
              statistics.median(p.refresh()[1] for p in points)),
@@ -259,6 +279,18 @@ def fill_defaults(points: list[Point], what: str, across: bool) -> None:
             for p in points:
                 if bool(p.bits) == sharded:
                     setattr(p, f"{what}_default", default)
+
+
+def fill_peers(points: list[Point]) -> None:
+    """Runs that did not count their peers at rest take the median of their setting's
+    runs that did, else of every run that did."""
+    measured = [p for p in points if p.peers is not None]
+    for sharded in (False, True):
+        own = [p for p in measured if bool(p.bits) == sharded] or measured
+        if own:
+            for p in points:
+                if bool(p.bits) == sharded:
+                    p.peers_default = statistics.median(float(q.peers or 0) for q in own)
 
 
 Fit = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from model import Point, fill_defaults, model
+from model import PING_BPS, Point, fill_defaults, fill_peers, model
 
 
 def _s(x: float | None) -> str:
@@ -46,7 +46,7 @@ def table(points: list[Point]) -> list[str]:
         "(mean) | all claims at their creators (s) | every node's set complete (s) | "
         "after gossip alone (first 30 s) | traffic per node, month end, idle deducted (MB) | "
         "one periodic round (KB per node) | one DHT refresh (KB per node) | one round of "
-        "provides (KB per node) | idle (B/s per "
+        "provides (KB per node) | idle, measured + Yamux pings (B/s per "
         "node) | traffic per node and month (MB) | CPU per node, month end, idle deducted "
         "(s) | CPU per object held (ms) | idle CPU (% core) | CPU per node, month average "
         "(% core) | stored per node (KB, median) |",
@@ -58,7 +58,7 @@ def table(points: list[Point]) -> list[str]:
             f"| {p.n} | {p.bits} | {p.k} | {p.n * (1 + p.k):,} | {p.held:,.0f} | "
             f"{_s(r['gossip_s'])} | {_s(r['full_s'])} | {r['gossip_complete']} | "
             f"{p.month_end_mb:.2f} | {p.round_kb:.1f} | {_refresh(p)} | {_provide(p)} | "
-            f"{p.idle_bps:.1f} | "
+            f"{p.idle_bps:.1f} + {p.ping_bps():.1f}{'' if p.peers is not None else '*'} | "
             f"{p.month_mb():.1f} | {p.month_end_cpu:.2f} | "
             f"{1e3 * p.month_end_cpu / p.held:.1f} | {100 * p.idle_cpu:.3f} | "
             f"{p.core_pct():.3f} | {p.stored_mb * 1e3:.0f} |")
@@ -90,7 +90,12 @@ def report(runs: list[dict[str, Any]], dht: list[dict[str, Any]] | None = None) 
     points = sorted((Point(r) for r in runs), key=lambda p: (p.bits > 0, p.n, p.k))
     fill_defaults(points, "refresh", across=True)
     fill_defaults(points, "provide", across=False)
+    fill_peers(points)
     lines = table(points)
+    lines += ["", f"Yamux pings: {PING_BPS:.2f} B/s per connection kept (both ends' pings "
+              "every 20 minutes, 30 bytes a frame), times the GossipSub peers a node had at "
+              "rest (* not counted in that run: the median of the runs that did). No run "
+              "lasts the 20 minutes before a connection's first ping."]
     if dht:
         lines += dht_table(dht)
     if len({p.held for p in points}) >= 2:

@@ -122,6 +122,9 @@ class Run:
     idle_by_protocol: dict[str, float] = field(default_factory=dict)
     #: bytes per node and second in the last window of start-up and each idle window
     idle_windows: list[float] = field(default_factory=list)
+    #: GossipSub peers (connections) per node at the end of idle, median: each costs
+    #: Yamux's pings, which no run is long enough to see (tests/scale/model.py PING_BPS)
+    idle_peers: float | None = None
     #: GossipSub RPC bytes sent per node and second while idle, by part (worker.py)
     idle_rpcs: dict[str, float] = field(default_factory=dict)
     #: seconds from the clicks until the network is quiet (start-up traffic over), and
@@ -286,10 +289,12 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         run.idle_by_protocol = {
             p: round((v - a["protocols"].get(p, 0)) / n / span, 2)
             for p, v in b["protocols"].items() if v > a["protocols"].get(p, 0)}
+        run.idle_peers = statistics.median(b["nodes"][x]["peers"] for x in names)
         run.idle_rpcs = {
             k: round((v - a["rpcs"].get(k, 0)) / n / span, 2)
             for k, v in b["rpcs"].items() if v > a["rpcs"].get(k, 0)}
-        say(n, shard_bits, f"idle: {run.idle_bytes_s:.1f} B/s (windows of {IDLE_S} s: "
+        say(n, shard_bits, f"idle: {run.idle_bytes_s:.1f} B/s, {run.idle_peers:g} peers "
+            f"per node (windows of {IDLE_S} s: "
             f"{run.idle_windows}), {100 * run.idle_cpu_s:.2f}% of a core per node "
             f"(payload B/s per node by protocol: {run.idle_by_protocol}; GossipSub RPCs "
             f"sent: {run.idle_rpcs}); the month ends")
