@@ -15,7 +15,12 @@ Here:
 * every TRIM_EVERY_S, connections to peers in none of our shards, connected longer than
   TRIM_GRACE_S, are closed, oldest first, while more than KEEP_CONNECTIONS remain; a relay
   in use (ours, or one a peer reserved on us) is kept, and so is a connection with a
-  stream open other than GossipSub's (a DHT request, a sync: closed a round later).
+  stream open other than GossipSub's (a DHT request, a sync: closed a round later);
+* beyond MAX_CONNECTIONS, connections to peers in none of our GossipSub meshes (of any
+  topic) are closed the same way, down to MAX_CONNECTIONS: a shard of a large network has
+  ~90 members and a node is in three, whose newcomers and publishers each dial a few, so
+  connections would otherwise pile up over a month, each costing Yamux's pings, memory
+  and a file descriptor.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ TRIM_EVERY_S = 10.0
 TRIM_GRACE_S = 60.0
 #: Never trim below this many connections (the rendezvous looks for peers below 8).
 KEEP_CONNECTIONS = 8
+#: Above this many connections, those to peers in none of our meshes are closed (mesh
+#: peers, relays and busy connections are kept whatever the count).
+MAX_CONNECTIONS = 48
 
 
 def to_trim(connected: Iterable[ID], kept: set[ID], first_seen: dict[ID, float],
@@ -92,14 +100,12 @@ class Upkeep:
         self._round_reset()
         await self._sync_quietly(peer)
 
-    def _kept_peers(self) -> set[ID]:
-        """Peers whose connection a sharded node keeps whatever their shards."""
+    def _relay_peers(self) -> set[ID]:
+        """Peers a sharded node keeps whatever their shards: the relay it reserved on and
+        the peers holding a reservation on it."""
         assert self.p2p is not None
-        kept = {p for p in self.p2p.pubsub.peers if self.shares_shard(p)}
         nat = self.p2p.nat
-        if nat is not None:
-            kept |= nat.kept_peers()
-        return kept
+        return set(nat.kept_peers()) if nat is not None else set()
 
     async def _trim_connections(self) -> None:
         """With shards: close connections to peers in none of our shards (see the module
@@ -121,15 +127,29 @@ class Upkeep:
             if not self.shard_bits:
                 continue
             self._remember_members()  # before their connections close
-            kept = self._kept_peers() | {p for p, conns in connected_map.items()
-                                         if any(map(busy, conns))}
-            for peer in to_trim(connected, kept, first_seen, now, TRIM_GRACE_S,
-                                KEEP_CONNECTIONS):
+            always = self._relay_peers() | {p for p, conns in connected_map.items()
+                                            if any(map(busy, conns))}
+            shard_peers = {p for p in self.p2p.pubsub.peers if self.shares_shard(p)}
+            trimmed = to_trim(connected, shard_peers | always, first_seen, now,
+                              TRIM_GRACE_S, KEEP_CONNECTIONS)
+            gone = set(trimmed)
+            capped = to_trim([p for p in connected if p not in gone],
+                             self._mesh_peers() | always, first_seen, now, TRIM_GRACE_S,
+                             MAX_CONNECTIONS)
+            for peer, why in [*((p, "trimmed") for p in trimmed),
+                              *((p, "capped") for p in capped)]:
                 try:
                     await self.p2p.host.disconnect(peer)
                 except Exception as exc:  # a connection already gone
                     log.debug("closing the connection of %s: %r", peer, exc)
                     continue
                 first_seen.pop(peer, None)
-                self.counters["trimmed"] = self.counters.get("trimmed", 0) + 1
-                log.debug("closed the connection of %s: in none of our shards", peer)
+                self.counters[why] = self.counters.get(why, 0) + 1
+                log.debug("closed the connection of %s: %s", peer,
+                          "in none of our shards" if why == "trimmed"
+                          else f"in none of our meshes, over {MAX_CONNECTIONS}")
+
+    def _mesh_peers(self) -> set[ID]:
+        """Peers in one of our GossipSub meshes (any topic)."""
+        assert self.p2p is not None
+        return {p for peers in self.p2p.gossipsub.mesh.values() for p in peers}

@@ -190,3 +190,39 @@ async def test_a_relay_in_none_of_our_shards_is_kept_both_ways(
         assert private.p2p.nat.reserved()
         assert relay.p2p.peer_id in private.p2p.pubsub.peers
         assert "trimmed" not in private.counters and "trimmed" not in relay.counters
+
+
+async def test_past_the_cap_a_node_keeps_its_mesh_peers_and_closes_the_others(
+        tmp_path: Path, quick_trim: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections to peers of our shards pile up on a large network (their newcomers
+    and publishers dial a few members each): beyond MAX_CONNECTIONS, those to peers in
+    none of our GossipSub meshes close, oldest first; mesh peers stay.  (Here the closed
+    peers, left with no peer of their shards, dial the node again: it closes them again.)"""
+    mine = node_shards(ident("n00"), 3)
+    names = [x for x in (f"m{i:02d}" for i in range(40))
+             if node_shards(ident(x), 3) & mine][:4]
+    assert len(names) == 4
+    monkeypatch.setattr(upkeep, "MAX_CONNECTIONS", 2)
+    async with network(tmp_path, OCT + 3600) as net:
+        n00 = await start_one(net, "n00", shard_bits=3)
+        for x in names:
+            await start_one(net, x, shard_bits=3)
+            await net.connect(x, "n00")
+        assert n00.p2p is not None
+        meshed = net.nodes[names[0]].p2p.peer_id  # type: ignore[union-attr]
+        n00._mesh_peers = lambda: {meshed}  # type: ignore[method-assign]
+        host = n00.p2p.host
+        closed: list[ID] = []
+        disconnect = host.disconnect
+
+        async def recorded(peer: ID) -> None:
+            closed.append(peer)
+            await disconnect(peer)
+
+        host.disconnect = recorded  # type: ignore[method-assign]
+        await eventually(lambda: len(set(closed)) >= 2, what="connections over the cap closed")
+        await trio.sleep(1.0)  # 5 rounds more
+        assert meshed not in closed  # the mesh peer is kept whatever the count
+        assert set(closed) <= {net.nodes[x].p2p.peer_id for x in names[1:]}  # type: ignore
+        assert n00.counters.get("capped", 0) >= 2
+        assert "trimmed" not in n00.counters  # all of them peers of our shards
