@@ -17,6 +17,7 @@ import statistics
 from typing import Any
 
 from rill.node.patches import YAMUX_PING_S
+from rill.node.upkeep import MAX_CONNECTIONS
 from rill.protocol.shard import (
     BACKBONE_SHARDS,
     OWN_PROVIDERS_ENOUGH,
@@ -60,6 +61,14 @@ def lookup_peers(n: int) -> float:
 #: shorter than that before its idle window) sees any: B/s per connection kept, times the
 #: runs' GossipSub peers per node at rest (sim.Run.idle_peers)
 PING_BPS = 4 * (12 + 2 + 16) / YAMUX_PING_S
+
+
+def connections(sharded: bool, measured: float) -> float:
+    """Connections a node keeps at the sizes extrapolated to (10³ and up): with shards,
+    MAX_CONNECTIONS (node/upkeep.py; its three shards then have ≥ 90 members each, whose
+    newcomers and publishers dial it, so it fills up to the cap over a month); without,
+    what the runs measured (a low guess: nothing bounds them)."""
+    return float(MAX_CONNECTIONS) if sharded else measured
 #: things each donor clicks in SPEC §11.6's arithmetic (8 creators a month)
 SPEC_K = 8
 #: backbone shards per node (SPEC §11.6, [network] shard_backbone)
@@ -355,10 +364,19 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
                 "identify, subscriptions, the DHT's tables and provider records, shard "
                 f"peers found; medians): quiet after {quiet:.0f} s, "
                 f"{statistics.median(p.r['settle_bytes'] for p in ps) / 1e3:,.0f} KB per node.")
+    idle = {sharded: statistics.median(p.idle_bps for p in (ps or points))
+            for sharded, ps in ((False, off), (True, on))}
+    peers = {sharded: statistics.median(p.peers if p.peers is not None else p.peers_default
+                                        for p in (ps or points))
+             for sharded, ps in ((False, off), (True, on))}
     lines += [
         "", f"**Extrapolated** with SPEC §11.6's {SPEC_K} creators per donor and month (objects "
         "held from the placement arithmetic, `objects_per_node`; receipts are not in the "
-        "simulation and not counted), each setting's fit and fixed costs:", "",
+        "simulation and not counted), each setting's fit and fixed costs; idle traffic is "
+        f"the runs' at rest ({idle[False]:.1f} B/s without shards, {idle[True]:.1f} with) "
+        f"and Yamux's pings on {peers[False]:.0f} connections without shards (as measured) "
+        f"and {connections(True, peers[True]):.0f} with (the cap, node/upkeep.py: a node's "
+        "shards then have ≥ 90 members each):", "",
         "| participants N | shard bits | objects held per node | month-end traffic (MB) | "
         "traffic per node and month (MB) | month-end CPU per node (s) | CPU, month average "
         "(% core) | stored per node (MB) |",
@@ -369,7 +387,8 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
             h = objects_per_node(n, bits, SPEC_K)
             (mb, cpu, st) = fits[bool(bits)]
             me_mb, me_cpu = mb[0] + mb[1] * h, cpu[0] + cpu[1] * h
-            icpu, ibps, rkb = fixed[bool(bits)][:3]
+            icpu, _, rkb = fixed[bool(bits)][:3]
+            ibps = idle[bool(bits)] + PING_BPS * connections(bool(bits), peers[bool(bits)])
             dmb, dcpu = upkeep(fixed[bool(bits)], n, bits)
             grow = growth[bool(bits)][0](n)
             month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
