@@ -80,6 +80,10 @@ def test_yamux_pings_are_counted_per_connection_a_node_keeps() -> None:
     unsharded = model.Point({**_point(50, 0).r, "idle_peers": 40.0})
     model.fill_peers([*counted, plain, unsharded, bare])
     assert bare.ping_bps() == pytest.approx(4.0) and plain.ping_bps() == pytest.approx(2.0)
+    # extrapolated: a sharded node at the cap, an unsharded one as measured
+    from rill.node.upkeep import MAX_CONNECTIONS
+    assert model.connections(True, 28.5) == MAX_CONNECTIONS
+    assert model.connections(False, 28.5) == 28.5
 
 
 def test_the_dht_only_simulation_measures_a_small_network(tmp_path: Path) -> None:
