@@ -364,6 +364,8 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
                 "identify, subscriptions, the DHT's tables and provider records, shard "
                 f"peers found; medians): quiet after {quiet:.0f} s, "
                 f"{statistics.median(p.r['settle_bytes'] for p in ps) / 1e3:,.0f} KB per node.")
+    per_object = {sharded: min(1e3 * p.month_end_mb / p.held for p in (ps or points))
+                  for sharded, ps in ((False, off), (True, on))}
     idle = {sharded: statistics.median(p.idle_bps for p in (ps or points))
             for sharded, ps in ((False, off), (True, on))}
     peers = {sharded: statistics.median(p.peers if p.peers is not None else p.peers_default
@@ -376,10 +378,14 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
         f"the runs' at rest ({idle[False]:.1f} B/s without shards, {idle[True]:.1f} with) "
         f"and Yamux's pings on {peers[False]:.0f} connections without shards (as measured) "
         f"and {connections(True, peers[True]):.0f} with (the cap, node/upkeep.py: a node's "
-        "shards then have ≥ 90 members each):", "",
-        "| participants N | shard bits | objects held per node | month-end traffic (MB) | "
-        "traffic per node and month (MB) | month-end CPU per node (s) | CPU, month average "
-        "(% core) | stored per node (MB) |",
+        "shards then have ≥ 90 members each). The month end is also taken in proportion to "
+        "the objects held, at the cheapest cost per object held of the setting's runs "
+        f"({per_object[False]:.1f} KB without shards, {per_object[True]:.1f} KB with): two "
+        "runs cannot fix the fit's slope, and a slope below that is not physical (each "
+        "object held crosses the wire several times).", "",
+        "| participants N | shard bits | objects held per node | month-end traffic (MB): "
+        "fit, in proportion | traffic per node and month (MB): fit, in proportion | "
+        "month-end CPU per node (s) | CPU, month average (% core) | stored per node (MB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in (10**3, 10**4, 10**5, 10**6):
@@ -391,10 +397,11 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
             ibps = idle[bool(bits)] + PING_BPS * connections(bool(bits), peers[bool(bits)])
             dmb, dcpu = upkeep(fixed[bool(bits)], n, bits)
             grow = growth[bool(bits)][0](n)
-            month = (me_mb + ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 +
-                     dmb * grow)
+            rest = ibps * MONTH_S / 1e6 + rkb * MONTH_S / PERIODIC_S / 1e3 + dmb * grow
+            prop_mb = per_object[bool(bits)] * h / 1e3
             core = 100 * (me_cpu + icpu * MONTH_S + dcpu * grow) / MONTH_S
-            lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f} | {month:,.1f} | "
+            lines.append(f"| {n:,} | {bits} | {h:,.0f} | {me_mb:,.1f}, {prop_mb:,.1f} | "
+                         f"{me_mb + rest:,.1f}, {prop_mb + rest:,.1f} | "
                          f"{me_cpu:,.1f} | {core:.3f} | {st[0] + st[1] * h:,.1f} |")
     for sharded in (False, True):
         ps = [p for p in points if bool(p.bits) == sharded]
