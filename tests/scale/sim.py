@@ -267,22 +267,20 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         # one window more is start-up's: quiet is a rate under QUIET_BPS, and the window
         # after it still carries the last of it (a sharded node closes the connections
         # outside its shards a minute after they open: the mesh changes that follow)
-        time.sleep(IDLE_S)
-        b = status(workers)
-        run.idle_windows.append(round(statistics.mean(
-            _bytes(b, x) - _bytes(a, x) for x in names) / IDLE_S, 2))
-        a = b
-        run.settle_s = time.perf_counter() - t_settle
-        say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for "
-            f"{IDLE_S * IDLE_WINDOWS} s")
-        run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x) for x in names)
         w = a
-        for _ in range(IDLE_WINDOWS):
+        for i in range(1 + IDLE_WINDOWS):
             time.sleep(IDLE_S)
             b = status(workers)
             run.idle_windows.append(round(statistics.mean(
                 _bytes(b, x) - _bytes(w, x) for x in names) / IDLE_S, 2))
             w = b
+            if i == 0:  # start-up ends here; idle is measured from here
+                a = b
+                run.settle_s = time.perf_counter() - t_settle
+                run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x)
+                                                   for x in names)
+                say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for "
+                    f"{IDLE_S * IDLE_WINDOWS} s")
         span = IDLE_S * IDLE_WINDOWS
         run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / span
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / span
