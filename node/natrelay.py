@@ -37,7 +37,7 @@ from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
-from .patches import set_private_pings
+from .keepalive import set_private_pings
 
 log = logging.getLogger("rill.node.natrelay")
 
@@ -224,7 +224,7 @@ class NatRelay:
     def set_private(self, private: bool) -> None:
         """The reachability probe's verdict (node/reachability.py): a node found private
         reserves from now on (and keeps its NAT mappings warm with Yamux pings every
-        4 minutes, node/patches.py); one found public again drops its relay."""
+        4 minutes, node/keepalive.py); one found public again drops its relay."""
         self.private = private
         set_private_pings(private)
         if not private:

@@ -24,8 +24,9 @@ from libp2p.pubsub import gossipsub as libp2p_gossipsub
 from libp2p.pubsub import pubsub as libp2p_pubsub
 from libp2p.pubsub import utils as libp2p_pubsub_utils
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+from . import keepalive
 
 log = logging.getLogger("rill.node")
 
@@ -83,26 +84,6 @@ def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> b
         cache.pop(peer_id, None)
     return ok
 
-
-#: py-libp2p 0.8.1's Yamux pings every connection every 30 s to measure its round trip,
-#: which nothing here uses (a ping left unanswered closes nothing): ~2 B/s per connection
-#: each way, the largest part of an idle node's traffic (~40 B/s with 19 connections).
-#: Its only use here is to keep a NAT's mapping of the connection open.  Every 4 minutes
-#: (the first cut) still cost ~0.5 B/s per connection, sent and received, both ends
-#: pinging: 10-15 B/s, ~26-39 MB a month, for a node with 20-30 connections.  So: every
-#: 20 minutes for a node not known to be behind NAT (RFC 5382 asks NATs to keep an
-#: established TCP mapping at least 2 h 4 min; Linux-based routers keep 5 days), and every
-#: 4 minutes once the reachability probe finds the node private (node/natrelay.py
-#: :meth:`NatRelay.set_private`): its NAT dropped what others sent it, so its own
-#: mappings, its relay's above all, are kept warm.
-YAMUX_PING_S = 1200
-YAMUX_PING_PRIVATE_S = 240
-
-
-def set_private_pings(private: bool) -> None:
-    """Yamux's ping interval for the connections of this process's node: shorter when it
-    is private (one node per daemon process; in-process test networks share it)."""
-    libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_PRIVATE_S if private else YAMUX_PING_S
 
 #: py-libp2p 0.8.1's DHT refreshes its routing table every 10 minutes: a lookup of the
 #: node's own ID and one of a random ID per non-empty bucket, each contacting peers the
@@ -234,7 +215,7 @@ async def _stale_peers_connected_only(self: libp2p_routing_table.RoutingTable) -
 
 def patch_libp2p() -> None:
     """Apply the patches above (idempotent)."""
-    libp2p_yamux.RTT_MEASURE_INTERVAL = YAMUX_PING_S
+    keepalive.install()
     libp2p_kad_dht.ROUTING_TABLE_REFRESH_INTERVAL = DHT_REFRESH_S
     YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once

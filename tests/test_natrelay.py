@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import libp2p.stream_muxer.yamux.yamux as yamux
 import pytest
 import trio
 from libp2p.network.connection.raw_connection import ConnectionType
@@ -18,8 +17,8 @@ from nodes import Net, eventually, free_port, listening, network
 from rill.node import natrelay
 from rill.node.daemon import Daemon, NodeConfig
 from rill.node.host import P2P, running
+from rill.node.keepalive import YAMUX_PING_PRIVATE_S, ping_interval
 from rill.node.natrelay import NatSettings
-from rill.node.patches import YAMUX_PING_PRIVATE_S
 from rill.protocol.months import month_end, month_start
 from rill.protocol.work import NETWORK_WORK_BITS, find_work
 
@@ -103,7 +102,7 @@ async def test_a_node_nobody_can_dial_takes_part_through_a_relay(tmp_path: Path)
         assert creator.p2p is not None
         assert creator.p2p.host.get_transport_addrs() == []  # accepts nothing directly
         # its NAT's mappings (its relay's above all) kept warm: Yamux pings every 4 min
-        assert yamux.RTT_MEASURE_INTERVAL == YAMUX_PING_PRIVATE_S
+        assert ping_interval() == YAMUX_PING_PRIVATE_S
         await eventually(lambda: creator.p2p is not None and creator.p2p.nat.reserved(),
                          what="a reservation on the relay")
         status = await creator.status()

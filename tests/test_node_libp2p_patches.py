@@ -16,7 +16,7 @@ from libp2p.stream_muxer.yamux.yamux import YamuxStream
 from nodes import free_port
 
 from rill.node import host as h
-from rill.node import patches
+from rill.node import keepalive, patches
 
 TOPIC = "rill/test/patches"
 
@@ -66,12 +66,8 @@ def test_patches_are_installed() -> None:
     from libp2p.kad_dht.pb.kademlia_pb2 import Message
     assert Message.SerializeToString is patches._kad_without_sender_record
     import libp2p.stream_muxer.yamux.yamux as yamux
-    assert yamux.RTT_MEASURE_INTERVAL in (patches.YAMUX_PING_S, patches.YAMUX_PING_PRIVATE_S)
-    assert patches.YAMUX_PING_S == 1200 and patches.YAMUX_PING_PRIVATE_S == 240
-    patches.set_private_pings(True)
-    assert yamux.RTT_MEASURE_INTERVAL == 240
-    patches.set_private_pings(False)
-    assert yamux.RTT_MEASURE_INTERVAL == 1200
+    assert yamux.Yamux._measure_rtt_loop is keepalive._keepalive
+    assert yamux.read_exactly is keepalive._read_exactly_heard
     import libp2p.kad_dht.kad_dht as kad
     assert kad.ROUTING_TABLE_REFRESH_INTERVAL == patches.DHT_REFRESH_S == 86400
     # the DHT's maintenance loop reads the module's value at each wait

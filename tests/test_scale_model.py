@@ -64,22 +64,22 @@ def test_a_lookups_growth_comes_from_the_dht_only_runs_when_there_are_two_sizes(
 
 
 def test_yamux_pings_are_counted_per_connection_a_node_keeps() -> None:
-    """No run sees a ping (the first comes 20 minutes into a connection): the model adds
-    0.1 B/s per peer at rest, and a run that did not count its peers takes the median of
+    """No run sees a ping (the next comes 20 minutes after the last frame): the model adds
+    0.05 B/s per peer at rest, and a run that did not count its peers takes the median of
     those of its setting that did (of every run that did when none of its setting did)."""
-    assert abs(model.PING_BPS - 0.1) < 1e-12  # 4 frames of 30 bytes every 1,200 s
+    assert abs(model.PING_BPS - 0.05) < 1e-12  # a ping and its answer, 30 bytes, per 1,200 s
     counted = [model.Point({**_point(50, 1).r, "idle_peers": p}) for p in (10.0, 30.0)]
     plain, bare = _point(100, 2), _point(50, 0)
     model.fill_peers([*counted, plain, bare])
-    assert counted[0].ping_bps() == pytest.approx(1.0)
-    assert plain.ping_bps() == bare.ping_bps() == pytest.approx(2.0)  # median of 10, 30
-    assert plain.idle_total_bps() == pytest.approx(2.0)
+    assert counted[0].ping_bps() == pytest.approx(0.5)
+    assert plain.ping_bps() == bare.ping_bps() == pytest.approx(1.0)  # median of 10, 30
+    assert plain.idle_total_bps() == pytest.approx(1.0)
     quiet = _point(50, 1)
     assert counted[1].month_mb() - quiet.month_mb() == pytest.approx(
-        3.0 * model.MONTH_S / 1e6)
+        1.5 * model.MONTH_S / 1e6)
     unsharded = model.Point({**_point(50, 0).r, "idle_peers": 40.0})
     model.fill_peers([*counted, plain, unsharded, bare])
-    assert bare.ping_bps() == pytest.approx(4.0) and plain.ping_bps() == pytest.approx(2.0)
+    assert bare.ping_bps() == pytest.approx(2.0) and plain.ping_bps() == pytest.approx(1.0)
     # extrapolated: a sharded node at the cap, an unsharded one as measured
     from rill.node.upkeep import MAX_CONNECTIONS
     assert model.connections(True, 28.5) == MAX_CONNECTIONS

@@ -16,7 +16,7 @@ import math
 import statistics
 from typing import Any
 
-from rill.node.patches import YAMUX_PING_S
+from rill.node.keepalive import PING_FRAME_BYTES, PING_FRAMES, YAMUX_PING_S
 from rill.node.upkeep import MAX_CONNECTIONS
 from rill.protocol.shard import (
     BACKBONE_SHARDS,
@@ -54,13 +54,13 @@ K, ALPHA = 20, 3
 def lookup_peers(n: int) -> float:
     """Peers one DHT lookup asks at ``n`` nodes (at least k, or n - 1 if fewer)."""
     return min(n - 1, K + ALPHA * max(0.0, math.log2(n / K)))
-#: Yamux's pings (node/patches.py YAMUX_PING_S): each end of a connection pings once an
-#: interval, a ping and its answer each one 12-byte Yamux header in a Noise frame (2-byte
-#: length, 16-byte tag); a node counts the 4 frames of its connection's two pings, sent or
-#: received.  The first ping comes 20 minutes after a connection opens, so no run (each
-#: shorter than that before its idle window) sees any: B/s per connection kept, times the
-#: runs' GossipSub peers per node at rest (sim.Run.idle_peers)
-PING_BPS = 4 * (12 + 2 + 16) / YAMUX_PING_S
+#: Yamux's pings (node/keepalive.py): the dialling end of an idle connection pings once
+#: an interval (YAMUX_PING_S) with nothing heard, the accepting end never; a node counts
+#: the ping and its answer (PING_FRAMES), sent or received, each a 12-byte Yamux header in
+#: a Noise frame (PING_FRAME_BYTES).  No run's idle window comes an interval after the
+#: connections' first pings, so no run sees one: B/s per connection kept, times the runs'
+#: GossipSub peers per node at rest (sim.Run.idle_peers)
+PING_BPS = PING_FRAMES * PING_FRAME_BYTES / YAMUX_PING_S
 
 
 def connections(sharded: bool, measured: float) -> float:

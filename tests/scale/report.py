@@ -92,10 +92,11 @@ def report(runs: list[dict[str, Any]], dht: list[dict[str, Any]] | None = None) 
     fill_defaults(points, "provide", across=False)
     fill_peers(points)
     lines = table(points)
-    lines += ["", f"Yamux pings: {PING_BPS:.2f} B/s per connection kept (both ends' pings "
-              "every 20 minutes, 30 bytes a frame), times the GossipSub peers a node had at "
-              "rest (* not counted in that run: the median of the runs that did). No run "
-              "lasts the 20 minutes before a connection's first ping."]
+    lines += ["", f"Yamux pings: {PING_BPS:.2f} B/s per connection kept (a ping and its "
+              "answer, 30 bytes a frame, when nothing crossed the connection for 20 minutes; "
+              "node/keepalive.py), times the GossipSub peers a node had at rest (* not "
+              "counted in that run: the median of the runs that did). No run's idle window "
+              "comes 20 minutes after a connection's first ping."]
     if dht:
         lines += dht_table(dht)
     if len({p.held for p in points}) >= 2:
