@@ -11,6 +11,8 @@ from typing import Any
 
 import trio
 from libp2p.abc import IHost
+from libp2p.identity.identify import identify as libp2p_identify
+from libp2p.identity.identify_push import identify_push as libp2p_identify_push
 from libp2p.kad_dht import common as libp2p_kad_common
 from libp2p.kad_dht import kad_dht as libp2p_kad_dht
 from libp2p.kad_dht import peer_routing as libp2p_peer_routing
@@ -153,19 +155,43 @@ def _closer_peers_plain(self: libp2p_kad_dht.KadDHT, response: Any,
 _serialize_kad = KadMessage.SerializeToString
 
 
-def _kad_without_sender_record(self: KadMessage, **kw: Any) -> bytes:
-    """A DHT message as it goes on the wire, without the sender's signed peer record.
+def _kad_without_records(self: KadMessage, **kw: Any) -> bytes:
+    """A DHT message as it goes on the wire, without signed peer records.
 
     py-libp2p 0.8.1 adds ``senderRecord`` (its own extension of Kademlia's format, ~210
     bytes with one address, more with several) to every DHT request and answer it sends,
     and the receiver verifies it (an Ed25519 check and a peerstore rewrite); a provide's
-    ~60 messages carried ~13 KB of it, ~10% of the lookup.  The receiver knows the
-    sender's addresses from identify, as every other implementation's does; py-libp2p
-    takes a message without the field as it is.  The field is only ever set for sending
-    (the library serializes a DHT message for the wire alone)."""
+    ~60 messages carried ~13 KB of it, ~10% of the lookup.  It also gives each peer it
+    names a ``signedRecord`` (another extension): its own in every ADD_PROVIDER (to each
+    of the ~20 peers a provide reaches) and every provider's it holds in a GET_PROVIDERS
+    answer (a shard's key has up to 20 providers: ~4 KB an answer).  The receiver knows
+    the sender's addresses from identify and each named peer's from the entry's
+    ``addrs``, as every other implementation's does; py-libp2p takes messages without
+    these fields as they are (a provider is then kept with the addresses it gave).  The
+    fields are only ever set for sending (the library serializes a DHT message for the
+    wire alone)."""
     if self.HasField("senderRecord"):
         self.ClearField("senderRecord")
+    for entry in (*self.closerPeers, *self.providerPeers):
+        if entry.HasField("signedRecord"):
+            entry.ClearField("signedRecord")
     return bytes(_serialize_kad(self, **kw))
+
+
+_mk_identify = libp2p_identify._mk_identify_protobuf
+
+
+def _identify_without_record(host: IHost, observed_multiaddr: Any) -> Any:
+    """Identify (and identify push) as py-libp2p 0.8.1 builds it, without
+    ``signedPeerRecord``: 213 of its 383 bytes with one listen address, sent by both
+    ends of every new connection (~16% of the 2.7 KB a connection costs to set up, and
+    a DHT lookup sets up ~20), and verified by the receiver.  The field is optional in
+    the identify specification; the listen addresses stay (``listenAddrs``), and
+    nothing here reads the certified address book it fills: the node gossips with
+    peer exchange off, and DHT answers name peers by address (above)."""
+    msg = _mk_identify(host, observed_multiaddr)
+    msg.ClearField("signedPeerRecord")
+    return msg
 
 
 #: Every this many seconds the routing table checks peers it has not heard from for
@@ -221,7 +247,9 @@ def patch_libp2p() -> None:
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_gossipsub.maybe_consume_signed_record = _consume_signed_record_once
     libp2p_kad_dht.KadDHT._add_closer_peers_to_response = _closer_peers_plain  # type: ignore
-    KadMessage.SerializeToString = _kad_without_sender_record  # type: ignore[method-assign,assignment]
+    KadMessage.SerializeToString = _kad_without_records  # type: ignore[method-assign,assignment]
+    libp2p_identify._mk_identify_protobuf = _identify_without_record
+    libp2p_identify_push._mk_identify_protobuf = _identify_without_record
     libp2p_peer_routing.PeerRouting.refresh_routing_table = (  # type: ignore[method-assign]
         _refresh_own_neighbourhood)
     libp2p_provider_store.ProviderStore._republish_provider_records = (  # type: ignore

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 from nodes import free_port
@@ -64,7 +65,11 @@ def test_patches_are_installed() -> None:
     assert ps.maybe_consume_signed_record is patches._consume_signed_record_once
     assert gs.maybe_consume_signed_record is patches._consume_signed_record_once
     from libp2p.kad_dht.pb.kademlia_pb2 import Message
-    assert Message.SerializeToString is patches._kad_without_sender_record
+    assert Message.SerializeToString is patches._kad_without_records
+    from libp2p.identity.identify import identify
+    from libp2p.identity.identify_push import identify_push
+    assert identify._mk_identify_protobuf is patches._identify_without_record
+    assert identify_push._mk_identify_protobuf is patches._identify_without_record
     import libp2p.stream_muxer.yamux.yamux as yamux
     assert yamux.Yamux._measure_rtt_loop is keepalive._keepalive
     assert yamux.read_exactly is keepalive._read_exactly_heard
@@ -116,7 +121,7 @@ async def test_sender_record_verified_once_per_peer_and_bad_records_refused(
         assert len(calls) <= 2, calls  # 30 RPCs, the record checked at most once or twice
         # the record b keeps sending, under b's ID: accepted from the cache
         record = rpc_pb2.RPC()
-        record.senderRecord = a.host.get_peerstore().get_peer_record(b.peer_id).marshal_envelope()
+        record.senderRecord = env_to_send_in_RPC(b.host)[0]
         assert patches._consume_signed_record_once(record, a.host, b.peer_id)
         # the same bytes claimed by another peer: verified afresh, and refused
         assert not patches._consume_signed_record_once(record, a.host, a.peer_id)
@@ -380,3 +385,91 @@ async def test_gossipsub_rpcs_go_without_the_senders_signed_peer_record(
         assert not a.pubsub.get_hello_packet().HasField("senderRecord")
     assert len(seen) >= 3 and any(carried for _, carried in seen), seen
     assert not any(had for had, _ in seen), seen
+
+
+async def test_identify_goes_without_the_signed_peer_record_and_still_informs() -> None:
+    """Each end's identify omits ``signedPeerRecord`` (213 of its 383 bytes); the other
+    end still learns the listen addresses and protocols, and certifies nothing."""
+    from libp2p.identity.identify import identify
+
+    async with two_hosts() as (a, b):
+        msg = identify._mk_identify_protobuf(b.host, None)
+        assert not msg.HasField("signedPeerRecord")
+        assert list(msg.listen_addrs) and "/meshsub/1.1.0" in msg.protocols
+        assert len(msg.SerializeToString()) < 200
+        store = a.host.get_peerstore()
+        with trio.fail_after(10):
+            while not store.addrs(b.peer_id) or "/ipfs/kad/1.0.0" not in store.get_protocols(
+                    b.peer_id):
+                await trio.sleep(0.05)
+        assert any(b.addrs()[0].startswith(str(x)) for x in store.addrs(b.peer_id))
+        assert store.get_peer_record(b.peer_id) is None  # no record came to certify
+
+
+async def test_provides_and_provider_answers_carry_no_signed_records(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADD_PROVIDER and GET_PROVIDERS go without the providers' signed records (nor the
+    sender's); an asker gets the provider with the addresses it announced."""
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+
+    wire: list[bytes] = []
+    serialize = patches._serialize_kad
+
+    def keep(self: Message, **kw: object) -> bytes:
+        out = bytes(serialize(self, **kw))
+        wire.append(out)
+        return out
+
+    monkeypatch.setattr(patches, "_serialize_kad", keep)
+    key = hashlib.sha256(b"a shard key").digest()
+    async with AsyncExitStack() as stack:
+        a, b, c = [await stack.enter_async_context(
+            h.running(hashlib.sha256(b"prov %d" % i).digest(),
+                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        await a.connect(b.addrs()[0])
+        await c.connect(b.addrs()[0])
+        with trio.fail_after(10):
+            while b.peer_id not in a.dht.routing_table.get_peer_ids():
+                await trio.sleep(0.05)
+        with trio.fail_after(20):
+            assert await a.dht.provider_store.provide(key)
+        with trio.fail_after(10):
+            providers, _ = await c.dht.provider_store._get_providers_from_peer_with_closers(
+                b.peer_id, key)
+        (got,) = [p for p in providers if p.peer_id == a.peer_id]
+        assert any(a.addrs()[0].startswith(str(x)) for x in got.addrs)
+    sent = [Message.FromString(w) for w in wire]
+    kinds = {m.type for m in sent if m.providerPeers}
+    assert {Message.MessageType.ADD_PROVIDER, Message.MessageType.GET_PROVIDERS} <= kinds
+    for m in sent:
+        assert not m.HasField("senderRecord")
+        assert not any(p.HasField("signedRecord") for p in (*m.providerPeers, *m.closerPeers))
+
+
+async def test_a_new_connection_costs_under_2_4_kb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every byte two daemons' hosts write to set up one connection (multistream, Noise,
+    Yamux, both identifies, GossipSub's streams, the dialler's first ping): 2,266 here,
+    2,698 with identify's signed peer record (docs/NETWORK.md)."""
+    from libp2p.network.connection import raw_connection
+
+    written: list[int] = []
+    write = raw_connection.RawConnection.write
+
+    async def counting(self: object, data: bytes) -> None:
+        written.append(len(data))
+        await write(self, data)
+
+    async with AsyncExitStack() as stack:
+        a, b = [await stack.enter_async_context(
+            h.running(hashlib.sha256(b"cost %d" % i).digest(),
+                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(2)]
+        monkeypatch.setattr(raw_connection.RawConnection, "write", counting)
+        await a.connect(b.addrs()[0])
+        await a.pubsub.wait_for_peer(b.peer_id, timeout=10)
+        await b.pubsub.wait_for_peer(a.peer_id, timeout=10)
+        conn = a.host.get_network().get_connections(b.peer_id)[0]
+        with trio.fail_after(10):  # the dialler's first ping answered: setup is over
+            while conn.muxed_conn.rtt() == 0.0:
+                await trio.sleep(0.05)
+        total = sum(written)
+    assert 1500 < total < 2400, written
