@@ -1,5 +1,5 @@
 """Yamux keepalive: the dialling end pings a connection it has heard nothing on for an
-interval; the accepting end never pings (SPEC §11.6 "Keepalive", docs/NETWORK.md).
+interval; the accepting end never pings (SPEC §11.1 "Keepalive", docs/NETWORK.md).
 
 py-libp2p 0.8.1's Yamux pings every connection from both ends every 30 s to measure a
 round trip (`Yamux._measure_rtt_loop`), whatever else crosses it.  The one use of a ping

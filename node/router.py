@@ -17,16 +17,26 @@ each graft pushing a mesh over D_high and a prune in turn, every control message
 ~250-byte RPC (py-libp2p attaches its signed peer record to each).  Here it follows
 GossipSub v1.1 (go-libp2p): once every 60 heartbeats, only when the mesh's median score
 is below OPPORTUNISTIC_GRAFT_THRESHOLD, and only peers scoring above that median.
+
+IHAVE: py-libp2p 0.8.1 asks every peer that advertises a message it has not seen for it
+(IWANT), so a message advertised by three peers before the first copy arrives comes
+three times (~2 KB each).  Here a message ID asked for is not asked for again, of
+anyone, for IWANT_FOLLOWUP_S (go-libp2p's promise time: a peer that does not deliver
+within it is asked no more, and the next advertiser is asked instead).
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
+import trio
+from libp2p.custom_types import MessageID
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.utils import safe_bytes_from_hex
 
 #: Opportunistic grafting: once every this many heartbeats, when the median score of a
 #: topic's mesh is below the threshold (honest peers score 0 here: only the penalties
@@ -34,10 +44,46 @@ from libp2p.pubsub.gossipsub import GossipSub
 OPPORTUNISTIC_GRAFT_TICKS = 60
 OPPORTUNISTIC_GRAFT_THRESHOLD = 1.0
 OPPORTUNISTIC_GRAFT_PEERS = 2
+#: A message ID asked for (IWANT) is asked for again, of anyone, only this long after.
+IWANT_FOLLOWUP_S = 3.0
+#: Message IDs remembered as asked for (oldest forgotten first): a heartbeat's IHAVEs
+#: name at most a few thousand.
+ASKED_MAX = 20_000
 
 
 class RillGossipSub(GossipSub):
     _ticks = 0
+    #: IWANTs not sent: the message ID was asked of another peer within IWANT_FOLLOWUP_S
+    iwant_spared = 0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._asked: OrderedDict[bytes, float] = OrderedDict()
+
+    async def handle_ihave(self, ihave_msg: rpc_pb2.ControlIHave, sender_peer_id: ID) -> None:
+        """py-libp2p's, asking for each unseen message ID once per IWANT_FOLLOWUP_S."""
+        if not self._check_ihave_rate_limit(sender_peer_id, ihave_msg.topicID):
+            return
+        if self.pubsub is None:
+            return
+        seen = self.pubsub.seen_messages
+        now = trio.current_time()
+        wanted: list[MessageID] = []
+        for wire_id in ihave_msg.messageIDs:
+            mid = safe_bytes_from_hex(wire_id)
+            if mid is None or seen.has(mid):
+                continue
+            asked = self._asked.get(mid)
+            if asked is not None and now - asked < IWANT_FOLLOWUP_S:
+                self.iwant_spared += 1
+                continue
+            self._asked[mid] = now
+            self._asked.move_to_end(mid)
+            wanted.append(MessageID(mid))
+        while len(self._asked) > ASKED_MAX:
+            self._asked.popitem(last=False)
+        if wanted:
+            await self.emit_iwant(wanted, sender_peer_id)
 
     def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
         self._ticks += 1

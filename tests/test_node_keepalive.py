@@ -1,4 +1,4 @@
-"""Yamux keepalive (node/keepalive.py, SPEC §11.6 "Keepalive"): the dialling end pings a
+"""Yamux keepalive (node/keepalive.py, SPEC §11.1 "Keepalive"): the dialling end pings a
 connection it heard nothing on for an interval, the accepting end never pings.  The
 loop runs against a stand-in connection on trio's virtual clock (hours in no time),
 then once on two real hosts."""

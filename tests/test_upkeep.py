@@ -132,6 +132,48 @@ async def test_opportunistic_grafting_only_for_a_poor_mesh_once_a_minute() -> No
         ps.seen_messages.stop()
 
 
+async def test_a_message_id_is_asked_for_once_per_followup_time(
+        autojump_clock: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three peers advertise a message before it arrives: one IWANT, not three (each
+    answered with the whole message); after IWANT_FOLLOWUP_S an advertiser is asked
+    again, and a message seen meanwhile is not asked for at all."""
+    from libp2p.pubsub.pb import rpc_pb2
+
+    from rill.node import router as router_mod
+
+    host = make_host(hashlib.sha256(b"router").digest())
+    router = make_gossipsub()
+    ps = RillPubsub(host, router, strict_signing=True)
+    asked: list[tuple[ID, list[bytes]]] = []
+
+    async def emit_iwant(ids: list[bytes], peer: ID) -> None:
+        asked.append((peer, list(ids)))
+
+    monkeypatch.setattr(router, "emit_iwant", emit_iwant)
+    m1, m2, m3 = (hashlib.sha256(b"m%d" % i).digest() for i in range(3))
+
+    async def ihave(peer: ID, *ids: bytes) -> None:
+        await router.handle_ihave(rpc_pb2.ControlIHave(
+            topicID="t", messageIDs=list(ids)), peer)
+
+    try:
+        await ihave(pid(1), m1, m2)
+        await ihave(pid(2), m1, m3)
+        await ihave(pid(3), m1)
+        assert asked == [(pid(1), [m1, m2]), (pid(2), [m3])]
+        assert router.iwant_spared == 2
+        ps.seen_messages.add(m2)
+        await trio.sleep(router_mod.IWANT_FOLLOWUP_S + 0.1)  # pid(1) did not deliver m1
+        await ihave(pid(3), m1, m2)
+        assert asked[-1] == (pid(3), [m1])
+        # the memory of IDs asked for is bounded
+        monkeypatch.setattr(router_mod, "ASKED_MAX", 2)
+        await ihave(pid(4), *(hashlib.sha256(b"x%d" % i).digest() for i in range(5)))
+        assert len(asked[-1][1]) == 5 and len(router._asked) == 2
+    finally:
+        ps.seen_messages.stop()
+
+
 def ident(name: str) -> bytes:
     return bytes(SigningKey(hashlib.sha256(b"node " + name.encode()).digest()).verify_key)
 

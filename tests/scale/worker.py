@@ -294,6 +294,9 @@ class Worker:
                 out[name]["sent"] = SENT.get(name, 0)
                 out[name]["received"] = RECEIVED.get(name, 0)
                 out[name]["peers"] = len(d.p2p.pubsub.peers) if d.p2p else 0
+                if d.p2p is not None:  # IWANTs not sent: asked of another peer just before
+                    out[name]["counters"]["iwant_spared"] = getattr(
+                        d.p2p.gossipsub, "iwant_spared", 0)
             return {"nodes": out, "cpu_s": cpu_s(), "protocols": dict(PROTOCOL_BYTES),
                     "rpcs": dict(RPC_BYTES),
                     "connections": CONNECTIONS[0], "unattributed": {
