@@ -45,6 +45,13 @@ async def gossip(a: h.P2P, b: h.P2P, n: int) -> None:
                 await trio.sleep(0.002)
 
 
+async def hosts(stack: AsyncExitStack, label: bytes, n: int) -> list[h.P2P]:
+    """n running hosts on 127.0.0.1, closed with ``stack``."""
+    return [await stack.enter_async_context(
+        h.running(hashlib.sha256(label + b" %d" % i).digest(),
+                  [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(n)]
+
+
 @asynccontextmanager
 async def two_hosts() -> AsyncIterator[tuple[h.P2P, h.P2P]]:
     async with AsyncExitStack() as stack:
@@ -230,9 +237,7 @@ async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> 
 
     assert kad.KadDHT._add_closer_peers_to_response is patches._closer_peers_plain
     async with AsyncExitStack() as stack:
-        a, b, c = [await stack.enter_async_context(
-            h.running(hashlib.sha256(b"dht %d" % i).digest(),
-                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        a, b, c = await hosts(stack, b"dht", 3)
         await b.connect(c.addrs()[0])
         await a.connect(b.addrs()[0])
         with trio.fail_after(10):
@@ -274,9 +279,7 @@ async def test_a_routing_table_refresh_looks_up_the_nodes_own_id_only() -> None:
 
     assert routing.PeerRouting.refresh_routing_table is patches._refresh_own_neighbourhood
     async with AsyncExitStack() as stack:
-        nodes = [await stack.enter_async_context(
-            h.running(hashlib.sha256(b"refresh %d" % i).digest(),
-                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(4)]
+        nodes = await hosts(stack, b"refresh", 4)
         a, b = nodes[0], nodes[1]
         for other in nodes[2:]:
             await b.connect(other.addrs()[0])
@@ -331,9 +334,7 @@ async def test_stale_routing_table_peers_are_pinged_only_over_open_connections()
 
     assert rt.RoutingTable._periodic_peer_refresh is patches._stale_peers_connected_only
     async with AsyncExitStack() as stack:
-        a, b, c = [await stack.enter_async_context(
-            h.running(hashlib.sha256(b"stale %d" % i).digest(),
-                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        a, b, c = await hosts(stack, b"stale", 3)
         for other in (b, c):
             await a.connect(other.addrs()[0])
             await a.dht.routing_table.add_peer(other.peer_id)
@@ -423,9 +424,7 @@ async def test_provides_and_provider_answers_carry_no_signed_records(
     monkeypatch.setattr(patches, "_serialize_kad", keep)
     key = hashlib.sha256(b"a shard key").digest()
     async with AsyncExitStack() as stack:
-        a, b, c = [await stack.enter_async_context(
-            h.running(hashlib.sha256(b"prov %d" % i).digest(),
-                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(3)]
+        a, b, c = await hosts(stack, b"prov", 3)
         await a.connect(b.addrs()[0])
         await c.connect(b.addrs()[0])
         with trio.fail_after(10):
@@ -460,9 +459,7 @@ async def test_a_new_connection_costs_under_2_4_kb(monkeypatch: pytest.MonkeyPat
         await write(self, data)
 
     async with AsyncExitStack() as stack:
-        a, b = [await stack.enter_async_context(
-            h.running(hashlib.sha256(b"cost %d" % i).digest(),
-                      [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(2)]
+        a, b = await hosts(stack, b"cost", 2)
         monkeypatch.setattr(raw_connection.RawConnection, "write", counting)
         await a.connect(b.addrs()[0])
         await a.pubsub.wait_for_peer(b.peer_id, timeout=10)
