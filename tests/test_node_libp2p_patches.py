@@ -52,6 +52,13 @@ async def hosts(stack: AsyncExitStack, label: bytes, n: int) -> list[h.P2P]:
                   [f"/ip4/127.0.0.1/tcp/{free_port()}"])) for i in range(n)]
 
 
+async def known(node: h.P2P, peer: h.P2P) -> None:
+    """Wait until ``peer`` is in ``node``'s DHT routing table."""
+    with trio.fail_after(10):
+        while peer.peer_id not in node.dht.routing_table.get_peer_ids():
+            await trio.sleep(0.05)
+
+
 @asynccontextmanager
 async def two_hosts() -> AsyncIterator[tuple[h.P2P, h.P2P]]:
     async with AsyncExitStack() as stack:
@@ -240,9 +247,7 @@ async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> 
         a, b, c = await hosts(stack, b"dht", 3)
         await b.connect(c.addrs()[0])
         await a.connect(b.addrs()[0])
-        with trio.fail_after(10):
-            while c.peer_id not in b.dht.routing_table.get_peer_ids():
-                await trio.sleep(0.05)
+        await known(b, c)
         # b holds c's signed record (as after any DHT answer from c): unpatched, it would
         # pass it on in every answer naming c
         envelope, _ = consume_envelope(env_to_send_in_RPC(c.host)[0], "libp2p-peer-record")
@@ -268,8 +273,8 @@ async def test_dht_answers_carry_closer_peers_without_their_signed_records() -> 
         found = await a.dht.peer_routing._query_peer_for_closest(b.peer_id,
                                                                  c.peer_id.to_bytes())
         assert c.peer_id in found
-        known = [str(x) for x in a.host.get_peerstore().addrs(c.peer_id)]
-        assert any(c.addrs()[0].startswith(x) for x in known), known
+        held = [str(x) for x in a.host.get_peerstore().addrs(c.peer_id)]
+        assert any(c.addrs()[0].startswith(x) for x in held), held
 
 
 async def test_a_routing_table_refresh_looks_up_the_nodes_own_id_only() -> None:
@@ -427,9 +432,7 @@ async def test_provides_and_provider_answers_carry_no_signed_records(
         a, b, c = await hosts(stack, b"prov", 3)
         await a.connect(b.addrs()[0])
         await c.connect(b.addrs()[0])
-        with trio.fail_after(10):
-            while b.peer_id not in a.dht.routing_table.get_peer_ids():
-                await trio.sleep(0.05)
+        await known(a, b)
         with trio.fail_after(20):
             assert await a.dht.provider_store.provide(key)
         with trio.fail_after(10):
