@@ -30,13 +30,11 @@ from __future__ import annotations
 import random
 import statistics
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 
 import trio
-from libp2p.custom_types import MessageID
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
-from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.utils import safe_bytes_from_hex
 
 #: Opportunistic grafting: once every this many heartbeats, when the median score of a
 #: topic's mesh is below the threshold (honest peers score 0 here: only the penalties
@@ -49,6 +47,9 @@ IWANT_FOLLOWUP_S = 3.0
 #: Message IDs remembered as asked for (oldest forgotten first): a heartbeat's IHAVEs
 #: name at most a few thousand.
 ASKED_MAX = 20_000
+#: A message ID is SHA-256(from || data) (SPEC §11.5): an IHAVE naming anything else is
+#: not asked about (nor remembered: the memory above holds 32-byte IDs only).
+MESSAGE_ID_BYTES = 32
 
 
 class RillGossipSub(GossipSub):
@@ -60,18 +61,13 @@ class RillGossipSub(GossipSub):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._asked: OrderedDict[bytes, float] = OrderedDict()
 
-    async def handle_ihave(self, ihave_msg: rpc_pb2.ControlIHave, sender_peer_id: ID) -> None:
-        """py-libp2p's, asking for each unseen message ID once per IWANT_FOLLOWUP_S."""
-        if not self._check_ihave_rate_limit(sender_peer_id, ihave_msg.topicID):
-            return
-        if self.pubsub is None:
-            return
-        seen = self.pubsub.seen_messages
+    async def emit_iwant(self, msg_ids: Sequence[bytes], to_peer: ID) -> None:
+        """py-libp2p's, for the IDs not asked of anyone within IWANT_FOLLOWUP_S (its
+        ``handle_ihave``, the one caller, has checked the rate limit and the seen cache)."""
         now = trio.current_time()
-        wanted: list[MessageID] = []
-        for wire_id in ihave_msg.messageIDs:
-            mid = safe_bytes_from_hex(wire_id)
-            if mid is None or seen.has(mid):
+        wanted: list[bytes] = []
+        for mid in msg_ids:
+            if len(mid) != MESSAGE_ID_BYTES:  # no Rill message has it: a stranger's bytes
                 continue
             asked = self._asked.get(mid)
             if asked is not None and now - asked < IWANT_FOLLOWUP_S:
@@ -79,11 +75,11 @@ class RillGossipSub(GossipSub):
                 continue
             self._asked[mid] = now
             self._asked.move_to_end(mid)
-            wanted.append(MessageID(mid))
+            wanted.append(mid)
         while len(self._asked) > ASKED_MAX:
             self._asked.popitem(last=False)
         if wanted:
-            await self.emit_iwant(wanted, sender_peer_id)
+            await super().emit_iwant(wanted, to_peer)
 
     def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
         self._ticks += 1

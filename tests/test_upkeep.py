@@ -146,10 +146,11 @@ async def test_a_message_id_is_asked_for_once_per_followup_time(
     ps = RillPubsub(host, router, strict_signing=True)
     asked: list[tuple[ID, list[bytes]]] = []
 
-    async def emit_iwant(ids: list[bytes], peer: ID) -> None:
-        asked.append((peer, list(ids)))
+    async def sent(control: rpc_pb2.ControlMessage, peer: ID) -> None:
+        for iwant in control.iwant:
+            asked.append((peer, list(iwant.messageIDs)))
 
-    monkeypatch.setattr(router, "emit_iwant", emit_iwant)
+    monkeypatch.setattr(router, "emit_control_message", sent)
     m1, m2, m3 = (hashlib.sha256(b"m%d" % i).digest() for i in range(3))
 
     async def ihave(peer: ID, *ids: bytes) -> None:
@@ -170,6 +171,10 @@ async def test_a_message_id_is_asked_for_once_per_followup_time(
         monkeypatch.setattr(router_mod, "ASKED_MAX", 2)
         await ihave(pid(4), *(hashlib.sha256(b"x%d" % i).digest() for i in range(5)))
         assert len(asked[-1][1]) == 5 and len(router._asked) == 2
+        # an ID no message can have (a stranger's megabyte) is neither asked nor kept
+        n = len(asked)
+        await ihave(pid(5), bytes(range(256)) * 4000)
+        assert len(asked) == n and len(router._asked) == 2
     finally:
         ps.seen_messages.stop()
 
