@@ -140,6 +140,7 @@ class Daemon(GossipIn, MonthEnd, Syncing, Reconciling, Peering, CatalogueNode, S
         self.blocked: set[ID] = {ID.from_base58(p) for p in config.blocked}
         self._redialling: set[ID] = set()  # bootstrap peers being dialled again
         self._bootstrap_met: set[ID] = set()  # bootstrap peers connected once
+        self._bootstrap_dialling: set[str] = set()  # bootstrap addresses not yet answered
         self._nursery: trio.Nursery | None = None
         #: gossip gate outcomes of peers' messages: accepted, ignored, rejected;
         #: duplicates = the ignored ones that were known objects

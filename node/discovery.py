@@ -201,7 +201,8 @@ class Discovery:
 
     async def add_peer(self, addr: Any) -> dict[str, Any]:
         """Connect to ``addr`` now and keep it as a bootstrap peer of this run (the CLI
-        writes it to config.toml first).  A bad address is a refusal (ValueError)."""
+        writes it to config.toml first): one that does not answer is dialled again with
+        backoff until it does.  A bad address is a refusal (ValueError)."""
         assert self.p2p is not None
         text = check_peer_addr(addr)
         try:
@@ -213,6 +214,12 @@ class Discovery:
             peer, connected, error = None, False, str(exc) or type(exc).__name__
         if text not in self.config.bootstrap:
             self.config.bootstrap.append(text)  # redialled when it goes (peering.py)
+        if not connected and self._nursery is not None and \
+                text not in self._bootstrap_dialling:
+            # dialled again with backoff until it answers (a peer still starting, a
+            # network not up yet), as the configured ones at start
+            self._bootstrap_dialling.add(text)
+            self._nursery.start_soon(self._dial_bootstrap, [text])
         return {"addr": text, "peer_id": str(peer) if peer else None,
                 "connected": connected, "error": error}
 

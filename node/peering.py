@@ -110,29 +110,38 @@ class Peering:
         with store.transaction(self.wallet.db):
             return self.wallet.add_relation(key, reason, now)
 
-    async def _dial_bootstrap(self) -> None:
+    async def _dial_bootstrap(self, addrs: list[str] | None = None) -> None:
+        """Dial each bootstrap address (the configured ones, or ``addrs``: one `rill peers
+        add` gave that did not answer) until it answers once, with backoff (1 s doubling
+        to 60 s); from then on _watch_peers keeps it connected."""
         assert self.p2p is not None
         delay = 1.0
-        pending = list(self.config.bootstrap)
-        while pending:
-            for addr in list(pending):
-                if self._addr_blocked(addr):  # dialled if it is unblocked
-                    pending.remove(addr)
-                    log.info("bootstrap %s: the peer is blocked, not dialling it", addr)
-                    continue
-                try:
-                    self._forget_failed_dial(addr)
-                    with trio.fail_after(15):  # a DNS address is resolved first
-                        peer = await dnsaddr.connect(self.p2p, addr,
-                                                     dnsaddr.servers_of(self.config))
-                    pending.remove(addr)
-                    self._bootstrap_met.add(peer)  # from now on _watch_peers keeps it
-                    log.info("connected to bootstrap peer %s", addr)
-                except (Exception, trio.TooSlowError) as exc:
-                    log.info("bootstrap %s: %s (retrying)", addr, exc)
-            if pending:
-                await trio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        if addrs is None:
+            addrs = [a for a in self.config.bootstrap if a not in self._bootstrap_dialling]
+        pending = list(addrs)
+        self._bootstrap_dialling.update(pending)  # (add_peer's: already, before it starts)
+        try:
+            while pending:
+                for addr in list(pending):
+                    if self._addr_blocked(addr):  # dialled if it is unblocked
+                        pending.remove(addr)
+                        log.info("bootstrap %s: the peer is blocked, not dialling it", addr)
+                        continue
+                    try:
+                        self._forget_failed_dial(addr)
+                        with trio.fail_after(15):  # a DNS address is resolved first
+                            peer = await dnsaddr.connect(self.p2p, addr,
+                                                         dnsaddr.servers_of(self.config))
+                        pending.remove(addr)
+                        self._bootstrap_met.add(peer)  # from now on _watch_peers keeps it
+                        log.info("connected to bootstrap peer %s", addr)
+                    except (Exception, trio.TooSlowError) as exc:
+                        log.info("bootstrap %s: %s (retrying)", addr, exc)
+                if pending:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+        finally:
+            self._bootstrap_dialling.difference_update(addrs)
 
     def _forget_failed_dial(self, addr: str) -> None:
         """Clear py-libp2p's negative cache for a bootstrap address's peer: it refuses to

@@ -213,3 +213,30 @@ async def test_a_bootstrap_entry_that_never_answers_does_not_stop_keeping_the_ot
         await net.start("a")  # same home, same port
         await eventually(lambda: a_id in b.p2p.pubsub.peers, timeout=20,
                          what="b dials its restarted bootstrap peer again")
+
+
+async def test_a_peer_added_while_it_is_down_is_dialled_until_it_answers(
+        tmp_path: Path) -> None:
+    """`rill peers add` to a running node, while the peer is down: the first dial fails,
+    and the node keeps trying (the CLI says so) until the peer is up, then keeps it."""
+    async with network(tmp_path, month_start("2026-10") + 3600) as net:
+        a = await net.start("a")
+        b = await net.start("b")
+        assert a.p2p is not None and b.p2p is not None
+        b_id, b_addr = b.p2p.peer_id, b.p2p.addrs()[0]
+        await net.stop("b")
+        out = await a.add_peer(b_addr)
+        assert not out["connected"] and out["error"]
+        assert b_addr in a._bootstrap_dialling
+        again = await a.add_peer(b_addr)  # added twice: still one loop dialling it
+        assert not again["connected"] and a._bootstrap_dialling == {b_addr}
+        await net.start("b")  # same home, same port
+        await eventually(lambda: b_id in a.p2p.pubsub.peers, timeout=20,
+                         what="a dials the added peer once it is up")
+        await eventually(lambda: not a._bootstrap_dialling, what="the dialling loop ends")
+        assert b_id in a._bootstrap_met  # from now on redialled whenever it goes
+        await net.stop("b")
+        await eventually(lambda: b_id not in a.p2p.pubsub.peers, what="a sees b gone")
+        await net.start("b")
+        await eventually(lambda: b_id in a.p2p.pubsub.peers, timeout=20,
+                         what="a dials the added peer again after its restart")

@@ -167,6 +167,9 @@ class Run:
     provide_by_protocol: dict[str, float] = field(default_factory=dict)
     provide_connections: float | None = None
     provide_outcomes: dict[str, int] = field(default_factory=dict)
+    #: nodes incomplete when the run ended (at most 20): claims to it and objects held,
+    #: each as [have, expected], gossip peers, bytes moved since month end
+    lacking: list[dict[str, Any]] = field(default_factory=list)
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
@@ -335,6 +338,14 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         if not run.gossip_complete:
             run.gossip_complete = run.full_complete
         run.month_end_bytes = [_bytes(st, x) - _bytes(before, x) for x in names]
+        run.lacking = [
+            {"node": x, "claims": [st["nodes"][x]["incoming"], incoming[x]],
+             "held": [sum(st["nodes"][x]["types"].values()), held[x]],
+             "peers": st["nodes"][x]["peers"], "bytes": _bytes(st, x) - _bytes(before, x)}
+            for x in names if st["nodes"][x]["incoming"] < incoming[x] or
+            sum(st["nodes"][x]["types"].values()) < held[x]][:20]
+        if run.lacking:
+            say(n, shard_bits, f"incomplete at the end: {run.lacking}")
         run.month_end_cpu_s = st["cpu"] - before["cpu"]
         run.month_end_by_protocol = _per_node(st["protocols"], before["protocols"], n)
         run.month_end_rpcs = _per_node(st["rpcs"], before["rpcs"], n)

@@ -168,13 +168,12 @@ class Worker:
                 NODE.set(name)
                 d = net.nodes[name]
                 assert d.p2p is not None
-                with trio.move_on_after(30) as scope:
-                    try:
-                        await d.p2p.connect(addr)
-                    except Exception as exc:  # the driver dials it elsewhere
-                        print(f"{name} -> {addr}: {exc!r}", file=sys.stderr)
-                        failed.append(name)
-                if scope.cancelled_caught:
+                # as `rill peers add` does: a peer that does not answer is dialled again
+                # with backoff until it does, and redialled whenever it goes while the
+                # node has few connections (node/discovery.py, node/peering.py)
+                out = await d.add_peer(addr)
+                if not out["connected"]:  # the driver dials one elsewhere too
+                    print(f"{name} -> {addr}: {out['error']}", file=sys.stderr)
                     failed.append(name)
 
             async with trio.open_nursery() as n:
