@@ -28,7 +28,7 @@ from libp2p.pubsub import utils as libp2p_pubsub_utils
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
-from . import keepalive
+from . import framing, keepalive
 
 log = logging.getLogger("rill.node")
 
@@ -242,6 +242,7 @@ async def _stale_peers_connected_only(self: libp2p_routing_table.RoutingTable) -
 def patch_libp2p() -> None:
     """Apply the patches above (idempotent)."""
     keepalive.install()
+    framing.install()
     libp2p_kad_dht.ROUTING_TABLE_REFRESH_INTERVAL = DHT_REFRESH_S
     YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore
     libp2p_pubsub.maybe_consume_signed_record = _consume_signed_record_once
