@@ -58,6 +58,9 @@ MAX_DEFERRED = 10_000
 #: simulation reached its creator 10 minutes late).
 UNPUBLISHED_RETRY_S = 60.0
 UNPUBLISHED_RETRY_MAX_S = 6 * 3600.0
+#: Objects waiting for a shard's peers look this often (real seconds) whether the node
+#: now has a peer of the shard, or any gossip peer after having none.
+DEFERRED_POLL_S = 1.0
 #: Members remembered per shard topic (the most recently seen), topics in all, and
 #: addresses per member.
 PER_TOPIC = 8
@@ -180,12 +183,26 @@ class ShardReach:
             await self._outbox_send.send((topic, raw))
 
     async def _defer_again(self, topic: str, waiting: list[bytes], retry: float) -> None:
-        """Objects whose shard's peers were not found: looked for again after ``retry``."""
-        await trio.sleep(retry)
+        """Objects whose shard's peers were not found: looked for again after ``retry``
+        (then twice as long), or at once when a peer of the shard connects, or when a
+        node that had no gossip peer at all gets one (its lookups had no one to ask: a
+        node alone at month end sends its claims as soon as it meets anyone); the
+        early look keeps ``retry``."""
+        assert self.p2p is not None
+        pubsub = self.p2p.pubsub
+        alone = not pubsub.peers
+        deadline = trio.current_time() + retry
+        early = False
+        while trio.current_time() < deadline:
+            await trio.sleep(min(DEFERRED_POLL_S, deadline - trio.current_time()))
+            if self._peer_count(topic) or (alone and pubsub.peers):
+                early = True
+                break
         if topic_shard(topic)[0] not in self.shard_schedule.accepted(self.clock.now()):
             return  # the network's bits grew meanwhile: republished at the new ones
         for raw in waiting:
-            self._defer(topic, raw, min(2 * retry, UNPUBLISHED_RETRY_MAX_S))
+            self._defer(topic, raw, retry if early else min(2 * retry,
+                                                            UNPUBLISHED_RETRY_MAX_S))
 
     async def reach_shard(self, topic: str, want: int = 1) -> bool:
         """Become a gossip peer of at least ``want`` members of a shard topic: members

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 from nodes import eventually
-from shardnet import END, network, start_one
+from shardnet import END, OCT, incoming, network, start_one
 
+from rill.node import shardreach
 from rill.node.shardreach import MAX_ADDRS, ShardPeers
-from rill.protocol.shard import provider_key, shard_topic
+from rill.protocol.shard import provider_key, shard_of, shard_topic
 
 
 def _id(n: int) -> ID:
@@ -121,3 +123,70 @@ async def test_a_member_that_announced_itself_still_finds_the_others(
             assert await first.reach_shard(topic)
         assert first.counters["shard_lookups"] == before + 1
         assert second.p2p.peer_id in first.p2p.pubsub.peer_topics[topic]
+
+
+async def test_a_donor_alone_at_month_end_gets_its_claim_to_its_creator_once_it_meets_a_peer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The N = 200 scale run's failure: a donor with no peer at all when its month ended
+    (its dials lost on a loaded machine) published into nothing.  Once it meets a peer
+    (in none of the creator's shards), the claim reaches its creator within seconds,
+    though its next look for the shard is an hour away here (here the creator, dialling
+    the newcomer it learns of from the DHT, syncs it too: in a large network it would
+    not meet it; the next test covers the look itself)."""
+    monkeypatch.setattr(shardreach, "UNPUBLISHED_RETRY_S", 3600.0)
+    async with network(tmp_path, OCT + 3600) as net:
+        kw = {"shard_bits": 2}
+        creator = await start_one(net, "m14", **kw)   # shards 2 and 3
+        met = await start_one(net, "m30", **kw)       # shard 0
+        d = await start_one(net, "d", **kw)
+        assert creator.p2p is not None and met.p2p is not None and d.p2p is not None
+        own = shard_of(creator.identity, 2)
+        assert own not in met.shards
+        await net.connect("m30", "m14")
+        key = provider_key(2, own)
+        await eventually(lambda: met.p2p.dht.provider_store.get_providers(key), timeout=30,
+                         what="the creator's shard announced to the DHT")
+        w = net.wallet("d")
+        w.set_budget(900, "EUR", OCT + 10)
+        w.click("https://m14.example/d", OCT + 20, creator=creator.identity)
+        w.close()
+        net.clock.set(END + 61)
+        await eventually(lambda: d.counters.get("unpublished", 0) >= 1, timeout=40,
+                         what="d's claim waits for peers nobody can find")
+        assert not d.p2p.pubsub.peers and incoming(net, "m14") == 0
+        t = trio.current_time()
+        assert (await d.add_peer(met.p2p.addrs()[0]))["connected"]
+        await eventually(lambda: incoming(net, "m14") == 1, timeout=40,
+                         what="the claim at its creator")
+        print(f"the claim at its creator {trio.current_time() - t:.1f} s after d met a peer")
+
+
+async def test_objects_waiting_for_a_shard_are_looked_up_again_when_a_peer_comes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects whose shard's peers were not found wait ``retry`` before the next look
+    (a minute, doubling up to 6 hours).  A node that had no gossip peer at all looks
+    again as soon as it gets one, keeping ``retry``; one that had peers waits it out
+    and doubles it."""
+    async with network(tmp_path, END + 3600) as net:
+        kw = {"shard_bits": 2, "reconcile": False}
+        z = await start_one(net, "m30", **kw)
+        a = await start_one(net, "m14", **kw)
+        assert z.p2p is not None and a.p2p is not None
+        looks: list[tuple[str, float]] = []
+        monkeypatch.setattr(z, "_defer", lambda topic, raw, retry=None: looks.append(
+            (topic, retry)))
+        topic = shard_topic(2, 1)  # nobody's here
+        assert not z.p2p.pubsub.peers
+        t = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(z._defer_again, topic, [b"raw"], 3600.0)
+            await trio.sleep(1.5)
+            assert looks == []
+            await net.connect("m30", "m14")
+            await eventually(lambda: looks, timeout=10, what="a look once a peer came")
+        assert looks == [(topic, 3600.0)] and trio.current_time() - t < 15
+        # with peers already (and none of the topic's coming): the whole wait, doubled
+        looks.clear()
+        t = trio.current_time()
+        await z._defer_again(topic, [b"raw"], 2.0)
+        assert looks == [(topic, 4.0)] and trio.current_time() - t >= 2.0
