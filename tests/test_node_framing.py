@@ -21,6 +21,7 @@ from nodes import free_port
 
 from rill.node import framing
 from rill.node import host as h
+from rill.node.upkeep import busy
 
 SYN, ACK, FIN = libp2p_yamux.FLAG_SYN, libp2p_yamux.FLAG_ACK, libp2p_yamux.FLAG_FIN
 DATA, WUPD = libp2p_yamux.TYPE_DATA, libp2p_yamux.TYPE_WINDOW_UPDATE
@@ -123,6 +124,13 @@ async def test_a_stream_opens_in_one_frame_each_way(monkeypatch: pytest.MonkeyPa
             stream = await a.host.new_stream(b.peer_id, [ECHO])
             await stream.write(b"hi")
             assert await stream.read(100) == b"echo:hi"
+            await stream.close()
+            # nothing left open but GossipSub's streams (node/upkeep.py would keep a
+            # connection with another stream open for ever)
+            for x, y in ((a, b), (b, a)):
+                conn = x.host.get_network().get_connections(y.peer_id)[0]
+                while busy(conn):
+                    await trio.sleep(0.05)
     sid = stream.muxed_stream.stream_id
     mine = [(dialler, f) for dialler, w in sent for f in frames(w) if f[2] == sid]
     hello = encode_delim(framing.MULTISTREAM.encode()) + encode_delim(ECHO.encode())
