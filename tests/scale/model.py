@@ -59,7 +59,7 @@ def lookup_peers(n: int) -> float:
 #: the ping and its answer (PING_FRAMES), sent or received, each a 12-byte Yamux header in
 #: a Noise frame (PING_FRAME_BYTES).  No run's idle window comes an interval after the
 #: connections' first pings, so no run sees one: B/s per connection kept, times the runs'
-#: GossipSub peers per node at rest (sim.Run.idle_peers)
+#: GossipSub peers per node at rest (runrecord.Run.idle_peers)
 PING_BPS = PING_FRAMES * PING_FRAME_BYTES / YAMUX_PING_S
 
 
@@ -158,7 +158,7 @@ def dht_growth(points: list[Point], fn: int,
 
 
 class Point:
-    """One run's figures, per node (from sim.Run's fields)."""
+    """One run's figures, per node (from runrecord.Run's fields)."""
 
     def __init__(self, r: dict[str, Any]) -> None:
         self.r = r

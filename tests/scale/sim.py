@@ -14,7 +14,6 @@ Usage: python tests/scale/sim.py N [N ...] [--procs P] [--shard-bits B] [--json 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from model import spec_bits  # noqa: E402
 from report import report  # noqa: E402
+from runrecord import Run, expected, key_of, node_bytes, per_node  # noqa: E402
 
 from rill.protocol.months import month_end, month_start  # noqa: E402
 
@@ -93,111 +92,6 @@ def all_do(procs: list[Any], cmds: list[dict[str, Any]]) -> list[Any]:
     for p, c in zip(procs, cmds, strict=True):
         p.send(c)
     return [p.recv() for p in procs]
-
-
-def key_of(name: str) -> bytes:
-    import nacl.signing
-    return bytes(nacl.signing.SigningKey(hashlib.sha256(b"node " + name.encode()).digest())
-                 .verify_key)
-
-
-@dataclass
-class Run:
-    n: int
-    procs: int
-    shard_bits: int
-    k: int
-    creators: int
-    fanout: int
-    start_s: float = 0.0
-    mesh_s: float = 0.0
-    claims: int = 0
-    gossip_s: float | None = None
-    gossip_complete: str = ""
-    full_s: float | None = None
-    full_complete: str = ""
-    idle_bytes_s: float = 0.0
-    idle_cpu_s: float = 0.0
-    #: idle payload bytes per node and second, by stream protocol
-    idle_by_protocol: dict[str, float] = field(default_factory=dict)
-    #: bytes per node and second in the last window of start-up and each idle window
-    idle_windows: list[float] = field(default_factory=list)
-    #: GossipSub peers (connections) per node at the end of idle, median: each costs
-    #: Yamux's pings, which no run is long enough to see (tests/scale/model.py PING_BPS)
-    idle_peers: float | None = None
-    #: GossipSub RPC bytes sent per node and second while idle, by part (worker.py)
-    idle_rpcs: dict[str, float] = field(default_factory=dict)
-    #: seconds from the clicks until the network is quiet (start-up traffic over), and
-    #: the bytes per node moved meanwhile (a node's cost of joining, once per start)
-    settle_s: float = 0.0
-    settle_bytes: float = 0.0
-    month_end_bytes: list[int] = field(default_factory=list)
-    month_end_cpu_s: float = 0.0
-    stored: list[int] = field(default_factory=list)
-    objects_held: list[int] = field(default_factory=list)
-    unattributed: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
-    rounds: int = 0
-    #: one periodic round (NodeConfig.sync_peers peers each) on an agreeing network
-    round_bytes: float = 0.0
-    #: one round with every peer (month end's) on an agreeing network
-    full_round_bytes: float = 0.0
-    #: seconds from the month end to the last figure of it
-    month_end_s: float = 0.0
-    dials_failed: int = 0
-    redials: int = 0
-    #: nodes still with fewer than 2 gossip peers when the month ended
-    lonely: int = 0
-    #: one refresh of the DHT's routing table, per node (bytes, CPU-s, idle deducted)
-    refresh_bytes: float | None = None
-    refresh_cpu_s: float | None = None
-    month_end_by_protocol: dict[str, float] = field(default_factory=dict)
-    #: GossipSub RPC KB sent per node at month end, by part (worker.py ``rpc_kinds``)
-    month_end_rpcs: dict[str, float] = field(default_factory=dict)
-    #: what the refresh's bytes were: payload KB per node by protocol, connections opened
-    refresh_by_protocol: dict[str, float] = field(default_factory=dict)
-    refresh_connections: float | None = None
-    #: what the refresh does (tests/scale/model.py REFRESH_KIND): the node's own ID only
-    refresh_kind: str = "own-id"
-    #: one round of a node's repeated provides (its shards' keys and the rendezvous key),
-    #: per node: bytes, CPU-s (idle deducted), keys provided, by protocol, connections
-    provide_bytes: float | None = None
-    provide_cpu_s: float | None = None
-    provide_keys: float | None = None
-    provide_by_protocol: dict[str, float] = field(default_factory=dict)
-    provide_connections: float | None = None
-    provide_outcomes: dict[str, int] = field(default_factory=dict)
-    #: nodes incomplete when the run ended (at most 20): claims to it and objects held,
-    #: each as [have, expected], gossip peers, bytes moved since month end
-    lacking: list[dict[str, Any]] = field(default_factory=list)
-
-
-def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int
-             ) -> tuple[dict[str, int], dict[str, int]]:
-    """Per node: incoming claims expected, and public objects of the month expected."""
-    incoming = {n: 0 for n in names}
-    for creators in plan.values():
-        for c in creators:
-            incoming[c] += 1
-    total = len(plan) + sum(len(v) for v in plan.values())
-    if not shard_bits:
-        return incoming, {n: total for n in names}
-    from rill.protocol.shard import node_shards, shard_of
-    key = {n: key_of(n) for n in names}
-    shard = {n: shard_of(key[n], shard_bits) for n in names}
-    joined = {n: node_shards(key[n], shard_bits) for n in names}
-    held = {n: 0 for n in names}
-    for d, creators in plan.items():
-        # the settlement: the donor's shard and its creators' (SPEC §11.6); each sealed
-        # claim: its creator's; a node keeps what is placed in its shards or concerns it
-        s_shards = {shard[d], *(shard[c] for c in creators)}
-        for n in names:
-            if joined[n] & s_shards or n == d or n in creators:
-                held[n] += 1
-            for c in creators:
-                if shard[c] in joined[n] or n in (d, c):
-                    held[n] += 1
-    return incoming, held
 
 
 def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: int = 3,
@@ -263,7 +157,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         while True:
             time.sleep(10)
             b = status(workers)
-            rate = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / 10
+            rate = statistics.mean(node_bytes(b, x) - node_bytes(a, x) for x in names) / 10
             a = b
             if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
                 break
@@ -275,17 +169,18 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             time.sleep(IDLE_S)
             b = status(workers)
             run.idle_windows.append(round(statistics.mean(
-                _bytes(b, x) - _bytes(w, x) for x in names) / IDLE_S, 2))
+                node_bytes(b, x) - node_bytes(w, x) for x in names) / IDLE_S, 2))
             w = b
             if i == 0:  # start-up ends here; idle is measured from here
                 a = b
                 run.settle_s = time.perf_counter() - t_settle
-                run.settle_bytes = statistics.mean(_bytes(a, x) - _bytes(first, x)
+                run.settle_bytes = statistics.mean(node_bytes(a, x) - node_bytes(first, x)
                                                    for x in names)
                 say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for "
                     f"{IDLE_S * IDLE_WINDOWS} s")
         span = IDLE_S * IDLE_WINDOWS
-        run.idle_bytes_s = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names) / span
+        run.idle_bytes_s = statistics.mean(node_bytes(b, x) - node_bytes(a, x)
+                                           for x in names) / span
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / span
         run.idle_by_protocol = {
             p: round((v - a["protocols"].get(p, 0)) / n / span, 2)
@@ -337,18 +232,18 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             "full sets")
         if not run.gossip_complete:
             run.gossip_complete = run.full_complete
-        run.month_end_bytes = [_bytes(st, x) - _bytes(before, x) for x in names]
+        run.month_end_bytes = [node_bytes(st, x) - node_bytes(before, x) for x in names]
         run.lacking = [
             {"node": x, "claims": [st["nodes"][x]["incoming"], incoming[x]],
              "held": [sum(st["nodes"][x]["types"].values()), held[x]],
-             "peers": st["nodes"][x]["peers"], "bytes": _bytes(st, x) - _bytes(before, x)}
+             "peers": st["nodes"][x]["peers"], "bytes": node_bytes(st, x) - node_bytes(before, x)}
             for x in names if st["nodes"][x]["incoming"] < incoming[x] or
             sum(st["nodes"][x]["types"].values()) < held[x]][:20]
         if run.lacking:
             say(n, shard_bits, f"incomplete at the end: {run.lacking}")
         run.month_end_cpu_s = st["cpu"] - before["cpu"]
-        run.month_end_by_protocol = _per_node(st["protocols"], before["protocols"], n)
-        run.month_end_rpcs = _per_node(st["rpcs"], before["rpcs"], n)
+        run.month_end_by_protocol = per_node(st["protocols"], before["protocols"], n)
+        run.month_end_rpcs = per_node(st["rpcs"], before["rpcs"], n)
         say(n, shard_bits, f"month end payload KB per node by protocol: "
             f"{run.month_end_by_protocol}; GossipSub RPCs sent: {run.month_end_rpcs}")
         run.stored = [st["nodes"][x]["stored_bytes"] for x in names]
@@ -363,11 +258,11 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         a = status(workers)
         all_do(workers, [{"op": "round"}] * procs)
         b = status(workers)
-        run.full_round_bytes = statistics.mean(_bytes(b, x) - _bytes(a, x) for x in names)
+        run.full_round_bytes = statistics.mean(node_bytes(b, x) - node_bytes(a, x) for x in names)
         # and the periodic round the daemon runs by itself (a few peers each)
         all_do(workers, [{"op": "periodic"}] * procs)
         c = status(workers)
-        run.round_bytes = statistics.mean(_bytes(c, x) - _bytes(b, x) for x in names)
+        run.round_bytes = statistics.mean(node_bytes(c, x) - node_bytes(b, x) for x in names)
         # and one refresh of the DHT's routing table on every node, with what follows it
         # for REFRESH_TAIL_S (the new connections' hellos; with shards, their trimming)
         t = time.perf_counter()
@@ -375,9 +270,9 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         time.sleep(REFRESH_TAIL_S)
         d = status(workers)
         window = time.perf_counter() - t
-        run.refresh_bytes = statistics.mean(_bytes(d, x) - _bytes(c, x) for x in names)
+        run.refresh_bytes = statistics.mean(node_bytes(d, x) - node_bytes(c, x) for x in names)
         run.refresh_cpu_s = max(0.0, (d["cpu"] - c["cpu"]) / n - run.idle_cpu_s * window)
-        run.refresh_by_protocol = _per_node(d["protocols"], c["protocols"], n)
+        run.refresh_by_protocol = per_node(d["protocols"], c["protocols"], n)
         run.refresh_connections = (d["connections"] - c["connections"]) / n
         say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
             f"{run.refresh_cpu_s:.2f} CPU-s, {run.refresh_connections:.1f} connections "
@@ -399,13 +294,13 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         time.sleep(REFRESH_TAIL_S)
         e = status(workers)
         window = time.perf_counter() - t
-        run.provide_bytes = statistics.mean(_bytes(e, x) - _bytes(d, x) for x in names)
+        run.provide_bytes = statistics.mean(node_bytes(e, x) - node_bytes(d, x) for x in names)
         run.provide_cpu_s = max(0.0, (e["cpu"] - d["cpu"]) / n - run.idle_cpu_s * window)
         run.provide_keys = sum(a.get("provided", 0) for a in answers) / n
         run.provide_outcomes = {k: sum(a.get(k, 0) for a in answers)
                                 for k in ("provided", "not_provided", "timed_out", "failed",
                                           "lookups", "skipped")}
-        run.provide_by_protocol = _per_node(e["protocols"], d["protocols"], n)
+        run.provide_by_protocol = per_node(e["protocols"], d["protocols"], n)
         run.provide_connections = (e["connections"] - d["connections"]) / n
         say(n, shard_bits, f"a round of provides ({run.provide_keys:.1f} keys provided per "
             f"node; {run.provide_outcomes}): {run.provide_bytes / 1e3:.0f} KB, "
@@ -434,17 +329,6 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             print(f"kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _per_node(after: dict[str, int], before: dict[str, int], n: int) -> dict[str, float]:
-    """Payload KB per node by protocol between two statuses, largest first."""
-    kb = {k: round((v - before.get(k, 0)) / n / 1e3, 1) for k, v in after.items()}
-    return dict(sorted(((k, v) for k, v in kb.items() if v), key=lambda kv: -kv[1]))
-
-
-def _bytes(st: dict[str, Any], name: str) -> int:
-    s = st["nodes"][name]
-    return int(s["sent"]) + int(s["received"])
 
 
 def say(n: int, bits: int, text: str) -> None:
