@@ -23,7 +23,10 @@ frames, every step allowed by the specifications and understood by py-libp2p 0.8
 
 A stream opened between two such nodes: 132 bytes before payload, was 252; each end
 sends one frame where it sent three.  With a peer of another implementation each step
-falls back to what that peer sends.
+falls back to what that peer sends.  One difference a dialler may see: a stream its peer
+answers and resets at once (over a limit of streams, node/host.py) arrives as one burst,
+and py-libp2p drops a reset stream's unread bytes, so the dialler's negotiation fails
+where before it mostly succeeded and its first read failed.
 """
 
 from __future__ import annotations

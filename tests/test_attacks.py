@@ -38,6 +38,7 @@ from forge import (
 from libp2p.peer.id import ID
 from procnet import RILL, ProcNode
 
+from rill.node.host import MAX_STREAMS_PER_PEER
 from rill.protocol import keys
 from rill.protocol import messages as m
 from rill.protocol.months import month_start
@@ -400,7 +401,10 @@ async def test_slowloris_sync_streams_time_out(live: AttackNet) -> None:
         target = await evil.connect(net.nodes["n1"].addr)
         streams = await evil.slowloris(target, 200)
         # the daemon serves a bounded number of sync streams at once and resets the rest
-        expect(len(streams) >= 20, f"only {len(streams)} slow streams could be opened")
+        # (one it resets at once mostly fails the attacker's negotiation: the answer and
+        # the reset come in one burst, node/framing.py): the attack holds the limit
+        expect(len(streams) >= MAX_STREAMS_PER_PEER,
+               f"only {len(streams)} slow streams could be opened")
         t0 = time.monotonic()
         ht = await honest.connect(net.nodes["n1"].addr)
         try:
