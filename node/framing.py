@@ -36,23 +36,16 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-import trio
 from libp2p.io.exceptions import IOException
 from libp2p.protocol_muxer import multiselect as libp2p_multiselect
 from libp2p.protocol_muxer import multiselect_client as libp2p_client
-from libp2p.protocol_muxer.exceptions import (
-    MultiselectClientError,
-    MultiselectCommunicatorError,
-    MultiselectError,
-    ProtocolNotSupportedError,
-)
+from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
 from libp2p.utils import encode_delim
 
 HEADER = libp2p_yamux.YAMUX_HEADER_FORMAT
 HEADER_SIZE = struct.calcsize(HEADER)
 MULTISTREAM = libp2p_client.MULTISELECT_PROTOCOL_ID
-NOT_FOUND = libp2p_client.PROTOCOL_NOT_FOUND_MSG
 #: SYNs and ACKs held back per connection at most (a stream opened and then dropped
 #: without a frame leaves one behind): beyond it they are written at once.
 MAX_HELD = 256
@@ -88,52 +81,70 @@ async def _write_frame(self: Any, data: bytes) -> None:
     await _originals["write_frame"](self, data)
 
 
-def _write_error(error: Exception) -> MultiselectClientError:
-    return MultiselectClientError(f"handshake write failed: {error}")
+def _encode(msg: str | None) -> bytes:
+    """A multistream-select message as py-libp2p's communicator writes it."""
+    return encode_delim(b"" if msg is None else msg.encode())
+
+
+async def _write_together(communicator: Any, held: str, msg: str | None) -> None:
+    """Two messages in one write, failing as the communicator's own write fails."""
+    try:
+        await communicator.read_writer.write(_encode(held) + _encode(msg))
+    except (IOException, AssertionError, ValueError) as error:
+        raise MultiselectCommunicatorError("fail to write to multiselect communicator"
+                                           ) from error
+
+
+class _HeldHeader:
+    """The communicator py-libp2p's multistream-select drives, its own header written
+    together with the message after it (everything else is py-libp2p's):
+
+    * a dialler's header goes with its first proposal: the read of the listener's header
+      is answered at once, and that header is really read (and checked) before the
+      answer to the proposal;
+    * a listener's header goes with its first answer (only used when the proposal came
+      with the dialler's header, so nothing waits for it)."""
+
+    def __init__(self, inner: Any, dialler: bool) -> None:
+        self.inner = inner
+        self.dialler = dialler
+        self.held: str | None = None
+        self.started = False
+        self.owed = 0  # listener headers answered here, still to be read
+
+    async def write(self, msg: str | None) -> None:
+        if not self.started and msg == MULTISTREAM:
+            self.started, self.held = True, msg
+            return
+        self.started = True
+        if self.held is not None:
+            held, self.held = self.held, None
+            await _write_together(self.inner, held, msg)
+            return
+        await self.inner.write(msg)
+
+    async def read(self) -> str:
+        if self.dialler and self.held is not None:  # the header is read after the answer
+            self.owed += 1
+            return MULTISTREAM
+        while self.owed:
+            self.owed -= 1
+            header = await self.inner.read()
+            if header != MULTISTREAM:
+                raise MultiselectCommunicatorError(
+                    f"multiselect protocol ID mismatch: expected {MULTISTREAM}, "
+                    f"got {header!r}")
+        return str(await self.inner.read())
 
 
 async def select_one_of(self: Any, protocols: Sequence[Any], communicator: Any,
                         negotiate_timeout: int = libp2p_client.DEFAULT_NEGOTIATE_TIMEOUT
                         ) -> Any:
     """MultiselectClient.select_one_of: the header and the first proposal in one write."""
-    protocols = list(protocols)
-    writer = getattr(communicator, "read_writer", None)
-    if not protocols or writer is None or protocols[0] is None:
-        return await _originals["select_one_of"](self, protocols, communicator,
-                                                 negotiate_timeout)
-    first = protocols[0]
-    with trio.move_on_after(negotiate_timeout):
-        try:
-            await writer.write(encode_delim(MULTISTREAM.encode()) +
-                               encode_delim(str(first).encode()))
-        except (IOException, AssertionError, ValueError) as error:
-            raise _write_error(error) from error
-        try:
-            header = await communicator.read()
-            answer = await communicator.read()
-        except MultiselectCommunicatorError as error:
-            raise MultiselectClientError(f"handshake read failed: {error}") from error
-        if header != MULTISTREAM:
-            raise MultiselectClientError(
-                f"multiselect protocol ID mismatch: expected {MULTISTREAM}, "
-                f"got {header!r}")
-        if answer == str(first):
-            return first
-        if answer != NOT_FOUND:
-            raise MultiselectClientError(
-                f"unrecognized response: {answer!r}, expected {str(first)!r} or "
-                f"{NOT_FOUND!r}, protocol={first}")
-        refused = [f"protocol not supported: {first}"]
-        for protocol in protocols[1:]:
-            try:
-                return await self.try_select(communicator, protocol)
-            except ProtocolNotSupportedError as error:
-                refused.append(str(error))
-        raise MultiselectClientError(
-            f"protocols not supported: tried {protocols}, timeout={negotiate_timeout}s. "
-            f"Last error: {refused[-1]}")
-    raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, "
-                                 f"protocols tried: {protocols}")
+    if getattr(communicator, "read_writer", None) is not None:
+        communicator = _HeldHeader(communicator, dialler=True)
+    return await _originals["select_one_of"](self, protocols, communicator,
+                                             negotiate_timeout)
 
 
 def _proposed_with_header(communicator: Any) -> bool:
@@ -150,46 +161,14 @@ def _proposed_with_header(communicator: Any) -> bool:
             buffered.startswith(first))
 
 
-def _answer(self: Any, command: str) -> tuple[str, bool]:
-    """What py-libp2p's listener answers a command, and whether it chose a protocol."""
-    if command != "ls" and (command or None) in self.handlers:
-        return command, True
-    if command == "ls":
-        return "\n".join(p for p in self.handlers if p is not None) + "\n", False
-    return NOT_FOUND, False
-
-
 async def negotiate(self: Any, communicator: Any,
                     negotiate_timeout: int = libp2p_multiselect.DEFAULT_NEGOTIATE_TIMEOUT
                     ) -> Any:
     """Multiselect.negotiate: header and first answer in one write when the dialler
-    proposed with its header; otherwise py-libp2p's (its header first, at once)."""
-    if not _proposed_with_header(communicator):
-        return await _originals["negotiate"](self, communicator, negotiate_timeout)
-    writer = communicator.read_writer
-    prefix = encode_delim(MULTISTREAM.encode())
-    try:
-        with trio.fail_after(negotiate_timeout):
-            try:
-                await communicator.read()  # the header (_proposed_with_header saw it)
-            except MultiselectCommunicatorError as error:
-                raise MultiselectError() from error
-            while True:  # after a refusal the dialler proposes the next one
-                try:
-                    command = await communicator.read()
-                except MultiselectCommunicatorError as error:
-                    raise MultiselectError() from error
-                answer, chosen = _answer(self, command)
-                try:
-                    await writer.write(prefix + encode_delim(answer.encode()))
-                except (IOException, AssertionError, ValueError) as error:
-                    raise MultiselectError() from error
-                prefix = b""
-                if chosen:
-                    protocol = command or None
-                    return protocol, self.handlers[protocol]
-    except trio.TooSlowError as error:
-        raise MultiselectError("handshake read timeout") from error
+    proposed with its header; otherwise as py-libp2p's (its header first, at once)."""
+    if _proposed_with_header(communicator):
+        communicator = _HeldHeader(communicator, dialler=False)
+    return await _originals["negotiate"](self, communicator, negotiate_timeout)
 
 
 def install() -> None:
