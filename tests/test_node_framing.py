@@ -216,3 +216,48 @@ async def test_both_ways_with_a_plain_py_libp2p_host() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+class Messages:
+    """A multistream-select communicator stand-in: reads from a list, records writes."""
+
+    def __init__(self, *incoming: str) -> None:
+        self.incoming = list(incoming)
+        self.read_writer = Secured()
+        self.written: list[str | None] = []
+
+    async def read(self) -> str:
+        return self.incoming.pop(0)
+
+    async def write(self, msg: str | None) -> None:
+        self.written.append(msg)
+
+
+async def test_a_held_header_goes_with_the_next_message_and_is_checked_late() -> None:
+    header, echo = framing.MULTISTREAM, "/echo/1.0.0"
+    together = encode_delim(header.encode()) + encode_delim(echo.encode())
+    # the dialler: its header waits for its proposal; the listener's is checked before
+    # the answer is taken
+    inner = Messages(header, echo)
+    c = framing._HeldHeader(inner, dialler=True)
+    await c.write(header)
+    assert await c.read() == header and inner.incoming == [header, echo]  # not read yet
+    await c.write(echo)
+    assert inner.read_writer.writes == [together]
+    assert await c.read() == echo and inner.incoming == []
+    await c.write("/next/1.0.0")  # later messages: the communicator's own writes
+    assert inner.written == ["/next/1.0.0"]
+    # a listener that answers something else than the header: refused at that read
+    c = framing._HeldHeader(Messages("/not/multistream", echo), dialler=True)
+    await c.write(header)
+    await c.read()
+    await c.write(echo)
+    with pytest.raises(framing.MultiselectCommunicatorError):
+        await c.read()
+    # the listener: reads go through, its header waits for its answer
+    inner = Messages(header, echo)
+    c = framing._HeldHeader(inner, dialler=False)
+    await c.write(header)
+    assert await c.read() == header and await c.read() == echo
+    await c.write(echo)
+    assert inner.read_writer.writes == [together] and inner.written == []
