@@ -130,3 +130,33 @@ def test_the_simulation_counts_gossipsub_rpcs_by_part() -> None:
     assert kinds["ihave"] > 96
     assert sum(kinds.values()) == rpc.ByteSize()  # the framing of each part in "other"
     assert worker.rpc_kinds(rpc_pb2.RPC()) == {}
+
+
+def _run(n: int, bits: int, held: float, month_end_mb: float, cpu_s: float) -> dict:
+    return {"n": n, "shard_bits": bits, "k": 2, "procs": 2, "objects_held": [held],
+            "idle_cpu_s": 0.0, "idle_bytes_s": 0.0, "month_end_bytes": [month_end_mb * 1e6],
+            "month_end_cpu_s": cpu_s * n, "full_s": 10.0, "gossip_s": 5.0,
+            "full_complete": f"{n}/{n} creators, {n}/{n} full sets", "round_bytes": 0,
+            "gossip_complete": f"{n}/{n} creators, 0/{n} full sets",
+            "stored": [0], "settle_s": 100.0, "settle_bytes": 2e5}
+
+
+def test_runs_too_large_for_the_machine_are_reported_beside_the_fit_not_in_it() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "scale_report", Path(__file__).parent / "scale" / "report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    # at rest: 1 MB + 10 KB an object held, 1 s + 10 ms an object
+    rest = [_run(50, 1, 100, 2.0, 2.0), _run(100, 2, 200, 3.0, 3.0)]
+    loaded = [_run(500, 4, 300, 3.5, 9.0), _run(500, 4, 400, 9.9, 9.9)]  # the last counts
+    text = report.report(rest, None, loaded)
+    # the table and the fit are the runs at rest's alone, the loaded runs come after
+    assert text.startswith(report.report(rest, None).rstrip("\n"))
+    rows = [line for line in text.splitlines() if line.startswith("| 500 |")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[2] == "250"  # daemons per core
+    assert cells[3].startswith("400, ")  # held: the last run's mean, then the arithmetic
+    assert cells[7] == "9.90, 9.90, 5.00"  # measured, idle deducted, the fit at 400 held
+    assert cells[8] == "9.9, 5.0"

@@ -50,7 +50,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from sim import Pipe, all_do  # noqa: E402
+from pipe import Pipe, all_do  # noqa: E402
 
 #: each host dials this many random earlier hosts
 FANOUT = 3

@@ -305,7 +305,7 @@ def fill_peers(points: list[Point]) -> None:
 Fit = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
 
 
-def _per_object(basis: list[Point]) -> Fit:
+def fit_per_object(basis: list[Point]) -> Fit:
     """Least squares of the month end's traffic (MB), CPU (s) and the bytes stored (MB)
     against the objects held."""
     return (fit([(p.held, p.month_end_mb) for p in basis]),
@@ -322,8 +322,8 @@ def model(points: list[Point], dht: list[dict[str, Any]] | None = None) -> list[
     start-up) are each setting's own."""
     off = [p for p in points if not p.bits]
     on = [p for p in points if p.bits]
-    every = _per_object(points)
-    fits = {sharded: _per_object(ps) if len({p.held for p in ps}) >= 2 else every
+    every = fit_per_object(points)
+    fits = {sharded: fit_per_object(ps) if len({p.held for p in ps}) >= 2 else every
             for sharded, ps in ((False, off), (True, on))}
     fixed = {False: _fixed(off or points), True: _fixed(on or points)}
     growth = {sharded: dht_growth(ps or points, fixed[sharded][5], dht)

@@ -71,6 +71,7 @@ class Run:
     month_end_rpcs: dict[str, float] = field(default_factory=dict)
     #: what the refresh's bytes were: payload KB per node by protocol, connections opened
     refresh_by_protocol: dict[str, float] = field(default_factory=dict)
+    refresh_rpcs: dict[str, float] = field(default_factory=dict)
     refresh_connections: float | None = None
     #: what the refresh does (tests/scale/model.py REFRESH_KIND): the node's own ID only
     refresh_kind: str = "own-id"
@@ -85,6 +86,13 @@ class Run:
     #: nodes incomplete when the run ended (at most 20): claims to it and objects held,
     #: each as [have, expected], gossip peers, bytes moved since month end
     lacking: list[dict[str, Any]] = field(default_factory=list)
+    #: the seconds the idle figures were taken over: IDLE_WINDOWS windows of IDLE_S and
+    #: the status calls between them (0: a run from before it was kept, taken as 90)
+    idle_span_s: float = 0.0
+    #: after the month end's measurement: the bytes per node (mean) until the network was
+    #: quiet again, and over how long (copies GossipSub still forwarded)
+    tail_bytes: float | None = None
+    tail_s: float | None = None
 
 
 def expected(names: list[str], plan: dict[str, list[str]], shard_bits: int

@@ -31,6 +31,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
 from model import spec_bits  # noqa: E402
+from pipe import Pipe, all_do  # noqa: E402
 from report import report  # noqa: E402
 from runrecord import Run, expected, key_of, node_bytes, per_node  # noqa: E402
 
@@ -48,32 +49,9 @@ QUIET_BPS, SETTLE_MAX_S, IDLE_S, IDLE_WINDOWS = 500.0, 600.0, 30, 3
 #: after a DHT refresh on every node, its cost is counted this much longer (real seconds):
 #: past TRIM_GRACE_S, so a sharded node's closing of the connections it made is in it
 REFRESH_TAIL_S = 75
-
-
-class Pipe:
-    """A worker process driven by JSON lines (tests/scale/worker.py ``serve``)."""
-
-    p: subprocess.Popen[str]
-    err: Any
-
-    def do(self, cmd: dict[str, Any]) -> Any:
-        self.send(cmd)
-        return self.recv()
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.p.stdin is not None
-        self.p.stdin.write(json.dumps(cmd) + "\n")
-        self.p.stdin.flush()
-
-    def recv(self) -> Any:
-        assert self.p.stdout is not None
-        line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.p.pid} ended (see {self.err.name})")
-        r = json.loads(line)
-        if "error" in r:
-            raise RuntimeError(f"worker {self.p.pid}: {r['error']}")
-        return r["ok"]
+#: once every set is complete, what still crosses the network is measured until a 10-s
+#: window is quiet (QUIET_BPS), at most this long (real seconds)
+TAIL_MAX_S = 300
 
 
 class Proc(Pipe):
@@ -86,12 +64,6 @@ class Proc(Pipe):
                                   stdout=subprocess.PIPE, stderr=self.err, text=True,
                                   cwd=ROOT)
         self.pid = self.p.pid
-
-
-def all_do(procs: list[Any], cmds: list[dict[str, Any]]) -> list[Any]:
-    for p, c in zip(procs, cmds, strict=True):
-        p.send(c)
-    return [p.recv() for p in procs]
 
 
 def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: int = 3,
@@ -157,7 +129,8 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         while True:
             time.sleep(10)
             b = status(workers)
-            rate = statistics.mean(node_bytes(b, x) - node_bytes(a, x) for x in names) / 10
+            rate = statistics.mean(node_bytes(b, x) - node_bytes(a, x)
+                                   for x in names) / (b["t"] - a["t"])
             a = b
             if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
                 break
@@ -169,7 +142,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             time.sleep(IDLE_S)
             b = status(workers)
             run.idle_windows.append(round(statistics.mean(
-                node_bytes(b, x) - node_bytes(w, x) for x in names) / IDLE_S, 2))
+                node_bytes(b, x) - node_bytes(w, x) for x in names) / (b["t"] - w["t"]), 2))
             w = b
             if i == 0:  # start-up ends here; idle is measured from here
                 a = b
@@ -178,7 +151,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
                                                    for x in names)
                 say(n, shard_bits, f"quiet after {run.settle_s:.0f} s; idle for "
                     f"{IDLE_S * IDLE_WINDOWS} s")
-        span = IDLE_S * IDLE_WINDOWS
+        span = run.idle_span_s = b["t"] - a["t"]  # IDLE_S windows and the status calls
         run.idle_bytes_s = statistics.mean(node_bytes(b, x) - node_bytes(a, x)
                                            for x in names) / span
         run.idle_cpu_s = (b["cpu"] - a["cpu"]) / n / span
@@ -190,7 +163,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
             k: round((v - a["rpcs"].get(k, 0)) / n / span, 2)
             for k, v in b["rpcs"].items() if v > a["rpcs"].get(k, 0)}
         say(n, shard_bits, f"idle: {run.idle_bytes_s:.1f} B/s, {run.idle_peers:g} peers "
-            f"per node (windows of {IDLE_S} s: "
+            f"per node over {span:.0f} s (windows of {IDLE_S} s and a status: "
             f"{run.idle_windows}), {100 * run.idle_cpu_s:.2f}% of a core per node "
             f"(payload B/s per node by protocol: {run.idle_by_protocol}; GossipSub RPCs "
             f"sent: {run.idle_rpcs}); the month ends")
@@ -252,6 +225,23 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         for x in names:
             for c, v in st["nodes"][x]["counters"].items():
                 run.counters[c] = run.counters.get(c, 0) + v
+        # what still crosses the network once every node holds its set (copies GossipSub
+        # forwards after the last one needed): until a 10-s window is under QUIET_BPS per
+        # node, at most TAIL_MAX_S; kept apart, so the month end stays what it was
+        tail_from = st
+        t = time.perf_counter()
+        while time.perf_counter() - t < TAIL_MAX_S:
+            time.sleep(10)
+            last, st = st, status(workers)
+            if statistics.mean(node_bytes(st, x) - node_bytes(last, x)
+                               for x in names) / (st["t"] - last["t"]) < QUIET_BPS:
+                break
+        run.tail_s = st["t"] - tail_from["t"]
+        run.tail_bytes = statistics.mean(node_bytes(st, x) - node_bytes(tail_from, x)
+                                         for x in names)
+        say(n, shard_bits, f"after the month end: {run.tail_bytes / 1e3:.0f} KB per node "
+            f"over {run.tail_s:.0f} s until quiet (GossipSub RPCs sent: "
+            f"{per_node(st['rpcs'], tail_from['rpcs'], n)})")
         # two rounds more, on a network that agrees: the first moves every sync cursor past
         # the month's objects, the second costs what each periodic round costs
         all_do(workers, [{"op": "round"}] * procs)
@@ -274,9 +264,11 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         run.refresh_cpu_s = max(0.0, (d["cpu"] - c["cpu"]) / n - run.idle_cpu_s * window)
         run.refresh_by_protocol = per_node(d["protocols"], c["protocols"], n)
         run.refresh_connections = (d["connections"] - c["connections"]) / n
+        run.refresh_rpcs = per_node(d["rpcs"], c["rpcs"], n)
         say(n, shard_bits, f"a DHT refresh: {run.refresh_bytes / 1e3:.0f} KB, "
             f"{run.refresh_cpu_s:.2f} CPU-s, {run.refresh_connections:.1f} connections "
-            f"opened per node; payload KB per node by protocol: {run.refresh_by_protocol}")
+            f"opened per node; payload KB per node by protocol: {run.refresh_by_protocol}; "
+            f"GossipSub RPCs sent: {run.refresh_rpcs}")
         # and one round of the announcements a node repeats every 24 h: the shards' keys
         # it announces and the rendezvous key, provided once.  First, unmeasured, the
         # choice of shards as a node makes it a round after its start (all nodes here
@@ -337,9 +329,13 @@ def say(n: int, bits: int, text: str) -> None:
 
 
 def status(workers: list[Proc]) -> dict[str, Any]:
+    """Every worker's nodes and counters; ``t`` is when the counters were read (the mean of
+    the workers' readings, on the monotonic clock they share with the driver)."""
     out: dict[str, Any] = {"nodes": {}, "cpu": 0.0, "unattributed": 0, "protocols": {},
                            "rpcs": {}, "connections": 0}
-    for r in all_do(workers, [{"op": "status", "month": MONTH}] * len(workers)):
+    answers = all_do(workers, [{"op": "status", "month": MONTH}] * len(workers))
+    out["t"] = statistics.mean(r["t"] for r in answers)
+    for r in answers:
         out["nodes"].update(r["nodes"])
         out["cpu"] += r["cpu_s"]
         out["connections"] += r["connections"]

@@ -17,6 +17,7 @@ import logging
 import os
 import resource
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -286,20 +287,30 @@ class Worker:
             net.clock.set(cmd["t"])
             return {"ok": True}
         if op == "status":
+            # the counters of every node at one instant (``t``, the system's monotonic
+            # clock, which the driver shares), then the databases: on a loaded process
+            # 100 database calls take a minute, and counters read between them would
+            # stretch every window measured by as much
             month = cmd["month"]
-            out = {}
-            for name, d in net.nodes.items():
-                out[name] = await d.db(_node_status, d, month)
-                out[name]["sent"] = SENT.get(name, 0)
-                out[name]["received"] = RECEIVED.get(name, 0)
-                out[name]["peers"] = len(d.p2p.pubsub.peers) if d.p2p else 0
+            t = time.monotonic()
+            out = {name: {"sent": SENT.get(name, 0), "received": RECEIVED.get(name, 0),
+                          "peers": len(d.p2p.pubsub.peers) if d.p2p else 0}
+                   for name, d in net.nodes.items()}
+            snapshot = {"t": t, "cpu_s": cpu_s(), "protocols": dict(PROTOCOL_BYTES),
+                        "rpcs": dict(RPC_BYTES), "connections": CONNECTIONS[0],
+                        "unattributed": {"sent": SENT.get("?", 0),
+                                         "received": RECEIVED.get("?", 0)}}
+
+            async def one(name: str, d: Any) -> None:
+                out[name].update(await d.db(_node_status, d, month))
                 if d.p2p is not None:  # IWANTs not sent: asked of another peer just before
                     out[name]["counters"]["iwant_spared"] = getattr(
                         d.p2p.gossipsub, "iwant_spared", 0)
-            return {"nodes": out, "cpu_s": cpu_s(), "protocols": dict(PROTOCOL_BYTES),
-                    "rpcs": dict(RPC_BYTES),
-                    "connections": CONNECTIONS[0], "unattributed": {
-                "sent": SENT.get("?", 0), "received": RECEIVED.get("?", 0)}}
+
+            async with trio.open_nursery() as n:
+                for name, d in net.nodes.items():
+                    n.start_soon(one, name, d)
+            return {"nodes": out, **snapshot}
         if op == "stop":
             slow, took = [], []
             for name in list(net.scopes):
