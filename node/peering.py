@@ -4,6 +4,7 @@ long-connected ones made a standing relation, the owner's blocklist, and the pee
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -23,6 +24,17 @@ from .peerstate import PeerState
 from .upkeep import KEEP_CONNECTIONS
 
 log = logging.getLogger("rill.node")
+
+
+@functools.lru_cache(maxsize=4096)
+def _p2p_info(addr: str) -> PeerInfo | None:
+    """A bootstrap address's peer ID and addresses, or None when it has no ``/p2p/`` part
+    (dialling it says what is wrong).  Parsed once: py-multiaddr takes ~0.2 ms an address,
+    and :meth:`Peering._watch_peers` looks at every bootstrap peer each second."""
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception:
+        return None
 
 #: A peer connected this long (real seconds, this run) becomes a standing relation: its
 #: own objects are kept before strangers' (rill.wallet.inbox, class 1).
@@ -149,29 +161,19 @@ class Peering:
         starting at our first dial would cost a minute (the chaos run found it); our
         loops back off on their own."""
         assert self.p2p is not None
-        try:
-            peer = info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id
-        except Exception:  # an address without /p2p/: dialling it says what is wrong
-            return
-        self.p2p.host.get_network().unblock_peer(peer)
+        info = _p2p_info(addr)
+        if info is not None:
+            self.p2p.host.get_network().unblock_peer(info.peer_id)
 
     def _bootstrap_peers(self) -> set[ID]:
-        out = set()
-        for addr in self.config.bootstrap:
-            try:
-                out.add(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
-            except Exception:  # a bad address: _dial_bootstrap says so
-                continue
-        return out
+        infos = (_p2p_info(addr) for addr in self.config.bootstrap)
+        return {info.peer_id for info in infos if info is not None}
 
     def _bootstrap_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
         out: list[multiaddr.Multiaddr] = []
         for addr in self.config.bootstrap:
-            try:
-                info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
-            except Exception:  # a bad address: _dial_bootstrap says so
-                continue
-            if info.peer_id == peer:
+            info = _p2p_info(addr)
+            if info is not None and info.peer_id == peer:
                 out += list(info.addrs)
         return out
 
@@ -218,10 +220,8 @@ class Peering:
         return peer in self.blocked
 
     def _addr_blocked(self, addr: str) -> bool:
-        try:
-            return self.is_blocked(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
-        except Exception:  # an address without /p2p/: dialling it says what is wrong
-            return False
+        info = _p2p_info(addr)
+        return info is not None and self.is_blocked(info.peer_id)
 
     async def block_peer(self, text: Any) -> dict[str, Any]:
         """Block a peer at once: its connection closed, never dialled nor let in again,
@@ -280,11 +280,8 @@ class Peering:
         except Exception as exc:  # no record of it
             log.debug("no stored address of %s: %r", peer, exc)
         for addr in self.config.bootstrap:
-            try:
-                info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
-            except Exception:
-                continue
-            if info.peer_id == peer:
+            info = _p2p_info(addr)
+            if info is not None and info.peer_id == peer:
                 out += [a for a in info.addrs if a not in out]
         return out
 

@@ -181,8 +181,13 @@ def main() -> int:
     ap.add_argument("--loaded", help="a JSON file of runs too large for this machine "
                     "(more daemons a core than reach rest): reported beside the fit, not "
                     "in it")
+    ap.add_argument("--as-loaded", action="store_true", help="the new runs go to the "
+                    "--loaded file (runs too large for this machine), not to --store")
     args = ap.parse_args()
-    runs = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    if args.as_loaded and not args.loaded:
+        ap.error("--as-loaded needs --loaded FILE")
+    new = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    runs = [] if args.as_loaded else new
     dht = (json.loads(Path(args.dht).read_text()) if args.dht and Path(args.dht).exists()
            else None)
     if args.store:
@@ -190,7 +195,10 @@ def main() -> int:
         runs = merge(json.loads(store.read_text()) if store.exists() else [], runs)
         store.write_text(json.dumps(runs, indent=1, default=str) + "\n")
     loaded = (json.loads(Path(args.loaded).read_text())
-              if args.loaded and Path(args.loaded).exists() else None)
+              if args.loaded and Path(args.loaded).exists() else [])
+    if args.as_loaded:  # kept in order: the table reports the last run of each size
+        loaded += new
+        Path(args.loaded).write_text(json.dumps(loaded, indent=1, default=str) + "\n")
     text = report(runs, dht, loaded)
     print(text)
     if args.doc:
