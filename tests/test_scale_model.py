@@ -156,7 +156,11 @@ def test_runs_too_large_for_the_machine_are_reported_beside_the_fit_not_in_it() 
     rows = [line for line in text.splitlines() if line.startswith("| 500 |")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].split("|")[1:-1]]
-    assert cells[2] == "250"  # daemons per core
+    assert cells[2] == "250"  # daemons per worker process
     assert cells[3].startswith("400, ")  # held: the last run's mean, then the arithmetic
     assert cells[7] == "9.90, 9.90, 5.00"  # measured, idle deducted, the fit at 400 held
     assert cells[8] == "9.9, 5.0"
+    # with one size at rest there is no fit: the loaded run is still reported
+    alone = report.report(rest[:1], None, loaded)
+    row = next(line for line in alone.splitlines() if line.startswith("| 500 |"))
+    assert "9.90, 9.90, – |" in row and "9.9, – |" in row

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,11 @@ def loaded_table(loaded: list[dict[str, Any]], points: list[Point]) -> list[str]
     end beside what the fit over the runs at rest says for as many objects held, so the
     larger sizes test the model instead of feeding it.  The last run of each size counts."""
     lines = ["", "**Runs too large for this machine** (tests/scale/sim.py like the rows "
-             "above, 2 cores; not in the fit: their idle windows are not at rest, so the "
+             "above; not in the fit: their idle windows are not at rest, so the "
              "month end's idle cost cannot be taken out reliably). The month end beside "
              "the fit over the runs above, for the objects these runs held:", "",
-             "| N | shard bits | daemons per core | objects held per node: mean, placement "
+             "| N | shard bits | daemons per worker process | objects held per node: mean, "
+             "placement "
              "arithmetic | all claims at their creators (s) | every node's set complete "
              "(s) | complete at the end | traffic per node, month end (MB): measured, "
              "idle deducted, the fit | CPU per node, month end (s): measured, the fit | "
@@ -113,16 +115,17 @@ def loaded_table(loaded: list[dict[str, Any]], points: list[Point]) -> list[str]
     for r in sorted(latest.values(), key=lambda r: (r["shard_bits"] > 0, r["n"])):
         p = Point(r)
         basis = [q for q in points if bool(q.bits) == bool(p.bits)] or points
-        if len({q.held for q in basis}) < 2:
-            continue
-        (mb, cpu, _) = fit_per_object(basis)
-        raw = sum(r["month_end_bytes"]) / len(r["month_end_bytes"]) / 1e6
+        fitted = ("–", "–")  # no fit without two sizes at rest
+        if len({q.held for q in basis}) >= 2:
+            (mb, cpu, _) = fit_per_object(basis)
+            fitted = (f"{mb[0] + mb[1] * p.held:.2f}", f"{cpu[0] + cpu[1] * p.held:.1f}")
+        raw = statistics.mean(r["month_end_bytes"]) / 1e6
         lines.append(
             f"| {p.n} | {p.bits} | {p.n / r['procs']:.0f} | {p.held:,.0f}, "
             f"{objects_per_node(p.n, p.bits, p.k):,.0f} | {_s(r['gossip_s'])} | "
             f"{_s(r['full_s'])} | {r['full_complete']} | {raw:.2f}, {p.month_end_mb:.2f}, "
-            f"{mb[0] + mb[1] * p.held:.2f} | {r['month_end_cpu_s'] / p.n:.1f}, "
-            f"{cpu[0] + cpu[1] * p.held:.1f} | {p.idle_bps:.0f} | "
+            f"{fitted[0]} | {r['month_end_cpu_s'] / p.n:.1f}, {fitted[1]} | "
+            f"{p.idle_bps:.0f} | "
             f"{r['settle_s']:.0f}, {r['settle_bytes'] / 1e3:.0f} | {p.stored_mb * 1e3:.0f} |")
     return lines
 

@@ -87,7 +87,7 @@ class Run:
     #: each as [have, expected], gossip peers, bytes moved since month end
     lacking: list[dict[str, Any]] = field(default_factory=list)
     #: the seconds the idle figures were taken over: IDLE_WINDOWS windows of IDLE_S and
-    #: the status calls between them (0: a run from before it was kept, taken as 90)
+    #: the status calls between them (0: a run from before it was kept)
     idle_span_s: float = 0.0
     #: after the month end's measurement: the bytes per node (mean) until the network was
     #: quiet again, and over how long (copies GossipSub still forwarded)

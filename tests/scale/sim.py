@@ -125,15 +125,8 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         # tables and provider records, mesh grafts, shard peers found) is over: quiet is
         # a 10-s window under QUIET_BPS per node, looked for until SETTLE_MAX_S
         t_settle = time.perf_counter()
-        first = a = status(workers)
-        while True:
-            time.sleep(10)
-            b = status(workers)
-            rate = statistics.mean(node_bytes(b, x) - node_bytes(a, x)
-                                   for x in names) / (b["t"] - a["t"])
-            a = b
-            if rate < QUIET_BPS or time.perf_counter() - t_settle > SETTLE_MAX_S:
-                break
+        first = status(workers)
+        a = until_quiet(workers, names, first, SETTLE_MAX_S)
         # one window more is start-up's: quiet is a rate under QUIET_BPS, and the window
         # after it still carries the last of it (a sharded node closes the connections
         # outside its shards a minute after they open: the mesh changes that follow)
@@ -229,13 +222,7 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
         # forwards after the last one needed): until a 10-s window is under QUIET_BPS per
         # node, at most TAIL_MAX_S; kept apart, so the month end stays what it was
         tail_from = st
-        t = time.perf_counter()
-        while time.perf_counter() - t < TAIL_MAX_S:
-            time.sleep(10)
-            last, st = st, status(workers)
-            if statistics.mean(node_bytes(st, x) - node_bytes(last, x)
-                               for x in names) / (st["t"] - last["t"]) < QUIET_BPS:
-                break
+        st = until_quiet(workers, names, st, TAIL_MAX_S)
         run.tail_s = st["t"] - tail_from["t"]
         run.tail_bytes = statistics.mean(node_bytes(st, x) - node_bytes(tail_from, x)
                                          for x in names)
@@ -326,6 +313,20 @@ def simulate(n: int, procs: int = 4, shard_bits: int = 0, k: int = 8, fanout: in
 def say(n: int, bits: int, text: str) -> None:
     """Progress, on standard error (a long run shows where it is)."""
     print(f"{time.strftime('%H:%M:%S')} N={n} b={bits}: {text}", file=sys.stderr, flush=True)
+
+
+def until_quiet(workers: list[Proc], names: list[str], st: dict[str, Any],
+                longest: float) -> dict[str, Any]:
+    """Statuses 10 s apart from ``st`` until a window's mean per node is under QUIET_BPS,
+    or ``longest`` seconds have passed; the last status."""
+    t = time.perf_counter()
+    while True:
+        time.sleep(10)
+        last, st = st, status(workers)
+        rate = statistics.mean(node_bytes(st, x) - node_bytes(last, x)
+                               for x in names) / (st["t"] - last["t"])
+        if rate < QUIET_BPS or time.perf_counter() - t > longest:
+            return st
 
 
 def status(workers: list[Proc]) -> dict[str, Any]:
