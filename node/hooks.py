@@ -12,6 +12,9 @@ events to ``[hooks]`` commands and webhooks, plus desktop notifications.
   retried after ``backoff`` seconds, doubled each time (at most an hour), ``retries``
   times; then the event is given up for that hook (counted as failed) and the next one
   goes.
+* A stopping daemon lets a delivery under way finish and be noted, for at most
+  ``STOP_GRACE_S`` seconds: a command that already ran is not run again at the next start
+  (past the grace it is cut off and, not noted, delivered again then: at least once).
 * Desktop notifications (``notify-send``) are best effort: one per scan (several new
   events are summed up in one), never queued.
 """
@@ -40,6 +43,8 @@ log = logging.getLogger("rill.node.hooks")
 #: Seconds between scans for objects stored by other processes.
 SCAN_INTERVAL = 2.0
 SCAN_MAX_S = 16.0
+#: Seconds a stopping daemon gives a delivery under way to finish and be noted.
+STOP_GRACE_S = 5.0
 #: Most bytes of a failing command's stderr kept as its error.
 ERROR_BYTES = 300
 
@@ -160,6 +165,8 @@ class Hooks:
         self._running: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._client: httpx.AsyncClient | None = None
+        #: the shielded scopes of the deliveries under way (cut short by a stop's grace)
+        self._attempts: set[trio.CancelScope] = set()
 
     def load_config(self) -> HookConfig:
         """``[hooks]`` as config.toml says now; a broken one keeps the last good one."""
@@ -185,25 +192,33 @@ class Hooks:
                 await self._apply(self.config)
                 await self.scan()
                 task_status.started()
-                delay = SCAN_INTERVAL
-                while True:
-                    with trio.move_on_after(delay) as idle:
-                        await self._poke.wait()
-                    self._poke = trio.Event()
-                    cfg = await self.db(self.load_config)
-                    changed = cfg != self.config
-                    if changed:
-                        self.config = cfg
-                        await self._apply(cfg)
-                    found = await self.scan()
-                    quiet = idle.cancelled_caught and not changed and not found
-                    delay = min(2 * delay, SCAN_MAX_S) if quiet else SCAN_INTERVAL
+                try:
+                    await self._scan_loop()
+                finally:  # stopping: what is being delivered gets a grace, not forever
+                    for attempt in self._attempts:
+                        attempt.deadline = min(attempt.deadline,
+                                               trio.current_time() + STOP_GRACE_S)
         finally:
             if self._client is not None:
                 with trio.move_on_after(5) as scope:
                     scope.shield = True
                     await self._client.aclose()
                 self._client = None
+
+    async def _scan_loop(self) -> None:
+        delay = SCAN_INTERVAL
+        while True:
+            with trio.move_on_after(delay) as idle:
+                await self._poke.wait()
+            self._poke = trio.Event()
+            cfg = await self.db(self.load_config)
+            changed = cfg != self.config
+            if changed:
+                self.config = cfg
+                await self._apply(cfg)
+            found = await self.scan()
+            quiet = idle.cancelled_caught and not changed and not found
+            delay = min(2 * delay, SCAN_MAX_S) if quiet else SCAN_INTERVAL
 
     def _http(self) -> httpx.AsyncClient:
         """The client every webhook shares, made at the first delivery: its TLS context
@@ -270,25 +285,46 @@ class Hooks:
                 self._wake[name] = trio.Event()
                 continue
             n, attempts, body = item
-            error = await deliver(target, body, self.config.timeout, self.wallet.key,
-                                  self._http())
-            try:
-                if error is None:
-                    await self.db(events.delivered, self.wallet.db, name, n, self.now())
-                    continue
-                give_up = attempts >= self.config.retries
-                await self.db(events.attempt_failed, self.wallet.db, name, n, error, give_up)
-            except Exception as exc:  # tried again (at least once)
-                log.warning("hooks: cannot note a delivery of %s: %s", name, exc)
+            # shielded: a stop lets it finish and be noted (within STOP_GRACE_S), so a
+            # command that ran is not run again at the next start; none starts once a
+            # stop has begun
+            await trio.lowlevel.checkpoint_if_cancelled()
+            noted: bool | None = None
+            with trio.CancelScope(shield=True) as attempt:
+                self._attempts.add(attempt)
+                try:
+                    error = await deliver(target, body, self.config.timeout,
+                                          self.wallet.key, self._http())
+                    noted = await self._note(name, n, attempts, error)
+                finally:
+                    self._attempts.discard(attempt)
+            if attempt.cancelled_caught or noted is None:  # cut short, or not noted
                 await trio.sleep(SCAN_INTERVAL)
                 continue
-            if give_up:
+            if error is None:
+                continue
+            if noted:
                 log.error("hooks: %s: gave up an event after %d attempts: %s", name,
                           attempts + 1, error)
             else:
                 delay = self.config.delay(attempts + 1)
                 log.warning("hooks: %s failed (%s); retrying in %g s", name, error, delay)
                 await trio.sleep(delay)
+
+    async def _note(self, name: str, n: int, attempts: int, error: str | None
+                    ) -> bool | None:
+        """Note one attempt: whether the event was given up; None if it could not be
+        noted (it is tried again: at least once)."""
+        give_up = error is not None and attempts >= self.config.retries
+        try:
+            if error is None:
+                await self.db(events.delivered, self.wallet.db, name, n, self.now())
+            else:
+                await self.db(events.attempt_failed, self.wallet.db, name, n, error, give_up)
+        except Exception as exc:
+            log.warning("hooks: cannot note a delivery of %s: %s", name, exc)
+            return None
+        return give_up
 
     async def status(self) -> dict[str, Any]:
         hooks: dict[str, Any] = {}

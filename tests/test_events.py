@@ -346,3 +346,73 @@ async def test_hooks_follow_config_changes_and_keep_the_last_good_ones(tmp_path:
             nursery.cancel_scope.cancel()
     finally:
         w.close()
+
+
+async def test_a_stop_lets_a_delivery_under_way_finish_and_be_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node stopped while a command is running (it has done its work, not yet exited)
+    waits for it and notes the delivery: the next start does not run it again.  A command
+    that outlasts the stop's grace is cut off and stays queued (delivered at least once)."""
+    import functools
+    import time
+
+    import trio
+
+    from rill.node import hooks as hooks_mod
+    from rill.node.hooks import Hooks
+
+    monkeypatch.setattr(hooks_mod, "STOP_GRACE_S", 1.0)
+    home = tmp_path / "alice"
+    a = fast_home(home)
+    dora = tmp_path / "dora"
+    fast_home(dora)
+    log = tmp_path / "log"
+    # writes the month, then takes 0.5 s to exit (2 s for September's: past the grace)
+    script = ("import sys, json, time; m = json.load(sys.stdin)['data']['month']; "
+              "open(sys.argv[1], 'a').write(m + '\\n'); "
+              "time.sleep(2 if m == '2026-09' else 0.5)")
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text() + f"""
+[hooks]
+desktop = false
+timeout = 30
+[hooks.on_claim]
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(log))}]
+""")
+    w = Wallet.open(home)
+    limiter = trio.CapacityLimiter(1)
+
+    async def db(fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
+    async def stop_when_logged(lines: int, month: str | None = None) -> float:
+        """Run the hooks (Dora's claim for ``month`` comes in) until the command has
+        written ``lines`` lines, then stop them: how long the stop took."""
+        hooks = Hooks(db, w, lambda: now)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hooks.run)  # its first scan: events come after it
+            if month:
+                await db(w.import_objects, _give(dora, a, month, [f"https://a.example/{month}"]),
+                         now)
+            hooks.poke()
+            with trio.fail_after(20):
+                while len(log.read_text().split() if log.exists() else []) < lines:
+                    await trio.sleep(0.01)
+            stopped = time.monotonic()
+            nursery.cancel_scope.cancel()
+        return time.monotonic() - stopped
+
+    now = month_end("2026-10") + 60
+    try:
+        took = await stop_when_logged(1, "2026-08")  # August's command ran: stopped before its exit
+        st = (await db(events.stats, w.db))["on_claim.command"]
+        assert (st["delivered"], st["waiting"]) == (1, 0), st  # noted before the stop ended
+        assert 0.2 < took < 1.0, took
+        took = await stop_when_logged(2, "2026-09")  # September's outlasts the grace: cut off
+        st = (await db(events.stats, w.db))["on_claim.command"]
+        assert (st["delivered"], st["waiting"]) == (1, 1), st
+        assert 0.9 < took < 1.8, took
+        await stop_when_logged(3)  # the next start runs it again, and only it
+        assert log.read_text().split() == ["2026-08", "2026-09", "2026-09"]
+    finally:
+        w.close()
