@@ -37,6 +37,32 @@ def _give(donor: Path, creator: str, month: str, things: list[str]) -> list[byte
     return [result.settlement.raw, *(s.raw for s in result.sealed)]
 
 
+def _thread_db() -> Any:
+    """What the daemon gives Hooks as ``db``: a call in a worker thread, one at a time."""
+    import functools
+
+    import trio
+
+    limiter = trio.CapacityLimiter(1)
+
+    async def db(fn: Any, *args: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    return db
+
+
+def _alice_and_dora(tmp_path: Path) -> tuple[Path, str, Path]:
+    """Alice's home and did:key (the creator), Dora's home (a donor)."""
+    home, dora = tmp_path / "alice", tmp_path / "dora"
+    a = fast_home(home)
+    fast_home(dora)
+    return home, a, dora
+
+
+def _python_command(script: str, arg: Path) -> str:
+    """A hook's ``command`` (TOML) running ``script`` by this Python with ``arg``."""
+    return json.dumps([sys.executable, "-c", script, str(arg)])
+
+
 def _scan(home: Path, now: int, hooks: Any = None) -> list[dict[str, Any]]:
     with Wallet.open(home) as w:
         return events.scan(w.db, w.identity, now, hooks)
@@ -201,7 +227,7 @@ def test_hooks_test_sends_a_signed_sample_to_a_command_and_a_webhook(tmp_path: P
 [hooks]
 desktop = false
 [hooks.on_month_settled]
-command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(out))}]
+command = {_python_command(script, out)}
 url = "{receiver.url}"
 """)
         got = js("hooks", "test", "month_settled", home=home)
@@ -232,17 +258,13 @@ async def test_delivery_retries_then_gives_up_in_order_and_kills_a_slow_command(
     ``retries`` times with backoff, then its event is given up and the next one goes;
     a command past the timeout is killed and counts as a failure.  With notify-send on
     PATH and a display, desktop notifications are on by default: one per scan."""
-    import functools
     import time
 
     import trio
 
     from rill.node.hooks import Hooks
 
-    home = tmp_path / "alice"
-    a = fast_home(home)
-    dora = tmp_path / "dora"
-    fast_home(dora)
+    home, a, dora = _alice_and_dora(tmp_path)
     log = tmp_path / "log"
     # fails for August's claim, sleeps past the timeout for September's, takes October's
     script = ("import sys, json, time; e = json.load(sys.stdin); m = e['data']['month']; "
@@ -264,13 +286,10 @@ retries = 1
 backoff = 0.05
 timeout = 1
 [hooks.on_claim]
-command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(log))}]
+command = {_python_command(script, log)}
 """)
     w = Wallet.open(home)
-    limiter = trio.CapacityLimiter(1)
-
-    async def db(fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    db = _thread_db()
 
     now = month_end("2026-10") + 60
     hooks = Hooks(db, w, lambda: now)
@@ -305,7 +324,6 @@ async def test_hooks_follow_config_changes_and_keep_the_last_good_ones(tmp_path:
                                                                        ) -> None:
     """A running node reads [hooks] again when config.toml changes; a broken [hooks] is
     reported and the previous hooks are kept."""
-    import functools
 
     import trio
 
@@ -317,10 +335,7 @@ async def test_hooks_follow_config_changes_and_keep_the_last_good_ones(tmp_path:
     base = cfg.read_text() + "\n[hooks]\ndesktop = false\n"
     cfg.write_text(base + '[hooks.on_claim]\nurl = "http://127.0.0.1:9/a"\n')
     w = Wallet.open(home)
-    limiter = trio.CapacityLimiter(1)
-
-    async def db(fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    db = _thread_db()
 
     async def settled(pred: Any) -> dict[str, Any]:
         with trio.fail_after(10):
@@ -353,7 +368,6 @@ async def test_a_stop_lets_a_delivery_under_way_finish_and_be_noted(
     """A node stopped while a command is running (it has done its work, not yet exited)
     waits for it and notes the delivery: the next start does not run it again.  A command
     that outlasts the stop's grace is cut off and stays queued (delivered at least once)."""
-    import functools
     import time
 
     import trio
@@ -362,10 +376,7 @@ async def test_a_stop_lets_a_delivery_under_way_finish_and_be_noted(
     from rill.node.hooks import Hooks
 
     monkeypatch.setattr(hooks_mod, "STOP_GRACE_S", 1.0)
-    home = tmp_path / "alice"
-    a = fast_home(home)
-    dora = tmp_path / "dora"
-    fast_home(dora)
+    home, a, dora = _alice_and_dora(tmp_path)
     log = tmp_path / "log"
     # writes the month, then takes 0.5 s to exit (2 s for September's: past the grace)
     script = ("import sys, json, time; m = json.load(sys.stdin)['data']['month']; "
@@ -377,13 +388,10 @@ async def test_a_stop_lets_a_delivery_under_way_finish_and_be_noted(
 desktop = false
 timeout = 30
 [hooks.on_claim]
-command = [{json.dumps(sys.executable)}, "-c", {json.dumps(script)}, {json.dumps(str(log))}]
+command = {_python_command(script, log)}
 """)
     w = Wallet.open(home)
-    limiter = trio.CapacityLimiter(1)
-
-    async def db(fn: Any, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    db = _thread_db()
 
     async def stop_when_logged(lines: int, month: str | None = None) -> float:
         """Run the hooks (Dora's claim for ``month`` comes in) until the command has
