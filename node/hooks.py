@@ -289,21 +289,21 @@ class Hooks:
             # command that ran is not run again at the next start; none starts once a
             # stop has begun
             await trio.lowlevel.checkpoint_if_cancelled()
-            noted: bool | None = None
+            gave_up: bool | None = None  # None: not noted
             with trio.CancelScope(shield=True) as attempt:
                 self._attempts.add(attempt)
                 try:
                     error = await deliver(target, body, self.config.timeout,
                                           self.wallet.key, self._http())
-                    noted = await self._note(name, n, attempts, error)
+                    gave_up = await self._note(name, n, attempts, error)
                 finally:
                     self._attempts.discard(attempt)
-            if attempt.cancelled_caught or noted is None:  # cut short, or not noted
+            if attempt.cancelled_caught or gave_up is None:  # cut short, or not noted
                 await trio.sleep(SCAN_INTERVAL)
                 continue
             if error is None:
                 continue
-            if noted:
+            if gave_up:
                 log.error("hooks: %s: gave up an event after %d attempts: %s", name,
                           attempts + 1, error)
             else:
